@@ -1,0 +1,199 @@
+"""Read and write SwinIR checkpoints: released .pth layout, our .safetensors, or in-memory state dicts.
+
+Reading is safe by default (``weights_only``). Wrappers used by the release and by common trainers are
+unwrapped (``params_ema`` preferred, then ``params``, ``state_dict``, ``model``), ``module.`` prefixes from
+DataParallel are stripped, and derived buffers (``attn_mask``, ``relative_position_index``) are dropped so
+that loading can be strict about every real weight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from swinir.errors import CheckpointError
+from swinir.model import DERIVED_SUFFIXES, SwinIR
+from swinir.spec import ModelSpec, SpecError, detect
+
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "generator", "net_g")
+SPEC_KEY = "swinir_spec"  # our own metadata, stored beside the weights
+SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
+
+
+def _fail(path: object, found: str) -> CheckpointError:
+    return CheckpointError(f"{path}: expected a SwinIR checkpoint (.pth/.pt/.safetensors state dict), {found}")
+
+
+def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the raw object in a checkpoint file: (top-level dict, metadata)."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a folder, expected a checkpoint file")
+    size = p.stat().st_size
+    if size == 0:
+        raise _fail(p, "found an empty file")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+            tensors = load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise _fail(p, f"found an unreadable safetensors file ({str(exc).splitlines()[0]})") from None
+        spec = json.loads(meta[SPEC_KEY]) if SPEC_KEY in meta else None
+        out: dict[str, Any] = dict(tensors)
+        return out, {"spec": spec, **{k: v for k, v in meta.items() if k != SPEC_KEY}}
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=weights_only)
+    except zipfile.BadZipFile:
+        raise _fail(p, f"found a damaged or truncated zip archive ({size} bytes)") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, ImportError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in str(exc):
+            raise _fail(p, "found a pickle that needs arbitrary code to load; re-save it as a plain state "
+                           "dict, or pass weights_only=False if you trust the file") from None
+        if isinstance(exc, EOFError) or "truncated" in msg.lower() or "failed finding central directory" in msg:
+            raise _fail(p, f"found a truncated file ({size} bytes)") from None
+        raise _fail(p, f"found an unreadable file ({msg[:160]})") from None
+    if not isinstance(obj, Mapping):
+        raise _fail(p, f"found a {type(obj).__name__}, not a dict")
+    meta = {"spec": obj.get(SPEC_KEY)} if isinstance(obj.get(SPEC_KEY), Mapping) else {"spec": None}
+    return dict(obj), meta
+
+
+def unwrap(obj: Mapping[str, Any], source: object = "state dict") -> tuple[dict[str, Tensor], str]:
+    """Find the state dict inside a checkpoint; returns (state dict, wrapper key or '')."""
+    for key in WRAPPER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and any(isinstance(v, Tensor) for v in inner.values()):
+            return _strip_prefix(inner), key
+    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not tensors:
+        keys = ", ".join(list(map(str, obj))[:6])
+        raise _fail(source, f"found a dict without tensors (keys: {keys})")
+    return _strip_prefix(tensors), ""
+
+
+def _strip_prefix(sd: Mapping[str, Any]) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        if not isinstance(v, Tensor):
+            continue
+        for prefix in ("module.", "_orig_mod."):
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def drop_derived(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Remove buffers the model rebuilds itself (shift masks, relative-position indices)."""
+    return {k: v for k, v in sd.items() if not k.endswith(DERIVED_SUFFIXES)}
+
+
+def read_state_dict(
+    source: str | os.PathLike[str] | Mapping[str, Any], weights_only: bool = True
+) -> tuple[dict[str, Tensor], ModelSpec]:
+    """A clean state dict and its detected spec, from a file or an in-memory (possibly wrapped) dict."""
+    if isinstance(source, Mapping):
+        obj, meta, name = dict(source), {"spec": source.get(SPEC_KEY)}, "state dict"
+    else:
+        obj, meta = read_file(source, weights_only=weights_only)
+        name = str(source)
+    sd, _ = unwrap(obj, name)
+    try:
+        spec = detect(sd)
+    except SpecError as exc:
+        raise _fail(name, f"found {len(sd)} tensors that are not SwinIR weights ({exc})") from None
+    stored = meta.get("spec")
+    if isinstance(stored, Mapping):
+        spec = ModelSpec.from_kwargs({**spec.kwargs(), **stored})
+    return drop_derived(sd), spec
+
+
+def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, source: object = "state dict") -> SwinIR:
+    model = SwinIR(**spec.kwargs())
+    if state_dict is not None:
+        missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+            raise _fail(source, f"found weights that do not match the detected architecture: {'; '.join(parts)}")
+    return model
+
+
+def save(
+    model: SwinIR | Mapping[str, Tensor],
+    path: str | os.PathLike[str],
+    key: str = "params",
+    spec: ModelSpec | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write atomically. ``.pth``: the released layout ``{key: state_dict}`` (+ our spec);
+    ``.safetensors``: the tensors with the spec as metadata."""
+    p = Path(path)
+    if isinstance(model, SwinIR):
+        spec = spec or model.spec
+        sd = model.state_dict()
+    else:
+        sd = dict(model)
+    sd = {k: v.detach().cpu().contiguous() for k, v in drop_derived(sd).items()}
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            meta = {k: str(v) for k, v in (extra or {}).items()}
+            if spec is not None:
+                meta[SPEC_KEY] = json.dumps(spec.to_dict())
+            save_file(sd, tmp, metadata=meta)
+        else:
+            obj: dict[str, Any] = {key: sd}
+            if spec is not None:
+                obj[SPEC_KEY] = spec.to_dict()
+            if extra:
+                obj.update(extra)
+            torch.save(obj, tmp)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def load(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    device: str | torch.device | None = None,
+    weights_only: bool = True,
+) -> SwinIR:
+    """A ready, eval-mode SwinIR from a checkpoint path, a state dict, or a model-zoo name."""
+    from swinir.device import resolve_device
+
+    name = source
+    if isinstance(source, (str, os.PathLike)) and not Path(source).exists():
+        text = str(source)
+        if not text.endswith(SUFFIXES) and os.sep not in text:
+            from swinir import zoo
+
+            source = zoo.resolve(text)
+    sd, spec = read_state_dict(source, weights_only=weights_only)
+    model = build(spec, sd, source=name if not isinstance(name, Mapping) else "state dict")
+    model.eval()
+    return model.to(resolve_device(device))

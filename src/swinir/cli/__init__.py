@@ -1,0 +1,71 @@
+"""`swinir` command line: argument parsing and printing only; each subcommand lives in its own module.
+
+Each module in ``COMMANDS`` defines ``register(subparsers) -> None`` (adds its parser and sets
+``func=run``) and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from swinir.errors import SwinIRError
+
+# subcommand name -> module under swinir.cli
+COMMANDS: dict[str, str] = {
+    "restore": "swinir.cli.restore",
+    "models": "swinir.cli.models",
+    "info": "swinir.cli.info",
+    "eval": "swinir.cli.eval",
+    "compare": "swinir.cli.compare",
+    "train": "swinir.cli.train",
+    "export": "swinir.cli.export",
+    "degrade": "swinir.cli.degrade",
+}
+
+EPILOG = """examples:
+  swinir restore photo.jpg -o out/                 # built-in x4 model, offline
+  swinir restore photos/ -o out/ --model classical-x4 --tile 256
+  swinir eval --task classical_sr --model classical-x2 --hr Set5/HR --scale 2
+  swinir models
+  swinir info 001_classicalSR_DIV2K_s48w8_SwinIR-M_x2.pth
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swinir",
+        description="SwinIR image restoration: super-resolution, denoising, JPEG artifact removal.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in COMMANDS.items():
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:  # a subcommand not built yet must not break the others
+            if exc.name == modname:
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SwinIRError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

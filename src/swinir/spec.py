@@ -1,0 +1,224 @@
+"""What a SwinIR checkpoint is, read from its state dict alone (no configuration needed)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping
+
+TASKS = ("classical_sr", "lightweight_sr", "real_sr", "denoise", "jpeg")
+
+
+class SpecError(ValueError):
+    """The state dict does not look like a SwinIR network."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Hyperparameters plus a description of what the network does."""
+
+    upscale: int
+    in_chans: int
+    embed_dim: int
+    depths: tuple[int, ...]
+    num_heads: tuple[int, ...]
+    window_size: int
+    mlp_ratio: float
+    upsampler: str
+    resi_connection: str
+    img_range: float = 1.0
+    img_size: int = 64
+    num_out_ch: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def scale(self) -> int:
+        return self.upscale
+
+    @property
+    def out_chans(self) -> int:
+        return self.num_out_ch or self.in_chans
+
+    @property
+    def task(self) -> str:
+        """classical_sr, lightweight_sr, real_sr, denoise or jpeg (a guess from the architecture)."""
+        if self.upsampler == "pixelshuffle":
+            return "classical_sr"
+        if self.upsampler == "pixelshuffledirect":
+            return "lightweight_sr"
+        if self.upsampler == "nearest+conv":
+            return "real_sr"
+        return "jpeg" if self.window_size == 7 or self.img_range == 255.0 else "denoise"
+
+    @property
+    def color(self) -> str:
+        return "gray" if self.in_chans == 1 else "color" if self.in_chans == 3 else f"{self.in_chans}-channel"
+
+    @property
+    def size_multiple(self) -> int:
+        """Inputs are padded internally to this multiple; any size is accepted."""
+        return self.window_size
+
+    def kwargs(self) -> dict[str, Any]:
+        """Constructor arguments for ``SwinIR(**spec.kwargs())`` under the original names."""
+        kw: dict[str, Any] = {
+            "upscale": self.upscale,
+            "in_chans": self.in_chans,
+            "img_size": self.img_size,
+            "window_size": self.window_size,
+            "img_range": self.img_range,
+            "depths": list(self.depths),
+            "embed_dim": self.embed_dim,
+            "num_heads": list(self.num_heads),
+            "mlp_ratio": self.mlp_ratio,
+            "upsampler": self.upsampler,
+            "resi_connection": self.resi_connection,
+        }
+        if self.num_out_ch and self.num_out_ch != self.in_chans:
+            kw["num_out_ch"] = self.num_out_ch
+        return kw
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("extra")
+        d["depths"] = list(self.depths)
+        d["num_heads"] = list(self.num_heads)
+        return d
+
+    @classmethod
+    def from_kwargs(cls, kw: Mapping[str, Any]) -> "ModelSpec":
+        upsampler = kw.get("upsampler", "")
+        return cls(
+            upscale=int(kw.get("upscale", 1)) if upsampler else 1,
+            in_chans=int(kw.get("in_chans", 3)),
+            embed_dim=int(kw["embed_dim"]),
+            depths=tuple(int(d) for d in kw["depths"]),
+            num_heads=tuple(int(h) for h in kw["num_heads"]),
+            window_size=int(kw["window_size"]),
+            mlp_ratio=float(kw.get("mlp_ratio", 2.0)),
+            upsampler=upsampler,
+            resi_connection=kw.get("resi_connection", "1conv"),
+            img_range=float(kw.get("img_range", 1.0)),
+            img_size=int(kw.get("img_size", 64)) if not isinstance(kw.get("img_size"), (list, tuple)) else int(kw["img_size"][0]),
+            num_out_ch=kw.get("num_out_ch"),
+        )
+
+    def with_(self, **changes: Any) -> "ModelSpec":
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        scale = f"x{self.upscale} " if self.upscale > 1 else ""
+        return (
+            f"SwinIR {self.task} {scale}{self.color}: embed_dim={self.embed_dim}, depths={list(self.depths)}, "
+            f"heads={list(self.num_heads)}, window={self.window_size}, mlp_ratio={self.mlp_ratio:g}, "
+            f"upsampler={self.upsampler or 'none'}, resi={self.resi_connection}, img_range={self.img_range:g}"
+        )
+
+
+_BLOCK = re.compile(r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
+
+
+def _shape(sd: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    return tuple(sd[key].shape)
+
+
+def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
+    """Infer every hyperparameter from key names and tensor shapes (a pure function).
+
+    ``img_range`` is not stored in the weights: the JPEG models (window 7) use 255, every other released
+    model 1. A ``__swinir_spec__``-free state dict cannot say more; callers with metadata override it.
+    """
+    sd = state_dict
+    if "conv_first.weight" not in sd:
+        raise SpecError("no 'conv_first.weight' key: not a SwinIR state dict")
+    embed_dim, in_chans = _shape(sd, "conv_first.weight")[:2]
+
+    depth_of: dict[int, int] = {}
+    for k in sd:
+        m = _BLOCK.match(k)
+        if m:
+            i, j = int(m.group(1)), int(m.group(2))
+            depth_of[i] = max(depth_of.get(i, 0), j + 1)
+    if not depth_of:
+        raise SpecError("no 'layers.N.residual_group.blocks.M' keys: not a SwinIR state dict")
+    n_layers = max(depth_of) + 1
+    if sorted(depth_of) != list(range(n_layers)):
+        raise SpecError(f"residual groups are not numbered 0..{n_layers - 1}: {sorted(depth_of)}")
+    depths = tuple(depth_of[i] for i in range(n_layers))
+
+    heads = []
+    table_len = None
+    for i in range(n_layers):
+        key = f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"
+        if key not in sd:
+            raise SpecError(f"missing {key}")
+        t_len, h = _shape(sd, key)
+        heads.append(h)
+        table_len = t_len
+    assert table_len is not None
+    side = math.isqrt(table_len)
+    if side * side != table_len or side % 2 == 0:
+        raise SpecError(f"relative_position_bias_table has {table_len} rows, not (2*window-1)^2")
+    window_size = (side + 1) // 2
+
+    hidden = _shape(sd, "layers.0.residual_group.blocks.0.mlp.fc1.weight")[0]
+    mlp_ratio = hidden / embed_dim
+
+    if "conv_after_body.weight" in sd:
+        resi = "1conv"
+    elif "conv_after_body.0.weight" in sd:
+        resi = "3conv"
+    else:
+        raise SpecError("no conv_after_body weights: not a SwinIR state dict")
+
+    num_feat_keys = [k for k in sd if k.startswith("upsample.") and k.endswith(".weight")]
+    if "conv_up1.weight" in sd:
+        upsampler = "nearest+conv"
+        upscale = 4 if "conv_up2.weight" in sd else 2
+        out_ch = _shape(sd, "conv_last.weight")[0]
+    elif "conv_before_upsample.0.weight" in sd:
+        upsampler = "pixelshuffle"
+        num_feat = _shape(sd, "conv_before_upsample.0.weight")[0]
+        upscale = 1
+        for k in sorted(num_feat_keys, key=lambda s: int(s.split(".")[1])):
+            ch = _shape(sd, k)[0]
+            if ch == 4 * num_feat:
+                upscale *= 2
+            elif ch == 9 * num_feat:
+                upscale *= 3
+            else:
+                raise SpecError(f"{k} has {ch} output channels; expected 4x or 9x {num_feat}")
+        out_ch = _shape(sd, "conv_last.weight")[0]
+    elif num_feat_keys:
+        upsampler = "pixelshuffledirect"
+        out_total = _shape(sd, "upsample.0.weight")[0]
+        out_ch = in_chans
+        upscale = math.isqrt(out_total // out_ch)
+        if upscale * upscale * out_ch != out_total:
+            raise SpecError(f"upsample.0.weight has {out_total} outputs, not scale^2 x {out_ch}")
+    else:
+        upsampler = ""
+        upscale = 1
+        out_ch = _shape(sd, "conv_last.weight")[0] if "conv_last.weight" in sd else in_chans
+
+    img_size = 64
+    mask_key = "layers.0.residual_group.blocks.1.attn_mask"
+    if mask_key in sd:
+        n_windows = _shape(sd, mask_key)[0]
+        img_size = math.isqrt(n_windows) * window_size
+
+    return ModelSpec(
+        upscale=upscale,
+        in_chans=in_chans,
+        embed_dim=embed_dim,
+        depths=depths,
+        num_heads=tuple(heads),
+        window_size=window_size,
+        mlp_ratio=float(mlp_ratio) if mlp_ratio != int(mlp_ratio) else float(int(mlp_ratio)),
+        upsampler=upsampler,
+        resi_connection=resi,
+        img_range=255.0 if (upsampler == "" and window_size == 7) else 1.0,
+        img_size=img_size,
+        num_out_ch=out_ch if out_ch != in_chans else None,
+    )

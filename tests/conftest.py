@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from swinir.paths import shared_dir
+
+SHARED = shared_dir()
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if SHARED is None:
+        pytest.skip("../shared (or $SWINIR_SHARED) not found: golden data and benchmark images are absent")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def golden(shared: Path) -> Path:
+    return shared / "golden"
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared: Path) -> Path:
+    return shared / "data"
+
+
+@pytest.fixture(scope="session")
+def golden_index(golden: Path) -> dict:
+    return json.loads((golden / "models" / "index.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def released_shapes(golden: Path) -> dict:
+    return json.loads((golden / "released_state_dicts.json").read_text())
