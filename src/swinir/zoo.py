@@ -1,0 +1,363 @@
+"""The model zoo: the 27 released SwinIR checkpoints plus the compact models shipped inside the package.
+
+Released weights are fetched on first use into the cache folder (``$SWINIR_CACHE``, see
+``swinir.paths.cache_dir``). The download goes to a temporary file in the same folder and is renamed into
+place only when complete (and, when a checksum is known, verified), so a half-written file is never
+loaded. ``$SWINIR_ZOO_URL`` replaces the release URL prefix, e.g. for a mirror or a local test server.
+
+Built-in models live in ``swinir/builtin/<name>.safetensors`` beside ``<name>.json`` (config and measured
+metrics, e.g. ``{"metrics": {"Set5 x4 PSNR-Y": 30.7}, ...}``) and ``<name>.md`` (model card).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from swinir import paths
+from swinir.errors import ZooError
+
+RELEASE_PAGE = "https://github.com/JingyunLiang/SwinIR/releases/tag/v0.0"
+RELEASE_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
+URL_ENV = "SWINIR_ZOO_URL"
+BUILTIN_DIR = "builtin"
+_CHUNK = 1 << 20
+_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One named model: where its weights come from and what it does."""
+
+    name: str
+    filename: str
+    task: str  # classical_sr, lightweight_sr, real_sr, denoise or jpeg (as ModelSpec.task)
+    scale: int = 1
+    noise: int | None = None  # training sigma (on 0-255) of a denoiser; None for blind / not a denoiser
+    jpeg_quality: int | None = None
+    color: bool = True
+    description: str = ""
+    sha256: str | None = None
+    aliases: tuple[str, ...] = ()
+    builtin: bool = False
+    url: str = ""  # canonical download URL; empty for built-ins
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name this entry answers to (short name, aliases, file name)."""
+        return (self.name, *self.aliases, self.filename)
+
+    @property
+    def level(self) -> str:
+        """Scale, noise level or JPEG quality, for listings."""
+        if self.jpeg_quality is not None:
+            return f"q{self.jpeg_quality}"
+        if self.noise is not None:
+            return f"sigma {self.noise}"
+        if self.task == "denoise":
+            return "blind"
+        return f"x{self.scale}" if self.scale > 1 else "-"
+
+    @property
+    def package_path(self) -> str | None:
+        """Resource path of a built-in's weights inside the ``swinir`` package."""
+        return f"{BUILTIN_DIR}/{self.filename}" if self.builtin else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "filename": self.filename, "task": self.task, "scale": self.scale,
+            "noise": self.noise, "jpeg_quality": self.jpeg_quality, "color": self.color,
+            "description": self.description, "sha256": self.sha256, "aliases": list(self.aliases),
+            "builtin": self.builtin, "url": self.url,
+        }
+
+
+def _released(
+    name: str, filename: str, task: str, description: str, *, scale: int = 1, noise: int | None = None,
+    jpeg: int | None = None, color: bool = True, aliases: tuple[str, ...] = (),
+) -> ZooEntry:
+    return ZooEntry(
+        name=name, filename=filename, task=task, scale=scale, noise=noise, jpeg_quality=jpeg, color=color,
+        description=description, aliases=aliases, url=RELEASE_URL + filename,
+    )
+
+
+def _released_entries() -> list[ZooEntry]:
+    out: list[ZooEntry] = []
+    for s in (2, 3, 4, 8):
+        out.append(_released(
+            f"classical-x{s}", f"001_classicalSR_DF2K_s64w8_SwinIR-M_x{s}.pth", "classical_sr",
+            f"classical (bicubic) SR x{s}, SwinIR-M trained on DIV2K+Flickr2K, patch 64",
+            scale=s, aliases=(f"classical-df2k-x{s}",),
+        ))
+    for s in (2, 3, 4, 8):
+        out.append(_released(
+            f"classical-div2k-x{s}", f"001_classicalSR_DIV2K_s48w8_SwinIR-M_x{s}.pth", "classical_sr",
+            f"classical (bicubic) SR x{s}, SwinIR-M trained on DIV2K only, patch 48", scale=s,
+        ))
+    for s in (2, 3, 4):
+        out.append(_released(
+            f"lightweight-x{s}", f"002_lightweightSR_DIV2K_s64w8_SwinIR-S_x{s}.pth", "lightweight_sr",
+            f"lightweight (bicubic) SR x{s}, SwinIR-S (0.9M parameters) trained on DIV2K", scale=s,
+        ))
+    out.append(_released(
+        "realsr-x4", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth", "real_sr",
+        "real-world SR x4 (BSRGAN degradations, GAN), SwinIR-M on DIV2K+Flickr2K+OST",
+        scale=4, aliases=("realsr-m-x4",),
+    ))
+    out.append(_released(
+        "realsr-x4-large", "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth", "real_sr",
+        "real-world SR x4 (BSRGAN degradations, GAN), SwinIR-L on DF2K+OST+WED+FFHQ+Manga109+SCUT-CTW1500",
+        scale=4, aliases=("realsr-l-x4",),
+    ))
+    for color, code, prefix in ((False, "004_grayDN", "gray"), (True, "005_colorDN", "color")):
+        for sigma in (15, 25, 50):
+            out.append(_released(
+                f"denoise-{prefix}-{sigma}", f"{code}_DFWB_s128w8_SwinIR-M_noise{sigma}.pth", "denoise",
+                f"{prefix} Gaussian denoising, sigma {sigma}, SwinIR-M on DIV2K+Flickr2K+BSD500+WED",
+                noise=sigma, color=color,
+            ))
+    for color, code, prefix in ((False, "006_CAR", "gray"), (True, "006_colorCAR", "color")):
+        for q in (10, 20, 30, 40):
+            out.append(_released(
+                f"jpeg-{prefix}-{q}", f"{code}_DFWB_s126w7_SwinIR-M_jpeg{q}.pth", "jpeg",
+                f"{prefix} JPEG artifact removal, quality {q}, SwinIR-M (window 7) on DIV2K+Flickr2K+BSD500+WED",
+                jpeg=q, color=color,
+            ))
+    return out
+
+
+BUILTINS: tuple[ZooEntry, ...] = (
+    ZooEntry("builtin-x4", "builtin-x4.safetensors", "classical_sr", scale=4, builtin=True,
+             description="compact SR x4 for photos, trained by this project; the offline default"),
+    ZooEntry("builtin-x2", "builtin-x2.safetensors", "classical_sr", scale=2, builtin=True,
+             description="compact SR x2, trained by this project"),
+    ZooEntry("builtin-denoise", "builtin-denoise.safetensors", "denoise", builtin=True,
+             description="compact blind color denoising (sigma 0-50), trained by this project"),
+)
+RELEASED: tuple[ZooEntry, ...] = tuple(_released_entries())
+
+
+def list_entries(task: str | None = None) -> list[ZooEntry]:
+    """Built-ins first, then the released checkpoints in release order; optionally one task only."""
+    return [e for e in (*BUILTINS, *RELEASED) if task is None or e.task == task]
+
+
+def _key(name: str) -> str:
+    text = name.strip().lower()
+    if text.endswith((".pth", ".safetensors")):
+        text = text.rsplit(".", 1)[0]
+    return text.replace("_", "-")
+
+
+def _index() -> dict[str, ZooEntry]:
+    idx: dict[str, ZooEntry] = {}
+    for e in list_entries():
+        for n in e.names:
+            idx.setdefault(_key(n), e)
+    return idx
+
+
+def is_known(name: str) -> bool:
+    """Whether ``name`` is a zoo name, alias or released file name."""
+    return _key(os.path.basename(str(name))) in _index()
+
+
+def get(name: str) -> ZooEntry:
+    """The entry for a short name, alias, or file name (with or without .pth; case-insensitive)."""
+    idx = _index()
+    entry = idx.get(_key(name))
+    if entry is None:
+        short = [e.name for e in list_entries()]
+        close = difflib.get_close_matches(_key(name), short, n=4, cutoff=0.5)
+        if not close:
+            close = difflib.get_close_matches(_key(name), list(idx), n=4, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ZooError(f"unknown model {name!r}{hint} (`swinir models` lists the zoo; a checkpoint path works too)")
+    return entry
+
+
+# -- built-ins --------------------------------------------------------------------------------------------
+
+
+def _builtin_resource(filename: str) -> Any:
+    return resources.files("swinir").joinpath(BUILTIN_DIR).joinpath(filename)
+
+
+def builtin_available(entry: ZooEntry) -> bool:
+    return entry.builtin and _builtin_resource(entry.filename).is_file()
+
+
+def builtin_info(entry: ZooEntry) -> dict[str, Any] | None:
+    """The built-in's ``<name>.json`` (config and measured metrics), or None when absent or unreadable."""
+    res = _builtin_resource(f"{entry.name}.json")
+    if not res.is_file():
+        return None
+    try:
+        data = json.loads(res.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def builtin_card(entry: ZooEntry) -> str | None:
+    res = _builtin_resource(f"{entry.name}.md")
+    return res.read_text(encoding="utf-8") if res.is_file() else None
+
+
+def _builtin_path(entry: ZooEntry, cache: Path) -> Path:
+    res = _builtin_resource(entry.filename)
+    if not res.is_file():
+        instead = "denoise-color-25" if entry.task == "denoise" else f"classical-x{entry.scale}"
+        raise ZooError(
+            f"built-in model {entry.name} is not shipped in this build (no swinir/{entry.package_path}); "
+            f"use a released model instead, e.g. --model {instead}"
+        )
+    if isinstance(res, Path):
+        return res
+    # Installed inside a zip: copy it out once so torch/safetensors can open a real file.
+    dest = cache / BUILTIN_DIR / entry.filename
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with resources.as_file(res) as src:
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            os.close(fd)
+            try:
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dest)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    return dest
+
+
+# -- released: cache and download -------------------------------------------------------------------------
+
+
+def url_for(entry: ZooEntry, base_url: str | None = None) -> str:
+    """Download URL: ``base_url`` or ``$SWINIR_ZOO_URL`` replaces the release prefix when given."""
+    base = base_url or os.environ.get(URL_ENV)
+    if not base:
+        return entry.url
+    return base.rstrip("/") + "/" + entry.filename
+
+
+def cached_path(entry: ZooEntry, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where a released checkpoint lives (or will live) once downloaded."""
+    return Path(cache_dir).expanduser() / entry.filename if cache_dir else paths.cache_dir() / entry.filename
+
+
+def is_cached(entry: ZooEntry, cache_dir: str | os.PathLike[str] | None = None) -> bool:
+    return builtin_available(entry) if entry.builtin else cached_path(entry, cache_dir).is_file()
+
+
+def resolve(
+    name: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    base_url: str | None = None,
+) -> Path:
+    """A local file for a zoo name: the packaged file of a built-in, or the cached (downloaded once)
+    released checkpoint."""
+    entry = get(name)
+    cache = Path(cache_dir).expanduser() if cache_dir else paths.cache_dir()
+    if entry.builtin:
+        return _builtin_path(entry, cache)
+    dest = cached_path(entry, cache)
+    if dest.is_file():
+        return dest
+    download(entry, dest, url=url_for(entry, base_url), progress=progress)
+    return dest
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        r = exc.reason
+        return str(r.strerror if isinstance(r, OSError) and r.strerror else r)
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+class _Incomplete(Exception):
+    pass
+
+
+def _chunks(resp: Any) -> Iterator[bytes]:
+    while True:
+        chunk = resp.read(_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: bool = True) -> Path:
+    """Fetch ``url`` to ``dest`` atomically: temp file in dest's folder, size and sha256 checked, then
+    ``os.replace``. Any failure leaves no file behind and raises ZooError naming the URL and ``dest``."""
+    from tqdm import tqdm
+
+    url = url or entry.url
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    by_hand = f"download it by hand and put it at {dest}"
+    try:
+        digest = hashlib.sha256()
+        written = 0
+        with os.fdopen(fd, "wb") as f:
+            req = urllib.request.Request(url, headers={"User-Agent": "swinir (python urllib)"})
+            try:
+                with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as resp:
+                    length = resp.headers.get("Content-Length")
+                    total = int(length) if length and length.isdigit() else None
+                    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.name,
+                              disable=not progress, leave=False) as bar:
+                        for chunk in _chunks(resp):
+                            f.write(chunk)
+                            digest.update(chunk)
+                            written += len(chunk)
+                            bar.update(len(chunk))
+                    if total is not None and written != total:
+                        raise _Incomplete(f"connection closed after {written} of {total} bytes")
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError, _Incomplete) as exc:
+                raise ZooError(f"could not download {entry.name} from {url} ({_reason(exc)}); {by_hand}") from None
+        if written == 0:
+            raise ZooError(f"could not download {entry.name} from {url} (empty response); {by_hand}")
+        if entry.sha256 and digest.hexdigest() != entry.sha256.lower():
+            raise ZooError(
+                f"downloaded {entry.name} from {url} but its sha256 {digest.hexdigest()} is not the expected "
+                f"{entry.sha256}; the file was discarded. Retry, or {by_hand} after checking it"
+            )
+        with open(tmp, "rb") as f:
+            head = f.read(4)
+        if entry.filename.endswith(".pth") and not (head.startswith(b"PK") or head[:1] == b"\x80"):
+            raise ZooError(
+                f"could not download {entry.name} from {url} (the server sent something that is not a "
+                f"checkpoint, starting {head!r}); {by_hand}"
+            )
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
