@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from swinir.metrics import bgr2ycbcr
+
 __all__ = ["jpeg_compress", "jpeg_gray_from_color", "bgr2y_uint8"]
 
 
@@ -43,20 +45,16 @@ def jpeg_compress(img: np.ndarray, quality: int, color_order: str = "rgb") -> np
 
 
 def bgr2y_uint8(img: np.ndarray, color_order: str = "bgr") -> np.ndarray:
-    """BT.601 luma of a uint8 colour image, rounded to uint8, as the original ``bgr2ycbcr(y_only=True)``.
-
-    float32 [0, 1] input, ``16 + 65.481 R + 128.553 G + 24.966 B``, rounded half to even (numpy round).
-    """
+    """BT.601 luma of a uint8 colour image rounded to uint8, as the released gray JPEG test makes its
+    ground truth (``bgr2ycbcr(img, y_only=True)``); a gray HxW image is returned as is."""
     x = np.asarray(img)
     if x.ndim == 2:
-        return x.astype(np.uint8)
+        return x
     if x.dtype != np.uint8:
         raise TypeError(f"bgr2y_uint8 expects uint8, got {x.dtype}")
-    if color_order == "rgb":
-        x = x[:, :, ::-1]
-    f = x.astype(np.float32) / np.float32(255.0)
-    y = np.dot(f, [24.966, 128.553, 65.481]) + 16.0
-    return np.round(y).astype(np.uint8)
+    if color_order not in ("rgb", "bgr"):
+        raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+    return bgr2ycbcr(x[:, :, ::-1] if color_order == "rgb" else x, y_only=True)
 
 
 def jpeg_gray_from_color(img: np.ndarray, quality: int, color_order: str = "bgr") -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +63,6 @@ def jpeg_gray_from_color(img: np.ndarray, quality: int, color_order: str = "bgr"
     A colour image becomes its Y channel (``bgr2y_uint8``) as the released test does; a gray image is
     used as is. The compressed image is OpenCV JPEG at ``quality`` decoded as grayscale.
     """
-    gt = bgr2y_uint8(img, color_order) if np.asarray(img).ndim == 3 and np.asarray(img).shape[2] == 3 else (
-        np.asarray(img).reshape(np.asarray(img).shape[:2])
-    )
+    x = np.asarray(img)
+    gt = bgr2y_uint8(x, color_order) if x.ndim == 3 and x.shape[2] == 3 else x.reshape(x.shape[:2])
     return gt, _encode_decode(np.ascontiguousarray(gt), quality, cv2.IMREAD_GRAYSCALE)
