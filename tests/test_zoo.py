@@ -324,3 +324,19 @@ def test_builtin_resolves_to_the_packaged_file(name: str) -> None:
     assert path.stat().st_size < 4 * 1024 * 1024
     info = zoo.builtin_info(entry)
     assert info is not None and info.get("metrics")
+
+
+def test_released_file_name_loads_through_the_zoo(
+    zoo_server: ZooServer, small_checkpoint: tuple[SwinIR, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`swinir.load('001_..._x2.pth')` with no such local file fetches the released file."""
+    entry = zoo.get("classical-x2")
+    zoo_server.add(entry.filename, small_checkpoint[1])
+    monkeypatch.chdir(tmp_path)
+    model = swinir.load(entry.filename)
+    assert model.scale == 2 and len(zoo_server.requests) == 1
+    # a local file of that name wins over the zoo
+    (tmp_path / entry.filename).write_bytes(b"not a checkpoint")
+    with pytest.raises(swinir.CheckpointError, match=entry.filename):
+        swinir.load(entry.filename)
+    assert len(zoo_server.requests) == 1

@@ -189,9 +189,10 @@ def load(
     name = source
     if isinstance(source, (str, os.PathLike)) and not Path(source).exists():
         text = str(source)
-        if not text.endswith(SUFFIXES) and os.sep not in text:
-            from swinir import zoo
+        from swinir import zoo
 
+        # a zoo name, or a released file name (e.g. 001_..._x2.pth) that is not a local file
+        if os.sep not in text and (not text.endswith(SUFFIXES) or zoo.is_known(text)):
             source = zoo.resolve(text)
     sd, spec = read_state_dict(source, weights_only=weights_only)
     model = build(spec, sd, source=name if not isinstance(name, Mapping) else "state dict")
