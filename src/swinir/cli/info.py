@@ -1,0 +1,136 @@
+"""`swinir info`: what a checkpoint is, detected from its weights alone (no configuration needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from swinir import checkpoint, zoo
+from swinir.errors import CheckpointError
+from swinir.model import SwinIR
+from swinir.spec import ModelSpec, SpecError, detect
+
+EPILOG = """examples:
+  swinir info 001_classicalSR_DIV2K_s48w8_SwinIR-M_x2.pth
+  swinir info classical-x4            # a zoo name (downloaded on first use)
+  swinir info runs/x4/best.safetensors --json
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "info",
+        help="show what a checkpoint is (task, scale, architecture)",
+        description="Read a checkpoint (.pth/.pt/.safetensors, or a zoo name) and print the architecture "
+        "detected from its key names and tensor shapes, after checking that every weight matches it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT|NAME", help="checkpoint file or model-zoo name")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def _locate(source: str) -> Path:
+    p = Path(source).expanduser()
+    if p.exists():
+        return p
+    if os.sep not in source and (zoo.is_known(source) or not source.endswith(checkpoint.SUFFIXES)):
+        return zoo.resolve(source)
+    raise CheckpointError(f"{p}: no such checkpoint file (and not a zoo name; `swinir models` lists them)")
+
+
+def _check_weights(spec: ModelSpec, sd: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Every weight of the detected architecture is present with its shape, and nothing else is."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SwinIR(**spec.kwargs()).state_dict().items()}
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != expected[k]]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(sd[k].shape)}, expected {expected[k]})")
+        raise CheckpointError(f"{path}: weights do not match the detected SwinIR architecture: {'; '.join(parts)}")
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """Everything `swinir info` reports, as a dict."""
+    obj, meta = checkpoint.read_file(path)
+    sd, wrapper = checkpoint.unwrap(obj, path)
+    try:
+        spec = detect(sd)
+    except SpecError as exc:
+        raise CheckpointError(
+            f"{path}: expected a SwinIR checkpoint, found {len(sd)} tensors that are not SwinIR weights ({exc})"
+        ) from None
+    stored = meta.get("spec")
+    if isinstance(stored, Mapping):
+        spec = ModelSpec.from_kwargs({**spec.kwargs(), **stored})
+    weights = checkpoint.drop_derived(sd)
+    _check_weights(spec, weights, path)
+    entry = zoo.get(path.name) if zoo.is_known(path.name) else None
+    return {
+        "file": str(path),
+        "bytes": path.stat().st_size,
+        "sha256": zoo.sha256_of(path),
+        "zoo_name": entry.name if entry else None,
+        "wrapper_key": wrapper or None,
+        "task": spec.task,
+        "scale": spec.scale,
+        "in_chans": spec.in_chans,
+        "out_chans": spec.out_chans,
+        "color": spec.color,
+        "window_size": spec.window_size,
+        "embed_dim": spec.embed_dim,
+        "depths": list(spec.depths),
+        "num_heads": list(spec.num_heads),
+        "mlp_ratio": spec.mlp_ratio,
+        "upsampler": spec.upsampler,
+        "resi_connection": spec.resi_connection,
+        "img_range": spec.img_range,
+        "img_size": spec.img_size,
+        "parameters": int(sum(v.numel() for v in weights.values())),
+        "derived_buffers": len(sd) - len(weights),
+        "config": spec.kwargs(),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    info = describe(_locate(args.checkpoint))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    rows = [
+        ("file", f"{info['file']} ({info['bytes'] / 1e6:.1f} MB)"),
+        ("sha256", info["sha256"]),
+        ("zoo name", info["zoo_name"] or "-"),
+        ("wrapper key", info["wrapper_key"] or "(none: a bare state dict)"),
+        ("task", info["task"]),
+        ("scale", f"x{info['scale']}"),
+        ("channels", f"{info['in_chans']} in, {info['out_chans']} out ({info['color']})"),
+        ("window", info["window_size"]),
+        ("embed_dim", info["embed_dim"]),
+        ("depths", info["depths"]),
+        ("heads", info["num_heads"]),
+        ("mlp_ratio", f"{info['mlp_ratio']:g}"),
+        ("upsampler", info["upsampler"] or "none (same-size restoration)"),
+        ("resi", info["resi_connection"]),
+        ("img_range", f"{info['img_range']:g}"),
+        ("img_size", f"{info['img_size']} (training patch; any input size works)"),
+        ("parameters", f"{info['parameters']:,}"),
+        ("derived buffers", f"{info['derived_buffers']} (attn_mask / relative_position_index: rebuilt, not loaded)"),
+    ]
+    for key, value in rows:
+        print(f"{key + ':':<17}{value}")
+    return 0

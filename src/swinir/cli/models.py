@@ -1,0 +1,97 @@
+"""`swinir models`: list the model zoo (built-ins with their measured numbers, then the released checkpoints)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from swinir import paths, zoo
+from swinir.spec import TASKS
+
+EPILOG = """examples:
+  swinir models                      # everything: built-ins first, then the 27 released checkpoints
+  swinir models --task denoise       # only denoisers
+  swinir models --json               # machine-readable, with cache status and URLs
+  swinir restore photo.jpg -o out/ --model classical-x4   # use one (downloaded on first use)
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "models",
+        help="list the model zoo",
+        description="List the models `--model` accepts: the compact built-ins shipped with swinir (offline), "
+        "then the released SwinIR checkpoints, downloaded on first use into the cache folder "
+        "($SWINIR_CACHE). A checkpoint path works wherever a name does.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task", choices=TASKS, help="only models for this task")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--cache-dir", default=None, help="weights cache folder (default: $SWINIR_CACHE or ~/.cache/swinir)")
+    p.set_defaults(func=run)
+
+
+def _metrics(info: dict[str, Any] | None) -> dict[str, float]:
+    """Numeric metrics from a built-in's json, flattened to 'a b' -> value."""
+    found = (info or {}).get("metrics")
+    out: dict[str, float] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, bool):
+            return
+        if isinstance(value, (int, float)):
+            out[prefix] = float(value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix} {k}".strip(), v)
+
+    walk("", found)
+    return out
+
+
+def _row(entry: zoo.ZooEntry, cache: str | None) -> dict[str, Any]:
+    d = entry.to_dict()
+    d["level"] = entry.level
+    if entry.builtin:
+        d["available"] = zoo.builtin_available(entry)
+        d["metrics"] = _metrics(zoo.builtin_info(entry))
+    else:
+        d["cached"] = zoo.is_cached(entry, cache)
+        d["path"] = str(zoo.cached_path(entry, cache))
+    return d
+
+
+def run(args: argparse.Namespace) -> int:
+    entries = zoo.list_entries(args.task)
+    cache = args.cache_dir
+    rows = [_row(e, cache) for e in entries]
+    cache_folder = str(zoo.cached_path(zoo.RELEASED[0], cache).parent) if cache else str(paths.cache_dir())
+    if args.json:
+        print(json.dumps({"cache_dir": cache_folder, "release": zoo.RELEASE_PAGE, "models": rows}, indent=2))
+        return 0
+
+    builtins = [r for r in rows if r["builtin"]]
+    released = [r for r in rows if not r["builtin"]]
+    if builtins:
+        print("Built-in models (shipped with swinir, work offline):")
+        for r in builtins:
+            kind = f"{r['task']} {r['level']}"
+            if not r["available"]:
+                print(f"  {r['name']:<17} {kind:<18} not shipped in this build")
+                continue
+            numbers = ", ".join(f"{k} {v:.2f}" for k, v in list(r["metrics"].items())[:4]) or "no measured numbers"
+            print(f"  {r['name']:<17} {kind:<18} {numbers}  ({r['description']})")
+        print()
+    if released:
+        print(f"Released SwinIR checkpoints ({zoo.RELEASE_PAGE}),")
+        print(f"downloaded on first use into {cache_folder}:")
+        print(f"  {'NAME':<19} {'TASK':<15} {'LEVEL':<9} {'COLOR':<6} {'CACHED':<7} FILE")
+        for r in released:
+            color = "color" if r["color"] else "gray"
+            cached = "yes" if r["cached"] else "no"
+            print(f"  {r['name']:<19} {r['task']:<15} {r['level']:<9} {color:<6} {cached:<7} {r['filename']}")
+    if not rows:
+        print(f"no models for task {args.task}")
+    return 0
