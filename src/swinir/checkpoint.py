@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import tempfile
 import zipfile
 from pathlib import Path
@@ -59,14 +58,18 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
         obj = torch.load(str(p), map_location="cpu", weights_only=weights_only)
     except zipfile.BadZipFile:
         raise _fail(p, f"found a damaged or truncated zip archive ({size} bytes)") from None
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, ImportError) as exc:
+    except Exception as exc:  # garbage makes torch/pickle raise many types (KeyError, IndexError, ...)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Weights only load failed" in str(exc):
             raise _fail(p, "found a pickle that needs arbitrary code to load; re-save it as a plain state "
                            "dict, or pass weights_only=False if you trust the file") from None
         if isinstance(exc, EOFError) or "truncated" in msg.lower() or "failed finding central directory" in msg:
             raise _fail(p, f"found a truncated file ({size} bytes)") from None
-        raise _fail(p, f"found an unreadable file ({msg[:160]})") from None
+        with open(p, "rb") as f:
+            head = f.read(8)
+        if not (head.startswith(b"PK") or head[:1] == b"\x80"):
+            raise _fail(p, f"found a file that is neither a torch zip archive nor a pickle (it starts {head!r})") from None
+        raise _fail(p, f"found an unreadable file ({type(exc).__name__}: {msg[:160]})") from None
     if not isinstance(obj, Mapping):
         raise _fail(p, f"found a {type(obj).__name__}, not a dict")
     meta = {"spec": obj.get(SPEC_KEY)} if isinstance(obj.get(SPEC_KEY), Mapping) else {"spec": None}
