@@ -183,10 +183,12 @@ def _blocking_effect_factor(x: "torch.Tensor", block: int = 8) -> "torch.Tensor"
     bv = torch.arange(block - 1, h - 1, block)
     nh = torch.from_numpy(np.setdiff1d(np.arange(w - 1), bh.numpy()))
     nv = torch.from_numpy(np.setdiff1d(np.arange(h - 1), bv.numpy()))
-    d_bh = ((x[:, bh] - x[:, bh + 1]) ** 2).sum(1).sum(0)
-    d_bv = ((x[bv, :] - x[bv + 1, :]) ** 2).sum(1).sum(0)
-    d_nh = ((x[:, nh] - x[:, nh + 1]) ** 2).sum(1).sum(0)
-    d_nv = ((x[nv, :] - x[nv + 1, :]) ** 2).sum(1).sum(0)
+    dh = (x[:, :-1] - x[:, 1:]) ** 2  # squared jump between each column and the next
+    dv = (x[:-1, :] - x[1:, :]) ** 2
+    d_bh = dh[:, bh].sum(1).sum(0)
+    d_bv = dv[bv, :].sum(1).sum(0)
+    d_nh = dh[:, nh].sum(1).sum(0)
+    d_nv = dv[nv, :].sum(1).sum(0)
     n_bh = h * (w // block - 1)
     n_bv = w * (h // block - 1)
     n_nh = h * (w - 1) - n_bh
@@ -214,11 +216,11 @@ def psnr_b(
     import torch
 
     a, b = _prepare(img1, img2, crop_border, test_y_channel, color_order)
-    ta = torch.from_numpy(np.ascontiguousarray(a)) / 255.0
-    tb = torch.from_numpy(np.ascontiguousarray(b)) / 255.0
+    ta = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) / 255.0  # C, H, W
+    tb = torch.from_numpy(np.ascontiguousarray(b.transpose(2, 0, 1))) / 255.0
     total = torch.zeros((), dtype=ta.dtype)
     for c in range(a.shape[2]):
-        mse = ((ta[..., c] - tb[..., c]) ** 2).reshape(-1).mean()
-        bef = _blocking_effect_factor(ta[..., c])
+        mse = ((ta[c] - tb[c]) ** 2).reshape(-1).mean()
+        bef = _blocking_effect_factor(ta[c])
         total = total + 10 * torch.log10(1 / (mse + bef))
     return float(total) / a.shape[2]
