@@ -129,9 +129,15 @@ def read_state_dict(
 def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, source: object = "state dict") -> SwinIR:
     model = SwinIR(**spec.kwargs())
     if state_dict is not None:
-        missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
-        if missing or unexpected:
+        own = model.state_dict()
+        wrong = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        missing, unexpected = ([], []) if wrong else model.load_state_dict(dict(state_dict), strict=False)
+        if missing or unexpected or wrong:
             parts = []
+            if wrong:
+                k = wrong[0]
+                parts.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(state_dict[k].shape)}, "
+                             f"expected {tuple(own[k].shape)})")
             if missing:
                 parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
             if unexpected:
