@@ -176,6 +176,10 @@ def _write_bad_files(folder: Path, golden: Path, golden_index: dict) -> dict[str
     torch.save({"params": nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 3, 3)).state_dict()}, p)
     files["non-SwinIR state dict"] = p
 
+    p = folder / "random.pth"
+    p.write_bytes(bytes((i * 151 + 7) % 251 for i in range(4096)))  # deterministic noise
+    files["random bytes .pth"] = p
+
     p = folder / "empty.pth"
     p.write_bytes(b"")
     files["empty file"] = p
@@ -190,12 +194,13 @@ def _write_bad_files(folder: Path, golden: Path, golden_index: dict) -> dict[str
     return files
 
 
-BAD = ["text renamed .pth", "truncated .pth", "pickle needing code", "garbage safetensors",
+BAD = ["text renamed .pth", "truncated .pth", "pickle needing code", "garbage safetensors", "random bytes .pth",
        "non-SwinIR state dict", "empty file", "not a dict", "dict without tensors"]
 EXPECTED_WORDS = {
     "text renamed .pth": "neither a torch zip archive nor a pickle",
     "truncated .pth": "truncated",
-    "pickle needing code": "arbitrary code",
+    "pickle needing code": "needs arbitrary code to load (test_checkpoint.NotAWeight)",
+    "random bytes .pth": "neither a torch zip archive nor a pickle",
     "garbage safetensors": "safetensors",
     "non-SwinIR state dict": "not SwinIR weights",
     "empty file": "empty",

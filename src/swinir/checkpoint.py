@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -60,14 +61,16 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
         raise _fail(p, f"found a damaged or truncated zip archive ({size} bytes)") from None
     except Exception as exc:  # garbage makes torch/pickle raise many types (KeyError, IndexError, ...)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Weights only load failed" in str(exc):
-            raise _fail(p, "found a pickle that needs arbitrary code to load; re-save it as a plain state "
-                           "dict, or pass weights_only=False if you trust the file") from None
+        if "Weights only load failed" in str(exc) and "Unsupported operand" not in str(exc):
+            needs = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            what = f" ({needs.group(1)})" if needs else ""
+            raise _fail(p, f"found a pickle that needs arbitrary code to load{what}; re-save it as a plain "
+                           "state dict, or pass weights_only=False if you trust the file") from None
         if isinstance(exc, EOFError) or "truncated" in msg.lower() or "failed finding central directory" in msg:
             raise _fail(p, f"found a truncated file ({size} bytes)") from None
         with open(p, "rb") as f:
             head = f.read(8)
-        if not (head.startswith(b"PK") or head[:1] == b"\x80"):
+        if not (head.startswith(b"PK") or head[:1] == b"\x80") or "Unsupported operand" in str(exc):
             raise _fail(p, f"found a file that is neither a torch zip archive nor a pickle (it starts {head!r})") from None
         raise _fail(p, f"found an unreadable file ({type(exc).__name__}: {msg[:160]})") from None
     if not isinstance(obj, Mapping):
