@@ -199,7 +199,7 @@ BAD = ["text renamed .pth", "truncated .pth", "pickle needing code", "garbage sa
 EXPECTED_WORDS = {
     "text renamed .pth": "neither a torch zip archive nor a pickle",
     "truncated .pth": "truncated",
-    "pickle needing code": "needs arbitrary code to load (test_checkpoint.NotAWeight)",
+    "pickle needing code": f"needs arbitrary code to load ({NotAWeight.__module__}.NotAWeight)",
     "random bytes .pth": "neither a torch zip archive nor a pickle",
     "garbage safetensors": "safetensors",
     "non-SwinIR state dict": "not SwinIR weights",
