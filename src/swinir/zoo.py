@@ -63,9 +63,9 @@ class ZooEntry:
     def level(self) -> str:
         """Scale, noise level or JPEG quality, for listings."""
         if self.jpeg_quality is not None:
-            return f"q{self.jpeg_quality}"
+            return f"q={self.jpeg_quality}"
         if self.noise is not None:
-            return f"sigma {self.noise}"
+            return f"sigma={self.noise}"
         if self.task == "denoise":
             return "blind"
         return f"x{self.scale}" if self.scale > 1 else "-"
