@@ -1,0 +1,520 @@
+"""Run a SwinIR model over an image of any size: tiling with feathered blending, self-ensemble, precision.
+
+Memory: the image stays on the CPU in its own dtype; one tile (or ``batch_size`` tiles) at a time goes to the
+device. Results are accumulated in a CPU float32 band that spans one row of tiles; rows that no later
+tile touches are converted to the output dtype and leave the band at once. So, beyond the input and the
+output themselves, memory grows with the image width only, never with the area.
+
+Tiles start on multiples of the window size, so their attention windows line up with those of an untiled
+run and tiling only costs context near tile borders. In each overlap, the outer quarter next to a tile's
+border is taken from the neighbour alone (the border pixels are the ones that lack context) and the middle
+half cross-fades with complementary raised-cosine weights that sum to one: no seams, unlike a box average.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from swinir.device import resolve_device
+from swinir.errors import SwinIRError
+from swinir.io import BT601, SwinIRNotice, max_value
+
+__all__ = ["restore", "plan_axis", "axis_weights", "resolve_precision", "ENSEMBLE_TRANSFORMS", "PRECISIONS"]
+
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, Tensor)
+
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+}
+# (rot90 count, horizontal flip) for the x8 self-ensemble
+ENSEMBLE_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for k in range(4) for f in (False, True))
+
+
+def _notice(message: str) -> None:
+    warnings.warn(message, SwinIRNotice, stacklevel=4)
+
+
+# ---------------------------------------------------------------------------------------------------
+# tile layout and blending weights
+# ---------------------------------------------------------------------------------------------------
+def _round_tile(tile: int, overlap: int, multiple: int) -> tuple[int, int]:
+    """Tile rounded to the nearest window multiple (at least one window); overlap rounded up to one."""
+    t = max(multiple, int(round(tile / multiple)) * multiple)
+    o = int(math.ceil(overlap / multiple)) * multiple
+    if o >= t:
+        o = t - multiple
+    return t, o
+
+
+def plan_axis(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """Spans ``(start, end)`` covering ``[0, length)``.
+
+    Starts are multiples of ``multiple``; consecutive tiles overlap by at least ``overlap`` (when ``tile``
+    and ``overlap`` are multiples of ``multiple``) and are spread evenly. The last tile ends at ``length``
+    and may be up to ``multiple - 1`` longer than ``tile``.
+    """
+    if length <= tile:
+        return [(0, length)]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    spans: list[tuple[int, int]] = []
+    for i in range(n):
+        start = (i * (length - tile) // (n - 1)) // multiple * multiple
+        end = length if i == n - 1 else start + tile
+        if spans and spans[-1][0] == start:
+            spans[-1] = (start, max(end, spans[-1][1]))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _ramp(n: int) -> np.ndarray:
+    """Rising weights over an overlap of n samples: 0 over the first quarter, a raised cosine over the
+    middle half, 1 over the last quarter. ``_ramp(n) + _ramp(n)[::-1] == 1``.
+
+    The outer quarters drop each tile's own border pixels, the ones that lack context, instead of only
+    down-weighting them; the raised cosine keeps the hand-over smooth.
+    """
+    m = n // 4
+    r = n - 2 * m
+    k = (np.arange(r, dtype=np.float64) + 0.5) / r
+    return np.concatenate([np.zeros(m), np.sin(0.5 * np.pi * k) ** 2, np.ones(m)])
+
+
+def axis_weights(spans: Sequence[tuple[int, int]], scale: int = 1) -> list[np.ndarray]:
+    """Per-tile 1-D blending weights in output pixels, normalised so they sum to one at every position.
+
+    Each tile ramps up over its overlap with the previous tile and down over its overlap with the next;
+    the two ramps of a shared overlap are complementary.
+    """
+    raw = []
+    for i, (a, b) in enumerate(spans):
+        n = (b - a) * scale
+        w = np.ones(n, np.float64)
+        if i > 0:
+            ov = min(n, max(0, (spans[i - 1][1] - a) * scale))
+            if ov:
+                w[:ov] *= _ramp(ov)
+        if i < len(spans) - 1:
+            ov = min(n, max(0, (b - spans[i + 1][0]) * scale))
+            if ov:
+                w[n - ov :] *= _ramp(ov)[::-1]
+        raw.append(np.maximum(w, 1e-6))  # never all-zero where tiles pile up (tiny images, huge overlaps)
+    total = np.zeros(spans[-1][1] * scale, np.float64)
+    for (a, _), w in zip(spans, raw):
+        total[a * scale : a * scale + len(w)] += w
+    return [(w / total[a * scale : a * scale + len(w)]).astype(np.float32) for (a, _), w in zip(spans, raw)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# precision
+# ---------------------------------------------------------------------------------------------------
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None = plain fp32), with fallbacks + notice."""
+    key = str(precision).lower()
+    if key not in PRECISIONS:
+        raise SwinIRError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+    dt = PRECISIONS[key]
+    if dt == torch.float32:
+        return None
+    if dt == torch.float16 and device.type == "cpu":
+        _notice("fp16 is not supported on CPU: using bf16 instead (same speed-up, wider range)")
+        dt = torch.bfloat16
+    if dt == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        _notice("this GPU has no bf16 support: using fp16 (non-finite tiles are recomputed in fp32)")
+        dt = torch.float16
+    return dt
+
+
+# ---------------------------------------------------------------------------------------------------
+# input adapters
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """What the caller gave and what they get back."""
+
+    kind: str  # "numpy" | "tensor"
+    dtype: object  # numpy dtype or torch dtype of the input
+    squeeze: bool  # numpy HxW in -> HxW out
+    gray_to_color: bool  # replicate to 3 channels, luma back
+    color_to_gray: bool  # luma in, gray out
+    out_channels: int
+
+
+class _Source:
+    """A CPU image, channels-last numpy or CHW tensor, handed out as float32 CHW tiles in [0, 1]."""
+
+    def __init__(self, data: np.ndarray | Tensor, to_gray: bool, to_color: bool) -> None:
+        self.data = data
+        self.to_gray = to_gray
+        self.to_color = to_color
+        if isinstance(data, np.ndarray):
+            self.height, self.width, self.channels = data.shape
+            self.scale = np.float32(1.0 / max_value(data.dtype)) if data.dtype.kind != "f" else None
+        else:
+            self.channels, self.height, self.width = data.shape
+            self.scale = 1.0 / 255.0 if data.dtype == torch.uint8 else None
+
+    def tile(self, y0: int, y1: int, x0: int, x1: int) -> Tensor:
+        if isinstance(self.data, np.ndarray):
+            a = self.data[y0:y1, x0:x1].astype(np.float32)  # copy of the tile only
+            if self.scale is not None:
+                a *= self.scale
+            t = torch.from_numpy(a).permute(2, 0, 1)
+        else:
+            t = self.data[:, y0:y1, x0:x1].to(torch.float32)
+            if self.scale is not None:
+                t = t * self.scale
+        if self.to_gray:
+            w = torch.tensor(BT601, dtype=t.dtype).view(3, 1, 1)
+            t = (t * w).sum(0, keepdim=True)
+        elif self.to_color:
+            t = t.expand(3, -1, -1)
+        return t.contiguous()
+
+
+class _Band:
+    """CPU float32 accumulator for one row of tiles; finished rows are handed to ``flush`` at once."""
+
+    def __init__(self, channels: int, width: int, flush: Callable[[int, int, Tensor], None]) -> None:
+        self.channels, self.width, self.flush = channels, width, flush
+        self.buf: Tensor | None = None
+        self.top = 0
+
+    def begin(self, y0: int, y1: int) -> None:
+        """Rows above ``y0`` are final; make room for rows up to ``y1``."""
+        if self.buf is None:
+            self.buf, self.top = torch.zeros(self.channels, y1 - y0, self.width), y0
+            return
+        done = y0 - self.top
+        if done > 0:
+            self.flush(self.top, y0, self.buf[:, :done])
+        keep = self.buf[:, max(done, 0) :]
+        bottom = max(y1, self.top + self.buf.shape[1])
+        new = torch.zeros(self.channels, bottom - y0, self.width)
+        new[:, : keep.shape[1]] = keep
+        self.buf, self.top = new, y0
+
+    def add(self, y0: int, x0: int, values: Tensor) -> None:
+        assert self.buf is not None
+        _, h, w = values.shape
+        self.buf[:, y0 - self.top : y0 - self.top + h, x0 : x0 + w] += values
+
+    def finish(self) -> None:
+        if self.buf is not None:
+            self.flush(self.top, self.top + self.buf.shape[1], self.buf)
+            self.buf = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# model execution
+# ---------------------------------------------------------------------------------------------------
+def _model_info(model: nn.Module) -> tuple[int, int, int, int]:
+    scale = int(getattr(model, "upscale", getattr(model, "scale", 1)) or 1)
+    in_ch = int(getattr(model, "in_chans", 3))
+    out_ch = int(getattr(model, "num_out_ch", None) or in_ch)
+    window = int(getattr(model, "window_size", 1) or 1)
+    return scale, in_ch, out_ch, window
+
+
+def _param(model: nn.Module) -> Tensor | None:
+    return next(iter(model.parameters()), None)
+
+
+def _forward(model: nn.Module, x: Tensor, amp: torch.dtype | None) -> Tensor:
+    if amp is None:
+        p = _param(model)
+        if p is not None and p.dtype != x.dtype:
+            x = x.to(p.dtype)
+        return model(x).float()
+    with torch.autocast(device_type=x.device.type, dtype=amp):
+        return model(x).float()
+
+
+def _run(model: nn.Module, x: Tensor, ensemble: bool, amp: torch.dtype | None) -> Tensor:
+    """Model output for a batch, averaged over the 8 flips/rotations when ``ensemble``."""
+    if not ensemble:
+        return _forward(model, x, amp)
+    acc: Tensor | None = None
+    for k, flip in ENSEMBLE_TRANSFORMS:
+        xi = torch.rot90(x, k, (-2, -1))
+        if flip:
+            xi = xi.flip(-1)
+        y = _forward(model, xi.contiguous(), amp)
+        if flip:
+            y = y.flip(-1)
+        y = torch.rot90(y, -k, (-2, -1))
+        acc = y if acc is None else acc.add_(y)
+    assert acc is not None
+    return acc.div_(len(ENSEMBLE_TRANSFORMS))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+
+
+@dataclass
+class _RunState:
+    amp: torch.dtype | None
+    requested: str = "fp32"
+    recomputed: int = 0
+    nonfinite: int = 0
+    tiles: int = 0
+
+
+def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Tensor:
+    try:
+        y = _run(model, x, ensemble, st.amp)
+    except Exception as exc:
+        if _is_oom(exc):
+            raise SwinIRError(
+                f"out of memory on {x.device} for a {x.shape[-2]}x{x.shape[-1]} tile (batch {x.shape[0]}): "
+                f"use a smaller tile (e.g. --tile {max(32, x.shape[-1] // 2)}), --batch-size 1 or bf16"
+            ) from None
+        if st.amp is None or not isinstance(exc, RuntimeError):
+            raise
+        _notice(f"{str(st.amp).replace('torch.', '')} failed on {x.device} ({str(exc).splitlines()[0][:120]}): "
+                "falling back to fp32")
+        st.amp = None
+        y = _run(model, x, ensemble, None)
+    if not bool(torch.isfinite(y).all()):
+        if st.amp is not None:
+            st.recomputed += x.shape[0]
+            y = _run(model, x, ensemble, None)
+        if not bool(torch.isfinite(y).all()):
+            st.nonfinite += x.shape[0]
+    return y
+
+
+def _batches(spans: Sequence[tuple[int, int]], size: int) -> Iterator[list[int]]:
+    """Indices of consecutive spans of equal length, at most ``size`` at a time (one stacked batch)."""
+    group: list[int] = []
+    for i, (a, b) in enumerate(spans):
+        g0 = spans[group[0]] if group else None
+        if group and (len(group) == size or b - a != g0[1] - g0[0]):  # type: ignore[index]
+            yield group
+            group = []
+        group.append(i)
+    if group:
+        yield group
+
+
+# ---------------------------------------------------------------------------------------------------
+# public entry point
+# ---------------------------------------------------------------------------------------------------
+def _plan_for(channels: int, in_ch: int, out_ch: int, kind: str, dtype: object, squeeze: bool) -> _Plan:
+    to_color = channels == 1 and in_ch == 3
+    to_gray = channels == 3 and in_ch == 1
+    if channels != in_ch and not (to_color or to_gray):
+        raise SwinIRError(f"the image has {channels} channels but the model takes {in_ch}")
+    if to_color:
+        _notice("gray image given to a color model: replicated to 3 channels, result converted back to gray")
+    if to_gray:
+        _notice("color image given to a gray model: converted to gray (BT.601 luma); the result is gray")
+    result_ch = 1 if to_color or to_gray else out_ch
+    return _Plan(kind, dtype, squeeze, to_color, to_gray, result_ch)
+
+
+def _split_alpha(channels: int, in_ch: int) -> bool:
+    return channels in (2, 4) and channels != in_ch
+
+
+def restore(
+    model: nn.Module,
+    image: ArrayOrTensor,
+    tile: int | None = None,
+    overlap: int = 32,
+    ensemble: bool = False,
+    precision: str = "fp32",
+    device: str | torch.device | None = None,
+    batch_size: int = 1,
+    progress: bool = False,
+) -> ArrayOrTensor:
+    """Restore ``image`` with ``model``; the result has the input's type, dtype and layout.
+
+    ``image``: numpy HxW or HxWxC (uint8, uint16 or float in [0, 1]) or a tensor CHW / NCHW (uint8 or float
+    in [0, 1]). Integer results are rounded and clipped; float results are the raw model output (not
+    clipped). A trailing alpha channel (RGBA, gray+alpha) is upscaled separately (bicubic) and kept.
+    Gray images on color models and color images on gray models are converted, with a notice.
+
+    ``tile``: tile side in input pixels (rounded to the window size); None or 0 runs the image whole.
+    ``overlap``: input pixels shared by neighbouring tiles, blended with feathered weights.
+    ``ensemble``: average the 8 flips/rotations (x8 slower, usually +0.1-0.2 dB).
+    ``precision``: fp32, bf16 or fp16 (autocast). fp16 on CPU becomes bf16; tiles that come out non-finite
+    in reduced precision are recomputed in fp32, with a notice.
+    ``device``: cpu, cuda, cuda:1, mps; None keeps the model's accelerator or picks the best available. The
+    model is moved there (in place).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (e.g. from swinir.load), got {type(model).__name__}")
+    if tile is not None and tile < 0:
+        raise SwinIRError(f"tile must be positive (or 0/None for no tiling), got {tile}")
+    if overlap < 0:
+        raise SwinIRError(f"overlap must be >= 0, got {overlap}")
+    if batch_size < 1:
+        raise SwinIRError(f"batch size must be >= 1, got {batch_size}")
+    p = _param(model)
+    if device is None:
+        dev = p.device if p is not None and p.device.type != "cpu" else resolve_device(None)
+    else:
+        dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    if p is not None and p.device != dev:
+        model.to(dev)
+    amp = resolve_precision(precision, dev)
+
+    was_training = model.training
+    model.eval()
+    try:
+        if isinstance(image, np.ndarray):
+            return _restore_numpy(model, image, tile, overlap, ensemble, amp, dev, batch_size, progress)
+        if isinstance(image, Tensor):
+            return _restore_tensor(model, image, tile, overlap, ensemble, amp, dev, batch_size, progress)
+        raise TypeError(f"image must be a numpy array or a torch tensor, got {type(image).__name__}")
+    finally:
+        if was_training:
+            model.train()
+
+
+def _restore_numpy(model: nn.Module, image: np.ndarray, tile: int | None, overlap: int, ensemble: bool,
+                   amp: torch.dtype | None, dev: torch.device, batch_size: int, progress: bool) -> np.ndarray:
+    from swinir.io import resize
+
+    if image.ndim not in (2, 3):
+        raise SwinIRError(f"expected an HxW or HxWxC image, got shape {image.shape}")
+    if image.dtype not in (np.uint8, np.uint16) and image.dtype.kind != "f":
+        raise SwinIRError(f"unsupported image dtype {image.dtype}; use uint8, uint16 or float in [0, 1]")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise SwinIRError("the image contains NaN or infinite values")
+    scale, in_ch, out_ch, _ = _model_info(model)
+    squeeze = image.ndim == 2
+    img = image[..., None] if squeeze else image
+    alpha = None
+    if _split_alpha(img.shape[2], in_ch):
+        img, alpha = img[..., :-1], img[..., -1]
+    plan = _plan_for(img.shape[2], in_ch, out_ch, "numpy", image.dtype, squeeze)
+    h, w = img.shape[:2]
+    ho, wo = h * scale, w * scale
+    result_ch = plan.out_channels
+    out = np.empty((ho, wo, result_ch + (alpha is not None)), dtype=image.dtype)
+    maxv = max_value(image.dtype)
+
+    def flush(r0: int, r1: int, rows: Tensor) -> None:
+        a = rows.permute(1, 2, 0).numpy()
+        dst = out[r0:r1, :, :result_ch]
+        if image.dtype.kind == "f":
+            dst[...] = a
+        else:
+            t = a * np.float32(maxv)
+            np.rint(t, out=t)
+            np.clip(t, 0, maxv, out=t)
+            dst[...] = t
+
+    src = _Source(img, plan.color_to_gray, plan.gray_to_color)
+    _tiled(model, src, plan, scale, tile, overlap, ensemble, amp, dev, batch_size, progress, flush)
+    if alpha is not None:
+        out[..., result_ch] = resize(np.ascontiguousarray(alpha), ho, wo)
+    if squeeze and out.shape[2] == 1:
+        return out[..., 0]
+    if plan.color_to_gray and alpha is None:
+        return out[..., 0]
+    return out
+
+
+def _restore_tensor(model: nn.Module, image: Tensor, tile: int | None, overlap: int, ensemble: bool,
+                    amp: torch.dtype | None, dev: torch.device, batch_size: int, progress: bool) -> Tensor:
+    if image.dim() not in (2, 3, 4):
+        raise SwinIRError(f"expected a CHW or NCHW tensor, got shape {tuple(image.shape)}")
+    if image.dtype != torch.uint8 and not image.dtype.is_floating_point:
+        raise SwinIRError(f"unsupported tensor dtype {image.dtype}; use float in [0, 1] or uint8")
+    if image.dtype.is_floating_point and not bool(torch.isfinite(image).all()):
+        raise SwinIRError("the image contains NaN or infinite values")
+    scale, in_ch, out_ch, _ = _model_info(model)
+    batch = image.reshape(1, 1, *image.shape) if image.dim() == 2 else image[None] if image.dim() == 3 else image
+    n, c, h, w = batch.shape
+    has_alpha = _split_alpha(c, in_ch)
+    color_c = c - 1 if has_alpha else c
+    plan = _plan_for(color_c, in_ch, out_ch, "tensor", image.dtype, False)
+    result_ch = plan.out_channels
+    ho, wo = h * scale, w * scale
+    out = torch.empty(n, result_ch + has_alpha, ho, wo, dtype=image.dtype)  # allocated outside inference mode
+    for i in range(n):
+        cpu = batch[i].detach().to("cpu")
+        color = cpu[:color_c]
+
+        def flush(r0: int, r1: int, rows: Tensor, i: int = i) -> None:
+            if image.dtype == torch.uint8:
+                out[i, :result_ch, r0:r1] = rows.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+            else:
+                out[i, :result_ch, r0:r1] = rows.to(image.dtype)
+
+        src = _Source(color, plan.color_to_gray, plan.gray_to_color)
+        _tiled(model, src, plan, scale, tile, overlap, ensemble, amp, dev, batch_size, progress, flush)
+        if has_alpha:
+            a = cpu[color_c:].to(torch.float32)[None]
+            a = F.interpolate(a, size=(ho, wo), mode="bicubic", align_corners=False)[0]
+            if image.dtype == torch.uint8:
+                out[i, result_ch:] = a.round_().clamp_(0, 255).to(torch.uint8)
+            else:
+                out[i, result_ch:] = a.to(image.dtype)
+    if image.dim() == 2:
+        out = out[0, 0]
+    elif image.dim() == 3:
+        out = out[0]
+    return out.to(image.device)
+
+
+@torch.inference_mode()
+def _tiled(model: nn.Module, src: _Source, plan: _Plan, scale: int, tile: int | None, overlap: int,
+           ensemble: bool, amp: torch.dtype | None, dev: torch.device, batch_size: int, progress: bool,
+           flush: Callable[[int, int, Tensor], None]) -> None:
+    from tqdm import tqdm
+
+    _, _, _, window = _model_info(model)
+    h, w = src.height, src.width
+    if tile:
+        t, o = _round_tile(int(tile), int(overlap), window)
+        ys, xs = plan_axis(h, t, o, window), plan_axis(w, t, o, window)
+    else:
+        ys, xs = [(0, h)], [(0, w)]
+    wy, wx = axis_weights(ys, scale), axis_weights(xs, scale)
+    band = _Band(plan.out_channels, w * scale, flush)
+    st = _RunState(amp, str(amp).replace("torch.", ""))
+    luma = torch.tensor(BT601).view(1, 3, 1, 1)
+    bar = tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", leave=False, disable=not progress)
+    try:
+        for (y0, y1), wyi in zip(ys, wy):
+            band.begin(y0 * scale, y1 * scale)
+            wyt = torch.from_numpy(wyi)
+            for group in _batches(xs, batch_size):
+                x = torch.stack([src.tile(y0, y1, *xs[j]) for j in group]).to(dev, non_blocking=True)
+                y = _run_safe(model, x, ensemble, st).cpu()
+                if plan.gray_to_color:
+                    y = (y * luma).sum(1, keepdim=True)
+                for k, j in enumerate(group):
+                    weight = wyt[:, None] * torch.from_numpy(wx[j])[None, :]
+                    band.add(y0 * scale, xs[j][0] * scale, y[k] * weight)
+                st.tiles += len(group)
+                bar.update(len(group))
+        band.finish()
+    finally:
+        bar.close()
+    if st.recomputed:
+        _notice(f"{st.recomputed} of {st.tiles} tile(s) overflowed in {st.requested} "
+                "and were recomputed in fp32")
+    if st.nonfinite:
+        _notice(f"{st.nonfinite} of {st.tiles} tile(s) have non-finite output even in fp32 (NaN/inf in the model?)")
