@@ -695,6 +695,9 @@ def evaluate(
     if lr_arg is not None and not Path(lr_arg).is_dir():
         raise SwinIRError(f"LR folder {lr_arg} does not exist or is not a folder")
     files = list_images(folder)[: limit or None]
+    if lr_arg is not None:  # fail before any work if an LR partner is missing
+        for f in files:
+            _find_lr(Path(lr_arg), f.stem, f.suffix, protocol.scale)
     samples = (load_sample(f, protocol, lr_arg) for f in files)
     report = evaluate_samples(
         model, samples, protocol, model_name=model_name, tile=tile, overlap=overlap, ensemble=ensemble,
