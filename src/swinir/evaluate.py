@@ -627,6 +627,11 @@ def evaluate_samples(
     name = model_name or (model if isinstance(model, str) else type(model).__name__)
     report = EvalReport(protocol, str(name), tile=tile, ensemble=ensemble, precision=precision)
     out_dir = Path(save_dir) if save_dir is not None else None
+    if total is None and hasattr(samples, "__len__"):
+        total = len(samples)  # type: ignore[arg-type]
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if was_training:
+        model.eval()  # validation during training: restored to train mode below
     it: Iterable[Sample] = samples
     bar = None
     if progress:
@@ -660,6 +665,8 @@ def evaluate_samples(
     finally:
         if bar is not None:
             bar.close()
+        if was_training:
+            model.train()
     return report
 
 
