@@ -4,10 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from swinir.paths import shared_dir
 
 SHARED = shared_dir()
+
+# CI runs two pytest workers on two cores: one torch thread each avoids oversubscription.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
