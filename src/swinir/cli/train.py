@@ -1,0 +1,79 @@
+"""`swinir train`: train or fine-tune a SwinIR from a YAML config or a shipped preset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """examples:
+  swinir train builtin-x2                                  # a shipped preset, outputs in runs/builtin-x2
+  swinir train builtin-x2 --resume                         # continue exactly from runs/builtin-x2/checkpoints/latest.pt
+  swinir train my.yaml --set train.lr=1e-4 --set data.batch_size=8 --out runs/exp1
+  swinir train builtin-x4 --set model.init_from=runs/builtin-x2/models/model_best.pth
+  swinir train classical-sr-x2-tiny --print-config         # show the resolved configuration
+  swinir train --list                                      # shipped presets
+  torchrun --nproc_per_node 2 -m swinir train builtin-x2   # DDP: the config batch is the global batch
+
+outputs (in --out): config.yaml, train.log, metrics.jsonl, tensorboard/, checkpoints/{iter_*,latest,best}.pt,
+models/model_*.pth (released layout {'params','params_ema'}, loads with swinir.load), val/, curves.png
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train or fine-tune a model from a config or preset",
+        description="Train or fine-tune SwinIR. CONFIG is a YAML file or the name of a shipped preset.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", help="YAML config file or preset name (see --list)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. train.lr=1e-4 (value parsed as YAML; repeatable)")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoints/latest.pt (starts fresh if there is none)")
+    p.add_argument("--iterations", type=int, help="shortcut for --set train.iterations=N")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (shortcut for --set train.device=...)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("--list", action="store_true", help="list the shipped presets and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to train.log)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from swinir.errors import ConfigError
+    from swinir.train.config import load_config, preset_names, raw_config
+
+    if args.list:
+        for name in preset_names():
+            desc = str(raw_config(name).get("description", "")).strip().splitlines()
+            print(f"{name:34s} {desc[0] if desc else ''}")
+        return 0
+    overrides = list(args.overrides)
+    if args.iterations is not None:
+        overrides.append(f"train.iterations={args.iterations}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    source = args.config
+    if source is None:
+        if args.resume and args.out and (args.out / "config.yaml").is_file():
+            source = str(args.out / "config.yaml")
+        else:
+            raise ConfigError("give a config file or preset name (or --resume --out DIR of an existing run); "
+                              "see `swinir train --list`")
+    cfg = load_config(source, overrides)
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+    out = args.out or Path("runs") / cfg.name
+    from swinir.train.trainer import train
+
+    result = train(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
+    if result.iteration and (result.first_val or result.last_val):
+        from swinir.train.distributed import from_env
+
+        if from_env().main:
+            fv, lv = result.first_val, result.last_val
+            if fv and lv:
+                print(f"validation PSNR: {fv['psnr']:.3f} dB at iteration {int(fv.get('iter', 0))} -> "
+                      f"{lv['psnr']:.3f} dB at {result.iteration} (input {lv['psnr_input']:.3f} dB)")
+    print(f"outputs in {out}" + (" (stopped early; continue with --resume)" if result.interrupted else ""))
+    return 130 if result.interrupted else 0

@@ -1,0 +1,377 @@
+"""Training and validation data: folders of images, random crops, the 8 flips/rotations, degradations
+made on the fly with the shared ``swinir.degrade`` code.
+
+Every training sample is a pure function of ``(seed, global sample index)``: the index picks the epoch
+and the position in that epoch's seeded shuffle, and seeds the crop, augmentation and degradation draws.
+So the data stream does not depend on the number of loader workers or processes, and resuming at
+iteration ``i`` only needs the sampler to start at ``i * batch`` (see ``StepSampler``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from swinir.degrade import add_gaussian_noise, add_gaussian_noise_test, imresize, jpeg_compress
+from swinir.errors import ConfigError, ImageReadError
+from swinir.train.config import DataConfig, ValConfig
+
+log = logging.getLogger("swinir.train")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+# --------------------------------------------------------------------------------------------------
+# images
+# --------------------------------------------------------------------------------------------------
+def list_images(folder: str | Path, what: str = "folder") -> list[Path]:
+    p = Path(folder)
+    if not p.is_dir():
+        raise ConfigError(f"{what} {p}: no such folder")
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ConfigError(f"{what} {p}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return files
+
+
+def read_image(path: str | Path, channels: int) -> np.ndarray:
+    """uint8 HxWxC, RGB for 3 channels, luma (OpenCV) for 1; 16-bit images are scaled to 8 bits."""
+    p = Path(path)
+    try:
+        buf = np.fromfile(str(p), dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot read ({exc.strerror})") from None
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    img = cv2.imdecode(buf, flag | cv2.IMREAD_ANYDEPTH) if buf.size else None
+    if img is None:
+        raise ImageReadError(f"{p}: not a readable image (corrupt or unsupported format)")
+    if img.dtype == np.uint16:
+        img = np.round(img.astype(np.float64) / 257.0).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageReadError(f"{p}: unsupported pixel type {img.dtype}; use 8- or 16-bit images")
+    if channels == 1:
+        return img.reshape(img.shape[0], img.shape[1], 1)
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) from the file header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, UnidentifiedImageError, ValueError):
+        raise ImageReadError(f"{path}: not a readable image (corrupt or unsupported format)") from None
+    return h, w
+
+
+def augment(img: np.ndarray, mode: int) -> np.ndarray:
+    """One of the 8 dihedral transforms of an HxWxC array (0 = identity)."""
+    if mode >= 4:
+        img = img[::-1]
+    img = np.rot90(img, k=mode % 4)
+    return img
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HxWxC uint8 (0..255) or float ([0,1]) -> CxHxW float32."""
+    x = np.ascontiguousarray(np.transpose(img, (2, 0, 1)))
+    t = torch.from_numpy(x)
+    return t.float().div_(255.0) if x.dtype == np.uint8 else t.float()
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """CxHxW float [0,1] -> HxWxC uint8 (rounded), as images are saved before scoring."""
+    x = t.detach().float().clamp(0, 1).mul(255.0).round().byte().cpu().numpy()
+    return np.transpose(x, (1, 2, 0))
+
+
+# --------------------------------------------------------------------------------------------------
+# training set
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Record:
+    hr: Path
+    lq: Path | None
+    source: int  # index of the folder in the config
+
+
+def _match_lq(hr: Path, lq_files: dict[str, Path], scale: int) -> Path | None:
+    for stem in (hr.stem, f"{hr.stem}x{scale}", f"{hr.stem}_x{scale}", f"{hr.stem}X{scale}"):
+        if stem in lq_files:
+            return lq_files[stem]
+    return None
+
+
+class TrainSet(Dataset):
+    """Random (LQ, GT) crops from weighted folders; ``dataset[g]`` is deterministic in ``(seed, g)``."""
+
+    def __init__(self, cfg: DataConfig, scale: int, channels: int, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.scale = int(scale)
+        self.channels = int(channels)
+        self.seed = int(seed)
+        self.patch = int(cfg.patch_size)
+        self.records: list[Record] = []
+        self.weights: list[float] = []
+        for si, src in enumerate(cfg.train):
+            files = list_images(src.hr, f"data.train[{si}].hr")
+            lq_files = {f.stem: f for f in list_images(src.lq, f"data.train[{si}].lq")} if src.lq else None
+            for f in files:
+                lq = None
+                if lq_files is not None:
+                    lq = _match_lq(f, lq_files, self.scale)
+                    if lq is None:
+                        self._bad(f, f"no matching low-quality image in {src.lq}")
+                        continue
+                self.records.append(Record(f, lq, si))
+            self.weights.append(float(src.weight))
+        self.cache: list[tuple[np.ndarray, np.ndarray | None]] | None = None
+        self._validate()
+        if not self.records:
+            raise ConfigError("data.train: no usable training images (all were skipped)")
+        self._orders: dict[int, np.ndarray] = {}
+        self.epoch_length = len(self._epoch_pool(0))
+
+    # -- loading and checks ---------------------------------------------------------------------------
+    def _bad(self, path: Path, why: str) -> None:
+        if self.cfg.skip_bad:
+            log.warning("skipping %s: %s", path, why)
+            return
+        raise ImageReadError(f"{path}: {why}; fix or remove it, or set data.skip_bad: true to skip such images")
+
+    def _validate(self) -> None:
+        keep: list[Record] = []
+        cache: list[tuple[np.ndarray, np.ndarray | None]] = []
+        need_hr = self.patch * self.scale
+        for rec in self.records:
+            try:
+                if self.cfg.cache:
+                    hr = read_image(rec.hr, self.channels)
+                    lq = read_image(rec.lq, self.channels) if rec.lq else None
+                    hs, ls = hr.shape[:2], (lq.shape[:2] if lq is not None else None)
+                else:
+                    hs = image_size(rec.hr)
+                    ls = image_size(rec.lq) if rec.lq else None
+            except ImageReadError as exc:
+                if not self.cfg.skip_bad:
+                    raise ImageReadError(f"{exc}; or set data.skip_bad: true to skip such images") from None
+                log.warning("skipping %s", exc)
+                continue
+            if ls is not None:
+                if min(ls) < self.patch:
+                    self._bad(rec.lq, f"{ls[1]}x{ls[0]} is smaller than the {self.patch}px patch")
+                    continue
+                if ls[0] * self.scale > hs[0] or ls[1] * self.scale > hs[1]:
+                    self._bad(rec.hr, f"{hs[1]}x{hs[0]} is smaller than its LQ image {ls[1]}x{ls[0]} x{self.scale}")
+                    continue
+            elif min(hs) < need_hr:
+                self._bad(rec.hr, f"{hs[1]}x{hs[0]} is smaller than the {need_hr}px crop "
+                                  f"(patch {self.patch} x scale {self.scale})")
+                continue
+            keep.append(rec)
+            if self.cfg.cache:
+                cache.append((hr, lq))
+        self.records = keep
+        self.cache = cache if self.cfg.cache else None
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.cache is not None:
+            return self.cache[i]
+        rec = self.records[i]
+        return read_image(rec.hr, self.channels), (read_image(rec.lq, self.channels) if rec.lq else None)
+
+    # -- epoch order ----------------------------------------------------------------------------------
+    def _epoch_pool(self, epoch: int) -> np.ndarray:
+        """Record indices of one epoch before shuffling: each image ``floor(w)`` times, plus a seeded
+        ``frac(w)`` share of the folder's images once more."""
+        rng = np.random.default_rng([self.seed, 0x5EED, epoch])
+        pool: list[np.ndarray] = []
+        for si, w in enumerate(self.weights):
+            idx = np.array([i for i, r in enumerate(self.records) if r.source == si], dtype=np.int64)
+            if idx.size == 0:
+                continue
+            whole, frac = int(math.floor(w)), w - math.floor(w)
+            pool.extend([idx] * whole)
+            extra = int(round(frac * idx.size))
+            if extra:
+                pool.append(np.sort(rng.choice(idx, size=extra, replace=False)))
+        return np.concatenate(pool) if pool else np.zeros(0, dtype=np.int64)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        order = self._orders.get(epoch)
+        if order is None:
+            pool = self._epoch_pool(epoch)
+            order = pool[np.random.default_rng([self.seed, 0x0DE5, epoch]).permutation(pool.size)]
+            if len(self._orders) > 4:
+                self._orders.clear()
+            self._orders[epoch] = order
+        return order
+
+    def __len__(self) -> int:
+        return self.epoch_length
+
+    # -- one sample -----------------------------------------------------------------------------------
+    def sample(self, g: int) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """(lq HxWxC uint8 or float32, gt HxWxC uint8, info) for global sample index ``g``."""
+        epoch, pos = divmod(int(g), self.epoch_length)
+        rec_i = int(self.epoch_order(epoch)[pos])
+        rng = np.random.default_rng([self.seed, epoch, pos])
+        hr, lq = self.load(rec_i)
+        p, s = self.patch, self.scale
+        info: dict[str, float] = {"record": rec_i, "epoch": epoch}
+        if lq is not None:
+            y = int(rng.integers(0, lq.shape[0] - p + 1))
+            x = int(rng.integers(0, lq.shape[1] - p + 1))
+            lq_c = lq[y:y + p, x:x + p]
+            gt = hr[y * s:(y + p) * s, x * s:(x + p) * s]
+        else:
+            ps = p * s
+            y = int(rng.integers(0, hr.shape[0] - ps + 1))
+            x = int(rng.integers(0, hr.shape[1] - ps + 1))
+            gt = hr[y:y + ps, x:x + ps]
+            lq_c = None
+        mode = int(rng.integers(0, 8)) if self.cfg.augment else 0
+        info["augment"] = mode
+        gt = np.ascontiguousarray(augment(gt, mode))
+        if lq_c is not None:
+            return np.ascontiguousarray(augment(lq_c, mode)), gt, info
+        lq_img: np.ndarray = imresize(gt, output_shape=(p, p), mode="uint8") if s > 1 else gt.copy()
+        if lq_img.ndim == 2:
+            lq_img = lq_img[:, :, None]
+        deg = self.cfg.degrade
+        out: np.ndarray = lq_img
+        if deg.noise_sigma is not None:
+            lo, hi = deg.noise_sigma
+            sigma = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
+            info["sigma"] = sigma
+            out = add_gaussian_noise(lq_img.astype(np.float32) / np.float32(255.0), sigma, rng,
+                                     clip=deg.noise_clip or deg.jpeg_quality is not None)
+            if deg.jpeg_quality is not None:  # noise then JPEG needs an 8-bit image in between
+                out = np.round(out * 255.0).astype(np.uint8)
+        if deg.jpeg_quality is not None:
+            lo_q, hi_q = deg.jpeg_quality
+            q = int(rng.integers(lo_q, hi_q + 1))
+            info["quality"] = q
+            out = jpeg_compress(out, q)
+            if out.ndim == 2:
+                out = out[:, :, None]
+        return out, gt, info
+
+    def __getitem__(self, g: int) -> dict[str, torch.Tensor]:
+        lq, gt, _ = self.sample(g)
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "index": torch.tensor(int(g))}
+
+
+class StepSampler(Sampler[int]):
+    """Global sample indices ``it * batch + k``, forever from ``start_iter``; a process of a DDP group
+    takes its contiguous ``batch / world`` share of every global batch."""
+
+    def __init__(self, global_batch: int, rank: int = 0, world: int = 1, start_iter: int = 0) -> None:
+        if global_batch % world:
+            raise ConfigError(f"data.batch_size: {global_batch} is not divisible by {world} processes")
+        self.batch = global_batch
+        self.local = global_batch // world
+        self.rank = rank
+        self.start_iter = start_iter
+
+    def __iter__(self) -> Iterator[int]:
+        it = self.start_iter
+        lo = self.rank * self.local
+        while True:
+            base = it * self.batch
+            for k in range(lo, lo + self.local):
+                yield base + k
+            it += 1
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+    cv2.setNumThreads(0)
+
+
+def make_loader(dataset: TrainSet, global_batch: int, num_workers: int, rank: int = 0, world: int = 1,
+                start_iter: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    sampler = StepSampler(global_batch, rank, world, start_iter)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=sampler.local, sampler=sampler, num_workers=num_workers,
+        worker_init_fn=_worker_init if num_workers else None, pin_memory=pin_memory,
+        persistent_workers=False, prefetch_factor=4 if num_workers else None, drop_last=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# validation set
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ValImage:
+    name: str
+    lq: np.ndarray  # HxWxC float32 in [0,1] (unclipped noise kept, as the paper's protocol)
+    gt: np.ndarray  # HxWxC uint8
+
+
+def _center_crop(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    th = min(h, size) // multiple * multiple
+    tw = min(w, size) // multiple * multiple
+    y, x = (h - th) // 2 // multiple * multiple, (w - tw) // 2 // multiple * multiple
+    return img[y:y + th, x:x + tw]
+
+
+def load_val_set(cfg: ValConfig, scale: int, channels: int, degrade_jpeg: bool = False) -> list[ValImage]:
+    """Deterministic validation pairs: MATLAB-bicubic LR for SR (or a paired folder), the paper's
+    seeded noise for denoising, OpenCV JPEG for artifact removal."""
+    if not cfg.hr:
+        return []
+    files = list_images(cfg.hr, "val.hr")
+    if cfg.max_images:
+        files = files[: cfg.max_images]
+    lq_files = {f.stem: f for f in list_images(cfg.lq, "val.lq")} if cfg.lq else None
+    out: list[ValImage] = []
+    for f in files:
+        gt = read_image(f, channels)
+        if lq_files is not None:
+            lq_path = _match_lq(f, lq_files, scale)
+            if lq_path is None:
+                raise ConfigError(f"val.lq: no low-quality image for {f.name} in {cfg.lq}")
+            lq8 = read_image(lq_path, channels)
+            gt = gt[: lq8.shape[0] * scale, : lq8.shape[1] * scale]
+            if cfg.max_size:
+                lq8 = _center_crop(lq8, max(1, cfg.max_size // scale), 1)
+                gt = gt[: lq8.shape[0] * scale, : lq8.shape[1] * scale]  # top-left consistent crop
+            out.append(ValImage(f.stem, lq8.astype(np.float32) / 255.0, gt))
+            continue
+        gt = _center_crop(gt, cfg.max_size or max(gt.shape), scale)
+        if scale > 1:
+            lq8 = imresize(gt, scale=1.0 / scale, mode="uint8")
+            if lq8.ndim == 2:
+                lq8 = lq8[:, :, None]
+        else:
+            lq8 = gt
+        lq = lq8.astype(np.float32) / np.float32(255.0)
+        if cfg.jpeg_quality is not None:
+            lq = jpeg_compress(lq8, int(cfg.jpeg_quality)).reshape(lq8.shape).astype(np.float32) / np.float32(255.0)
+        if cfg.noise_sigma is not None:
+            lq = add_gaussian_noise_test(lq.astype(np.float64), float(cfg.noise_sigma)).astype(np.float32)
+        out.append(ValImage(f.stem, lq, gt))
+    return out
+
+
+def input_baseline(img: ValImage, scale: int) -> np.ndarray:
+    """The un-restored input at the output size, uint8: MATLAB bicubic upscaling for SR, the (clipped,
+    rounded) degraded image otherwise; its PSNR is the reference a trained model must beat."""
+    lq8 = np.clip(np.round(img.lq.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    if scale > 1:
+        up = imresize(lq8, output_shape=img.gt.shape[:2], mode="uint8")
+        return up[:, :, None] if up.ndim == 2 else up
+    return lq8
+
