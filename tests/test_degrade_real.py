@@ -291,3 +291,16 @@ def test_pipelines_run_on_real_world_images(data_dir):
     gray = cv2.imread(str(data_dir / "Set12" / "01.png"), cv2.IMREAD_GRAYSCALE)
     lr, hr = BSRGANDegradation()(gray, rng)
     assert lr.shape == (64, 64, 3) and hr.shape == (256, 256, 3)
+
+
+def test_pipelines_take_nested_options_as_a_yaml_config_gives_them():
+    d = BSRGANDegradation(scale=2, jpeg_prob=0.5, noise={"gray_prob": 0.1}, jpeg_range=[40, 90])
+    assert d.cfg.scale == 2 and d.cfg.jpeg_prob == 0.5 and d.cfg.jpeg_range == (40, 90)
+    assert d.cfg.noise == BSRGANNoiseConfig(gray_prob=0.1)
+    r = RealESRGANDegradation(second={"blur_prob": 0.5, "kernel": {"sinc_prob": 0.2}})
+    assert r.cfg.second.blur_prob == 0.5 and r.cfg.second.kernel.sinc_prob == 0.2
+    assert r.cfg.second.kernel.sigma_range == (0.2, 1.5)  # the rest of the second stage is kept
+    with pytest.raises(ValueError, match="no option 'bogus'"):
+        BSRGANDegradation(bogus=1)
+    with pytest.raises(ValueError, match="unknown kernel kinds"):
+        RealESRGANDegradation(first={"kernel": {"kinds": ["iso", "nope"], "probs": [0.5, 0.5]}})

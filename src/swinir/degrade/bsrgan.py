@@ -22,7 +22,8 @@ then a final JPEG. Defaults are the published ones (KAIR ``degradation_bsrgan``)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Mapping
 
 import cv2
 import numpy as np
@@ -45,6 +46,7 @@ __all__ = [
     "random_covariance",
     "add_sensor_noise",
     "random_bsrgan_blur",
+    "with_overrides",
 ]
 
 INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
@@ -217,6 +219,25 @@ def random_bsrgan_blur(rng: np.random.Generator, sf: int, cfg: BSRGANBlurConfig 
     return eigen_gaussian_kernel(size, float(rng.uniform()) * math.pi, l1, l2)
 
 
+def with_overrides(cfg: object, overrides: Mapping[str, object]) -> object:
+    """``dataclasses.replace`` that also takes nested mappings for nested configs and lists for tuples,
+    as a YAML config gives them (``{noise: {gray_prob: 0.5}, jpeg_range: [40, 95]}``)."""
+    if not overrides:
+        return cfg
+    kinds = {f.name: f for f in fields(cfg)}  # type: ignore[arg-type]
+    changes: dict[str, object] = {}
+    for key, value in overrides.items():
+        if key not in kinds:
+            raise ValueError(f"{type(cfg).__name__} has no option {key!r}; known: {', '.join(kinds)}")
+        current = getattr(cfg, key)
+        if is_dataclass(current) and isinstance(value, Mapping):
+            value = with_overrides(current, value)
+        elif isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        changes[key] = value
+    return replace(cfg, **changes)  # type: ignore[type-var]
+
+
 # ---------------------------------------------------------------------------------------------- pipeline
 class BSRGANDegradation:
     """Callable ``(hr_uint8, rng) -> (lr_uint8, hr_uint8)``; see the module docstring."""
@@ -224,12 +245,7 @@ class BSRGANDegradation:
     name = "bsrgan"
 
     def __init__(self, cfg: BSRGANConfig | None = None, **overrides: object) -> None:
-        base = cfg or BSRGANConfig()
-        if overrides:
-            from dataclasses import replace
-
-            base = replace(base, **overrides)
-        self.cfg = base
+        self.cfg = with_overrides(cfg or BSRGANConfig(), overrides)
 
     @property
     def scale(self) -> int:

@@ -14,11 +14,11 @@ sharpening of the ground truth and no training-pair queue (those belong to the d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from swinir.degrade.bsrgan import add_gray_gaussian_noise, add_jpeg, cv2_resize, to_float, to_uint8
+from swinir.degrade.bsrgan import add_gray_gaussian_noise, add_jpeg, cv2_resize, to_float, to_uint8, with_overrides
 from swinir.degrade.kernels import MixedKernelConfig, filter2d, random_mixed_kernel, sinc_kernel
 from swinir.degrade.noise import add_gaussian_noise
 
@@ -98,8 +98,7 @@ class RealESRGANDegradation:
     name = "realesrgan"
 
     def __init__(self, cfg: RealESRGANConfig | None = None, **overrides: object) -> None:
-        base = cfg or RealESRGANConfig()
-        self.cfg = replace(base, **overrides) if overrides else base
+        self.cfg = with_overrides(cfg or RealESRGANConfig(), overrides)
 
     @property
     def scale(self) -> int:
