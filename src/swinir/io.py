@@ -366,6 +366,12 @@ def encode_image(
     return buf.tobytes()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_image(
     path: str | os.PathLike[str],
     array: np.ndarray,
@@ -389,6 +395,7 @@ def write_image(
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, p)
     except OSError as exc:
         raise ImageWriteError(f"{p}: write failed ({exc.strerror or exc})") from None
