@@ -2,7 +2,8 @@
 
 A config is a YAML mapping with the sections ``model``, ``data``, ``val``, ``train`` and ``log``
 (see the presets in ``swinir/presets``). ``base: NAME`` inherits a preset and overrides it key by key;
-``${shared}`` in a string is replaced by the project's shared data folder (``swinir.paths.shared_dir``).
+``${shared}`` in a string is replaced by the project's shared data folder (``swinir.paths.shared_dir``),
+``${data}`` by ``$SWINIR_DATA`` (default ``datasets``: where DIV2K, Flickr2K, WED... are unpacked).
 ``--set a.b=c`` overrides are parsed with ``yaml.safe_load``, so ``--set train.lr=1e-4`` is a number and
 ``--set model.depths=[4,4]`` a list.
 """
@@ -25,6 +26,7 @@ import yaml
 from swinir.errors import ConfigError
 
 UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
+PIPELINES = ("bsrgan", "realesrgan")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,6 +111,10 @@ class DegradeConfig:
     noise_sigma: list[float] | None = None
     jpeg_quality: list[int] | None = None
     noise_clip: bool = False  # clip noisy inputs to [0, 1] (the paper's training does not)
+    # a real-world pipeline applied to the HR crop instead of bicubic: 'bsrgan' or 'realesrgan'
+    # (swinir.degrade); ``pipeline_options`` are passed to its config, e.g. {jpeg_prob: 0.5}
+    pipeline: str | None = None
+    pipeline_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def _pre(cls, value: Any) -> Any:
@@ -121,6 +127,11 @@ class DegradeConfig:
         return value
 
     def check(self, path: str) -> None:
+        if self.pipeline is not None and self.pipeline not in PIPELINES:
+            raise ConfigError(f"{path}.pipeline: expected one of {', '.join(PIPELINES)} or null, got {self.pipeline!r}")
+        if self.pipeline and (self.noise_sigma or self.jpeg_quality):
+            raise ConfigError(f"{path}.pipeline: {self.pipeline} makes its own noise and JPEG; "
+                              "remove noise_sigma / jpeg_quality")
         for key, lo_ok, hi_ok in (("noise_sigma", 0, 255), ("jpeg_quality", 1, 100)):
             v = getattr(self, key)
             if v is None:
@@ -303,6 +314,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {_show(value)}")
+        return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {_show(value)}")
@@ -372,7 +387,7 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
 # --------------------------------------------------------------------------------------------------
 def preset_names() -> list[str]:
     root = resources.files("swinir") / "presets"
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_"))
 
 
 def _preset_text(name: str) -> str:
@@ -470,7 +485,8 @@ def placeholders() -> dict[str, str]:
     from swinir.paths import shared_dir
 
     shared = shared_dir()
-    return {"shared": str(shared) if shared else "../shared"}
+    return {"shared": str(shared) if shared else "../shared",
+            "data": os.environ.get("SWINIR_DATA", "datasets")}
 
 
 def build_config(data: Mapping[str, Any]) -> Config:

@@ -13,7 +13,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -140,6 +140,7 @@ class TrainSet(Dataset):
         if not self.records:
             raise ConfigError("data.train: no usable training images (all were skipped)")
         self._orders: dict[int, np.ndarray] = {}
+        self._pipeline = make_pipeline(cfg.degrade.pipeline, cfg.degrade.pipeline_options, self.scale)
         self.epoch_length = len(self._epoch_pool(0))
 
     # -- loading and checks ---------------------------------------------------------------------------
@@ -245,6 +246,14 @@ class TrainSet(Dataset):
         gt = np.ascontiguousarray(augment(gt, mode))
         if lq_c is not None:
             return np.ascontiguousarray(augment(lq_c, mode)), gt, info
+        if self._pipeline is not None:
+            lq_r, gt_r = self._pipeline(gt, rng)
+            lq_r = lq_r.reshape(lq_r.shape[0], lq_r.shape[1], -1)
+            gt_r = gt_r.reshape(gt_r.shape[0], gt_r.shape[1], -1)
+            if lq_r.shape[:2] != (p, p) or gt_r.shape[:2] != (p * s, p * s):
+                raise RuntimeError(f"degradation {self.cfg.degrade.pipeline} returned LQ {lq_r.shape[:2]} / GT "
+                                   f"{gt_r.shape[:2]} for a {p * s}px crop; expected {p} / {p * s}")
+            return np.ascontiguousarray(lq_r), np.ascontiguousarray(gt_r), info
         lq_img: np.ndarray = imresize(gt, output_shape=(p, p), mode="uint8") if s > 1 else gt.copy()
         if lq_img.ndim == 2:
             lq_img = lq_img[:, :, None]
@@ -270,6 +279,25 @@ class TrainSet(Dataset):
     def __getitem__(self, g: int) -> dict[str, torch.Tensor]:
         lq, gt, _ = self.sample(g)
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "index": torch.tensor(int(g))}
+
+
+def make_pipeline(name: str | None, options: dict[str, Any], scale: int) -> Callable[..., Any] | None:
+    """A real-world degradation ``(hr_uint8, rng) -> (lq_uint8, hr_uint8)`` from ``swinir.degrade``."""
+    if not name:
+        return None
+    try:
+        if name == "bsrgan":
+            from swinir.degrade.bsrgan import BSRGANDegradation as cls
+        elif name == "realesrgan":
+            from swinir.degrade.realesrgan import RealESRGANDegradation as cls
+        else:
+            raise ConfigError(f"data.degrade.pipeline: unknown pipeline {name!r}")
+    except ImportError as exc:
+        raise ConfigError(f"data.degrade.pipeline: {name} is not available ({exc})") from None
+    try:
+        return cls(scale=scale, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"data.degrade.pipeline_options: {exc}") from None
 
 
 class StepSampler(Sampler[int]):
