@@ -1,9 +1,10 @@
 """Run a SwinIR model over an image of any size: tiling with feathered blending, self-ensemble, precision.
 
 Memory: the image stays on the CPU in its own dtype; one tile (or ``batch_size`` tiles) at a time goes to the
-device. Results are accumulated in a CPU float32 band that spans one row of tiles; rows that no later
-tile touches are converted to the output dtype and leave the band at once. So, beyond the input and the
-output themselves, memory grows with the image width only, never with the area.
+device. Results are accumulated in CPU float32 around the current tile only; regions that no later tile
+touches are converted to the output dtype at once, and only the overlap rows are carried from one row of
+tiles to the next. So, beyond the input and the output themselves, memory is about one tile plus
+``overlap`` rows of the output width: flat as the image grows.
 
 Tiles start on multiples of the window size, so their attention windows line up with those of an untiled
 run and tiling only costs context near tile borders. In each overlap, the outer quarter next to a tile's
@@ -183,37 +184,63 @@ class _Source:
         return t.contiguous()
 
 
-class _Band:
-    """CPU float32 accumulator for one row of tiles; finished rows are handed to ``flush`` at once."""
+Flush = Callable[[int, int, int, int, Tensor], None]  # (row0, row1, col0, col1, values CHW) -> output
 
-    def __init__(self, channels: int, width: int, flush: Callable[[int, int, Tensor], None]) -> None:
-        self.channels, self.width, self.flush = channels, width, flush
-        self.buf: Tensor | None = None
-        self.top = 0
 
-    def begin(self, y0: int, y1: int) -> None:
-        """Rows above ``y0`` are final; make room for rows up to ``y1``."""
-        if self.buf is None:
-            self.buf, self.top = torch.zeros(self.channels, y1 - y0, self.width), y0
+class _Blender:
+    """CPU float32 accumulator for tiles added in row-major order; final regions leave at once.
+
+    Within a row of tiles, columns left of the current tile are final; of those, rows above the next
+    tile row are handed to ``flush`` and the rest (the vertical overlap) is carried to the next row. So
+    memory is about one tile plus ``overlap`` rows of the output width, whatever the image height.
+    """
+
+    def __init__(self, channels: int, width: int, rows: Sequence[tuple[int, int]], flush: Flush) -> None:
+        self.c, self.width, self.rows, self.flush = channels, width, rows, flush
+        self.carry: Tensor | None = None  # rows [carry_top, carry_top + carry.shape[1]) x full width
+        self.carry_top = 0
+
+    def begin_row(self, i: int) -> None:
+        self.y0, self.y1 = self.rows[i]
+        self.split = self.rows[i + 1][0] if i + 1 < len(self.rows) else self.y1  # rows above are final
+        self.next_carry = torch.zeros(self.c, self.y1 - self.split, self.width)
+        self.win = torch.zeros(self.c, self.y1 - self.y0, 0)
+        self.c0 = 0
+
+    def _advance(self, x: int) -> None:
+        """Columns left of ``x`` are final in this row of tiles."""
+        n = x - self.c0
+        if n <= 0:
             return
-        done = y0 - self.top
-        if done > 0:
-            self.flush(self.top, y0, self.buf[:, :done])
-        keep = self.buf[:, max(done, 0) :]
-        bottom = max(y1, self.top + self.buf.shape[1])
-        new = torch.zeros(self.channels, bottom - y0, self.width)
-        new[:, : keep.shape[1]] = keep
-        self.buf, self.top = new, y0
+        done = self.win[:, :, :n]
+        k = self.split - self.y0
+        if k > 0:
+            self.flush(self.y0, self.split, self.c0, x, done[:, :k])
+        self.next_carry[:, :, self.c0 : x] = done[:, k:]
+        self.win = self.win[:, :, n:]
+        self.c0 = x
 
-    def add(self, y0: int, x0: int, values: Tensor) -> None:
-        assert self.buf is not None
-        _, h, w = values.shape
-        self.buf[:, y0 - self.top : y0 - self.top + h, x0 : x0 + w] += values
+    def _extend(self, x: int) -> None:
+        c1 = self.c0 + self.win.shape[2]
+        if x <= c1:
+            return
+        grown = torch.zeros(self.c, self.y1 - self.y0, x - self.c0)
+        grown[:, :, : c1 - self.c0] = self.win
+        if self.carry is not None:  # what earlier rows left in these rows
+            h = self.carry.shape[1]
+            grown[:, :h, c1 - self.c0 :] = self.carry[:, :, c1:x]
+        self.win = grown
 
-    def finish(self) -> None:
-        if self.buf is not None:
-            self.flush(self.top, self.top + self.buf.shape[1], self.buf)
-            self.buf = None
+    def add(self, x0: int, values: Tensor) -> None:
+        x1 = x0 + values.shape[2]
+        self._advance(x0)
+        self._extend(x1)
+        self.win[:, :, x0 - self.c0 : x1 - self.c0] += values
+
+    def end_row(self) -> None:
+        self._extend(self.width)
+        self._advance(self.width)
+        self.carry, self.carry_top = self.next_carry, self.split
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -413,9 +440,9 @@ def _restore_numpy(model: nn.Module, image: np.ndarray, tile: int | None, overla
     out = np.empty((ho, wo, result_ch + (alpha is not None)), dtype=image.dtype)
     maxv = max_value(image.dtype)
 
-    def flush(r0: int, r1: int, rows: Tensor) -> None:
-        a = rows.permute(1, 2, 0).numpy()
-        dst = out[r0:r1, :, :result_ch]
+    def flush(r0: int, r1: int, c0: int, c1: int, values: Tensor) -> None:
+        a = values.permute(1, 2, 0).numpy()
+        dst = out[r0:r1, c0:c1, :result_ch]
         if image.dtype.kind == "f":
             dst[...] = a
         else:
@@ -456,11 +483,11 @@ def _restore_tensor(model: nn.Module, image: Tensor, tile: int | None, overlap: 
         cpu = batch[i].detach().to("cpu")
         color = cpu[:color_c]
 
-        def flush(r0: int, r1: int, rows: Tensor, i: int = i) -> None:
+        def flush(r0: int, r1: int, c0: int, c1: int, values: Tensor, i: int = i) -> None:
             if image.dtype == torch.uint8:
-                out[i, :result_ch, r0:r1] = rows.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+                out[i, :result_ch, r0:r1, c0:c1] = values.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
             else:
-                out[i, :result_ch, r0:r1] = rows.to(image.dtype)
+                out[i, :result_ch, r0:r1, c0:c1] = values.to(image.dtype)
 
         src = _Source(color, plan.color_to_gray, plan.gray_to_color)
         _tiled(model, src, plan, scale, tile, overlap, ensemble, amp, dev, batch_size, progress, flush)
@@ -481,7 +508,7 @@ def _restore_tensor(model: nn.Module, image: Tensor, tile: int | None, overlap: 
 @torch.inference_mode()
 def _tiled(model: nn.Module, src: _Source, plan: _Plan, scale: int, tile: int | None, overlap: int,
            ensemble: bool, amp: torch.dtype | None, dev: torch.device, batch_size: int, progress: bool,
-           flush: Callable[[int, int, Tensor], None]) -> None:
+           flush: Flush) -> None:
     from tqdm import tqdm
 
     _, _, _, window = _model_info(model)
@@ -492,13 +519,13 @@ def _tiled(model: nn.Module, src: _Source, plan: _Plan, scale: int, tile: int | 
     else:
         ys, xs = [(0, h)], [(0, w)]
     wy, wx = axis_weights(ys, scale), axis_weights(xs, scale)
-    band = _Band(plan.out_channels, w * scale, flush)
+    blender = _Blender(plan.out_channels, w * scale, [(a * scale, b * scale) for a, b in ys], flush)
     st = _RunState(amp, str(amp).replace("torch.", ""))
     luma = torch.tensor(BT601).view(1, 3, 1, 1)
     bar = tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", leave=False, disable=not progress)
     try:
-        for (y0, y1), wyi in zip(ys, wy):
-            band.begin(y0 * scale, y1 * scale)
+        for i, ((y0, y1), wyi) in enumerate(zip(ys, wy)):
+            blender.begin_row(i)
             wyt = torch.from_numpy(wyi)
             for group in _batches(xs, batch_size):
                 x = torch.stack([src.tile(y0, y1, *xs[j]) for j in group]).to(dev, non_blocking=True)
@@ -507,10 +534,10 @@ def _tiled(model: nn.Module, src: _Source, plan: _Plan, scale: int, tile: int | 
                     y = (y * luma).sum(1, keepdim=True)
                 for k, j in enumerate(group):
                     weight = wyt[:, None] * torch.from_numpy(wx[j])[None, :]
-                    band.add(y0 * scale, xs[j][0] * scale, y[k] * weight)
+                    blender.add(xs[j][0] * scale, y[k] * weight)
                 st.tiles += len(group)
                 bar.update(len(group))
-        band.finish()
+            blender.end_row()
     finally:
         bar.close()
     if st.recomputed:
