@@ -130,12 +130,13 @@ def _png_with_orientation(png: bytes, orientation: int) -> bytes:
     return png[:end_ihdr] + chunk + png[end_ihdr:]
 
 
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int) -> None:
+def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int, ext: str) -> None:
     a = _img(6, 10, 3, np.uint8)
     exif = PILImage.Exif()
     exif[0x0112] = orientation
-    p = tmp_path / "o.png"
+    p = tmp_path / f"o{ext}"
     PILImage.fromarray(a).save(p, exif=exif)
     expected = np.asarray(ImageOps.exif_transpose(PILImage.open(p)))
     got = read_image(p).array
