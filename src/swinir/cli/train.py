@@ -66,14 +66,14 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / cfg.name
     from swinir.train.trainer import train
 
-    result = train(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
-    if result.iteration and (result.first_val or result.last_val):
-        from swinir.train.distributed import from_env
+    from swinir.train.distributed import from_env
 
-        if from_env().main:
-            fv, lv = result.first_val, result.last_val
-            if fv and lv:
-                print(f"validation PSNR: {fv['psnr']:.3f} dB at iteration {int(fv.get('iter', 0))} -> "
-                      f"{lv['psnr']:.3f} dB at {result.iteration} (input {lv['psnr_input']:.3f} dB)")
+    result = train(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
+    if not from_env().main:
+        return 130 if result.interrupted else 0
+    fv, lv = result.first_val, result.last_val
+    if fv and lv:
+        print(f"validation PSNR: {fv['psnr']:.3f} dB at iteration {int(fv.get('iter', 0))} -> "
+              f"{lv['psnr']:.3f} dB at {result.iteration} (input {lv['psnr_input']:.3f} dB)")
     print(f"outputs in {out}" + (" (stopped early; continue with --resume)" if result.interrupted else ""))
     return 130 if result.interrupted else 0

@@ -24,6 +24,7 @@ from typing import Any, Literal, Mapping, Union
 import yaml
 
 from swinir.errors import ConfigError
+from swinir.train.gan import GANConfig
 
 UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
 PIPELINES = ("bsrgan", "realesrgan")
@@ -259,6 +260,8 @@ class Config:
     val: ValConfig = field(default_factory=ValConfig)
     train: OptimConfig = field(default_factory=OptimConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # the GAN stage (real-world SR): present = trained by swinir.train.gan_trainer.GANTrainer
+    gan: GANConfig | None = None
 
     @property
     def scale(self) -> int:

@@ -537,7 +537,12 @@ def train(cfg: Config, out_dir: str | os.PathLike[str], resume: bool = False, pr
           ) -> TrainResult:
     """Run a whole training (one process, or this rank of a torchrun group)."""
     info = dist_utils.from_env()
-    trainer = Trainer(cfg, out_dir, resume=resume, dist=info, progress=progress)
+    cls: type[Trainer] = Trainer
+    if cfg.gan is not None:
+        from swinir.train.gan_trainer import GANTrainer
+
+        cls = GANTrainer
+    trainer = cls(cfg, out_dir, resume=resume, dist=info, progress=progress)
     try:
         return trainer.fit()
     finally:
