@@ -1,0 +1,177 @@
+"""The training loop on real training images: it learns, writes its outputs, resumes exactly, fine-tunes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import swinir
+from swinir.errors import ConfigError
+from swinir.metrics import psnr
+from swinir.train import Trainer, load_config, train
+from swinir.train.config import LossTerm
+from swinir.train.data import load_val_set, to_tensor, to_uint8
+from swinir.train.losses import LOSSES
+
+ITERS = 40
+
+
+@pytest.fixture(scope="module")
+def images(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train_imgs")
+    for f in sorted((shared / "data" / "train" / "BSD400").iterdir())[:12]:
+        shutil.copy(f, out / f.name)
+    return out
+
+
+def tiny(images: Path, *extra: str) -> swinir.train.Config:
+    return load_config("builtin-x2-tiny", [f"data.train=[{images}]", "val.max_images=2", "val.max_size=64",
+                                           "log.progress=false", *extra])
+
+
+def records(out: Path, kind: str) -> list[dict]:
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def run(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "x2"
+    cfg = tiny(images, f"train.iterations={ITERS}", "log.every=5", "val.every=20", "log.checkpoint_every=20")
+    res = train(cfg, out)
+    assert res.iteration == ITERS and not res.interrupted
+    return out
+
+
+def test_tiny_run_learns(run: Path) -> None:
+    losses = [r["loss"] for r in records(run, "train")]
+    assert len(losses) == ITERS // 5
+    assert np.mean(losses[-2:]) < 0.5 * losses[0]
+    val = records(run, "val")
+    assert [r["iter"] for r in val] == [0, 20, ITERS]
+    assert val[-1]["psnr"] > val[0]["psnr"] + 5  # before vs after training, Set5 crops, Y
+    assert val[-1]["psnr_input"] == pytest.approx(val[0]["psnr_input"])  # bicubic reference is fixed
+
+
+def test_run_writes_its_outputs(run: Path) -> None:
+    ck = run / "checkpoints"
+    assert sorted(p.name for p in ck.iterdir()) == ["best.pt", "iter_0000020.pt", f"iter_{ITERS:07d}.pt", "latest.pt"]
+    assert sorted(p.name for p in (run / "models").iterdir()) == [
+        "model_0000020.pth", f"model_{ITERS:07d}.pth", "model_best.pth"]
+    log = (run / "train.log").read_text()
+    assert "val @40: PSNR" in log and "saved checkpoint" in log
+    png = cv2.imread(str(run / "curves.png"))
+    assert png is not None and png.shape[0] > 100
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 1000
+    assert load_config(run / "config.yaml").train.iterations == ITERS
+    assert sorted(p.name for p in (run / "val").iterdir()) == ["baby.png", "bird.png"]
+    state = torch.load(ck / "latest.pt", weights_only=True)
+    assert {"model", "ema", "optimizer", "scheduler", "scaler", "rng", "iteration", "samples_seen"} <= set(state)
+    assert state["iteration"] == ITERS and state["samples_seen"] == ITERS * 4
+    assert state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.99)
+
+
+def test_saved_model_loads_with_swinir_load(run: Path, shared: Path) -> None:
+    path = run / "models" / f"model_{ITERS:07d}.pth"
+    raw = torch.load(path, weights_only=True)
+    assert {"params", "params_ema"} <= set(raw)
+    model = swinir.load(path)
+    sd = model.state_dict()
+    assert all(torch.equal(sd[k], v) for k, v in raw["params_ema"].items())  # EMA preferred
+    assert any(not torch.equal(raw["params"][k], v) for k, v in raw["params_ema"].items())
+    assert model.upscale == 2 and model.embed_dim == 16
+    # the loaded model reproduces the run's last validation PSNR
+    cfg = load_config(run / "config.yaml")
+    val = load_val_set(cfg.val, 2, 3)
+    with torch.no_grad():
+        scores = [psnr(to_uint8(model(to_tensor(v.lq)[None])[0]), v.gt, 2, True) for v in val]
+    assert float(np.mean(scores)) == pytest.approx(records(run, "val")[-1]["psnr"], abs=1e-6)
+
+
+def test_exact_resume(images: Path, tmp_path: Path) -> None:
+    common = ["val.hr=null", "log.every=1", "log.tensorboard=false", "log.plot=false", "train.milestones=[3]",
+              "train.grad_clip=0.5", "data.degrade.jpeg_quality=[30, 90]"]
+    straight = train(tiny(images, "train.iterations=6", *common), tmp_path / "a")
+    train(tiny(images, "train.iterations=3", *common), tmp_path / "b")
+    resumed = train(tiny(images, "train.iterations=6", *common), tmp_path / "b", resume=True)
+    assert straight.iteration == resumed.iteration == 6
+    la = [r["loss"] for r in records(tmp_path / "a", "train")]
+    lb = [r["loss"] for r in records(tmp_path / "b", "train")]
+    assert len(la) == len(lb) == 6 and la == lb  # bitwise
+    sa = torch.load(tmp_path / "a" / "checkpoints" / "latest.pt", weights_only=True)
+    sb = torch.load(tmp_path / "b" / "checkpoints" / "latest.pt", weights_only=True)
+    for key in ("model",):
+        assert all(torch.equal(sa[key][k], sb[key][k]) for k in sa[key])
+    assert all(torch.equal(sa["ema"]["module"][k], sb["ema"]["module"][k]) for k in sa["ema"]["module"])
+    assert [g["lr"] for g in sa["optimizer"]["param_groups"]] == [g["lr"] for g in sb["optimizer"]["param_groups"]]
+    with pytest.raises(ConfigError, match="already holds a training run; add --resume"):
+        Trainer(tiny(images, *common), tmp_path / "a")
+
+
+class _Interrupted(Trainer):
+    def training_step(self, batch):  # type: ignore[no-untyped-def]
+        logs = super().training_step(batch)
+        if self.iteration == 2:  # the 3rd step: the signal arrives mid-run
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+
+def test_sigterm_saves_and_stops(images: Path, tmp_path: Path) -> None:
+    t = _Interrupted(tiny(images, "val.hr=null", "log.plot=false", "log.tensorboard=false"), tmp_path)
+    try:
+        res = t.fit()
+    finally:
+        t.close()
+    assert res.interrupted and res.iteration == 3
+    assert torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)["iteration"] == 3
+
+
+def test_finetune_x4_from_x2(run: Path, images: Path, tmp_path: Path) -> None:
+    src = torch.load(run / "models" / "model_best.pth", weights_only=True)["params_ema"]
+    cfg = tiny(images, "model.upscale=4", f"model.init_from={run / 'models' / 'model_best.pth'}", "val.hr=null")
+    t = Trainer(cfg, tmp_path)
+    try:
+        sd = t.model.state_dict()
+        assert torch.equal(sd["conv_first.weight"], src["conv_first.weight"])
+        assert torch.equal(sd["layers.0.residual_group.blocks.1.attn.qkv.weight"],
+                           src["layers.0.residual_group.blocks.1.attn.qkv.weight"])
+        assert sd["upsample.0.weight"].shape[0] == 16 * 3 and src["upsample.0.weight"].shape[0] == 4 * 3
+    finally:
+        t.close()
+    log = (tmp_path / "train.log").read_text()
+    assert "2 left at random init (e.g. upsample.0.weight, upsample.0.bias)" in log
+    with pytest.raises(ConfigError, match="model.init_from: .*nothing.pth: no such checkpoint file"):
+        Trainer(tiny(images, "model.init_from=/nothing.pth"), tmp_path / "n")
+
+
+def _two_steps(images: Path, tmp_path: Path, name: str, *extra: str) -> list[float]:
+    train(tiny(images, "train.iterations=2", "val.hr=null", "log.every=1", "log.plot=false",
+               "log.tensorboard=false", *extra), tmp_path / name)
+    return [r["loss"] for r in records(tmp_path / name, "train")]
+
+
+def test_precision_and_grad_checkpointing(images: Path, tmp_path: Path) -> None:
+    ref = _two_steps(images, tmp_path, "fp32")
+    ckpt = _two_steps(images, tmp_path, "ckpt", "model.grad_checkpointing=true")
+    assert ckpt == pytest.approx(ref, rel=1e-5)  # same maths, less memory
+    for amp in ("bf16", "fp16"):
+        losses = _two_steps(images, tmp_path, amp, f"train.amp={amp}")
+        assert all(math.isfinite(v) for v in losses) and losses == pytest.approx(ref, rel=0.05)
+    scaler = torch.load(tmp_path / "fp16" / "checkpoints" / "latest.pt", weights_only=True)["scaler"]
+    assert scaler and scaler["scale"] > 0  # the fp16 grad scaler is on and saved
+
+
+def test_losses() -> None:
+    a, b = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    ch = LOSSES["charbonnier"](LossTerm("charbonnier", eps=1e-3))
+    assert ch(a, b).item() == pytest.approx(torch.sqrt((a - b) ** 2 + 1e-3).mean().item(), rel=1e-6)
+    assert LOSSES["l1"](LossTerm("l1"))(a, b).item() == pytest.approx((a - b).abs().mean().item(), rel=1e-6)
