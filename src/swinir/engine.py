@@ -14,7 +14,6 @@ half cross-fades with complementary raised-cosine weights that sum to one: no se
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -142,11 +141,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 # ---------------------------------------------------------------------------------------------------
 @dataclass
 class _Plan:
-    """What the caller gave and what they get back."""
+    """How the image's channels meet the model's."""
 
-    kind: str  # "numpy" | "tensor"
-    dtype: object  # numpy dtype or torch dtype of the input
-    squeeze: bool  # numpy HxW in -> HxW out
     gray_to_color: bool  # replicate to 3 channels, luma back
     color_to_gray: bool  # luma in, gray out
     out_channels: int
@@ -342,7 +338,7 @@ def _batches(spans: Sequence[tuple[int, int]], size: int) -> Iterator[list[int]]
 # ---------------------------------------------------------------------------------------------------
 # public entry point
 # ---------------------------------------------------------------------------------------------------
-def _plan_for(channels: int, in_ch: int, out_ch: int, kind: str, dtype: object, squeeze: bool) -> _Plan:
+def _plan_for(channels: int, in_ch: int, out_ch: int) -> _Plan:
     to_color = channels == 1 and in_ch == 3
     to_gray = channels == 3 and in_ch == 1
     if channels != in_ch and not (to_color or to_gray):
@@ -352,7 +348,7 @@ def _plan_for(channels: int, in_ch: int, out_ch: int, kind: str, dtype: object, 
     if to_gray:
         _notice("color image given to a gray model: converted to gray (BT.601 luma); the result is gray")
     result_ch = 1 if to_color or to_gray else out_ch
-    return _Plan(kind, dtype, squeeze, to_color, to_gray, result_ch)
+    return _Plan(to_color, to_gray, result_ch)
 
 
 def _split_alpha(channels: int, in_ch: int) -> bool:
@@ -379,7 +375,7 @@ def restore(
 
     ``tile``: tile side in input pixels (rounded to the window size); None or 0 runs the image whole.
     ``overlap``: input pixels shared by neighbouring tiles, blended with feathered weights.
-    ``ensemble``: average the 8 flips/rotations (x8 slower, usually +0.1-0.2 dB).
+    ``ensemble``: average the 8 flips/rotations (x8 slower; the paper's "SwinIR+" results).
     ``precision``: fp32, bf16 or fp16 (autocast). fp16 on CPU becomes bf16; tiles that come out non-finite
     in reduced precision are recomputed in fp32, with a notice.
     ``device``: cpu, cuda, cuda:1, mps; None keeps the model's accelerator or picks the best available. The
@@ -433,7 +429,7 @@ def _restore_numpy(model: nn.Module, image: np.ndarray, tile: int | None, overla
     alpha = None
     if _split_alpha(img.shape[2], in_ch):
         img, alpha = img[..., :-1], img[..., -1]
-    plan = _plan_for(img.shape[2], in_ch, out_ch, "numpy", image.dtype, squeeze)
+    plan = _plan_for(img.shape[2], in_ch, out_ch)
     h, w = img.shape[:2]
     ho, wo = h * scale, w * scale
     result_ch = plan.out_channels
@@ -475,7 +471,7 @@ def _restore_tensor(model: nn.Module, image: Tensor, tile: int | None, overlap: 
     n, c, h, w = batch.shape
     has_alpha = _split_alpha(c, in_ch)
     color_c = c - 1 if has_alpha else c
-    plan = _plan_for(color_c, in_ch, out_ch, "tensor", image.dtype, False)
+    plan = _plan_for(color_c, in_ch, out_ch)
     result_ch = plan.out_channels
     ho, wo = h * scale, w * scale
     out = torch.empty(n, result_ch + has_alpha, ho, wo, dtype=image.dtype)  # allocated outside inference mode
