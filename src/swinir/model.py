@@ -178,10 +178,15 @@ def _linear(layer: nn.Linear, x: Tensor, gelu: bool = False, residual: Tensor | 
     rounding.
     """
     w, b = layer.weight, layer.bias
-    if (
-        _ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == w.dtype and x.dtype in (torch.float32, torch.bfloat16)
-        and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu") and not _tracing()
-    ):
+    fast = _ONEDNN_LINEAR and x.device.type == "cpu" and not torch.is_grad_enabled() and not _tracing()
+    if fast and torch.is_autocast_enabled("cpu"):
+        # do autocast's cast ourselves so that the fused kernel still runs (bf16 is the CPU autocast dtype)
+        if torch.get_autocast_dtype("cpu") != torch.bfloat16 or x.dtype not in (torch.float32, torch.bfloat16):
+            fast = False
+        else:
+            x, w = x.to(torch.bfloat16), w.to(torch.bfloat16)
+            b = None if b is None else b.to(torch.bfloat16)
+    if fast and x.dtype == w.dtype and x.dtype in (torch.float32, torch.bfloat16):
         lp = torch.ops.mkldnn._linear_pointwise
         if residual is not None and residual.dtype == x.dtype and residual.shape[:-1] == x.shape[:-1]:
             return lp.binary(x, residual.contiguous(), w, b, "add")
@@ -308,7 +313,8 @@ class SwinTransformerBlock(nn.Module):
         """
         table = self.attn.relative_position_bias_table
         cacheable = not torch.is_grad_enabled() and not _tracing()
-        key = (device, table.dtype, table.data_ptr(), table._version) if cacheable else None
+        version = -1 if table.is_inference() else table._version  # inference tensors have no counter
+        key = (device, table.dtype, table.data_ptr(), version) if cacheable else None
         if cacheable and key == self._bias_key:
             assert self._bias is not None
             return self._bias

@@ -131,7 +131,8 @@ class RefBlock(nn.Module):
         elif tuple(size) == tuple(self.resolution):
             mask = self.attn_mask
         else:
-            mask = build_mask(h, w, self.ws, self.shift).to(x.device)
+            # the original moves it to the device only, which breaks bf16/fp16 at other sizes
+            mask = build_mask(h, w, self.ws, self.shift).to(x.device, x.dtype)
         windows = self.attn(windows, mask).view(-1, self.ws, self.ws, c)
         x = reverse(windows, self.ws, h, w)
         if self.shift > 0:
