@@ -136,3 +136,62 @@ def test_d_init_iters_holds_the_generator(data_dir):
     logs = step.step(lq, gt)
     assert "l_g_total" in logs and "l_g_percep" not in logs
     assert any(not torch.equal(v, g0[k]) for k, v in g.state_dict().items())
+
+
+# ------------------------------------------------------------------------------------------- the real loop
+def _records(out, kind: str = "train") -> list[dict]:
+    import json
+
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+def test_tiny_psnr_then_gan_run_through_the_cli(tmp_path, shared):
+    """realsr-m-x4-psnr-tiny (BSRGAN data, L1), then realsr-m-x4-gan-tiny started from it (random VGG):
+    both GAN losses move, G and D checkpoints load, a resume restores the discriminator."""
+    import swinir
+    from swinir.checkpoint import read_file
+    from swinir.cli import main
+    from swinir.train import load_config
+    from swinir.train.gan_trainer import GANTrainer
+
+    common = ["--no-progress", "--set", "train.threads=1", "--set", "log.tensorboard=false",
+              "--set", "log.plot=false", "--set", "val.max_images=1", "--set", "val.max_size=32"]
+    psnr_out = tmp_path / "psnr"
+    assert main(["train", "realsr-m-x4-psnr-tiny", "--out", str(psnr_out), "--iterations", "3",
+                 "--set", "data.patch_size=8", "--set", "data.batch_size=2", *common]) == 0
+    psnr_model = psnr_out / "models" / "model_0000003.pth"
+    init = read_file(psnr_model)[0]["params_ema"]
+
+    gan_out = tmp_path / "gan"
+    gan_args = ["--set", f"model.init_from={psnr_model}", "--set", "log.every=1", "--set", "log.checkpoint_every=3",
+                "--set", "val.every=0", *common]
+    assert main(["train", "realsr-m-x4-gan-tiny", "--out", str(gan_out), "--iterations", "6", *gan_args]) == 0
+    recs = _records(gan_out)
+    assert len(recs) == 6
+    for key in ("l_g_pix", "l_g_percep", "l_g_gan", "l_d_real", "l_d_fake"):
+        vals = [r[key] for r in recs]
+        assert all(math.isfinite(v) for v in vals) and max(vals) - min(vals) > 1e-3, (key, vals)
+    d_total = [r["l_d"] for r in recs]
+    assert d_total[0] == pytest.approx(2 * math.log(2), abs=0.1) and min(d_total) < d_total[0]
+
+    # G: released layout, loads with swinir.load, moved away from the PSNR-stage weights
+    model = swinir.load(gan_out / "models" / "model_0000006.pth")
+    assert model.spec.upsampler == "nearest+conv" and model.scale == 4
+    assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+    ema = read_file(gan_out / "models" / "model_0000006.pth")[0]["params_ema"]
+    assert any(not torch.equal(ema[k], init[k]) for k in init if k in ema)
+    # D: {'params': ...} beside it, loads into the discriminator
+    d_sd = torch.load(gan_out / "models" / "net_d_0000006.pth", weights_only=True)["params"]
+    UNetDiscriminatorSN(3, 16).load_state_dict(d_sd)
+
+    # resume: the discriminator and its optimiser come back from the checkpoint
+    cfg = load_config("realsr-m-x4-gan-tiny", [f"model.init_from={psnr_model}", "log.tensorboard=false",
+                                               "train.iterations=7"])
+    trainer = GANTrainer(cfg, gan_out, resume=True, progress=False)
+    try:
+        assert trainer.iteration == 6
+        for k, v in trainer.net_d_module.state_dict().items():
+            torch.testing.assert_close(v, d_sd[k], rtol=0, atol=0)
+        assert trainer.optimizer_d.state_dict()["state"]  # Adam moments restored
+    finally:
+        trainer.close()
