@@ -1,0 +1,329 @@
+"""Inference speed, memory and equality: swinir's SwinIR against a peer implementation, side by side.
+
+The peer is spandrel's SwinIR (``pip install -e .[bench]``), a faithful copy of the original architecture.
+spandrel's package imports torchvision and einops at import time, which do not import beside this torch,
+so its SwinIR module is loaded on its own through a small import shim here (benchmark only). Without
+spandrel, the peer is ``swinir.reference.ReferenceSwinIR``, our plain step-by-step copy of the original
+forward, and the table says so.
+
+Both implementations get the same random weights with the released shapes (configurations from
+``shared/golden/released_state_dicts.json``) and the same input (a crop of Set5 'baby' when the shared data
+is there, else uniform noise). They run in one process, alternating, after one warm-up run each; the
+median of ``--repeats`` runs is reported, as process CPU time by default (one thread): on a machine shared
+with other jobs, as this one is, wall time mostly measures the other jobs. Peak memory is the largest resident-set growth during the
+warm-up forward, sampled every millisecond after returning freed heap to the OS (torch's allocations do
+not show in tracemalloc). ``max |diff|`` and PSNR are against the peer's fp32 output.
+
+    python benchmarks/inference.py                      # the full table (slow: ~30 min on one core)
+    python benchmarks/inference.py --threads 2 --clock wall   # on a quiet machine
+    python benchmarks/inference.py --small              # one configuration, one small size (CI smoke)
+    python benchmarks/inference.py --configs classical_x2 --sizes 128 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from swinir.model import SwinIR
+from swinir.paths import shared_dir
+
+# (released configuration, input side) of the table in the README
+FULL = (("classical_x2", 128), ("classical_x2", 256), ("lightweight_x4", 256), ("color_dn", 256), ("real_L_x4", 128))
+SMALL = (("lightweight_x4", 32),)
+LABELS = {"classical_x2": "classical SR x2 (M)", "lightweight_x4": "lightweight SR x4", "color_dn": "color denoising (M)",
+          "real_L_x4": "real-world SR x4 (L)"}
+
+
+# -- the peer -----------------------------------------------------------------------------------------
+def load_spandrel_swinir() -> tuple[type[nn.Module], str] | None:
+    """spandrel's SwinIR class without importing spandrel/__init__ (which pulls in torchvision, einops)."""
+    spec = importlib.util.find_spec("spandrel")
+    if spec is None or spec.origin is None:
+        return None
+    root = Path(spec.origin).parent
+    try:
+        if "spandrel" not in sys.modules:
+            pkg = types.ModuleType("spandrel")
+            pkg.__path__ = [str(root)]  # a bare namespace: submodules import, __init__ does not run
+            sys.modules["spandrel"] = pkg
+        name = "spandrel.architectures.SwinIR"
+        if name not in sys.modules:
+            importlib.import_module("spandrel.architectures")
+            sub = types.ModuleType(name)
+            sub.__path__ = [str(root / "architectures" / "SwinIR")]
+            sys.modules[name] = sub
+        cls = importlib.import_module(name + ".__arch.SwinIR").SwinIR
+    except Exception as exc:  # noqa: BLE001 - any failure means: use the reference path
+        print(f"# spandrel's SwinIR did not import ({type(exc).__name__}: {exc}); peer = swinir.reference", file=sys.stderr)
+        return None
+    from importlib.metadata import version
+
+    return cls, f"spandrel {version('spandrel')}"
+
+
+def peer_class(choice: str) -> tuple[Callable[..., nn.Module], str]:
+    if choice in ("auto", "spandrel"):
+        found = load_spandrel_swinir()
+        if found is not None:
+            return found
+        if choice == "spandrel":
+            raise SystemExit("spandrel is not installed or does not import: pip install -e .[bench]")
+    from swinir.reference import ReferenceSwinIR
+
+    return ReferenceSwinIR, "swinir.reference"
+
+
+# -- measuring ------------------------------------------------------------------------------------------
+def _trim_heap() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_growth(fn: Callable[[], Tensor]) -> tuple[Tensor, int]:
+    """Run ``fn`` once; return its output and the largest RSS growth seen (bytes, 1 ms sampling)."""
+    _trim_heap()
+    base = _rss()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        out = fn()
+    finally:
+        done.set()
+        t.join()
+    return out, max(peak[0], _rss()) - base
+
+
+@dataclass
+class Row:
+    impl: str
+    config: str
+    size: int
+    precision: str
+    ms: float
+    wall_ms: float
+    mps: float
+    peak_mib: float
+    diff: float
+    psnr: float
+    speedup: float
+
+    def cells(self) -> list[str]:
+        psnr = "inf" if math.isinf(self.psnr) else f"{self.psnr:.1f}"
+        return [self.impl, LABELS.get(self.config, self.config), f"{self.size}x{self.size}", self.precision,
+                f"{self.ms:.0f}", f"{self.wall_ms:.0f}", f"{self.mps:.4f}", f"{self.peak_mib:.0f}", f"{self.diff:.1e}", psnr,
+                f"{self.speedup:.2f}x"]
+
+
+HEADER = ["implementation", "configuration", "input", "precision", "ms/image", "wall ms", "MP/s (input)", "peak MiB",
+          "max abs diff", "PSNR dB", "vs peer fp32"]
+
+
+def _psnr(a: Tensor, b: Tensor) -> float:
+    mse = ((a.float() - b.float()) ** 2).mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def test_image(size: int, chans: int) -> Tensor:
+    root = shared_dir()
+    path = root / "data" / "Set5" / "HR" / "baby.png" if root else None
+    if path is not None and path.is_file():
+        import cv2
+
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is not None and min(bgr.shape[:2]) >= size:
+            y0, x0 = (bgr.shape[0] - size) // 2, (bgr.shape[1] - size) // 2
+            crop = bgr[y0 : y0 + size, x0 : x0 + size]
+            if chans == 1:
+                crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)[..., None]
+            else:
+                crop = crop[..., ::-1]
+            return torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255.0
+    return torch.rand(1, chans, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def released_configs() -> dict[str, dict]:
+    root = shared_dir()
+    if root is None:
+        raise SystemExit("../shared not found: the released configurations come from golden/released_state_dicts.json")
+    return json.loads((root / "golden" / "released_state_dicts.json").read_text())
+
+
+def build_pair(entry: dict, peer_cls: Callable[..., nn.Module]) -> tuple[nn.Module, SwinIR]:
+    """The peer with seeded random weights, and ours with exactly those weights."""
+    torch.manual_seed(0)
+    peer = peer_cls(**entry["config"]).eval()
+    ours = SwinIR(**entry["config"]).eval()
+    missing, unexpected = ours.load_state_dict(peer.state_dict(), strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"weights do not transfer: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    want = {k: tuple(v) for k, v in entry["state_dict"].items()}
+    got = {k: tuple(v.shape) for k, v in peer.state_dict().items() if k in want}
+    if got != {k: v for k, v in want.items() if k in got} or not set(ours.state_dict()) <= set(want):
+        raise SystemExit("model shapes differ from the released state dict")
+    return peer, ours
+
+
+def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Module], peer_name: str,
+               precisions: list[str], repeats: int, compile_: bool, peer_bf16: bool, clock: str) -> list[Row]:
+    peer, ours = build_pair(entry, peer_cls)
+    x = test_image(size, entry["config"]["in_chans"])
+    runs: dict[str, tuple[str, str, Callable[[], Tensor]]] = {}  # key -> (impl, precision, fn)
+    runs["peer"] = (peer_name, "fp32", lambda: peer(x))
+    if "fp32" in precisions:
+        runs["ours"] = ("swinir", "fp32", lambda: ours(x))
+    if "bf16" in precisions:
+        ours_bf = SwinIR(**entry["config"]).eval()
+        ours_bf.load_state_dict(ours.state_dict())
+        ours_bf.to(torch.bfloat16)
+        xb = x.bfloat16()
+        runs["ours_bf16"] = ("swinir", "bf16", lambda: ours_bf(xb))
+        if peer_bf16:
+            import copy
+
+            peer_bf = copy.deepcopy(peer).to(torch.bfloat16)
+            runs["peer_bf16"] = (peer_name, "bf16", lambda: peer_bf(xb))
+    if compile_:
+        compiled = torch.compile(ours, dynamic=False)
+        runs["ours_compiled"] = ("swinir + torch.compile", "fp32", lambda: compiled(x))
+
+    outputs: dict[str, Tensor] = {}
+    peaks: dict[str, int] = {}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    walls: dict[str, list[float]] = {k: [] for k in runs}
+    timer = time.process_time if clock == "cpu" else time.perf_counter
+    with torch.inference_mode():
+        for key, (_, _, fn) in runs.items():  # warm-up, with the memory measurement
+            t0 = time.perf_counter()
+            outputs[key], peaks[key] = peak_rss_growth(fn)
+            if key == "ours_compiled":
+                print(f"# torch.compile warm-up for {name} {size}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        for _ in range(repeats):  # alternating
+            for key, (_, _, fn) in runs.items():
+                w0, t0 = time.perf_counter(), timer()
+                fn()
+                times[key].append(timer() - t0)
+                walls[key].append(time.perf_counter() - w0)
+    ref = outputs["peer"].float()
+    peer_ms = statistics.median(times["peer"]) * 1000
+    rows = []
+    for key, (impl, prec, _) in runs.items():
+        ms = statistics.median(times[key]) * 1000
+        out = outputs[key].float()
+        rows.append(Row(impl, name, size, prec, ms, statistics.median(walls[key]) * 1000,
+                        size * size / 1e6 / (ms / 1000), peaks[key] / 2**20,
+                        (out - ref).abs().max().item(), _psnr(out, ref), peer_ms / ms))
+    return rows
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = ""
+    try:
+        text = open("/proc/cpuinfo").read()
+        flags = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in text.split())
+    except OSError:
+        pass
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"{cpu} ({flags}), {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, load average {load}")
+
+
+def render(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", action="store_true", help="one configuration at 32x32, one repeat (CI smoke)")
+    ap.add_argument("--configs", nargs="*", help="released configuration names (default: the README's five)")
+    ap.add_argument("--sizes", nargs="*", type=int, help="input sides, applied to every --configs entry")
+    ap.add_argument("--precisions", default="fp32,bf16", help="ours in these precisions (default fp32,bf16)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (median; default 3)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1; 0 = torch's default). On a shared machine more threads mostly "
+                         "measure OpenMP barriers waiting for the other jobs")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                    help="what ms/image measures: this process's CPU time (default with 1 thread: immune to other "
+                         "jobs on the machine) or wall time (default with more threads)")
+    ap.add_argument("--peer", choices=("auto", "spandrel", "reference"), default="auto")
+    ap.add_argument("--peer-bf16", action="store_true", help="also time the peer in bf16")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile(ours) in fp32 after warm-up")
+    ap.add_argument("--output", type=Path, help="also write the table (markdown) to this file")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = args.clock or ("cpu" if torch.get_num_threads() == 1 else "wall")
+    if args.small:
+        cases = list(SMALL)
+        args.repeats = min(args.repeats, 1)
+    elif args.configs:
+        cases = [(c, s) for c in args.configs for s in (args.sizes or [128])]
+    else:
+        cases = list(FULL)
+    configs = released_configs()
+    unknown = [c for c, _ in cases if c not in configs]
+    if unknown:
+        raise SystemExit(f"unknown configuration(s) {unknown}; choose from {sorted(configs)}")
+    peer_cls, peer_name = peer_class(args.peer)
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    header = (f"Machine: {machine()}. Peer: {peer_name}. Median of {args.repeats} alternating runs after one "
+              f"warm-up; ms/image is {'process CPU' if clock == 'cpu' else 'wall'} time.")
+    print(header, flush=True)
+    rows: list[Row] = []
+    for name, size in cases:
+        rows += bench_case(name, size, configs[name], peer_cls, peer_name, precisions, args.repeats, args.compile,
+                           args.peer_bf16, clock)
+        print(render(rows[-len(precisions) - 1 - args.compile - args.peer_bf16 * ("bf16" in precisions):]),
+              file=sys.stderr, flush=True)
+    table = render(rows)
+    print(table)
+    if args.output:
+        args.output.write_text(f"{header}\n\n{table}\n\nCommand: python benchmarks/inference.py "
+                               f"{' '.join(argv if argv is not None else sys.argv[1:])}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
