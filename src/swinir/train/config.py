@@ -174,7 +174,7 @@ class ValConfig:
     max_images: int = 0  # 0 = all
     max_size: int = 0  # centre-crop HR images to at most this side (0 = whole image)
     y_channel: bool | None = None  # None: Y for SR, RGB otherwise
-    crop_border: int | None = None  # None: the scale for SR, 0 otherwise
+    crop_border: int | None = None  # None: the paper's (the scale for SR, 0 otherwise)
     noise_sigma: float | None = None
     jpeg_quality: int | None = None
     seed: int = 0

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from swinir.degrade import add_gaussian_noise, add_gaussian_noise_test, imresize, jpeg_compress
-from swinir.errors import ConfigError, ImageReadError
+from swinir.errors import ConfigError, ImageReadError, SwinIRError
 from swinir.train.config import DataConfig, ValConfig
 
 log = logging.getLogger("swinir.train")
@@ -347,50 +347,60 @@ class ValImage:
     gt: np.ndarray  # HxWxC uint8
 
 
-def _center_crop(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    th = min(h, size) // multiple * multiple
-    tw = min(w, size) // multiple * multiple
-    y, x = (h - th) // 2 // multiple * multiple, (w - tw) // 2 // multiple * multiple
-    return img[y:y + th, x:x + tw]
+def val_protocol(cfg: ValConfig, scale: int, channels: int) -> Any:
+    """The ``swinir.evaluate.Protocol`` that scores this validation like ``swinir eval`` (the paper's
+    test script), or None when the validation has no paper protocol (e.g. noise and JPEG together)."""
+    from swinir.evaluate import Protocol
+
+    if scale > 1:
+        return Protocol("classical_sr", scale=scale)
+    if cfg.noise_sigma is not None and cfg.jpeg_quality is None:
+        return Protocol("gray_dn" if channels == 1 else "color_dn", noise=float(cfg.noise_sigma))
+    if cfg.jpeg_quality is not None and cfg.noise_sigma is None:
+        return Protocol("jpeg_car" if channels == 1 else "color_jpeg_car", jpeg=int(cfg.jpeg_quality))
+    return None
 
 
-def load_val_set(cfg: ValConfig, scale: int, channels: int, degrade_jpeg: bool = False) -> list[ValImage]:
-    """Deterministic validation pairs: MATLAB-bicubic LR for SR (or a paired folder), the paper's
-    seeded noise for denoising, OpenCV JPEG for artifact removal."""
+def _crop_pair(lq: np.ndarray, gt: np.ndarray, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centre crop of at most ``size`` HR pixels per side, aligned with the LR grid."""
+    side = max(1, size // scale)
+    lh, lw = lq.shape[:2]
+    th, tw = min(lh, side), min(lw, side)
+    y, x = (lh - th) // 2, (lw - tw) // 2
+    return lq[y:y + th, x:x + tw], gt[y * scale:(y + th) * scale, x * scale:(x + tw) * scale]
+
+
+def load_val_set(cfg: ValConfig, scale: int, channels: int) -> list[ValImage]:
+    """Deterministic validation pairs, made by ``swinir.evaluate`` exactly as ``swinir eval`` makes them
+    (MATLAB-bicubic LR or a paired folder for SR, the paper's seeded noise, OpenCV JPEG), then
+    centre-cropped to ``max_size`` if set."""
     if not cfg.hr:
         return []
+    from swinir.evaluate import load_sample
+
     files = list_images(cfg.hr, "val.hr")
     if cfg.max_images:
         files = files[: cfg.max_images]
-    lq_files = {f.stem: f for f in list_images(cfg.lq, "val.lq")} if cfg.lq else None
+    protocol = val_protocol(cfg, scale, channels)
     out: list[ValImage] = []
     for f in files:
-        gt = read_image(f, channels)
-        if lq_files is not None:
-            lq_path = _match_lq(f, lq_files, scale)
-            if lq_path is None:
-                raise ConfigError(f"val.lq: no low-quality image for {f.name} in {cfg.lq}")
-            lq8 = read_image(lq_path, channels)
-            gt = gt[: lq8.shape[0] * scale, : lq8.shape[1] * scale]
-            if cfg.max_size:
-                lq8 = _center_crop(lq8, max(1, cfg.max_size // scale), 1)
-                gt = gt[: lq8.shape[0] * scale, : lq8.shape[1] * scale]  # top-left consistent crop
-            out.append(ValImage(f.stem, lq8.astype(np.float32) / 255.0, gt))
-            continue
-        gt = _center_crop(gt, cfg.max_size or max(gt.shape), scale)
-        if scale > 1:
-            lq8 = imresize(gt, scale=1.0 / scale, mode="uint8")
-            if lq8.ndim == 2:
-                lq8 = lq8[:, :, None]
-        else:
+        if protocol is not None:
+            try:
+                sample = load_sample(f, protocol, cfg.lq)
+            except SwinIRError as exc:
+                raise ConfigError(f"val: {exc}") from None
+            lq, gt = sample.lq.astype(np.float32), sample.gt
+        else:  # no paper protocol: clean input, or this pipeline's noise then JPEG
+            gt = read_image(f, channels)
             lq8 = gt
-        lq = lq8.astype(np.float32) / np.float32(255.0)
-        if cfg.jpeg_quality is not None:
-            lq = jpeg_compress(lq8, int(cfg.jpeg_quality)).reshape(lq8.shape).astype(np.float32) / np.float32(255.0)
-        if cfg.noise_sigma is not None:
-            lq = add_gaussian_noise_test(lq.astype(np.float64), float(cfg.noise_sigma)).astype(np.float32)
-        out.append(ValImage(f.stem, lq, gt))
+            if cfg.jpeg_quality is not None:
+                lq8 = jpeg_compress(gt, int(cfg.jpeg_quality)).reshape(gt.shape)
+            lq = lq8.astype(np.float32) / np.float32(255.0)
+            if cfg.noise_sigma is not None:
+                lq = add_gaussian_noise_test(lq.astype(np.float64), float(cfg.noise_sigma)).astype(np.float32)
+        if cfg.max_size:
+            lq, gt = _crop_pair(lq, gt, cfg.max_size, scale)
+        out.append(ValImage(f.stem, np.ascontiguousarray(lq), np.ascontiguousarray(gt)))
     return out
 
 

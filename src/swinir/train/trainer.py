@@ -41,7 +41,7 @@ from swinir.errors import CheckpointError, ConfigError
 from swinir.model import SwinIR
 from swinir.train import distributed as dist_utils
 from swinir.train.config import Config
-from swinir.train.data import TrainSet, ValImage, input_baseline, load_val_set, make_loader, to_tensor, to_uint8
+from swinir.train.data import TrainSet, ValImage, input_baseline, load_val_set, make_loader, val_protocol
 from swinir.train.ema import EMA
 from swinir.train.losses import PixelLoss
 from swinir.train.monitor import Monitor, plot_curves, setup_file_log
@@ -203,15 +203,28 @@ class Trainer:
         self.val_set: list[ValImage] = (
             load_val_set(cfg.val, cfg.scale, cfg.model.in_chans) if self.main and cfg.val.hr else [])
         self._val_inputs: dict[str, tuple[float, float]] = {}
+        self.val_protocol = val_protocol(cfg.val, cfg.scale, cfg.model.in_chans) if self.val_set else None
         if resume:
             latest = self.out / "checkpoints" / "latest.pt"
             if latest.exists():
                 self.load_checkpoint(latest)
             elif self.main:
                 log.info("no checkpoint in %s: starting from scratch", latest.parent)
+        self._check_same_iteration()
         self.monitor = Monitor(self.out, self.main, cfg.log.tensorboard, start_iter=self.iteration)
         if self.main:
             _write_text(self.out / "config.yaml", cfg.to_yaml())
+
+    def _check_same_iteration(self) -> None:
+        """Every process must resume from the same checkpoint (multi-node runs need a shared --out)."""
+        if not self.dist.enabled:
+            return
+        t = torch.tensor([self.iteration, -self.iteration], dtype=torch.int64, device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        hi, lo = int(t[0]), -int(t[1])
+        if hi != lo:
+            raise CheckpointError(f"processes start at different iterations ({lo}..{hi}): {self.out} must be a "
+                                  "folder shared by all nodes so that every process resumes from the same latest.pt")
 
     # -- construction (overridable) -------------------------------------------------------------------
     def _check_out_dir(self, resume: bool) -> None:
@@ -270,16 +283,18 @@ class Trainer:
 
     # -- validation ----------------------------------------------------------------------------------
     def val_settings(self) -> tuple[int, bool]:
+        """(border, Y channel): by default the paper's border (the scale for SR, 0 otherwise), Y for SR."""
         v = self.cfg.val
         sr = self.cfg.scale > 1
-        border = v.crop_border if v.crop_border is not None else (self.cfg.scale if sr else 0)
         y = v.y_channel if v.y_channel is not None else sr
-        return border, y
+        border = v.crop_border if v.crop_border is not None else (self.cfg.scale if sr else 0)
+        return border, y and self.cfg.model.in_chans == 3
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """PSNR/SSIM of the (EMA) model on the validation set, and PSNR of the un-restored input."""
-        from swinir.metrics import psnr, ssim
+        """PSNR/SSIM of the (EMA) model on the validation set, run and scored as ``swinir eval`` does
+        (``swinir.evaluate``), and the PSNR of the un-restored input (bicubic / degraded) for reference."""
+        from swinir.evaluate import restore_sample
 
         if not self.val_set:
             return {}
@@ -287,16 +302,17 @@ class Trainer:
         was_training = net.training
         net.eval()
         border, y = self.val_settings()
+        protocol = self.val_protocol
         scores: list[tuple[float, float, float]] = []
         samples_dir = self.out / "val"
         for i, img in enumerate(self.val_set):
-            out = net(to_tensor(img.lq)[None].to(self.device))
-            out8 = to_uint8(out[0])
+            out8 = restore_sample(net, img.lq, self.cfg.scale, device=self.device)
             if img.name not in self._val_inputs:
                 base = input_baseline(img, self.cfg.scale)
-                self._val_inputs[img.name] = (psnr(base, img.gt, border, y), ssim(base, img.gt, border, y))
+                self._val_inputs[img.name] = _psnr_ssim(base, img.gt, protocol, border, y)
             p_in, _ = self._val_inputs[img.name]
-            scores.append((psnr(out8, img.gt, border, y), ssim(out8, img.gt, border, y), p_in))
+            p_out, s_out = _psnr_ssim(out8, img.gt, protocol, border, y)
+            scores.append((p_out, s_out, p_in))
             if i < self.cfg.val.sample_images:
                 self.monitor.image(self.iteration, f"val/{img.name}", out8)
                 _write_png(samples_dir / f"{img.name}.png", out8)
@@ -517,6 +533,21 @@ class Trainer:
             log.removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+def _psnr_ssim(out: np.ndarray, gt: np.ndarray, protocol: Any, border: int, y: bool) -> tuple[float, float]:
+    """PSNR and SSIM on Y or RGB: ``swinir.evaluate.score`` (the release's exact channel order) when the
+    validation follows a paper protocol, ``swinir.metrics`` otherwise."""
+    if protocol is not None and protocol.border == border:
+        from swinir.evaluate import score
+
+        sc = score(out, gt, protocol)
+        if y and sc.psnr_y is not None:
+            return sc.psnr_y, float(sc.ssim_y)  # type: ignore[arg-type]
+        return sc.psnr, sc.ssim
+    from swinir.metrics import psnr, ssim
+
+    return psnr(out, gt, border, y), ssim(out, gt, border, y)
 
 
 def _write_text(path: Path, text: str) -> None:
