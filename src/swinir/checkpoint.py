@@ -168,9 +168,6 @@ def save(
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model should be readable like any file
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import save_file
@@ -186,6 +183,9 @@ def save(
             if extra:
                 obj.update(extra)
             torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model should be readable like any file
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
