@@ -89,12 +89,6 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return t.float().div_(255.0) if x.dtype == np.uint8 else t.float()
 
 
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """CxHxW float [0,1] -> HxWxC uint8 (rounded), as images are saved before scoring."""
-    x = t.detach().float().clamp(0, 1).mul(255.0).round().byte().cpu().numpy()
-    return np.transpose(x, (1, 2, 0))
-
-
 # --------------------------------------------------------------------------------------------------
 # training set
 # --------------------------------------------------------------------------------------------------
