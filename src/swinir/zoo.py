@@ -140,9 +140,9 @@ def _released_entries() -> list[ZooEntry]:
 
 
 BUILTINS: tuple[ZooEntry, ...] = (
-    ZooEntry("builtin-x4", "builtin-x4.safetensors", "classical_sr", scale=4, builtin=True,
+    ZooEntry("builtin-x4", "builtin-x4.safetensors", "lightweight_sr", scale=4, builtin=True,
              description="compact SR x4 for photos, trained by this project; the offline default"),
-    ZooEntry("builtin-x2", "builtin-x2.safetensors", "classical_sr", scale=2, builtin=True,
+    ZooEntry("builtin-x2", "builtin-x2.safetensors", "lightweight_sr", scale=2, builtin=True,
              description="compact SR x2, trained by this project"),
     ZooEntry("builtin-denoise", "builtin-denoise.safetensors", "denoise", builtin=True,
              description="compact blind color denoising (sigma 0-50), trained by this project"),
