@@ -133,16 +133,21 @@ class WindowPlan(NamedTuple):
     """How a shifted block reads tokens that are stored in (unshifted) window order.
 
     ``perm[i]`` is the flat (batch * H*W) position of the token that goes to slot ``i`` of the shifted
-    windows; windows are sorted by mask group, batch-major inside a group, and ``groups`` holds the number
-    of windows in each of the four groups (interior, last column, last row, corner).
+    windows. Grouped (eager): windows are sorted by mask group, batch-major inside a group, and ``groups``
+    holds the number of windows of each of the four groups (interior, last column, last row, corner).
+    Ungrouped (export): windows stay in the original row-major order and ``window_group`` (windows,) holds
+    each window's group, computed from the sizes alone so that a traced graph stays shape-generic.
     """
 
     perm: Tensor
-    groups: tuple[int, int, int, int]
+    groups: tuple[int, int, int, int] | None
+    window_group: Tensor | None = None
 
 
-def shifted_window_plan(b: int, h: int, w: int, ws: int, shift: int, device: torch.device | None = None) -> WindowPlan:
-    """Fused roll(-shift) + window partition + grouping, as one gather index (see ``WindowPlan``)."""
+def shifted_window_plan(
+    b: int, h: int, w: int, ws: int, shift: int, device: torch.device | None = None, grouped: bool = True
+) -> WindowPlan:
+    """Fused roll(-shift) + window partition (+ grouping), as one gather index (see ``WindowPlan``)."""
     nh, nw, n = h // ws, w // ws, ws * ws
     r = torch.arange(h, device=device)
     c = torch.arange(w, device=device)
@@ -150,8 +155,13 @@ def shifted_window_plan(b: int, h: int, w: int, ws: int, shift: int, device: tor
     pos = ((r // ws) * nw * n + (r % ws) * ws)[:, None] + ((c // ws) * n + c % ws)[None, :]
     pos = torch.roll(pos, shifts=(-shift, -shift), dims=(0, 1))  # what the shifted map holds at (r, c)
     win = pos.view(nh, ws, nw, ws).permute(0, 2, 1, 3).reshape(nh, nw, n)
-    parts = (win[: nh - 1, : nw - 1], win[: nh - 1, nw - 1 :], win[nh - 1 :, : nw - 1], win[nh - 1 :, nw - 1 :])
     offsets = (torch.arange(b, device=device) * (h * w)).view(b, 1, 1)
+    if not grouped:
+        last_row = (torch.arange(nh, device=device) == nh - 1).long()
+        last_col = (torch.arange(nw, device=device) == nw - 1).long()
+        group = (last_row[:, None] * 2 + last_col[None, :]).reshape(1, -1).expand(b, -1).reshape(-1)
+        return WindowPlan((win.reshape(1, -1, n) + offsets).reshape(-1), None, group)
+    parts = (win[: nh - 1, : nw - 1], win[: nh - 1, nw - 1 :], win[nh - 1 :, : nw - 1], win[nh - 1 :, nw - 1 :])
     perm = torch.cat([(p.reshape(1, -1, n) + offsets).reshape(-1) for p in parts])
     groups = (b * (nh - 1) * (nw - 1), b * (nh - 1), b * (nw - 1), b)
     return WindowPlan(perm, groups)
@@ -257,16 +267,24 @@ class WindowAttention(nn.Module):
         return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
 
     def forward(
-        self, x: Tensor, bias: Tensor, groups: Sequence[int] | None = None, residual: Tensor | None = None
+        self, x: Tensor, bias: Tensor, groups: Sequence[int] | None = None, window_group: Tensor | None = None,
+        residual: Tensor | None = None,
     ) -> Tensor:
-        """x: (windows, N, C). bias: (1, heads, N, N), or (G, 1, heads, N, N) with ``groups`` giving the
-        number of consecutive windows that use each of the G biases. ``residual`` (windows, N, C) is
-        added to the output (fused into the projection where possible)."""
+        """x: (windows, N, C). bias: (1, heads, N, N), or (G, 1, heads, N, N) with either ``groups`` giving
+        the number of consecutive windows that use each of the G biases, or ``window_group`` giving each
+        window's bias. ``residual`` (windows, N, C) is added to the output (fused where possible)."""
         bn, n, c = x.shape
         h = self.num_heads
         # strided views into one qkv buffer; the CPU/GPU fused kernels take them without copies
         q, k, v = _linear(self.qkv, x).view(bn, n, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
-        if groups is None:
+        if _tracing():
+            # exported graphs: plain ops (the fused kernel's output layout does not survive decomposition),
+            # one per-window bias looked up from the window's group
+            if window_group is not None:
+                bias = bias[:, 0][window_group]
+            attn = torch.matmul(q, k.transpose(-2, -1)) * self.scale + bias.to(q.dtype)
+            out = torch.matmul(attn.softmax(-1), v).transpose(1, 2)
+        elif groups is None:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
             out = out.transpose(1, 2)  # the fused kernels write (windows, N, heads, d): a free view
         else:
@@ -343,7 +361,7 @@ class SwinTransformerBlock(nn.Module):
         else:
             assert plan is not None, "shifted blocks need a WindowPlan"
             ys = y.reshape(b * L, c).index_select(0, plan.perm)
-            ys = self.attn(ys.view(-1, n, c), bias, plan.groups).view(b * L, c)
+            ys = self.attn(ys.view(-1, n, c), bias, plan.groups, plan.window_group).view(b * L, c)
             x = x.reshape(b * L, c).index_add(0, plan.perm, ys.to(x.dtype)).view(b, L, c)
         y = _layer_norm(self.norm2, x)
         if fp16_safe and y.dtype != wdtype:
@@ -567,7 +585,7 @@ class SwinIR(nn.Module):
         """The shifted-window order for a (b, h, w) feature map; cached per size when not tracing."""
         ws = self.window_size
         if _tracing():
-            return shifted_window_plan(b, h, w, ws, ws // 2, device)
+            return shifted_window_plan(b, h, w, ws, ws // 2, device, grouped=False)
         key = (b, h, w, device)
         plan = self._plans.get(key)
         if plan is None:
@@ -593,6 +611,8 @@ class SwinIR(nn.Module):
         ws = self.window_size
         h, w = x.shape[-2:]
         ph, pw = (ws - h % ws) % ws, (ws - w % ws) % ws
+        if _tracing():  # branch-free, so that an exported graph stays generic in H and W (both >= ws)
+            return F.pad(x, (0, pw, 0, ph), mode="reflect")
         while ph or pw:
             # reflect padding must be smaller than the side; pad in steps for inputs below one window
             sh = min(ph, x.shape[-2] - 1)
