@@ -277,11 +277,10 @@ class WindowAttention(nn.Module):
         h = self.num_heads
         # strided views into one qkv buffer; the CPU/GPU fused kernels take them without copies
         q, k, v = _linear(self.qkv, x).view(bn, n, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
+        if window_group is not None:  # traced plans: one per-window bias looked up from the window's group
+            bias = bias[:, 0][window_group]
         if _tracing():
-            # exported graphs: plain ops (the fused kernel's output layout does not survive decomposition),
-            # one per-window bias looked up from the window's group
-            if window_group is not None:
-                bias = bias[:, 0][window_group]
+            # exported graphs: plain ops (the fused kernel's output layout does not survive decomposition)
             attn = torch.matmul(q, k.transpose(-2, -1)) * self.scale + bias.to(q.dtype)
             out = torch.matmul(attn.softmax(-1), v).transpose(1, 2)
         elif groups is None:
@@ -329,22 +328,24 @@ class SwinTransformerBlock(nn.Module):
         Independent of the input size. Cached while gradients are off, keyed on the table's storage and
         version counter so that any in-place update of the weights rebuilds it.
         """
+        if _tracing() or torch.is_grad_enabled():
+            return self._make_bias(device)  # traced graphs compute it in-graph; training needs its grad
         table = self.attn.relative_position_bias_table
-        cacheable = not torch.is_grad_enabled() and not _tracing()
         version = -1 if table.is_inference() else table._version  # inference tensors have no counter
-        key = (device, table.dtype, table.data_ptr(), version) if cacheable else None
-        if cacheable and key == self._bias_key:
-            assert self._bias is not None
-            return self._bias
-        with torch.inference_mode(False), torch.set_grad_enabled(not cacheable and torch.is_grad_enabled()):
-            # cached: a plain tensor without grad (the fused kernels skip masks that need grad), made
-            # outside inference mode so that it stays usable in any later mode
-            bias = self.attn.position_bias().unsqueeze(0).to(device)
-            if self.shift_size > 0:
-                masks = group_masks(self.window_size, self.shift_size, device).to(bias.dtype)
-                bias = bias.unsqueeze(0) + masks[:, None, None]
-        if cacheable:
-            self._bias_key, self._bias = key, bias
+        key = (device, table.dtype, table.data_ptr(), version)
+        if key != self._bias_key or self._bias is None:
+            # a plain tensor without grad (fused attention skips masks that need grad), made outside
+            # inference mode so that it stays usable in any later mode
+            with torch.inference_mode(False), torch.no_grad():
+                self._bias = self._make_bias(device)
+            self._bias_key = key
+        return self._bias
+
+    def _make_bias(self, device: torch.device) -> Tensor:
+        bias = self.attn.position_bias().unsqueeze(0).to(device)
+        if self.shift_size > 0:
+            masks = group_masks(self.window_size, self.shift_size, device).to(bias.dtype)
+            bias = bias.unsqueeze(0) + masks[:, None, None]
         return bias
 
     def forward(self, x: Tensor, plan: WindowPlan | None, fp16_safe: bool = False) -> Tensor:
