@@ -1,0 +1,137 @@
+"""Export a SwinIR network to ONNX with dynamic batch, height and width, and check it with onnxruntime.
+
+The graph comes from ``torch.export`` (symbolic shapes) through ``torch.onnx``. While tracing, the model
+takes its shape-generic path (``swinir.model`` checks ``_tracing()``): the reflect padding is branch-free,
+the shifted-window gather index and each window's mask group are computed from the dynamic size with
+``arange`` comparisons, and attention is plain MatMul/Softmax with the bias looked up per window. So one
+file restores any input of at least one window per side, at any batch size, with the same numbers as
+PyTorch. Needs ``onnxscript`` (``pip install -e .[export]``); verification needs ``onnxruntime``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from swinir.errors import SwinIRError
+from swinir.model import SwinIR
+
+DEFAULT_OPSET = 18
+MAX_SIDE = 16384
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What was written, and how far onnxruntime's output is from PyTorch's at each checked size."""
+
+    path: Path
+    opset: int
+    min_side: int
+    max_abs_diff: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs_diff.values(), default=0.0)
+
+
+def _require(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise SwinIRError(f"ONNX export needs the '{module}' package: pip install 'swinir[{extra}]' (or pip install {module})")
+
+
+def export_onnx(
+    model: SwinIR,
+    path: str | os.PathLike[str],
+    opset: int = DEFAULT_OPSET,
+    verify_sizes: Sequence[tuple[int, int]] = ((37, 29), (64, 48)),
+    tolerance: float = 1e-4,
+) -> ExportReport:
+    """Write ``model`` (fp32, CPU) to ``path`` as ONNX with dynamic batch/height/width; verify it.
+
+    ``verify_sizes``: input (height, width) pairs run through onnxruntime and PyTorch (batch 1); a
+    difference above ``tolerance`` raises ``SwinIRError`` and nothing is written. Empty: no check.
+    """
+    _require("onnxscript", "export")
+    out = Path(path)
+    if out.suffix.lower() != ".onnx":
+        raise SwinIRError(f"{out}: the output file must end in .onnx")
+    if not out.parent.is_dir():
+        raise SwinIRError(f"{out.parent}: no such folder for the ONNX file")
+    model = model.float().cpu().eval()
+    ws = model.window_size
+    for h, w in verify_sizes:
+        if min(h, w) < ws:
+            raise SwinIRError(f"verify size {h}x{w}: the exported graph needs both sides >= the window ({ws})")
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    height = torch.export.Dim("height", min=ws, max=MAX_SIDE)
+    width = torch.export.Dim("width", min=ws, max=MAX_SIDE)
+    # an example that is not a window multiple and has batch 2: no size gets specialised into the graph
+    example = torch.rand(2, model.in_chans, 2 * ws + 3, 3 * ws + 1, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, opset_version=opset, input_names=["input"], output_names=["output"],
+                dynamic_shapes={"x": {0: batch, 2: height, 3: width}}, verbose=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types; report one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SwinIRError(f"ONNX export failed ({type(exc).__name__}: {first[:200]})") from exc
+    meta = {"swinir_spec": json.dumps(model.spec.to_dict()), "scale": str(model.upscale), "window_size": str(ws),
+            "input_range": "0..1, (N, C, H, W) float32, H and W >= window_size"}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _save(program, tmp, meta)
+        report = ExportReport(out, opset, ws)
+        if verify_sizes:
+            report = ExportReport(out, opset, ws, verify(model, tmp, verify_sizes))
+            if report.worst > tolerance:
+                raise SwinIRError(f"ONNX output differs from PyTorch by {report.worst:.2e} (> {tolerance:g}); "
+                                  "not written")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return report
+
+
+def _save(program: object, path: Path, meta: dict[str, str]) -> None:
+    import onnx
+
+    proto = program.model_proto  # type: ignore[attr-defined]
+    keys = {p.key for p in proto.metadata_props}
+    for k, v in meta.items():
+        if k not in keys:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+    onnx.save_model(proto, str(path))
+
+
+def verify(model: SwinIR, path: str | os.PathLike[str], sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """Max abs difference between onnxruntime and PyTorch on random inputs of each (height, width)."""
+    _require("onnxruntime", "export")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    gen = torch.Generator().manual_seed(1)
+    diffs = {}
+    for h, w in sizes:
+        x = torch.rand(1, model.in_chans, h, w, generator=gen)
+        with torch.no_grad():
+            want = model(x).numpy()
+        got = session.run(None, {name: x.numpy()})[0]
+        if got.shape != want.shape:
+            raise SwinIRError(f"ONNX output shape {got.shape} != PyTorch {want.shape} at {h}x{w}")
+        diffs[(h, w)] = float(abs(got - want).max())
+    return diffs
