@@ -91,8 +91,8 @@ def main() -> int:
     for label, args in EVALS[a.name]:
         report, shown = run_eval(weights, args, data)
         avg = report["average"]
-        row = {"PSNR-Y" if "classical" in args else "PSNR": avg["psnr_y"] if "classical" in args else avg["psnr_rgb"],
-               "SSIM-Y" if "classical" in args else "SSIM": avg["ssim_y"] if "classical" in args else avg["ssim_rgb"]}
+        row = {"PSNR-Y" if "classical" in args else "PSNR": avg["psnr_y"] if "classical" in args else avg["psnr"],
+               "SSIM-Y" if "classical" in args else "SSIM": avg["ssim_y"] if "classical" in args else avg["ssim"]}
         if avg.get("input_psnr") is not None and "sigma" in label:
             row["input PSNR"] = avg["input_psnr"]
         metrics[label] = {k: round(float(v), 4) for k, v in row.items()}
