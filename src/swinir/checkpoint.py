@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from swinir.atomic import atomic_path
 from swinir.errors import CheckpointError
 from swinir.model import DERIVED_SUFFIXES, SwinIR
 from swinir.spec import ModelSpec, SpecError, detect
@@ -165,17 +165,14 @@ def save(
     else:
         sd = dict(model)
     sd = {k: v.detach().cpu().contiguous() for k, v in drop_derived(sd).items()}
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         if p.suffix == ".safetensors":
             from safetensors.torch import save_file
 
             meta = {k: str(v) for k, v in (extra or {}).items()}
             if spec is not None:
                 meta[SPEC_KEY] = json.dumps(spec.to_dict())
-            save_file(sd, tmp, metadata=meta)
+            save_file(sd, str(tmp), metadata=meta)
         else:
             obj: dict[str, Any] = {key: sd}
             if spec is not None:
@@ -183,13 +180,6 @@ def save(
             if extra:
                 obj.update(extra)
             torch.save(obj, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model should be readable like any file
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p
 
 

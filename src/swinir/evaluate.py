@@ -23,7 +23,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from swinir import metrics
+from swinir.atomic import write_bytes
 from swinir.degrade import add_gaussian_noise_test, imresize, jpeg_compress, jpeg_gray_from_color
 from swinir.errors import ImageReadError, ImageWriteError, SwinIRError
 
@@ -520,16 +520,10 @@ def _json_default(o: Any) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        return write_bytes(path, data)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return path
 
 
 def save_png(path: str | os.PathLike[str], img: np.ndarray) -> Path:

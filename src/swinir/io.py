@@ -12,7 +12,6 @@ destination folder, then ``os.replace``, so an interrupted run never leaves a ha
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from swinir.atomic import write_bytes
 from swinir.errors import ImageReadError, ImageWriteError
 
 __all__ = [
@@ -366,12 +366,6 @@ def encode_image(
     return buf.tobytes()
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_image(
     path: str | os.PathLike[str],
     array: np.ndarray,
@@ -388,20 +382,9 @@ def write_image(
     p = Path(path)
     data = encode_image(array, p.suffix, alpha=alpha, bit_depth=bit_depth, quality=quality)
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        write_bytes(p, data)
     except OSError as exc:
         raise ImageWriteError(f"{p}: cannot write there ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, p)
-    except OSError as exc:
-        raise ImageWriteError(f"{p}: write failed ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p
 
 

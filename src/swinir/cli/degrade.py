@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from swinir.atomic import write_text
 from swinir.errors import SwinIRError
 
 EPILOG = """examples:
@@ -241,9 +241,7 @@ def run(args: argparse.Namespace) -> int:
                 rows.append(_sheet_row(hr_used, lrs, args.crop))
     meta = out_dir / "samples.json"
     check_not_input(meta, files)
-    tmp = meta.with_name(f".{meta.name}.tmp")
-    tmp.write_text(json.dumps(records, indent=1))
-    os.replace(tmp, meta)
+    write_text(meta, json.dumps(records, indent=1))
     msg = f"wrote {len(records)} {choice.name} sample(s) of {len(files)} image(s) to {out_dir}"
     if rows:
         sheet = out_dir / "sheet.png"

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from swinir.atomic import atomic_path, write_text
 
 log = logging.getLogger("swinir.train")
 
@@ -49,9 +50,7 @@ class Monitor:
         if not self.jsonl.exists():
             return
         keep = [line for line in self.jsonl.read_text().splitlines() if line.strip() and _iter_of(line) <= it]
-        tmp = self.jsonl.with_name(self.jsonl.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, self.jsonl)
+        write_text(self.jsonl, "".join(line + "\n" for line in keep))
 
     def scalars(self, it: int, values: Mapping[str, float], kind: str = "train") -> None:
         if not self.enabled:
@@ -130,8 +129,7 @@ def plot_curves(jsonl: Path, png: Path, title: str = "") -> Path | None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(png, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, png)
     return png

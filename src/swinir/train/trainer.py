@@ -24,7 +24,6 @@ import math
 import os
 import random
 import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from swinir.atomic import atomic_path, write_text
 from swinir.checkpoint import drop_derived, read_state_dict
 from swinir.checkpoint import save as save_weights
 from swinir.errors import CheckpointError, ConfigError
@@ -97,15 +97,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -551,17 +544,13 @@ def _psnr_ssim(out: np.ndarray, gt: np.ndarray, protocol: Any, border: int, y: b
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _write_png(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     bgr = img[:, :, ::-1] if img.shape[2] == 3 else img[:, :, 0]
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    cv2.imwrite(str(tmp), np.ascontiguousarray(bgr))
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        cv2.imwrite(str(tmp), np.ascontiguousarray(bgr))
 
 
 def train(cfg: Config, out_dir: str | os.PathLike[str], resume: bool = False, progress: bool | None = None
