@@ -80,6 +80,15 @@ def cv2_resize(img: np.ndarray, size_hw: tuple[int, int], interpolation: str) ->
     return out[:, :, None] if out.ndim == 2 else out
 
 
+def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """``hr`` as float [0,1], cropped to a multiple of ``scale`` so the LR image aligns with it."""
+    img = to_float(hr)
+    h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
+    if h < scale or w < scale:
+        raise ValueError(f"image {img.shape[1]}x{img.shape[0]} is smaller than the scale {scale}")
+    return np.ascontiguousarray(img[:h, :w])
+
+
 def add_jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """JPEG round trip of a float RGB image (quantised to uint8 first, as a real file would be)."""
     return jpeg_compress(to_uint8(img), int(quality)).astype(np.float32) * np.float32(1.0 / 255.0)
@@ -274,11 +283,8 @@ class BSRGANDegradation:
         """Degrade ``hr`` (uint8 HxW[xC]); ``trace``, if given, collects a line per applied step."""
         cfg = self.cfg
         sf0 = cfg.scale
-        img = to_float(hr)
-        h0, w0 = img.shape[0] - img.shape[0] % sf0, img.shape[1] - img.shape[1] % sf0
-        if h0 < sf0 or w0 < sf0:
-            raise ValueError(f"image {img.shape[1]}x{img.shape[0]} is smaller than the scale {sf0}")
-        img = np.ascontiguousarray(img[:h0, :w0])
+        img = crop_to_scale(hr, sf0)
+        h0, w0 = img.shape[:2]
         hq = img
         sf = sf0
         interps = cfg.interpolations

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from swinir.degrade.bsrgan import add_gray_gaussian_noise, add_jpeg, cv2_resize, to_float, to_uint8, with_overrides
+from swinir.degrade.bsrgan import add_gray_gaussian_noise, add_jpeg, crop_to_scale, cv2_resize, to_uint8, with_overrides
 from swinir.degrade.kernels import MixedKernelConfig, filter2d, random_mixed_kernel, sinc_kernel
 from swinir.degrade.noise import add_gaussian_noise
 
@@ -144,11 +144,8 @@ class RealESRGANDegradation:
         """Degrade ``hr`` (uint8 HxW[xC]); ``trace``, if given, collects a line per applied step."""
         cfg = self.cfg
         sf = cfg.scale
-        img = to_float(hr)
-        h, w = img.shape[0] - img.shape[0] % sf, img.shape[1] - img.shape[1] % sf
-        if h < sf or w < sf:
-            raise ValueError(f"image {img.shape[1]}x{img.shape[0]} is smaller than the scale {sf}")
-        img = np.ascontiguousarray(img[:h, :w])
+        img = crop_to_scale(hr, sf)
+        h, w = img.shape[:2]
         hq = img
         img = self._round(img, cfg.first, rng, None, trace, "1st")
         img = self._round(img, cfg.second, rng, (h // sf, w // sf), trace, "2nd")
