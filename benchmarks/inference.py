@@ -139,16 +139,21 @@ class Row:
     diff: float
     psnr: float
     speedup: float
+    speedup_same: float | None = None  # against the peer in the same reduced precision
+    finite: bool = True
 
     def cells(self) -> list[str]:
         psnr = "inf" if math.isinf(self.psnr) else f"{self.psnr:.1f}"
+        ms = f"{self.ms:.0f}" if self.ms >= 100 else f"{self.ms:.2f}"
+        wall = f"{self.wall_ms:.0f}" if self.wall_ms >= 100 else f"{self.wall_ms:.2f}"
         return [self.impl, LABELS.get(self.config, self.config), f"{self.size}x{self.size}", self.precision,
-                f"{self.ms:.0f}", f"{self.wall_ms:.0f}", f"{self.mps:.4f}", f"{self.peak_mib:.0f}", f"{self.diff:.1e}", psnr,
-                f"{self.speedup:.2f}x"]
+                ms, wall, f"{self.mps:.4f}", f"{self.peak_mib:.0f}",
+                f"{self.diff:.1e}" if self.finite else "NON-FINITE", psnr,
+                f"{self.speedup:.2f}x", "-" if self.speedup_same is None else f"{self.speedup_same:.2f}x"]
 
 
 HEADER = ["implementation", "configuration", "input", "precision", "ms/image", "wall ms", "MP/s (input)", "peak MiB",
-          "max abs diff", "PSNR dB", "vs peer fp32"]
+          "max abs diff", "PSNR dB", "vs peer fp32", "vs peer same precision"]
 
 
 def _psnr(a: Tensor, b: Tensor) -> float:
@@ -196,29 +201,45 @@ def build_pair(entry: dict, peer_cls: Callable[..., nn.Module]) -> tuple[nn.Modu
     return peer, ours
 
 
-def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Module], peer_name: str,
-               precisions: list[str], repeats: int, compile_: bool, peer_bf16: bool, clock: str) -> list[Row]:
-    peer, ours = build_pair(entry, peer_cls)
-    x = test_image(size, entry["config"]["in_chans"])
-    runs: dict[str, tuple[str, str, Callable[[], Tensor]]] = {}  # key -> (impl, precision, fn)
-    runs["peer"] = (peer_name, "fp32", lambda: peer(x))
-    if "fp32" in precisions:
-        runs["ours"] = ("swinir", "fp32", lambda: ours(x))
-    if "bf16" in precisions:
-        ours_bf = SwinIR(**entry["config"]).eval()
-        ours_bf.load_state_dict(ours.state_dict())
-        ours_bf.to(torch.bfloat16)
-        xb = x.bfloat16()
-        runs["ours_bf16"] = ("swinir", "bf16", lambda: ours_bf(xb))
-        if peer_bf16:
-            import copy
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-            peer_bf = copy.deepcopy(peer).to(torch.bfloat16)
-            runs["peer_bf16"] = (peer_name, "bf16", lambda: peer_bf(xb))
+
+def _cast(model: nn.Module, prec: str) -> nn.Module:
+    import copy
+
+    return model if prec == "fp32" else copy.deepcopy(model).to(DTYPES[prec])
+
+
+def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Module], peer_name: str,
+               precisions: list[str], repeats: int, compile_: bool, peer_precisions: list[str], clock: str,
+               device: torch.device) -> list[Row]:
+    peer, ours = build_pair(entry, peer_cls)
+    peer, ours = peer.to(device), ours.to(device)
+    x = test_image(size, entry["config"]["in_chans"]).to(device)
+    runs: dict[str, tuple[str, str, Callable[[], Tensor]]] = {}  # key -> (impl, precision, fn)
+
+    def add(key: str, impl: str, prec: str, model: Callable[[Tensor], Tensor]) -> None:
+        xp = x.to(DTYPES[prec])
+        runs[key] = (impl, prec, lambda: model(xp))
+
+    def autocast(model: nn.Module, prec: str) -> Callable[[Tensor], Tensor]:
+        def run() -> Tensor:
+            with torch.autocast(device.type, dtype=DTYPES[prec]):
+                return model(x)
+        return run
+
+    add("peer", peer_name, "fp32", peer)
+    for prec in precisions:
+        add(f"ours_{prec}", "swinir", prec, _cast(ours, prec))
+        if prec in peer_precisions and prec != "fp32":
+            # the peer's shift mask is built in float32 at run time, so its weights cannot simply be cast
+            # (a dtype error in attn @ v): it runs under autocast, as its users run it in reduced precision
+            runs[f"peer_{prec}"] = (peer_name, f"{prec} autocast", autocast(peer, prec))
     if compile_:
         compiled = torch.compile(ours, dynamic=False)
         runs["ours_compiled"] = ("swinir + torch.compile", "fp32", lambda: compiled(x))
 
+    cuda = device.type == "cuda"
     outputs: dict[str, Tensor] = {}
     peaks: dict[str, int] = {}
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -227,24 +248,40 @@ def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Mod
     with torch.inference_mode():
         for key, (_, _, fn) in runs.items():  # warm-up, with the memory measurement
             t0 = time.perf_counter()
-            outputs[key], peaks[key] = peak_rss_growth(fn)
+            if cuda:
+                fn()  # kernels chosen and loaded before the measured run
+                torch.cuda.synchronize(device)
+                base = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                outputs[key] = fn()
+                torch.cuda.synchronize(device)
+                peaks[key] = torch.cuda.max_memory_allocated(device) - base
+            else:
+                outputs[key], peaks[key] = peak_rss_growth(fn)
             if key == "ours_compiled":
                 print(f"# torch.compile warm-up for {name} {size}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         for _ in range(repeats):  # alternating
             for key, (_, _, fn) in runs.items():
+                if cuda:
+                    torch.cuda.synchronize(device)
                 w0, t0 = time.perf_counter(), timer()
                 fn()
+                if cuda:
+                    torch.cuda.synchronize(device)
                 times[key].append(timer() - t0)
                 walls[key].append(time.perf_counter() - w0)
     ref = outputs["peer"].float()
-    peer_ms = statistics.median(times["peer"]) * 1000
+    peer_ms = {prec.split()[0]: statistics.median(times[k]) * 1000
+               for k, (impl, prec, _) in runs.items() if impl == peer_name}
     rows = []
     for key, (impl, prec, _) in runs.items():
         ms = statistics.median(times[key]) * 1000
         out = outputs[key].float()
+        same = peer_ms[prec] / ms if impl != peer_name and prec in peer_ms and prec != "fp32" else None
         rows.append(Row(impl, name, size, prec, ms, statistics.median(walls[key]) * 1000,
                         size * size / 1e6 / (ms / 1000), peaks[key] / 2**20,
-                        (out - ref).abs().max().item(), _psnr(out, ref), peer_ms / ms))
+                        (out - ref).abs().max().item(), _psnr(out, ref), peer_ms["fp32"] / ms, same,
+                        bool(torch.isfinite(outputs[key]).all())))
     return rows
 
 
@@ -274,30 +311,55 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def gpu_name(device: torch.device) -> str:
+    props = torch.cuda.get_device_properties(device)
+    return (f"{props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs), torch "
+            f"{torch.__version__}, CUDA {torch.version.cuda}, TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, "
+            f"cuDNN TF32 {torch.backends.cudnn.allow_tf32}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="one configuration at 32x32, one repeat (CI smoke)")
     ap.add_argument("--configs", nargs="*", help="released configuration names (default: the README's five)")
     ap.add_argument("--sizes", nargs="*", type=int, help="input sides, applied to every --configs entry")
-    ap.add_argument("--precisions", default="fp32,bf16", help="ours in these precisions (default fp32,bf16)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (median; default 3)")
+    ap.add_argument("--precisions", default=None,
+                    help="ours in these precisions (default fp32,bf16 on CPU, fp32,bf16,fp16 on CUDA)")
+    ap.add_argument("--peer-precisions", default=None,
+                    help="the peer in these precisions besides fp32 (default: none on CPU, as --precisions on CUDA)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (median; default "
+                    "3 on CPU, 20 on CUDA)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]; on CUDA ms/image is synchronized "
+                    "wall time and peak memory is the allocator's peak beyond the weights")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1; 0 = torch's default). On a shared machine more threads mostly "
                          "measure OpenMP barriers waiting for the other jobs")
     ap.add_argument("--clock", choices=("cpu", "wall"), default=None,
                     help="what ms/image measures: this process's CPU time (default with 1 thread: immune to other "
-                         "jobs on the machine) or wall time (default with more threads)")
+                         "jobs on the machine) or wall time (default with more threads, and always on CUDA)")
     ap.add_argument("--peer", choices=("auto", "spandrel", "reference"), default="auto")
-    ap.add_argument("--peer-bf16", action="store_true", help="also time the peer in bf16")
+    ap.add_argument("--peer-bf16", action="store_true", help="also time the peer in bf16 (= --peer-precisions bf16)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(ours) in fp32 after warm-up")
     ap.add_argument("--output", type=Path, help="also write the table (markdown) to this file")
     args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available in this torch ({torch.__version__})")
     if args.threads:
         torch.set_num_threads(args.threads)
-    clock = args.clock or ("cpu" if torch.get_num_threads() == 1 else "wall")
+    clock = "wall" if cuda else (args.clock or ("cpu" if torch.get_num_threads() == 1 else "wall"))
+    precisions = [p.strip() for p in (args.precisions or ("fp32,bf16,fp16" if cuda else "fp32,bf16")).split(",")
+                  if p.strip()]
+    peer_precisions = [p.strip() for p in (args.peer_precisions or (
+        ",".join(precisions) if cuda else "bf16" if args.peer_bf16 else "")).split(",") if p.strip()]
+    bad = [p for p in precisions + peer_precisions if p not in DTYPES]
+    if bad:
+        raise SystemExit(f"unknown precision(s) {bad}; choose from {', '.join(DTYPES)}")
+    repeats = args.repeats or (20 if cuda else 3)
     if args.small:
         cases = list(SMALL)
-        args.repeats = min(args.repeats, 1)
+        repeats = min(repeats, 1)
     elif args.configs:
         cases = [(c, s) for c in args.configs for s in (args.sizes or [128])]
     else:
@@ -307,16 +369,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown configuration(s) {unknown}; choose from {sorted(configs)}")
     peer_cls, peer_name = peer_class(args.peer)
-    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    header = (f"Machine: {machine()}. Peer: {peer_name}. Median of {args.repeats} alternating runs after one "
-              f"warm-up; ms/image is {'process CPU' if clock == 'cpu' else 'wall'} time.")
+    where = gpu_name(device) if cuda else machine()
+    header = (f"Machine: {where}. Peer: {peer_name}. Median of {repeats} alternating runs after "
+              f"{'two warm-ups' if cuda else 'one warm-up'}; ms/image is "
+              f"{'process CPU' if clock == 'cpu' else 'wall'} time.")
     print(header, flush=True)
     rows: list[Row] = []
     for name, size in cases:
-        rows += bench_case(name, size, configs[name], peer_cls, peer_name, precisions, args.repeats, args.compile,
-                           args.peer_bf16, clock)
-        print(render(rows[-len(precisions) - 1 - args.compile - args.peer_bf16 * ("bf16" in precisions):]),
-              file=sys.stderr, flush=True)
+        case = bench_case(name, size, configs[name], peer_cls, peer_name, precisions, repeats, args.compile,
+                          peer_precisions, clock, device)
+        rows += case
+        print(render(case), file=sys.stderr, flush=True)
+        if cuda:
+            torch.cuda.empty_cache()
     table = render(rows)
     print(table)
     if args.output:

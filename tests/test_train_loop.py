@@ -177,3 +177,30 @@ def test_losses() -> None:
     ch = LOSSES["charbonnier"](LossTerm("charbonnier", eps=1e-3))
     assert ch(a, b).item() == pytest.approx(torch.sqrt((a - b) ** 2 + 1e-3).mean().item(), rel=1e-6)
     assert LOSSES["l1"](LossTerm("l1"))(a, b).item() == pytest.approx((a - b).abs().mean().item(), rel=1e-6)
+
+
+def test_time_limit_replans_iterations_and_milestones(images: Path, tmp_path: Path) -> None:
+    """A wall-clock budget: the run measures its rate, fits iterations and milestones (scaled together)
+    into the budget, and ends inside it with the whole schedule (both lr drops) behind it."""
+    out = tmp_path / "budget"
+    limit, planned, ms = 6.0, 100_000, [50_000, 80_000]
+    cfg = tiny(images, f"train.iterations={planned}", f"train.milestones={ms}", f"train.time_limit={limit}",
+               "val.every=0", "log.every=5", "log.checkpoint_every=100000", "val.hr=null")
+    res = train(cfg, out)
+    assert not res.interrupted
+    saved = load_config(out / "config.yaml").train
+    assert 10 < saved.iterations < planned  # re-planned to what fits
+    log = (out / "train.log").read_text()
+    replans = [line for line in log.splitlines() if "it/s," in line and "-> " in line]
+    assert len(replans) >= 2  # the first plan after a probe, then refreshed from the recent rate
+    # the milestones keep (roughly: a passed one stays where it was) their place in the original plan
+    for m, m0 in zip(saved.milestones, ms):
+        assert abs(m / saved.iterations - m0 / planned) < 0.1
+    assert res.iteration <= saved.iterations
+    assert res.iteration >= 0.5 * saved.iterations  # the plan roughly held
+    state = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["plan"] == [planned, ms] and limit * 0.8 <= state["train_seconds"] <= limit * 1.5
+    lrs = [r["lr"] for r in records(out, "train")]
+    if res.iteration > saved.milestones[1]:
+        assert lrs[-1] == pytest.approx(cfg.train.lr * 0.25)
+    assert "time limit 6s" in log

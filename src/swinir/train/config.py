@@ -220,6 +220,10 @@ class OptimConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch CPU threads per process; 0 = torch's default
+    # a wall-clock budget (seconds) for the training loop, summed over resumes; 0 = none. After a short
+    # probe the run re-plans: ``iterations`` becomes what fits at the measured rate and ``milestones`` are
+    # scaled by the same factor (so they keep their place in the schedule); it also stops at the budget
+    time_limit: float = 0.0
 
     @classmethod
     def _pre(cls, value: Any) -> Any:
@@ -239,6 +243,8 @@ class OptimConfig:
             raise ConfigError(f"{path}.ema_decay: must be in [0, 1), got {self.ema_decay}")
         if not self.loss:
             raise ConfigError(f"{path}.loss: give at least one loss")
+        if self.time_limit < 0:
+            raise ConfigError(f"{path}.time_limit: must be >= 0 seconds, got {self.time_limit}")
 
 
 @dataclass

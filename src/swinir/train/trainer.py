@@ -177,6 +177,9 @@ class Trainer:
         self.best_psnr = -math.inf
         self.first_val: dict[str, float] = {}
         self.last_val: dict[str, float] = {}
+        self.train_seconds = 0.0  # time spent in the training loop, summed over resumes (for time_limit)
+        # time_limit runs: the original (iterations, milestones) that re-planning keeps the proportions of
+        self.plan: tuple[int, list[int]] | None = None
 
         self.model = self.build_model().to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema_decay > 0 else None
@@ -349,6 +352,8 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "best_psnr": self.best_psnr,
             "first_val": self.first_val,
+            "train_seconds": self.train_seconds,
+            "plan": list(self.plan) if self.plan is not None else None,
             "rng": rng_state(),
             "world": self.dist.world,
             "config": self.cfg.to_dict(),
@@ -404,6 +409,9 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.best_psnr = float(state.get("best_psnr", -math.inf))
         self.first_val = dict(state.get("first_val") or {})
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        plan = state.get("plan")
+        self.plan = (int(plan[0]), [int(m) for m in plan[1]]) if plan else None
         set_rng_state(state["rng"])
         self.load_extra_state(state.get("extra") or {})
         # the learning-rate schedule follows the current config (milestones or lr may be edited on resume)
@@ -425,6 +433,59 @@ class Trainer:
 
     def _on_signal(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         self._stop = True
+
+    def _replan(self, rate: float) -> None:
+        """Fit ``iterations`` into what is left of ``time_limit`` at ``rate`` (it/s), and move the milestones
+        not yet passed with it, so that they keep their place in the original plan."""
+        t = self.cfg.train
+        if self.plan is None:
+            self.plan = (t.iterations, list(t.milestones))
+        left = max(t.time_limit - self.train_seconds, 0.0)
+        # validations and checkpoints also take time: keep 3% of what is left for them
+        new_total = self.iteration + max(1, int(rate * left * 0.97))
+        if self.dist.enabled:  # every process must stop at the same iteration: take the slowest plan
+            v = torch.tensor([new_total], dtype=torch.int64, device=self.device)
+            torch.distributed.all_reduce(v, op=torch.distributed.ReduceOp.MIN)
+            new_total = int(v.item())
+        planned, planned_ms = self.plan
+        factor = new_total / planned
+        old = (t.iterations, list(t.milestones))
+        t.milestones = [cur if cur <= self.iteration else max(self.iteration + 1, round(m * factor))
+                        for m, cur in zip(planned_ms, t.milestones)]
+        t.iterations = new_total
+        if self.main:
+            log.info("time limit %.0fs: %.2f it/s, %.0fs left -> %d iterations (were %d), milestones %s (were %s)",
+                     t.time_limit, rate, left, new_total, old[0], t.milestones, old[1])
+            _write_text(self.out / "config.yaml", self.cfg.to_yaml())  # resume follows the new plan
+
+    def _budget(self, it: int, now: float, clock: dict[str, Any]) -> bool:
+        """Time-limit bookkeeping after each step: re-plan from the rate so far (after a short probe, then
+        every tenth of the budget or so) and say whether the budget is spent. In DDP, rank 0's clock decides,
+        at logging steps only (a collective)."""
+        limit = self.cfg.train.time_limit
+        if not limit:
+            return False
+        if clock.get("from") is None:
+            if it - clock["start"] >= 5:  # skip the first steps (allocator, autotuning)
+                clock["from"] = (it, now)
+            return False
+        first = clock.get("replans", 0) == 0
+        interval = max(min(30.0, limit / 10), limit / 20)
+        it0, t0 = clock["from"]  # the rate is averaged from here (validations, checkpoints included)
+        last = clock.get("last", t0)
+        due = now - last >= interval or (first and it - it0 >= 100)
+        over = self.train_seconds >= limit
+        if self.dist.enabled:
+            if it % self.cfg.log.every:
+                return False
+            v = torch.tensor([int(due), int(over)], dtype=torch.int64, device=self.device)
+            torch.distributed.broadcast(v, src=0)
+            due, over = bool(v[0]), bool(v[1])
+        if due and not over:
+            self._replan((it - it0) / max(now - t0, 1e-9))
+            clock["last"] = now
+            clock["replans"] = clock.get("replans", 0) + 1
+        return over
 
     def fit(self) -> TrainResult:
         cfg = self.cfg
@@ -456,10 +517,24 @@ class Trainer:
             acc: dict[str, float] = {}
             n_acc = 0
             t_log = time.time()
+            loop_t0, spent0, start_it = time.time(), self.train_seconds, self.iteration
+            clock: dict[str, Any] = {"start": start_it}  # the time-limit state: rate window, re-plans
             while self.iteration < total and not self._stop:
                 logs = self.training_step(next(batches))
                 self.iteration += 1
                 it = self.iteration
+                now = time.time()
+                self.train_seconds = spent0 + (now - loop_t0)
+                over = self._budget(it, now, clock)
+                if cfg.train.iterations != total:  # re-planned
+                    total = max(cfg.train.iterations, it)
+                    if bar is not None:
+                        bar.total = total
+                        bar.refresh()
+                if over and it < total:
+                    if self.main:
+                        log.info("time limit %.0fs reached at iteration %d of %d", cfg.train.time_limit, it, total)
+                    total = it
                 for k, v in logs.items():
                     acc[k] = acc.get(k, 0.0) + float(v)
                 n_acc += 1
