@@ -61,16 +61,16 @@ fi
 # 1. CUDA checks
 say "checks"
 if [[ -z "${GPU_DRYRUN:-}" ]]; then
-  timeout 100 $PY -m pytest -q -s -p no:cacheprovider tests/test_cuda.py > "$OUT/checks.log" 2>&1
+  timeout 80 $PY -m pytest -q -s -p no:cacheprovider tests/test_cuda.py > "$OUT/checks.log" 2>&1
   say "checks rc $?: $(tail -1 "$OUT/checks.log")"
 fi
 
 # 2. the benchmark: the README's five cases, then classical x2 at 512 (a size that fills the GPU better)
 say "benchmark"
 if [[ -z "${GPU_DRYRUN:-}" ]]; then
-  timeout 130 $PY benchmarks/inference.py --device cuda --output "$OUT/bench_gpu.md" >> "$LOG" 2>&1
+  timeout 110 $PY benchmarks/inference.py --device cuda --repeats 10 --output "$OUT/bench_gpu.md" >> "$LOG" 2>&1
   say "benchmark rc $?"
-  timeout 45 $PY benchmarks/inference.py --device cuda --configs classical_x2 real_L_x4 --sizes 512 --repeats 10 \
+  timeout 40 $PY benchmarks/inference.py --device cuda --configs classical_x2 real_L_x4 --sizes 512 --repeats 5 \
     --output "$OUT/bench_gpu_512.md" >> "$LOG" 2>&1
   say "benchmark 512 rc $?"
 else
