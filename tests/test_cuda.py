@@ -62,8 +62,9 @@ def _released(released_shapes: dict, name: str, provoke: float) -> SwinIR:
     torch.manual_seed(0)
     model = SwinIR(**released_shapes[name]["config"]).eval()
     with torch.no_grad():  # push the residual stream beyond fp16's 65504, as trained M/L models can
-        for layer in model.layers:
-            layer.conv.weight.mul_(provoke)
+        for layer in model.layers:  # '3conv' models close each group with a small conv stack
+            conv = layer.conv[-1] if isinstance(layer.conv, torch.nn.Sequential) else layer.conv
+            conv.weight.mul_(provoke)
     return model.to(DEV)
 
 
