@@ -204,3 +204,14 @@ def test_time_limit_replans_iterations_and_milestones(images: Path, tmp_path: Pa
     if res.iteration > saved.milestones[1]:
         assert lrs[-1] == pytest.approx(cfg.train.lr * 0.25)
     assert "time limit 6s" in log
+
+
+def test_training_checkpoint_loads_its_ema_weights(run: Path) -> None:
+    """`swinir eval --model runs/x/checkpoints/latest.pt` evaluates the EMA weights, like params_ema."""
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    model = swinir.load(run / "checkpoints" / "latest.pt")
+    ema = state["ema"]["module"]
+    got = model.state_dict()
+    diffs = [k for k in ema if k in got and not torch.equal(got[k], ema[k])]
+    assert not diffs
+    assert any(not torch.equal(ema[k], state["model"][k]) for k in ema if k.endswith("weight"))

@@ -81,6 +81,10 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
 
 def unwrap(obj: Mapping[str, Any], source: object = "state dict") -> tuple[dict[str, Tensor], str]:
     """Find the state dict inside a checkpoint; returns (state dict, wrapper key or '')."""
+    ema = obj.get("ema")  # a `swinir train` checkpoint: its EMA weights, as params_ema is preferred
+    if isinstance(ema, Mapping) and isinstance(ema.get("module"), Mapping) and \
+            any(isinstance(v, Tensor) for v in ema["module"].values()):
+        return _strip_prefix(ema["module"]), "ema"
     for key in WRAPPER_KEYS:
         inner = obj.get(key)
         if isinstance(inner, Mapping) and any(isinstance(v, Tensor) for v in inner.values()):
