@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -63,12 +64,25 @@ def run_eval(weights: Path, args: str, data: Path) -> tuple[dict, str]:
     return report, shown
 
 
+def _portable(obj: object) -> object:
+    """Data paths rewritten as ../shared/data/...: the card must not name this machine's folders."""
+    if isinstance(obj, dict):
+        return {k: _portable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_portable(v) for v in obj]
+    if isinstance(obj, str):
+        return re.sub(r"^\S*?/(data/(train|Set5|McMaster|Set12|classic5)\b)", r"../shared/\1", obj)
+    return obj
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", choices=sorted(EVALS))
     ap.add_argument("run", type=Path, help="training run folder (holds config.yaml, models/, metrics.jsonl)")
     ap.add_argument("--checkpoint", default="models/model_best.pth")
     ap.add_argument("--notes", default="", help="extra lines for the model card")
+    ap.add_argument("--machine", default=None,
+                    help="where it was trained (default: this machine's CPU, e.g. 'a shared 2-core AMD EPYC CPU')")
     ap.add_argument("--regenerate", action="append", default=[],
                     help="the exact training command(s) of this run, in order (repeatable)")
     a = ap.parse_args()
@@ -80,7 +94,8 @@ def main() -> int:
     model = swinir.checkpoint.build(spec, sd)
     save(model, weights, spec=spec, extra={"name": a.name})
 
-    cfg = yaml.safe_load((a.run / "config.yaml").read_text())
+    # paths as a reader has them: ../shared/data/... (a GPU run reads a carried copy, .devdata/data/...)
+    cfg = _portable(yaml.safe_load((a.run / "config.yaml").read_text()))
     records = [json.loads(line) for line in (a.run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     train_recs = [r for r in records if r.get("kind") == "train"]
     iters = max((r.get("iter", 0) for r in records), default=0)
@@ -112,26 +127,31 @@ def main() -> int:
     }
     (OUT_DIR / f"{a.name}.json").write_text(json.dumps(info, indent=1) + "\n")
 
+    which = ("the best validation checkpoint" if "best" in a.checkpoint else
+             f"the run's last checkpoint (`{a.checkpoint}`, iteration {iters})")
+    machine = a.machine or (f"a shared 2-core AMD EPYC CPU ({platform.machine()}, torch {torch.__version__}), "
+                            "no GPU")
     first = log_text.splitlines()[0][:19] if log_text else "?"
     last = log_text.splitlines()[-1][:19] if log_text else "?"
     rows = "\n".join(f"| {k} | " + " / ".join(f"{n} {v:.4f}" if "SSIM" in n else f"{n} {v:.2f}" for n, v in m.items()) + " |"
                      for k, m in metrics.items())
     shared = str(shared_dir() or "")
     data_lines = "\n".join(f"  - `{str(d.get('hr', d)).replace(shared, '../shared')}`" for d in cfg["data"]["train"])
+    remake = f"python tools/make_builtin.py {a.name} runs/{a.name}" + (
+        f" --checkpoint {a.checkpoint}" if a.checkpoint != "models/model_best.pth" else "")
     card = f"""# {a.name}
 
 {spec.task.replace('_', ' ')} {'x' + str(spec.scale) + ' ' if spec.scale > 1 else ''}({spec.color}), a compact SwinIR that ships inside the package.
 
-Trained by the swinir project with its own `swinir train`, on CPU, from the preset `{cfg['name']}`.
+Trained by the swinir project with its own `swinir train`, from the preset `{cfg['name']}`.
 
 - Architecture: {spec.describe()}; {info['parameters'] / 1e6:.3f}M parameters, {weights.stat().st_size / 1e6:.2f} MB.
 - Training data (open images from the project's shared data; no benchmark image):
 {data_lines}
 - Iterations: {iters} (batch {cfg['data']['batch_size']}, patch {cfg['data']['patch_size']}), lr {cfg['train']['lr']},
   milestones {cfg['train']['milestones']}, loss {cfg['train']['loss']}, EMA {cfg['train']['ema_decay']}.
-  Weights are the EMA weights of the best validation checkpoint.
-- Training time: {first} to {last} UTC (wall clock, including interruptions and resumes), on a shared
-  2-core AMD EPYC CPU ({platform.machine()}, torch {torch.__version__}), no GPU.
+  Weights are the EMA weights of {which}.
+- Training time: {first} to {last} UTC (wall clock, including interruptions and resumes), on {machine}.
 {a.notes}
 
 ## Measured (the paper's protocol, `swinir eval`)
@@ -150,7 +170,7 @@ Commands:
 
 ```bash
 {chr(10).join(a.regenerate) or f'swinir train {cfg["name"]}  # see run_config in {a.name}.json'}
-python tools/make_builtin.py {a.name} runs/{a.name}
+{remake}
 ```
 """
     (OUT_DIR / f"{a.name}.md").write_text(card)
