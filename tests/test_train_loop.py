@@ -215,3 +215,22 @@ def test_training_checkpoint_loads_its_ema_weights(run: Path) -> None:
     diffs = [k for k in ema if k in got and not torch.equal(got[k], ema[k])]
     assert not diffs
     assert any(not torch.equal(ema[k], state["model"][k]) for k in ema if k.endswith("weight"))
+
+
+def test_time_limit_is_summed_over_resumes(images: Path, tmp_path: Path) -> None:
+    """A budgeted run that is resumed with a larger budget goes on for the difference, from its saved
+    plan, and the loop time adds up."""
+    out = tmp_path / "budget"
+    first = train(tiny(images, "train.iterations=100000", "train.milestones=[50000,80000]", "train.time_limit=3",
+                       "val.hr=null", "log.every=5", "log.checkpoint_every=100000"), out)
+    s1 = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert 2.4 <= s1["train_seconds"] <= 4.5
+    cfg = load_config(out / "config.yaml", ["train.time_limit=6"])
+    assert cfg.train.iterations == first.iteration or cfg.train.iterations > first.iteration
+    second = train(cfg, out, resume=True)
+    s2 = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert second.iteration > first.iteration
+    assert 5 <= s2["train_seconds"] <= 7.5  # 3 s + about 3 s more, not 6 s more
+    assert s2["plan"] == [100000, [50000, 80000]]  # re-planned from the original proportions
+    saved = load_config(out / "config.yaml").train
+    assert saved.iterations >= second.iteration
