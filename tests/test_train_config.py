@@ -143,3 +143,17 @@ def test_cli_prints_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["train", "builtin-x2-tiny", "--print-config", "--set", "train.lr=3e-3"]) == 0
     out = capsys.readouterr().out
     assert "lr: 0.003" in out and build_config(__import__("yaml").safe_load(out)).train.lr == 3e-3
+
+
+@pytest.mark.parametrize(("given", "seconds"), [("5400", 5400.0), ("90m", 5400.0), ("1.5h", 5400.0), ("300s", 300.0)])
+def test_cli_time_limit_durations(given: str, seconds: float, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "builtin-x2-tiny", "--print-config", "--time-limit", given]) == 0
+    assert build_config(__import__("yaml").safe_load(capsys.readouterr().out)).train.time_limit == seconds
+
+
+@pytest.mark.parametrize("given", ["abc", "-5m", "0"])
+def test_cli_time_limit_rejects_nonsense(given: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "builtin-x2-tiny", "--print-config", "--time-limit", given])
+    assert exc.value.code == 2
+    assert "--time-limit" in capsys.readouterr().err

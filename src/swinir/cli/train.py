@@ -10,6 +10,7 @@ EPILOG = """examples:
   swinir train builtin-x2 --resume                         # continue exactly from runs/builtin-x2/checkpoints/latest.pt
   swinir train my.yaml --set train.lr=1e-4 --set data.batch_size=8 --out runs/exp1
   swinir train builtin-x4 --set model.init_from=runs/builtin-x2/models/model_best.pth
+  swinir train builtin-x2-gpu --time-limit 1h              # re-plan iterations/milestones to fit an hour
   swinir train classical-sr-x2-tiny --print-config         # show the resolved configuration
   swinir train --list                                      # shipped presets
   torchrun --nproc_per_node 2 -m swinir train builtin-x2   # DDP: the config batch is the global batch
@@ -17,6 +18,19 @@ EPILOG = """examples:
 outputs (in --out): config.yaml, train.log, metrics.jsonl, tensorboard/, checkpoints/{iter_*,latest,best}.pt,
 models/model_*.pth (released layout {'params','params_ema'}, loads with swinir.load), val/, curves.png
 """
+
+
+def _duration(text: str) -> float:
+    """Seconds from '5400', '90m', '1.5h' or '300s'."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or a number with s/m/h (e.g. 90m), got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoints/latest.pt (starts fresh if there is none)")
     p.add_argument("--iterations", type=int, help="shortcut for --set train.iterations=N")
+    p.add_argument("--time-limit", type=_duration, metavar="DURATION",
+                   help="wall-clock budget of the training loop: 3600, 90m or 2h (shortcut for --set "
+                        "train.time_limit=SECONDS); iterations and milestones are re-planned to fit it")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (shortcut for --set train.device=...)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--list", action="store_true", help="list the shipped presets and exit")
@@ -50,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.iterations is not None:
         overrides.append(f"train.iterations={args.iterations}")
+    if args.time_limit is not None:
+        overrides.append(f"train.time_limit={args.time_limit}")
     if args.device:
         overrides.append(f"train.device={args.device}")
     source = args.config
