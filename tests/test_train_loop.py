@@ -234,3 +234,30 @@ def test_time_limit_is_summed_over_resumes(images: Path, tmp_path: Path) -> None
     assert s2["plan"] == [100000, [50000, 80000]]  # re-planned from the original proportions
     saved = load_config(out / "config.yaml").train
     assert saved.iterations >= second.iteration
+
+
+def test_ema_update_equals_the_per_parameter_formula() -> None:
+    """The fused (foreach) EMA update computes exactly ema = d * ema + (1 - d) * w for every parameter."""
+    import copy
+
+    from swinir.model import SwinIR
+    from swinir.train.ema import EMA
+
+    torch.manual_seed(0)
+    model = SwinIR(upscale=2, img_size=16, window_size=8, depths=[2], embed_dim=16, num_heads=[2],
+                   upsampler="pixelshuffle")
+    ema = EMA(model, 0.999)
+    ref = copy.deepcopy(ema.module)
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.01)
+        d = ema.current_decay()
+        src = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, p in ref.named_parameters():
+                p.copy_(p * d + src[name] * (1 - d))
+        ema.update(model)
+    for (name, a), b in zip(ref.named_parameters(), ema.module.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
+    assert any(not torch.equal(a, b) for a, b in zip(ema.module.parameters(), model.parameters()))

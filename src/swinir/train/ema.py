@@ -30,8 +30,11 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
         src = dict(model.named_parameters())
-        for name, p in self.module.named_parameters():
-            p.mul_(d).add_(src[name].detach(), alpha=1.0 - d)
+        mine = [p for _, p in self.module.named_parameters()]
+        theirs = [src[name].detach() for name, _ in self.module.named_parameters()]
+        # two fused multi-tensor kernels instead of two small ones per parameter (it matters on GPUs)
+        torch._foreach_mul_(mine, d)
+        torch._foreach_add_(mine, theirs, alpha=1.0 - d)
         src_b = dict(model.named_buffers())
         for name, b in self.module.named_buffers():
             if name in src_b:

@@ -519,7 +519,7 @@ class Trainer:
 
                 bar = tqdm(total=total, initial=self.iteration, unit="it", dynamic_ncols=True, desc=cfg.name,
                            smoothing=0.05)
-            acc: dict[str, float] = {}
+            acc: dict[str, Tensor] = {}
             n_acc = 0
             t_log = time.time()
             loop_t0, spent0, start_it = time.time(), self.train_seconds, self.iteration
@@ -541,12 +541,13 @@ class Trainer:
                         log.info("time limit %.0fs reached at iteration %d of %d", cfg.train.time_limit, it, total)
                     total = it
                 for k, v in logs.items():
-                    acc[k] = acc.get(k, 0.0) + float(v)
+                    # summed on the device: a float() here would wait for the GPU at every step
+                    acc[k] = acc[k] + v.detach().float() if k in acc else v.detach().float()
                 n_acc += 1
                 if bar is not None:
                     bar.update(1)
                 if it % cfg.log.every == 0 or it == total:
-                    vals = {k: v / n_acc for k, v in acc.items()}
+                    vals = {k: float(v) / n_acc for k, v in acc.items()}
                     vals = self._reduce_logs(vals)
                     vals["lr"] = self.optimizer.param_groups[0]["lr"]
                     vals["it_per_s"] = n_acc / max(time.time() - t_log, 1e-9)
