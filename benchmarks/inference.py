@@ -382,12 +382,17 @@ def main(argv: list[str] | None = None) -> int:
         print(render(case), file=sys.stderr, flush=True)
         if cuda:
             torch.cuda.empty_cache()
-    table = render(rows)
-    print(table)
-    if args.output:
-        args.output.write_text(f"{header}\n\n{table}\n\nCommand: python benchmarks/inference.py "
-                               f"{' '.join(argv if argv is not None else sys.argv[1:])}\n")
+        if args.output:  # after every case: a run stopped at its time box keeps what it measured
+            write_output(args.output, header, rows, argv)
+    print(render(rows))
     return 0
+
+
+def write_output(path: Path, header: str, rows: list[Row], argv: list[str] | None) -> None:
+    from swinir.atomic import write_text
+
+    write_text(path, f"{header}\n\n{render(rows)}\n\nCommand: python benchmarks/inference.py "
+                     f"{' '.join(argv if argv is not None else sys.argv[1:])}\n")
 
 
 if __name__ == "__main__":
