@@ -52,9 +52,10 @@ def test_models_lists_builtins_first_then_all_released(cache: Path, capsys: pyte
     builtin_at = [i for i, line in enumerate(lines) if line.strip().startswith("builtin-")]
     released_at = [i for i, line in enumerate(lines) if line.split()[:1] and zoo.is_known(line.split()[0])
                    and not line.strip().startswith("builtin-")]
-    assert len(builtin_at) == 3 and len(released_at) == 27
+    # the release README's 27, then two more files of the release
+    assert len(builtin_at) == 3 and len(released_at) == 27 + 2
     assert max(builtin_at) < min(released_at)
-    assert [lines[i].split()[0] for i in released_at] == [e.name for e in zoo.RELEASED]
+    assert [lines[i].split()[0] for i in released_at] == [e.name for e in (*zoo.RELEASED, *zoo.EXTRA)]
     assert str(cache) in out and zoo.RELEASE_PAGE in out
     assert all(lines[i].split()[4] == "no" for i in released_at)  # nothing cached yet
 
@@ -72,7 +73,7 @@ def test_models_shows_what_is_cached(cache: Path, small_checkpoint, capsys: pyte
     data = json.loads(out)
     assert data["cache_dir"] == str(cache)
     by_name = {m["name"]: m for m in data["models"]}
-    assert len(data["models"]) == 30 and [m["builtin"] for m in data["models"][:3]] == [True] * 3
+    assert len(data["models"]) == 32 and [m["builtin"] for m in data["models"][:3]] == [True] * 3
     assert by_name["classical-x2"]["cached"] is True and by_name["classical-x3"]["cached"] is False
     assert by_name["classical-x2"]["path"] == str(cache / entry.filename)
     assert by_name["jpeg-color-40"]["url"] == zoo.RELEASE_URL + "006_colorCAR_DFWB_s126w7_SwinIR-M_jpeg40.pth"

@@ -1,4 +1,5 @@
-"""The model zoo: the 27 released SwinIR checkpoints plus the compact models shipped inside the package.
+"""The model zoo: the 27 released SwinIR checkpoints (and two more files of the release) plus the compact
+models shipped inside the package.
 
 Released weights are fetched on first use into the cache folder (``$SWINIR_CACHE``, see
 ``swinir.paths.cache_dir``). The download goes to a temporary file in the same folder and is renamed into
@@ -148,11 +149,21 @@ BUILTINS: tuple[ZooEntry, ...] = (
              description="compact blind color denoising (sigma 0-50), trained by this project"),
 )
 RELEASED: tuple[ZooEntry, ...] = tuple(_released_entries())
+# also attached to the v0.0 release, though its README does not list them
+EXTRA: tuple[ZooEntry, ...] = (
+    _released("realsr-x2", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x2_GAN.pth", "real_sr",
+              "real-world SR x2 (BSRGAN degradations, GAN), SwinIR-M; on the release page, not in its README",
+              scale=2, aliases=("realsr-m-x2",)),
+    _released("realsr-x4-psnr", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_PSNR.pth", "real_sr",
+              "real-world SR x4, PSNR stage (L1 only, before the GAN), SwinIR-M; on the release page, not in "
+              "its README", scale=4, aliases=("realsr-m-x4-psnr",)),
+)
 
 
 def list_entries(task: str | None = None) -> list[ZooEntry]:
-    """Built-ins first, then the released checkpoints in release order; optionally one task only."""
-    return [e for e in (*BUILTINS, *RELEASED) if task is None or e.task == task]
+    """Built-ins first, then the released checkpoints in release order (the two extra release files
+    last); optionally one task only."""
+    return [e for e in (*BUILTINS, *RELEASED, *EXTRA) if task is None or e.task == task]
 
 
 def _key(name: str) -> str:

@@ -10,7 +10,7 @@ from swinir import paths, zoo
 from swinir.spec import TASKS
 
 EPILOG = """examples:
-  swinir models                      # everything: built-ins first, then the 27 released checkpoints
+  swinir models                      # everything: built-ins first, then the released checkpoints
   swinir models --task denoise       # only denoisers
   swinir models --json               # machine-readable, with cache status and URLs
   swinir restore photo.jpg -o out/ --model classical-x4   # use one (downloaded on first use)
