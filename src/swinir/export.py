@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Sequence
 
 import torch
 
+from swinir.atomic import atomic_path
 from swinir.errors import SwinIRError
 from swinir.model import SwinIR
 
@@ -88,20 +88,12 @@ def export_onnx(
             raise SwinIRError(f"ONNX export failed ({type(exc).__name__}: {first[:200]})") from exc
     meta = {"swinir_spec": json.dumps(model.spec.to_dict()), "scale": str(model.upscale), "window_size": str(ws),
             "input_range": "0..1, (N, C, H, W) float32, H and W >= window_size"}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out, suffix=".onnx") as tmp:  # a failed check raises before the file is replaced
         _save(program, tmp, meta)
-        report = ExportReport(out, opset, ws)
-        if verify_sizes:
-            report = ExportReport(out, opset, ws, verify(model, tmp, verify_sizes))
-            if report.worst > tolerance:
-                raise SwinIRError(f"ONNX output differs from PyTorch by {report.worst:.2e} (> {tolerance:g}); "
-                                  "not written")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+        report = ExportReport(out, opset, ws, verify(model, tmp, verify_sizes) if verify_sizes else {})
+        if report.worst > tolerance:
+            raise SwinIRError(f"ONNX output differs from PyTorch by {report.worst:.2e} (> {tolerance:g}); "
+                              "not written")
     return report
 
 

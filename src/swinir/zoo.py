@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from swinir import paths
+from swinir.atomic import atomic_path
 from swinir.errors import ZooError
 
 RELEASE_PAGE = "https://github.com/JingyunLiang/SwinIR/releases/tag/v0.0"
@@ -241,16 +241,8 @@ def _builtin_path(entry: ZooEntry, cache: Path) -> Path:
     # Installed inside a zip: copy it out once so torch/safetensors can open a real file.
     dest = cache / BUILTIN_DIR / entry.filename
     if not dest.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with resources.as_file(res) as src:
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-            os.close(fd)
-            try:
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, dest)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+        with resources.as_file(res) as src, atomic_path(dest, suffix=".part") as tmp:
+            shutil.copyfile(src, tmp)
     return dest
 
 
@@ -322,13 +314,11 @@ def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: bool
     from tqdm import tqdm
 
     url = url or entry.url
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     by_hand = f"download it by hand and put it at {dest}"
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:  # any raise below leaves no file behind
         digest = hashlib.sha256()
         written = 0
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             req = urllib.request.Request(url, headers={"User-Agent": "swinir (python urllib)"})
             try:
                 with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as resp:
@@ -359,10 +349,6 @@ def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: bool
                 f"could not download {entry.name} from {url} (the server sent something that is not a "
                 f"checkpoint, starting {head!r}); {by_hand}"
             )
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 

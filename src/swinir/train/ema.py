@@ -30,8 +30,9 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
         src = dict(model.named_parameters())
-        mine = [p for _, p in self.module.named_parameters()]
-        theirs = [src[name].detach() for name, _ in self.module.named_parameters()]
+        named = list(self.module.named_parameters())
+        mine = [p for _, p in named]
+        theirs = [src[name].detach() for name, _ in named]
         # two fused multi-tensor kernels instead of two small ones per parameter (it matters on GPUs)
         torch._foreach_mul_(mine, d)
         torch._foreach_add_(mine, theirs, alpha=1.0 - d)

@@ -209,7 +209,7 @@ class Trainer:
         self._check_same_iteration()
         self.monitor = Monitor(self.out, self.main, cfg.log.tensorboard, start_iter=self.iteration)
         if self.main:
-            _write_text(self.out / "config.yaml", cfg.to_yaml())
+            write_text(self.out / "config.yaml", cfg.to_yaml())
 
     def _check_same_iteration(self) -> None:
         """Every process must resume from the same checkpoint (multi-node runs need a shared --out)."""
@@ -456,7 +456,7 @@ class Trainer:
         if self.main:
             log.info("time limit %.0fs: %.2f it/s, %.0fs left -> %d iterations (were %d), milestones %s (were %s)",
                      t.time_limit, rate, left, new_total, old[0], t.milestones, old[1])
-            _write_text(self.out / "config.yaml", self.cfg.to_yaml())  # resume follows the new plan
+            write_text(self.out / "config.yaml", self.cfg.to_yaml())  # resume follows the new plan
 
     def _budget(self, it: int, now: float, clock: dict[str, Any]) -> bool:
         """Time-limit bookkeeping after each step: re-plan from the rate so far (after a short probe, then
@@ -469,7 +469,7 @@ class Trainer:
             if it - clock["start"] >= 5:  # skip the first steps (allocator, autotuning)
                 clock["from"] = (it, now)
             return False
-        first = clock.get("replans", 0) == 0
+        first = "last" not in clock  # no re-plan yet
         interval = max(min(30.0, limit / 10), limit / 20)
         it0, t0 = clock["from"]  # the rate is averaged from here (validations, checkpoints included)
         last = clock.get("last", t0)
@@ -484,7 +484,6 @@ class Trainer:
         if due and not over:
             self._replan((it - it0) / max(now - t0, 1e-9))
             clock["last"] = now
-            clock["replans"] = clock.get("replans", 0) + 1
         return over
 
     def fit(self) -> TrainResult:
@@ -622,10 +621,6 @@ def _psnr_ssim(out: np.ndarray, gt: np.ndarray, protocol: Any, border: int, y: b
     from swinir.metrics import psnr, ssim
 
     return psnr(out, gt, border, y), ssim(out, gt, border, y)
-
-
-def _write_text(path: Path, text: str) -> None:
-    write_text(path, text)
 
 
 def _write_png(path: Path, img: np.ndarray) -> None:
