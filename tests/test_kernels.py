@@ -1,0 +1,172 @@
+"""The hand-written CPU window-attention kernel (swinir.kernels) and the fp32 CPU path that uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import swinir.model as swinir_model
+from swinir import kernels
+from swinir.model import SwinIR
+from swinir.reference import ReferenceSwinIR
+
+needs_kernel = pytest.mark.skipif(not kernels.available(), reason=f"CPU kernel not used here: {kernels.status()}")
+
+
+def _sdpa(qkv: torch.Tensor, bias: torch.Tensor, counts: list[int], heads: int, scale: float) -> torch.Tensor:
+    bn, n, c3 = qkv.shape
+    d = c3 // 3 // heads
+    q, k, v = qkv.view(bn, n, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+    outs, s = [], 0
+    for g, cnt in enumerate(counts):
+        o = F.scaled_dot_product_attention(q[s : s + cnt], k[s : s + cnt], v[s : s + cnt], attn_mask=bias[g][None],
+                                           scale=scale)
+        outs.append(o.transpose(1, 2))
+        s += cnt
+    return torch.cat(outs).reshape(bn, n, heads * d)
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize(
+    "n,heads,d,counts",
+    [
+        (64, 6, 30, [9, 3, 3, 1]),  # window 8, the M models' heads, four shift-mask groups
+        (49, 6, 30, [4, 2, 2, 1]),  # window 7 (JPEG models): partial 16-lane tiles
+        (64, 6, 10, [5]),  # lightweight models' head dim: one masked value tile
+        (36, 3, 32, [2, 1, 1, 1]),  # head dim at the limit, n below 48
+        (64, 8, 16, [3, 1]),
+    ],
+)
+def test_kernel_equals_sdpa(n: int, heads: int, d: int, counts: list[int], threads: int) -> None:
+    g = torch.Generator().manual_seed(n * d + heads)
+    bn = sum(counts)
+    qkv = torch.randn(bn, n, 3 * heads * d, generator=g)
+    bias = torch.randn(len(counts), heads, n, n, generator=g)
+    if len(counts) > 1:
+        bias[1:, :, : n // 2, n // 2 :] = -100.0  # the original's mask value
+    group_end = torch.tensor(counts).cumsum(0)
+    scale = d**-0.5
+    ref = _sdpa(qkv, bias, counts, heads, scale)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = torch.full((bn, n, heads * d), float("nan"))
+        kernels.window_attention(qkv, bias, group_end, 0, out, heads, scale)
+        # a chunk that starts inside the second group: windows are looked up by their absolute index
+        first = counts[0] - 1
+        part = torch.full((bn - first, n, heads * d), float("nan"))
+        kernels.window_attention(qkv[first:].contiguous(), bias, group_end, first, part, heads, scale)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.isfinite(out).all()
+    assert (out - ref).abs().max().item() < 2e-5
+    assert torch.equal(part, out[first:])
+
+
+@needs_kernel
+def test_kernel_rejects_what_it_cannot_do() -> None:
+    qkv, out = torch.zeros(2, 64, 3 * 40), torch.zeros(2, 64, 40)
+    bias, group_end = torch.zeros(1, 1, 64, 64), torch.tensor([2])
+    with pytest.raises(ValueError, match="unsupported"):  # head dim 40 > 32
+        kernels.window_attention(qkv, bias, group_end, 0, out, 1, 1.0)
+    with pytest.raises(TypeError, match="fp32"):
+        kernels.window_attention(qkv.double(), bias, group_end, 0, out, 2, 1.0)
+    with pytest.raises(ValueError, match="contiguous"):
+        kernels.window_attention(qkv.transpose(0, 1).contiguous().transpose(0, 1), bias, group_end, 0, out, 2, 1.0)
+
+
+@needs_kernel
+@pytest.mark.parametrize("chunk", (64, 4096))
+def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Whole blocks chunk by chunk (chunks crossing shift-mask groups at 64 tokens), batch 2, odd sizes."""
+    monkeypatch.setattr(swinir_model, "CPU_CHUNK_TOKENS", chunk)
+    cfg = dict(upscale=2, in_chans=3, img_size=32, window_size=8, embed_dim=30, depths=[2, 2], num_heads=[3, 3],
+               mlp_ratio=2, upsampler="pixelshuffledirect")
+    torch.manual_seed(0)
+    model = SwinIR(**cfg).eval()
+    ref = ReferenceSwinIR(**cfg).eval()
+    ref.load_state_dict(model.state_dict(), strict=False)
+    x = torch.rand(2, 3, 27, 43)
+    with torch.no_grad():
+        want = ref(x)
+        got = model(x)
+        with kernels.disabled():
+            plain = model(x)
+    assert (got - want).abs().max().item() < 1e-5
+    assert (got - plain).abs().max().item() < 1e-5
+    assert not torch.equal(got, plain)  # the two paths really differ in their arithmetic
+
+
+@needs_kernel
+def test_cpu_path_does_not_touch_its_input() -> None:
+    torch.manual_seed(1)
+    block = swinir_model.SwinTransformerBlock(24, 2, 8, 4, 2.0).eval()
+    model_plan = swinir_model.shifted_window_plan(1, 16, 16, 8, 4)
+    x = torch.randn(1, 256, 24)
+    keep = x.clone()
+    with torch.no_grad():
+        y = block(x, model_plan)
+        with kernels.disabled():
+            y_plain = block(x, model_plan)
+    assert torch.equal(x, keep)
+    assert (y - y_plain).abs().max().item() < 1e-5
+
+
+def _python(code: str, cache: Path, **env: str) -> subprocess.CompletedProcess:
+    full = {**os.environ, "SWINIR_CACHE": str(cache), **env}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full,
+                          timeout=300)
+
+
+_PROBE = """
+    import warnings, torch
+    from swinir import kernels
+    from swinir.model import SwinIR
+    torch.set_num_threads(1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ok = kernels.available()
+        m = SwinIR(upscale=1, embed_dim=12, depths=[2], num_heads=[2], window_size=8, mlp_ratio=2).eval()
+        with torch.no_grad():
+            y = m(torch.rand(1, 3, 16, 16))
+    print("AVAILABLE", ok, bool(torch.isfinite(y).all()))
+    print("STATUS", kernels.status())
+    print("WARNINGS", [str(w.message) for w in caught])
+"""
+
+
+@needs_kernel
+def test_build_is_cached_and_reused(tmp_path: Path) -> None:
+    first = _python(_PROBE, tmp_path)
+    assert "AVAILABLE True True" in first.stdout, first.stderr
+    built = list((tmp_path / "kernels").glob("window_attention-*.so"))
+    assert len(built) == 1 and str(built[0]) in first.stdout
+    stamp = built[0].stat().st_mtime_ns
+    second = _python(_PROBE, tmp_path)
+    assert "AVAILABLE True True" in second.stdout, second.stderr
+    assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+    assert not list((tmp_path / "kernels").glob("*.tmp"))
+
+
+def test_falls_back_with_a_clear_warning_when_the_build_fails(tmp_path: Path) -> None:
+    if not {"avx512f", "avx512dq"} <= kernels._cpu_flags():
+        pytest.skip("no AVX-512 here: the kernel is never built, so its build cannot fail")
+    res = _python(_PROBE, tmp_path, CC="false")  # a "compiler" that always fails
+    assert "AVAILABLE False True" in res.stdout, res.stderr
+    assert "build failed" in res.stdout
+    assert "could not be built" in res.stdout and "slower attention" in res.stdout
+    assert not list((tmp_path / "kernels").glob("*"))  # nothing half-written left behind
+
+
+def test_can_be_switched_off(tmp_path: Path) -> None:
+    res = _python(_PROBE, tmp_path, SWINIR_CPU_KERNELS="0")
+    assert "AVAILABLE False True" in res.stdout, res.stderr
+    assert "disabled by SWINIR_CPU_KERNELS=0" in res.stdout
