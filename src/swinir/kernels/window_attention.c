@@ -16,6 +16,7 @@
  */
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NMAX 64
@@ -37,6 +38,33 @@ AI __m512 exp_ps(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(p, k);
+}
+
+/* dst[c * NMAX + r] = src[r * stride + c] for a 16x16 block; rows >= `rows` and masked-off columns read as 0 */
+AI void transpose16(const float *src, int64_t stride, int rows, __mmask16 cols, float *dst) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(cols, src + i * stride) : _mm512_setzero_ps();
+    for (int i = 0; i < 16; i += 2) { /* per 128-bit lane: (r_i, r_i+1) interleaved */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* u[i + k], lane L: rows i..i+3 of column 4L + k */
+#define PD(x) _mm512_castps_pd(x)
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(PD(t[i]), PD(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(PD(t[i]), PD(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(PD(t[i + 1]), PD(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(PD(t[i + 1]), PD(t[i + 3])));
+#undef PD
+    }
+    for (int k = 0; k < 4; k++) { /* column 4L + k = lane L of r[k], r[4 + k], r[8 + k], r[12 + k] */
+        __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x44), b = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x44);
+        __m512 c = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xEE), e = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xEE);
+        _mm512_store_ps(dst + k * NMAX, _mm512_shuffle_f32x4(a, b, 0x88));
+        _mm512_store_ps(dst + (4 + k) * NMAX, _mm512_shuffle_f32x4(a, b, 0xDD));
+        _mm512_store_ps(dst + (8 + k) * NMAX, _mm512_shuffle_f32x4(c, e, 0x88));
+        _mm512_store_ps(dst + (12 + k) * NMAX, _mm512_shuffle_f32x4(c, e, 0xDD));
+    }
 }
 
 /* scores for rows i0..i0+3, softmax numerators into p, 1/row sums into inv */
@@ -118,33 +146,28 @@ void swinir_window_attention_f32(const float *qkv, const float *bias, const int6
        PyTorch's own OpenMP threads (hot after the qkv GEMM), not a second pool competing for the cores */
 #pragma omp parallel
     {
-        float kt[DMAX * NMAX] __attribute__((aligned(64)));
+        /* k of one window transposed, all heads: kt[(h * d + e) * NMAX + j], padded to 16 columns */
+        const int64_t cpad = (C + 15) / 16 * 16;
+        float *kt = aligned_alloc(64, (size_t)cpad * NMAX * sizeof(float));
         float p[NMAX * NMAX] __attribute__((aligned(64)));
         float inv[NMAX];
-        memset(kt, 0, sizeof kt);
         memset(p, 0, sizeof p);
-        const __m512i rows = _mm512_mullo_epi32(
-            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)row));
 #pragma omp for schedule(static)
         for (int64_t w = 0; w < count; w++) {
             int64_t g = 0;
             while (g < groups - 1 && wbase + w >= group_end[g]) g++;
-            /* the next window's qkv block (n rows of 3C floats), prefetched a slice per head */
-            const char *next = (const char *)(qkv + (w + 1 < count ? w + 1 : w) * n * row);
-            const int64_t lines = n * row * 4 / 64, per = (lines + heads - 1) / heads;
-            for (int64_t h = 0; h < heads; h++) {
-                const float *qb = qkv + w * n * row + h * d, *kb = qb + C, *vb = qb + 2 * C;
-                for (int64_t l = h * per; l < (h + 1) * per && l < lines; l++)
-                    _mm_prefetch(next + l * 64, _MM_HINT_T1);
-                for (int64_t c = 0; c * 16 < n; c++) { /* k transposed: kt[e][j] */
-                    __mmask16 m = (c + 1) * 16 <= n ? (__mmask16)0xFFFF : last;
-                    const float *kc = kb + c * 16 * row;
-                    for (int64_t e = 0; e < d; e++)
-                        _mm512_store_ps(kt + e * NMAX + c * 16,
-                                        _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, kc + e, 4));
+            const float *win = qkv + w * n * row;
+            for (int64_t j0 = 0; j0 < NMAX; j0 += 16)
+                for (int64_t c0 = 0; c0 < C; c0 += 16) {
+                    __mmask16 cm = C - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - c0)) - 1);
+                    int rows = n - j0 >= 16 ? 16 : (n > j0 ? (int)(n - j0) : 0);
+                    transpose16(win + j0 * row + C + c0, row, rows, cm, kt + c0 * NMAX + j0);
                 }
+            for (int64_t h = 0; h < heads; h++) {
+                const float *qb = win + h * d, *vb = qb + 2 * C;
                 const float *brow = bias + (g * heads + h) * n * n;
-                for (int64_t i0 = 0; i0 < n; i0 += 4) score_rows(qb, row, scale, kt, brow, n, d, i0, last, p, inv);
+                for (int64_t i0 = 0; i0 < n; i0 += 4)
+                    score_rows(qb, row, scale, kt + h * d * NMAX, brow, n, d, i0, last, p, inv);
                 float *o = out + w * n * C + h * d;
                 for (int64_t i0 = 0; i0 < n; i0 += 8) {
                     if (NV == 2) value_rows(p, inv, vb, row, n, i0, dm, o, C, 2);
@@ -152,5 +175,6 @@ void swinir_window_attention_f32(const float *qkv, const float *bias, const int6
                 }
             }
         }
+        free(kt);
     }
 }
