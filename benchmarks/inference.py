@@ -42,6 +42,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from swinir import kernels
 from swinir.model import SwinIR
 from swinir.paths import shared_dir
 
@@ -212,7 +213,7 @@ def _cast(model: nn.Module, prec: str) -> nn.Module:
 
 def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Module], peer_name: str,
                precisions: list[str], repeats: int, compile_: bool, peer_precisions: list[str], clock: str,
-               device: torch.device) -> list[Row]:
+               device: torch.device, without_kernels: bool = False) -> list[Row]:
     peer, ours = build_pair(entry, peer_cls)
     peer, ours = peer.to(device), ours.to(device)
     x = test_image(size, entry["config"]["in_chans"]).to(device)
@@ -235,6 +236,11 @@ def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Mod
             # the peer's shift mask is built in float32 at run time, so its weights cannot simply be cast
             # (a dtype error in attn @ v): it runs under autocast, as its users run it in reduced precision
             runs[f"peer_{prec}"] = (peer_name, f"{prec} autocast", autocast(peer, prec))
+    if without_kernels and device.type == "cpu" and kernels.available():
+        def plain() -> Tensor:
+            with kernels.disabled():
+                return ours(x)
+        runs["ours_plain"] = ("swinir, CPU kernels off", "fp32", plain)
     if compile_:
         compiled = torch.compile(ours, dynamic=False)
         runs["ours_compiled"] = ("swinir + torch.compile", "fp32", lambda: compiled(x))
@@ -340,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer", choices=("auto", "spandrel", "reference"), default="auto")
     ap.add_argument("--peer-bf16", action="store_true", help="also time the peer in bf16 (= --peer-precisions bf16)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(ours) in fp32 after warm-up")
+    ap.add_argument("--without-kernels", action="store_true",
+                    help="also time ours in fp32 with swinir.kernels switched off (PyTorch's attention, whole-size blocks)")
     ap.add_argument("--output", type=Path, help="also write the table (markdown) to this file")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -369,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown configuration(s) {unknown}; choose from {sorted(configs)}")
     peer_cls, peer_name = peer_class(args.peer)
-    where = gpu_name(device) if cuda else machine()
+    where = gpu_name(device) if cuda else f"{machine()}; swinir CPU kernel: {kernels.status()}"
     header = (f"Machine: {where}. Peer: {peer_name}. Median of {repeats} alternating runs after "
               f"{'two warm-ups' if cuda else 'one warm-up'}; ms/image is "
               f"{'process CPU' if clock == 'cpu' else 'wall'} time.")
@@ -377,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for name, size in cases:
         case = bench_case(name, size, configs[name], peer_cls, peer_name, precisions, repeats, args.compile,
-                          peer_precisions, clock, device)
+                          peer_precisions, clock, device, args.without_kernels)
         rows += case
         print(render(case), file=sys.stderr, flush=True)
         if cuda:

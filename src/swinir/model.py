@@ -438,7 +438,8 @@ class BasicLayer(nn.Module):
         self.use_checkpoint = False
 
     def forward(self, x: Tensor, plan: WindowPlan | None, fp16_safe: bool = False) -> Tensor:
-        if not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32:
+        first = self.blocks[0].attn if len(self.blocks) else None
+        if first is not None and _cpu_kernel_ok(x, first.qkv.weight, first.window_size**2, x.shape[-1] // first.num_heads):
             # two buffers, alternated, for the fp32 CPU path's block outputs (x itself is never written)
             buffers = (torch.empty_like(x), torch.empty_like(x))
             for i, blk in enumerate(self.blocks):
