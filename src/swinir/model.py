@@ -18,6 +18,9 @@ What makes it faster and leaner than the original forward, at the same arithmeti
   (windows, heads, N, N) mask. Biases are cached per block (keyed on the table's version counter, so
   in-place weight updates such as EMA invalidate them); window orders are cached per (batch, H, W).
 - Convolutions run in channels-last layout, which is the token layout, so no reorders around them.
+- fp32 CPU inference runs each Swin block chunk by chunk of windows (LayerNorm, qkv, attention, proj,
+  MLP while the chunk is in cache) with a hand-written AVX-512 attention kernel (``swinir.kernels``,
+  compiled on first use; without it the same blocks run on PyTorch's attention).
 - ``fp16_safe`` (on by default): when the model runs in fp16 (``.half()`` or fp16 autocast) the residual
   streams, LayerNorms and the residual-group convolutions run in fp32, because the released M/L models'
   residual stream grows past the fp16 range; matmuls and attention stay in fp16.

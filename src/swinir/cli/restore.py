@@ -351,6 +351,12 @@ def run(args: argparse.Namespace) -> int:
     if model is not None and rank == 0:
         shard = f", {len(mine)} of {len(jobs)} on rank 0 of {world}" if world > 1 else ""
         say(f"model: {model.spec.describe()}{shard}")
+        if next(model.parameters()).device.type == "cpu" and args.precision == "fp32":
+            from swinir import kernels
+
+            if not kernels.available():
+                say(f"note: swinir's CPU attention kernel is not in use ({kernels.status()}), so CPU inference "
+                    "takes PyTorch's attention, ~10% slower")
 
     notices = _Notices(lambda line: tqdm.write(line, file=sys.stderr))
     ok = skipped = 0

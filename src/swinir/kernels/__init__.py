@@ -143,7 +143,7 @@ def disabled() -> Iterator[None]:
 def status() -> str:
     """One line: where the kernel was loaded from, or why it is not used."""
     _load()
-    return _status
+    return _status if _enabled else "switched off by swinir.kernels.disabled()"
 
 
 def supports(n: int, head_dim: int) -> bool:
