@@ -119,7 +119,7 @@ def _try_load() -> tuple[ctypes.CDLL | None, str]:
         _build(cc, target)
     lib = ctypes.CDLL(str(target))
     fn = lib.swinir_window_attention_f32
-    fn.restype = None
+    fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_float]
     return lib, f"loaded {target}"
 
@@ -174,6 +174,6 @@ def window_attention(qkv: Tensor, bias: Tensor, group_end: Tensor, first_window:
     if bias.shape[1:] != (heads, n, n) or group_end.numel() != bias.shape[0]:
         raise ValueError(f"bias {tuple(bias.shape)} / group_end {group_end.numel()} do not match")
     fn = lib.swinir_window_attention_f32
-
-    fn(qkv.data_ptr(), bias.data_ptr(), group_end.data_ptr(), group_end.numel(), out.data_ptr(), first_window,
-       count, n, heads, d, scale)
+    if fn(qkv.data_ptr(), bias.data_ptr(), group_end.data_ptr(), group_end.numel(), out.data_ptr(), first_window,
+          count, n, heads, d, scale):
+        raise MemoryError("the CPU window-attention kernel could not allocate its scratch buffers")

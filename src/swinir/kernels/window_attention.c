@@ -135,13 +135,15 @@ AI void value_rows(const float *p, const float *inv, const float *v, int64_t row
     }
 }
 
-void swinir_window_attention_f32(const float *qkv, const float *bias, const int64_t *group_end, int64_t groups,
+/* returns 0, or 1 if a thread could not allocate its 64 KB scratch buffer */
+int swinir_window_attention_f32(const float *qkv, const float *bias, const int64_t *group_end, int64_t groups,
                                  float *out, int64_t wbase, int64_t count, int64_t n, int64_t heads, int64_t d,
                                  float scale) {
     const int64_t C = heads * d, row = 3 * C;
     const __mmask16 last = (n % 16) ? (__mmask16)((1u << (n % 16)) - 1) : (__mmask16)0xFFFF;
     const int NV = d > 16 ? 2 : 1;
     const __mmask16 dm = (__mmask16)((1u << (d - 16 * (NV - 1))) - 1);
+    int failed = 0;
     /* built with -fopenmp and loaded into a process where PyTorch already loaded libgomp.so.1: this uses
        PyTorch's own OpenMP threads (hot after the qkv GEMM), not a second pool competing for the cores */
 #pragma omp parallel
@@ -149,11 +151,16 @@ void swinir_window_attention_f32(const float *qkv, const float *bias, const int6
         /* k of one window transposed, all heads: kt[(h * d + e) * NMAX + j], padded to 16 columns */
         const int64_t cpad = (C + 15) / 16 * 16;
         float *kt = aligned_alloc(64, (size_t)cpad * NMAX * sizeof(float));
+        if (!kt) {
+#pragma omp atomic write
+            failed = 1;
+        }
         float p[NMAX * NMAX] __attribute__((aligned(64)));
         float inv[NMAX];
         memset(p, 0, sizeof p);
 #pragma omp for schedule(static)
         for (int64_t w = 0; w < count; w++) {
+            if (!kt) continue;
             int64_t g = 0;
             while (g < groups - 1 && wbase + w >= group_end[g]) g++;
             const float *win = qkv + w * n * row;
@@ -177,4 +184,5 @@ void swinir_window_attention_f32(const float *qkv, const float *bias, const int6
         }
         free(kt);
     }
+    return failed;
 }
