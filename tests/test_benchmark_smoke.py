@@ -11,14 +11,15 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
 
 def test_inference_benchmark_small_mode(shared: Path, tmp_path: Path) -> None:
     out_md = tmp_path / "table.md"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--small", "--output", str(out_md)],
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--small", "--without-kernels", "--output", str(out_md)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
     assert {"implementation", "precision", "ms/image", "MP/s (input)", "peak MiB", "max abs diff"} <= set(header)
-    peers = [r for r in rows if r["implementation"] != "swinir"]
+    plain = [r for r in rows if r["implementation"] == "swinir, CPU kernels off"]
+    peers = [r for r in rows if not r["implementation"].startswith("swinir")]
     ours = {r["precision"]: r for r in rows if r["implementation"] == "swinir"}
     assert len(peers) == 1 and peers[0]["precision"] == "fp32" and float(peers[0]["max abs diff"]) == 0.0
     assert set(ours) == {"fp32", "bf16"}
@@ -27,3 +28,9 @@ def test_inference_benchmark_small_mode(shared: Path, tmp_path: Path) -> None:
     assert float(ours["fp32"]["max abs diff"]) <= 1e-4  # same weights, same input: same output
     assert float(ours["bf16"]["PSNR dB"]) >= 45
     assert out_md.read_text().count("| swinir |") == 2
+    # the PyTorch-only path is there for comparison whenever the CPU kernel is in use, with the same output
+    from swinir import kernels
+
+    assert len(plain) == (1 if kernels.available() else 0)
+    assert all(float(r["max abs diff"]) <= 1e-4 for r in plain)
+    assert "swinir CPU kernel:" in proc.stdout.splitlines()[0]
