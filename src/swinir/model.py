@@ -18,9 +18,10 @@ What makes it faster and leaner than the original forward, at the same arithmeti
   (windows, heads, N, N) mask. Biases are cached per block (keyed on the table's version counter, so
   in-place weight updates such as EMA invalidate them); window orders are cached per (batch, H, W).
 - Convolutions run in channels-last layout, which is the token layout, so no reorders around them.
-- fp32 CPU inference runs each Swin block chunk by chunk of windows (LayerNorm, qkv, attention, proj,
-  MLP while the chunk is in cache) with a hand-written AVX-512 attention kernel (``swinir.kernels``,
-  compiled on first use; without it the same blocks run on PyTorch's attention).
+- CPU inference runs each Swin block chunk by chunk of windows (LayerNorm, qkv, attention, proj, MLP
+  while the chunk is in cache) with a hand-written AVX-512 attention kernel, and fp32 3x3 convolutions as
+  Winograd F(2x2, 3x3) (``swinir.kernels``, compiled on first use; without it the same blocks run on
+  PyTorch's attention and oneDNN's direct convolutions).
 - ``fp16_safe`` (on by default): when the model runs in fp16 (``.half()`` or fp16 autocast) the residual
   streams, LayerNorms and the residual-group convolutions run in fp32, because the released M/L models'
   residual stream grows past the fp16 range; matmuls and attention stay in fp16.
@@ -47,7 +48,7 @@ RGB_MEAN = (0.4488, 0.4371, 0.4040)
 DERIVED_SUFFIXES = ("attn_mask", "relative_position_index")
 MASK_VALUE = -100.0  # the original's additive mask value (not -inf): kept for identical outputs
 _PLAN_CACHE_SIZE = 8
-# fp32 CPU inference runs each Swin block in chunks of about this many tokens (whole windows), see
+# CPU inference runs each Swin block in chunks of about this many tokens (whole windows), see
 # SwinTransformerBlock._forward_chunked.
 CPU_CHUNK_TOKENS = 4096
 
@@ -217,10 +218,14 @@ def _linear(layer: nn.Linear, x: Tensor, gelu: bool = False, residual: Tensor | 
 
 
 def _cpu_kernel_ok(x: Tensor, weight: Tensor, n: int, head_dim: int) -> bool:
-    """Whether a block can take the fp32 CPU inference path through ``swinir.kernels``."""
+    """Whether a block can take the CPU inference path through ``swinir.kernels``: fp32, bf16 weights, or
+    fp32 under bf16 autocast (the attention itself then runs in fp32, the linears in bf16)."""
+    if torch.is_autocast_enabled("cpu"):
+        dtype_ok = x.dtype == weight.dtype == torch.float32 and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    else:
+        dtype_ok = x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16)
     return (
-        x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.is_contiguous()
-        and not torch.is_grad_enabled() and not _tracing() and not torch.is_autocast_enabled("cpu")
+        dtype_ok and x.device.type == "cpu" and x.is_contiguous() and not torch.is_grad_enabled() and not _tracing()
         and kernels.supports(n, head_dim) and kernels.available()
     )
 
@@ -244,6 +249,46 @@ def _fp32(module: nn.Module, x: Tensor) -> Tensor:
             bias = None if module.bias is None else module.bias.float()
             return F.conv2d(x, module.weight.float(), bias, module.stride, module.padding, module.dilation, module.groups)
         return module(x)
+
+
+# Winograd pays when its 16 GEMMs are big enough: measured on one AVX-512 core, 180->180 1.5x, 240->60 and
+# 64->256 1.3x, 64->64 and 180->64 ~1.0x (so those stay on oneDNN's direct convolution).
+WINOGRAD_MIN_CHANNEL_PRODUCT = 12000
+
+
+def _winograd_ok(conv: nn.Module, x: Tensor) -> bool:
+    return (
+        isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+        and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+        and conv.in_channels * conv.out_channels >= WINOGRAD_MIN_CHANNEL_PRODUCT
+        and x.device.type == "cpu" and x.dtype == conv.weight.dtype == torch.float32 and x.dim() == 4
+        and not torch.is_grad_enabled() and not _tracing() and not torch.is_autocast_enabled("cpu")
+        and kernels.available()
+    )
+
+
+def _winograd_weight(conv: nn.Conv2d) -> Tensor:
+    """The conv's Winograd weight, cached on the module like the attention biases (keyed on the version)."""
+    w = conv.weight
+    key = (w.device, w.dtype, w.data_ptr(), -1 if w.is_inference() else w._version)
+    cached = getattr(conv, "_swinir_winograd", None)
+    if cached is None or cached[0] != key:
+        with torch.inference_mode(False), torch.no_grad():
+            cached = (key, kernels.winograd_weight(w))
+        conv._swinir_winograd = cached  # type: ignore[assignment]
+    return cached[1]
+
+
+def _conv(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` for a conv or a Sequential of convs and activations; in fp32 CPU inference the 3x3
+    convs run as Winograd F(2x2, 3x3) (``swinir.kernels.conv3x3``: 2.25x fewer multiply-adds)."""
+    if isinstance(module, nn.Sequential):
+        for m in module:
+            x = _conv(m, x)
+        return x
+    if _winograd_ok(module, x):
+        return kernels.conv3x3(x, _winograd_weight(module), module.bias)  # type: ignore[arg-type]
+    return module(x)
 
 
 class Mlp(nn.Module):
@@ -391,13 +436,15 @@ class SwinTransformerBlock(nn.Module):
 
 
     def _forward_chunked(self, x: Tensor, plan: WindowPlan | None, out: Tensor) -> Tensor:
-        """fp32 CPU inference: the whole block chunk by chunk of windows, written into ``out``.
+        """CPU inference: the whole block chunk by chunk of windows, written into ``out``.
 
         Each chunk (~CPU_CHUNK_TOKENS tokens) goes LayerNorm -> qkv -> attention kernel -> proj + residual ->
         LayerNorm -> MLP + residual while it is in the last-level cache. The MLP is token-wise, so a shifted
         block keeps its chunk in shifted-window order and scatters it once, at the end. No temporary is
         larger than a chunk, so the allocator reuses the same few MB instead of page-faulting in fresh
-        full-size buffers for every block (that was 5-20% of the CPU time).
+        full-size buffers for every block (that was 5-20% of the CPU time). Attention runs in fp32 also
+        when the linears run in bf16 (bf16 weights or autocast): the kernel is fp32-only, and faster than
+        PyTorch's bf16 attention on these tiles.
         """
         b, L, c = x.shape
         n = self.window_size**2
@@ -409,18 +456,18 @@ class SwinTransformerBlock(nn.Module):
             assert plan is not None and plan.groups is not None, "shifted blocks need a grouped WindowPlan"
             counts = plan.groups
         group_end = torch.tensor(counts, dtype=torch.int64).cumsum(0)
-        bias = self.attn_bias(x.device).reshape(len(counts), heads, n, n).contiguous()
+        bias = self.attn_bias(x.device).reshape(len(counts), heads, n, n).float().contiguous()
         src, dst = x.view(b * L, c), out.view(b * L, c)
         step = max(1, CPU_CHUNK_TOKENS // n) * n
         for t0 in range(0, b * L, step):
             t1 = min(t0 + step, b * L)
             idx = None if self.shift_size == 0 else plan.perm[t0:t1]  # type: ignore[union-attr]
             xs = src[t0:t1] if idx is None else src.index_select(0, idx)
-            qkv = _linear(attn.qkv, _layer_norm(self.norm1, xs))
-            a = torch.empty_like(xs)
+            qkv = _linear(attn.qkv, _layer_norm(self.norm1, xs)).float()  # a no-op in fp32
+            a = torch.empty(xs.shape, dtype=torch.float32)
             kernels.window_attention(qkv.view(-1, n, 3 * c), bias, group_end, t0 // n, a.view(-1, n, c), heads,
                                      attn.scale)
-            xs = _linear(attn.proj, a, residual=xs)
+            xs = _linear(attn.proj, a.to(attn.proj.weight.dtype), residual=xs)
             xs = self.mlp(_layer_norm(self.norm2, xs), residual=xs)
             if idx is None:
                 dst[t0:t1].copy_(xs)
@@ -443,7 +490,7 @@ class BasicLayer(nn.Module):
     def forward(self, x: Tensor, plan: WindowPlan | None, fp16_safe: bool = False) -> Tensor:
         first = self.blocks[0].attn if len(self.blocks) else None
         if first is not None and _cpu_kernel_ok(x, first.qkv.weight, first.window_size**2, x.shape[-1] // first.num_heads):
-            # two buffers, alternated, for the fp32 CPU path's block outputs (x itself is never written)
+            # two buffers, alternated, for the CPU path's block outputs (x itself is never written)
             buffers = (torch.empty_like(x), torch.empty_like(x))
             for i, blk in enumerate(self.blocks):
                 x = blk(x, plan, fp16_safe, out=buffers[i % 2])
@@ -485,7 +532,7 @@ class RSTB(nn.Module):
         """x: (B, H*W, C) tokens in window order -> same."""
         h, w = size
         y = tokens_to_image(self.residual_group(x, plan, fp16_safe), h, w, self.window_size)
-        y = _fp32(self.conv, y) if fp16_safe else self.conv(y)
+        y = _fp32(self.conv, y) if fp16_safe else _conv(self.conv, y)
         return add_image_to_tokens(x, y, self.window_size)
 
 
@@ -707,7 +754,7 @@ class SwinIR(nn.Module):
     def _body(self, first: Tensor, fp16_safe: bool) -> Tensor:
         """conv_after_body(forward_features(first)) + first; fp32 throughout when fp16_safe."""
         if not fp16_safe:
-            return self.conv_after_body(self.forward_features(first)) + first
+            return _conv(self.conv_after_body, self.forward_features(first)) + first
         f32 = first.float()
         res = _fp32(self.conv_after_body, self.forward_features(f32, True)) + f32
         return res.to(first.dtype)
@@ -721,15 +768,15 @@ class SwinIR(nn.Module):
 
         if self.upsampler == "pixelshuffle":
             x = self._body(self.conv_first(x), safe)
-            x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+            x = _conv(self.conv_last, _conv(self.upsample, _conv(self.conv_before_upsample, x)))
         elif self.upsampler == "pixelshuffledirect":
-            x = self.upsample(self._body(self.conv_first(x), safe))
+            x = _conv(self.upsample, self._body(self.conv_first(x), safe))
         elif self.upsampler == "nearest+conv":
-            x = self.conv_before_upsample(self._body(self.conv_first(x), safe))
-            x = self.lrelu(self.conv_up1(F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = _conv(self.conv_before_upsample, self._body(self.conv_first(x), safe))
+            x = self.lrelu(_conv(self.conv_up1, F.interpolate(x, scale_factor=2, mode="nearest")))
             if self.upscale == 4:
-                x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode="nearest")))
-            x = self.conv_last(self.lrelu(self.conv_hr(x)))
+                x = self.lrelu(_conv(self.conv_up2, F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = self.conv_last(self.lrelu(_conv(self.conv_hr, x)))
         else:
             x = x + self.conv_last(self._body(self.conv_first(x), safe))
 

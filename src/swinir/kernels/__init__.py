@@ -8,7 +8,7 @@ in L1 and reads q, k, v straight from the qkv projection's output.
 Optional by design: on anything but Linux x86-64 with AVX-512, without a C compiler, when the build fails,
 or with ``SWINIR_CPU_KERNELS=0``, ``available()`` is False and the model uses
 ``F.scaled_dot_product_attention`` (the same numbers to ~1e-6). ``status()`` says which and why.
-The shared library lives in ``<cache>/kernels/`` under a name that hashes the source, the flags and the
+The shared library (both .c files) lives in ``<cache>/kernels/`` under a name that hashes the source, the flags and the
 compiler, so an edit or another compiler rebuilds it; it is written to a temporary file and renamed into
 place, so concurrent first uses (pytest-xdist workers, torchrun ranks) are safe.
 """
@@ -33,7 +33,7 @@ from torch import Tensor
 
 from swinir.paths import cache_dir
 
-SOURCE = Path(__file__).with_name("window_attention.c")
+SOURCES = tuple(Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c"))
 CFLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fPIC", "-shared")
 # PyTorch's Linux wheels run their CPU threads on libgomp; a kernel built with -fopenmp then shares that very
 # pool (the loader reuses the loaded libgomp.so.1), so its threads are the ones already spinning after a GEMM.
@@ -75,7 +75,7 @@ def _build(cc: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so.tmp", dir=target.parent)
     os.close(fd)
     try:
-        res = subprocess.run([cc, *_flags(), "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120)
+        res = subprocess.run([cc, *_flags(), "-o", tmp, *map(str, SOURCES)], capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
             raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-800:]}")
         os.chmod(tmp, 0o755)
@@ -113,14 +113,19 @@ def _try_load() -> tuple[ctypes.CDLL | None, str]:
     if cc is None:
         return None, "no C compiler found (install gcc or set CC)"
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(_flags()).encode() + cc.encode() + version.encode())
-    target = cache_dir() / "kernels" / f"window_attention-{key.hexdigest()[:16]}.so"
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + " ".join(_flags()).encode() + cc.encode()
+                         + version.encode())
+    target = cache_dir() / "kernels" / f"swinir_cpu-{key.hexdigest()[:16]}.so"
     if not target.is_file():
         _build(cc, target)
     lib = ctypes.CDLL(str(target))
     fn = lib.swinir_window_attention_f32
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_float]
+    lib.swinir_winograd23_input.restype = None
+    lib.swinir_winograd23_input.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
+    lib.swinir_winograd23_output.restype = None
+    lib.swinir_winograd23_output.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
     return lib, f"loaded {target}"
 
 
@@ -177,3 +182,66 @@ def window_attention(qkv: Tensor, bias: Tensor, group_end: Tensor, first_window:
     if fn(qkv.data_ptr(), bias.data_ptr(), group_end.data_ptr(), group_end.numel(), out.data_ptr(), first_window,
           count, n, heads, d, scale):
         raise MemoryError("the CPU window-attention kernel could not allocate its scratch buffers")
+
+
+_local = threading.local()
+
+
+def _scratch(numel: int) -> Tensor:
+    """A per-thread fp32 buffer reused across calls: a fresh multi-MB tensor per call would be served by
+    fresh pages from the OS (page faults cost as much as the transforms)."""
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.numel() < numel:
+        buf = _local.buf = torch.empty(numel, dtype=torch.float32)
+    return buf[:numel]
+
+
+# F(2x2, 3x3): U = G g G^T per (out, in) channel pair
+_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+WINOGRAD_TILES = 2048  # 2x2 output tiles per batch of 16 GEMMs and per thread ...
+WINOGRAD_SCRATCH_BYTES = 32 << 20  # ... as long as the transformed input (16 x tiles x C floats) fits here
+
+
+def winograd_weight(weight: Tensor) -> Tensor:
+    """(out, in, 3, 3) conv weight -> (16, out, in) Winograd F(2x2, 3x3) weight (computed in float64)."""
+    g = torch.tensor(_G, dtype=torch.float64)
+    u = torch.einsum("ak,oikl,bl->aboi", g, weight.detach().to(torch.float64, copy=False), g)
+    return u.reshape(16, weight.shape[0], weight.shape[1]).to(weight.dtype).contiguous()
+
+
+def conv3x3(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
+    """A 3x3 / stride 1 / zero-pad 1 conv of channels-last fp32 ``x`` (B, C, H, W) by Winograd F(2x2, 3x3).
+
+    ``u`` comes from ``winograd_weight``. 4 instead of 9 multiply-adds per output pixel and channel pair;
+    the transforms (window of 4x4 inputs -> 16 values, 16 products -> 2x2 outputs) only add and subtract.
+    Returns a channels-last (B, out, H, W) tensor.
+    """
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"the CPU kernels are not available: {_status}")
+    b, c, h, w = x.shape
+    o = u.shape[1]
+    if x.dtype != torch.float32 or u.dtype != torch.float32 or u.dim() != 3 or u.shape[0] != 16 or u.shape[2] != c:
+        raise ValueError(f"conv3x3 takes fp32 x (B, C, H, W) and u (16, out, C); got {tuple(x.shape)}, {tuple(u.shape)}")
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    if bias is not None:
+        bias = bias.detach().to(torch.float32).contiguous()
+    out = torch.empty((b, o, h, w), dtype=torch.float32, memory_format=torch.channels_last)
+    tiles = b * ((h + 1) // 2) * ((w + 1) // 2)
+    bias_ptr = None if bias is None else bias.data_ptr()
+    onednn = torch.backends.mkldnn.is_available()
+    per_batch = max(1, min(WINOGRAD_TILES * torch.get_num_threads(), WINOGRAD_SCRATCH_BYTES // (64 * c)))
+    scratch = _scratch(16 * min(per_batch, tiles) * c)
+    for first in range(0, tiles, per_batch):
+        count = min(per_batch, tiles - first)
+        v = scratch[: 16 * count * c].view(16, count, c)
+        lib.swinir_winograd23_input(x.data_ptr(), b, h, w, c, first, count, v.data_ptr())
+        # 16 GEMMs (count x in) @ (in x out); oneDNN's inner product runs these ~1.35x faster than bmm
+        if onednn:
+            m = [torch.ops.mkldnn._linear_pointwise(v[k], u[k], None, "none", [], "") for k in range(16)]
+        else:
+            m = list(torch.bmm(v, u.transpose(1, 2)).unbind(0))
+        ptrs = (ctypes.c_void_p * 16)(*(t.data_ptr() for t in m))
+        lib.swinir_winograd23_output(ptrs, bias_ptr, b, h, w, o, first, count, out.data_ptr())
+    return out
