@@ -506,9 +506,10 @@ class Trainer:
             if self.iteration == 0 and self.val_set:
                 self._run_validation()  # the "before training" reference
             t = cfg.train
-            if t.time_limit and self.plan is not None and self.iteration >= total and self.train_seconds < t.time_limit:
-                # a budget raised on resume: plan again from the original length; the probe fits it to the
-                # time left (milestones already passed stay passed)
+            if t.time_limit and self.plan is not None and self.train_seconds < t.time_limit:
+                # resumed with budget left (raised, or the last run stopped at its limit before its planned
+                # end because it slowed down): plan again from the original length; the probe fits it to
+                # the time left (milestones already passed stay passed)
                 t.iterations = total = max(self.plan[0], self.iteration + 1)
             if self.iteration >= total:
                 return self._finish(t_start)
