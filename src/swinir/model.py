@@ -53,6 +53,12 @@ _PLAN_CACHE_SIZE = 8
 CPU_CHUNK_TOKENS = 4096
 
 
+def _values_key(t: Tensor) -> tuple:
+    """Identifies a weight's current values for derived caches: its storage, dtype and version counter
+    (bumped by any in-place update such as EMA; inference tensors have no counter)."""
+    return (t.device, t.dtype, t.data_ptr(), -1 if t.is_inference() else t._version)
+
+
 def _tracing() -> bool:
     """True under torch.compile / torch.export / ONNX export / jit tracing: no Python-side caches then."""
     return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
@@ -269,12 +275,11 @@ def _winograd_ok(conv: nn.Module, x: Tensor) -> bool:
 
 def _winograd_weight(conv: nn.Conv2d) -> Tensor:
     """The conv's Winograd weight, cached on the module like the attention biases (keyed on the version)."""
-    w = conv.weight
-    key = (w.device, w.dtype, w.data_ptr(), -1 if w.is_inference() else w._version)
+    key = _values_key(conv.weight)
     cached = getattr(conv, "_swinir_winograd", None)
     if cached is None or cached[0] != key:
         with torch.inference_mode(False), torch.no_grad():
-            cached = (key, kernels.winograd_weight(w))
+            cached = (key, kernels.winograd_weight(conv.weight))
         conv._swinir_winograd = cached  # type: ignore[assignment]
     return cached[1]
 
@@ -392,9 +397,7 @@ class SwinTransformerBlock(nn.Module):
         """
         if _tracing() or torch.is_grad_enabled():
             return self._make_bias(device)  # traced graphs compute it in-graph; training needs its grad
-        table = self.attn.relative_position_bias_table
-        version = -1 if table.is_inference() else table._version  # inference tensors have no counter
-        key = (device, table.dtype, table.data_ptr(), version)
+        key = (device, *_values_key(self.attn.relative_position_bias_table))
         if key != self._bias_key or self._bias is None:
             # a plain tensor without grad (fused attention skips masks that need grad), made outside
             # inference mode so that it stays usable in any later mode
@@ -412,7 +415,7 @@ class SwinTransformerBlock(nn.Module):
 
     def forward(self, x: Tensor, plan: WindowPlan | None, fp16_safe: bool = False, out: Tensor | None = None) -> Tensor:
         """x: (B, H*W, C) in window order -> same. ``plan`` is needed by shifted blocks. ``out``: a buffer
-        of x's shape for the result, used by the fp32 CPU inference path (which never writes into ``x``)."""
+        of x's shape for the result, used by the CPU inference path (which never writes into ``x``)."""
         b, L, c = x.shape
         n = self.window_size**2
         if _cpu_kernel_ok(x, self.attn.qkv.weight, n, c // self.attn.num_heads):
@@ -433,7 +436,6 @@ class SwinTransformerBlock(nn.Module):
         if fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)
         return self.mlp(y, residual=x)
-
 
     def _forward_chunked(self, x: Tensor, plan: WindowPlan | None, out: Tensor) -> Tensor:
         """CPU inference: the whole block chunk by chunk of windows, written into ``out``.

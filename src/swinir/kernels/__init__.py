@@ -3,14 +3,16 @@
 Why: on a CPU, PyTorch's fused attention runs SwinIR's tiny 64-token windows at ~30 GFLOP/s (per-tile
 dispatch, online-softmax rescaling, layout copies), which made attention 15-17% of an fp32 forward. The
 window-attention kernel in ``window_attention.c`` computes each window and head with the whole score tile
-in L1 and reads q, k, v straight from the qkv projection's output.
+in L1 and reads q, k, v straight from the qkv projection's output. ``winograd.c`` holds the transforms of
+Winograd F(2x2, 3x3) for the larger 3x3 convolutions.
 
 Optional by design: on anything but Linux x86-64 with AVX-512, without a C compiler, when the build fails,
 or with ``SWINIR_CPU_KERNELS=0``, ``available()`` is False and the model uses
-``F.scaled_dot_product_attention`` (the same numbers to ~1e-6). ``status()`` says which and why.
-The shared library (both .c files) lives in ``<cache>/kernels/`` under a name that hashes the source, the flags and the
-compiler, so an edit or another compiler rebuilds it; it is written to a temporary file and renamed into
-place, so concurrent first uses (pytest-xdist workers, torchrun ranks) are safe.
+``F.scaled_dot_product_attention`` and oneDNN's direct convolutions (the same numbers to ~1e-6).
+``status()`` says which and why. The shared library (both .c files) lives in ``<cache>/kernels/`` under a
+name that hashes the sources, the flags and the compiler, so an edit or another compiler rebuilds it; it is
+written to a temporary file and renamed into place, so concurrent first uses (pytest-xdist workers,
+torchrun ranks) are safe.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from swinir.atomic import atomic_path
 from swinir.paths import cache_dir
 
 SOURCES = tuple(Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c"))
@@ -71,18 +73,11 @@ def _flags() -> list[str]:
 
 
 def _build(cc: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".so.tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        res = subprocess.run([cc, *_flags(), "-o", tmp, *map(str, SOURCES)], capture_output=True, text=True, timeout=120)
+    with atomic_path(target) as tmp:  # a failed build leaves nothing behind; concurrent builds are safe
+        res = subprocess.run([cc, *_flags(), "-o", str(tmp), *map(str, SOURCES)], capture_output=True, text=True,
+                             timeout=120)
         if res.returncode != 0:
             raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-800:]}")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _load() -> ctypes.CDLL | None:
