@@ -38,7 +38,7 @@ def _patches(n: int, size: int, seed: int) -> list[np.ndarray]:
             img = (rng.uniform(size=(size + 64, size + 64, 3)) * 255).astype(np.uint8)
         y = int(rng.integers(0, img.shape[0] - size + 1))
         x = int(rng.integers(0, img.shape[1] - size + 1))
-        out.append(np.ascontiguousarray(img[y:y + size, x:x + size]))
+        out.append(np.ascontiguousarray(img[y : y + size, x : x + size]))
     return out
 
 
@@ -46,8 +46,9 @@ def _pipeline(name: str, scale: int):
     from swinir.degrade.bsrgan import BSRGANDegradation
     from swinir.degrade.realesrgan import RealESRGANDegradation
 
-    return {"bsrgan": lambda: BSRGANDegradation(scale=scale),
-            "realesrgan": lambda: RealESRGANDegradation(scale=scale)}[name]()
+    return {"bsrgan": lambda: BSRGANDegradation(scale=scale), "realesrgan": lambda: RealESRGANDegradation(scale=scale)}[
+        name
+    ]()
 
 
 def _one_thread() -> None:
@@ -77,8 +78,10 @@ def main() -> int:
 
     _one_thread()
     patches = _patches(args.n, args.size, 0)
-    print(f"cpu: {os.cpu_count()} logical cores visible; HR patch {args.size}x{args.size}, x{args.scale}, "
-          f"{args.n} samples")
+    print(
+        f"cpu: {os.cpu_count()} logical cores visible; HR patch {args.size}x{args.size}, x{args.scale}, "
+        f"{args.n} samples"
+    )
     for name in args.pipelines:
         pipe = _pipeline(name, args.scale)
         pipe(patches[0], np.random.default_rng(0))  # warm up (imports, OpenCV init)
@@ -86,10 +89,12 @@ def main() -> int:
         for i, p in enumerate(patches):
             lr, hr = pipe(p, np.random.default_rng(1000 + i))
         dt = time.perf_counter() - t0
-        print(f"{name:11s} 1 core : {args.n / dt:7.1f} samples/s  ({1000 * dt / args.n:.1f} ms/sample, "
-              f"LR {lr.shape[1]}x{lr.shape[0]})")
+        print(
+            f"{name:11s} 1 core : {args.n / dt:7.1f} samples/s  ({1000 * dt / args.n:.1f} ms/sample, "
+            f"LR {lr.shape[1]}x{lr.shape[0]})"
+        )
         if args.workers > 1:
-            chunks = [patches[i::args.workers] for i in range(args.workers)]
+            chunks = [patches[i :: args.workers] for i in range(args.workers)]
             with mp.get_context("spawn").Pool(args.workers, initializer=_one_thread) as pool:
                 pool.map(_worker, [(name, args.scale, c[:2], 0) for c in chunks])  # warm up
                 t0 = time.perf_counter()

@@ -23,6 +23,7 @@ not show in tracemalloc). ``max |diff|`` and PSNR are against the peer's fp32 ou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import importlib
 import importlib.util
@@ -35,9 +36,9 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -49,8 +50,12 @@ from swinir.paths import shared_dir
 # (released configuration, input side) of the table in the README
 FULL = (("classical_x2", 128), ("classical_x2", 256), ("lightweight_x4", 256), ("color_dn", 256), ("real_L_x4", 128))
 SMALL = (("lightweight_x4", 32),)
-LABELS = {"classical_x2": "classical SR x2 (M)", "lightweight_x4": "lightweight SR x4", "color_dn": "color denoising (M)",
-          "real_L_x4": "real-world SR x4 (L)"}
+LABELS = {
+    "classical_x2": "classical SR x2 (M)",
+    "lightweight_x4": "lightweight SR x4",
+    "color_dn": "color denoising (M)",
+    "real_L_x4": "real-world SR x4 (L)",
+}
 
 
 # -- the peer -----------------------------------------------------------------------------------------
@@ -72,8 +77,11 @@ def load_spandrel_swinir() -> tuple[type[nn.Module], str] | None:
             sub.__path__ = [str(root / "architectures" / "SwinIR")]
             sys.modules[name] = sub
         cls = importlib.import_module(name + ".__arch.SwinIR").SwinIR
-    except Exception as exc:  # noqa: BLE001 - any failure means: use the reference path
-        print(f"# spandrel's SwinIR did not import ({type(exc).__name__}: {exc}); peer = swinir.reference", file=sys.stderr)
+    except Exception as exc:
+        print(
+            f"# spandrel's SwinIR did not import ({type(exc).__name__}: {exc}); peer = swinir.reference",
+            file=sys.stderr,
+        )
         return None
     from importlib.metadata import version
 
@@ -94,10 +102,8 @@ def peer_class(choice: str) -> tuple[Callable[..., nn.Module], str]:
 
 # -- measuring ------------------------------------------------------------------------------------------
 def _trim_heap() -> None:
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _rss() -> int:
@@ -147,14 +153,36 @@ class Row:
         psnr = "inf" if math.isinf(self.psnr) else f"{self.psnr:.1f}"
         ms = f"{self.ms:.0f}" if self.ms >= 100 else f"{self.ms:.2f}"
         wall = f"{self.wall_ms:.0f}" if self.wall_ms >= 100 else f"{self.wall_ms:.2f}"
-        return [self.impl, LABELS.get(self.config, self.config), f"{self.size}x{self.size}", self.precision,
-                ms, wall, f"{self.mps:.4f}", f"{self.peak_mib:.0f}",
-                f"{self.diff:.1e}" if self.finite else "NON-FINITE", psnr,
-                f"{self.speedup:.2f}x", "-" if self.speedup_same is None else f"{self.speedup_same:.2f}x"]
+        return [
+            self.impl,
+            LABELS.get(self.config, self.config),
+            f"{self.size}x{self.size}",
+            self.precision,
+            ms,
+            wall,
+            f"{self.mps:.4f}",
+            f"{self.peak_mib:.0f}",
+            f"{self.diff:.1e}" if self.finite else "NON-FINITE",
+            psnr,
+            f"{self.speedup:.2f}x",
+            "-" if self.speedup_same is None else f"{self.speedup_same:.2f}x",
+        ]
 
 
-HEADER = ["implementation", "configuration", "input", "precision", "ms/image", "wall ms", "MP/s (input)", "peak MiB",
-          "max abs diff", "PSNR dB", "vs peer fp32", "vs peer same precision"]
+HEADER = [
+    "implementation",
+    "configuration",
+    "input",
+    "precision",
+    "ms/image",
+    "wall ms",
+    "MP/s (input)",
+    "peak MiB",
+    "max abs diff",
+    "PSNR dB",
+    "vs peer fp32",
+    "vs peer same precision",
+]
 
 
 def _psnr(a: Tensor, b: Tensor) -> float:
@@ -211,9 +239,20 @@ def _cast(model: nn.Module, prec: str) -> nn.Module:
     return model if prec == "fp32" else copy.deepcopy(model).to(DTYPES[prec])
 
 
-def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Module], peer_name: str,
-               precisions: list[str], repeats: int, compile_: bool, peer_precisions: list[str], clock: str,
-               device: torch.device, without_kernels: bool = False) -> list[Row]:
+def bench_case(
+    name: str,
+    size: int,
+    entry: dict,
+    peer_cls: Callable[..., nn.Module],
+    peer_name: str,
+    precisions: list[str],
+    repeats: int,
+    compile_: bool,
+    peer_precisions: list[str],
+    clock: str,
+    device: torch.device,
+    without_kernels: bool = False,
+) -> list[Row]:
     peer, ours = build_pair(entry, peer_cls)
     peer, ours = peer.to(device), ours.to(device)
     x = test_image(size, entry["config"]["in_chans"]).to(device)
@@ -227,6 +266,7 @@ def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Mod
         def run() -> Tensor:
             with torch.autocast(device.type, dtype=DTYPES[prec]):
                 return model(x)
+
         return run
 
     add("peer", peer_name, "fp32", peer)
@@ -237,9 +277,11 @@ def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Mod
             # (a dtype error in attn @ v): it runs under autocast, as its users run it in reduced precision
             runs[f"peer_{prec}"] = (peer_name, f"{prec} autocast", autocast(peer, prec))
     if without_kernels and device.type == "cpu" and kernels.available():
+
         def plain() -> Tensor:
             with kernels.disabled():
                 return ours(x)
+
         runs["ours_plain"] = ("swinir, CPU kernels off", "fp32", plain)
     if compile_:
         compiled = torch.compile(ours, dynamic=False)
@@ -277,24 +319,38 @@ def bench_case(name: str, size: int, entry: dict, peer_cls: Callable[..., nn.Mod
                 times[key].append(timer() - t0)
                 walls[key].append(time.perf_counter() - w0)
     ref = outputs["peer"].float()
-    peer_ms = {prec.split()[0]: statistics.median(times[k]) * 1000
-               for k, (impl, prec, _) in runs.items() if impl == peer_name}
+    peer_ms = {
+        prec.split()[0]: statistics.median(times[k]) * 1000 for k, (impl, prec, _) in runs.items() if impl == peer_name
+    }
     rows = []
     for key, (impl, prec, _) in runs.items():
         ms = statistics.median(times[key]) * 1000
         out = outputs[key].float()
         same = peer_ms[prec] / ms if impl != peer_name and prec in peer_ms and prec != "fp32" else None
-        rows.append(Row(impl, name, size, prec, ms, statistics.median(walls[key]) * 1000,
-                        size * size / 1e6 / (ms / 1000), peaks[key] / 2**20,
-                        (out - ref).abs().max().item(), _psnr(out, ref), peer_ms["fp32"] / ms, same,
-                        bool(torch.isfinite(outputs[key]).all())))
+        rows.append(
+            Row(
+                impl,
+                name,
+                size,
+                prec,
+                ms,
+                statistics.median(walls[key]) * 1000,
+                size * size / 1e6 / (ms / 1000),
+                peaks[key] / 2**20,
+                (out - ref).abs().max().item(),
+                _psnr(out, ref),
+                peer_ms["fp32"] / ms,
+                same,
+                bool(torch.isfinite(outputs[key]).all()),
+            )
+        )
     return rows
 
 
 def machine() -> str:
     cpu = platform.processor() or "?"
     try:
-        for line in open("/proc/cpuinfo"):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -302,13 +358,15 @@ def machine() -> str:
         pass
     flags = ""
     try:
-        text = open("/proc/cpuinfo").read()
+        text = Path("/proc/cpuinfo").read_text()
         flags = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in text.split())
     except OSError:
         pass
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"{cpu} ({flags}), {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, load average {load}")
+    return (
+        f"{cpu} ({flags}), {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load average {load}"
+    )
 
 
 def render(rows: list[Row]) -> str:
@@ -319,9 +377,11 @@ def render(rows: list[Row]) -> str:
 
 def gpu_name(device: torch.device) -> str:
     props = torch.cuda.get_device_properties(device)
-    return (f"{props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs), torch "
-            f"{torch.__version__}, CUDA {torch.version.cuda}, TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, "
-            f"cuDNN TF32 {torch.backends.cudnn.allow_tf32}")
+    return (
+        f"{props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs), torch "
+        f"{torch.__version__}, CUDA {torch.version.cuda}, TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, "
+        f"cuDNN TF32 {torch.backends.cudnn.allow_tf32}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,25 +389,45 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", action="store_true", help="one configuration at 32x32, one repeat (CI smoke)")
     ap.add_argument("--configs", nargs="*", help="released configuration names (default: the README's five)")
     ap.add_argument("--sizes", nargs="*", type=int, help="input sides, applied to every --configs entry")
-    ap.add_argument("--precisions", default=None,
-                    help="ours in these precisions (default fp32,bf16 on CPU, fp32,bf16,fp16 on CUDA)")
-    ap.add_argument("--peer-precisions", default=None,
-                    help="the peer in these precisions besides fp32 (default: none on CPU, as --precisions on CUDA)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (median; default "
-                    "3 on CPU, 20 on CUDA)")
-    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]; on CUDA ms/image is synchronized "
-                    "wall time and peak memory is the allocator's peak beyond the weights")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1; 0 = torch's default). On a shared machine more threads mostly "
-                         "measure OpenMP barriers waiting for the other jobs")
-    ap.add_argument("--clock", choices=("cpu", "wall"), default=None,
-                    help="what ms/image measures: this process's CPU time (default with 1 thread: immune to other "
-                         "jobs on the machine) or wall time (default with more threads, and always on CUDA)")
+    ap.add_argument(
+        "--precisions", default=None, help="ours in these precisions (default fp32,bf16 on CPU, fp32,bf16,fp16 on CUDA)"
+    )
+    ap.add_argument(
+        "--peer-precisions",
+        default=None,
+        help="the peer in these precisions besides fp32 (default: none on CPU, as --precisions on CUDA)",
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per implementation (median; default 3 on CPU, 20 on CUDA)"
+    )
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default) or cuda[:N]; on CUDA ms/image is synchronized "
+        "wall time and peak memory is the allocator's peak beyond the weights",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1; 0 = torch's default). On a shared machine more threads mostly "
+        "measure OpenMP barriers waiting for the other jobs",
+    )
+    ap.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default=None,
+        help="what ms/image measures: this process's CPU time (default with 1 thread: immune to other "
+        "jobs on the machine) or wall time (default with more threads, and always on CUDA)",
+    )
     ap.add_argument("--peer", choices=("auto", "spandrel", "reference"), default="auto")
     ap.add_argument("--peer-bf16", action="store_true", help="also time the peer in bf16 (= --peer-precisions bf16)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(ours) in fp32 after warm-up")
-    ap.add_argument("--without-kernels", action="store_true",
-                    help="also time ours in fp32 with swinir.kernels switched off (PyTorch's attention, whole-size blocks)")
+    ap.add_argument(
+        "--without-kernels",
+        action="store_true",
+        help="also time ours in fp32 with swinir.kernels switched off (PyTorch's attention, whole-size blocks)",
+    )
     ap.add_argument("--output", type=Path, help="also write the table (markdown) to this file")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -357,10 +437,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     clock = "wall" if cuda else (args.clock or ("cpu" if torch.get_num_threads() == 1 else "wall"))
-    precisions = [p.strip() for p in (args.precisions or ("fp32,bf16,fp16" if cuda else "fp32,bf16")).split(",")
-                  if p.strip()]
-    peer_precisions = [p.strip() for p in (args.peer_precisions or (
-        ",".join(precisions) if cuda else "bf16" if args.peer_bf16 else "")).split(",") if p.strip()]
+    precisions = [
+        p.strip() for p in (args.precisions or ("fp32,bf16,fp16" if cuda else "fp32,bf16")).split(",") if p.strip()
+    ]
+    peer_precisions = [
+        p.strip()
+        for p in (args.peer_precisions or (",".join(precisions) if cuda else "bf16" if args.peer_bf16 else "")).split(
+            ","
+        )
+        if p.strip()
+    ]
     bad = [p for p in precisions + peer_precisions if p not in DTYPES]
     if bad:
         raise SystemExit(f"unknown precision(s) {bad}; choose from {', '.join(DTYPES)}")
@@ -378,14 +464,28 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown configuration(s) {unknown}; choose from {sorted(configs)}")
     peer_cls, peer_name = peer_class(args.peer)
     where = gpu_name(device) if cuda else f"{machine()}; swinir CPU kernel: {kernels.status()}"
-    header = (f"Machine: {where}. Peer: {peer_name}. Median of {repeats} alternating runs after "
-              f"{'two warm-ups' if cuda else 'one warm-up'}; ms/image is "
-              f"{'process CPU' if clock == 'cpu' else 'wall'} time.")
+    header = (
+        f"Machine: {where}. Peer: {peer_name}. Median of {repeats} alternating runs after "
+        f"{'two warm-ups' if cuda else 'one warm-up'}; ms/image is "
+        f"{'process CPU' if clock == 'cpu' else 'wall'} time."
+    )
     print(header, flush=True)
     rows: list[Row] = []
     for name, size in cases:
-        case = bench_case(name, size, configs[name], peer_cls, peer_name, precisions, repeats, args.compile,
-                          peer_precisions, clock, device, args.without_kernels)
+        case = bench_case(
+            name,
+            size,
+            configs[name],
+            peer_cls,
+            peer_name,
+            precisions,
+            repeats,
+            args.compile,
+            peer_precisions,
+            clock,
+            device,
+            args.without_kernels,
+        )
         rows += case
         print(render(case), file=sys.stderr, flush=True)
         if cuda:
@@ -399,8 +499,11 @@ def main(argv: list[str] | None = None) -> int:
 def write_output(path: Path, header: str, rows: list[Row], argv: list[str] | None) -> None:
     from swinir.atomic import write_text
 
-    write_text(path, f"{header}\n\n{render(rows)}\n\nCommand: python benchmarks/inference.py "
-                     f"{' '.join(argv if argv is not None else sys.argv[1:])}\n")
+    write_text(
+        path,
+        f"{header}\n\n{render(rows)}\n\nCommand: python benchmarks/inference.py "
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}\n",
+    )
 
 
 if __name__ == "__main__":

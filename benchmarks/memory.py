@@ -30,8 +30,19 @@ def small_model():  # type: ignore[no-untyped-def]
     from swinir.model import SwinIR
 
     torch.manual_seed(0)
-    return SwinIR(upscale=2, in_chans=3, img_size=64, window_size=8, img_range=1.0, depths=[2, 2], embed_dim=24,
-                  num_heads=[2, 2], mlp_ratio=2, upsampler="pixelshuffle", resi_connection="1conv").eval()
+    return SwinIR(
+        upscale=2,
+        in_chans=3,
+        img_size=64,
+        window_size=8,
+        img_range=1.0,
+        depths=[2, 2],
+        embed_dim=24,
+        num_heads=[2, 2],
+        mlp_ratio=2,
+        upsampler="pixelshuffle",
+        resi_connection="1conv",
+    ).eval()
 
 
 def _rss() -> int:
@@ -56,14 +67,30 @@ def child(size: int, tile: int, threads: int) -> dict:
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     assert out.shape == (2 * size, 2 * size, 3) and out.dtype == np.uint8
-    return {"size": size, "tile": tile, "base": base, "peak": peak, "growth": peak - base,
-            "output": out.nbytes, "input": image.nbytes, "seconds": seconds}
+    return {
+        "size": size,
+        "tile": tile,
+        "base": base,
+        "peak": peak,
+        "growth": peak - base,
+        "output": out.nbytes,
+        "input": image.nbytes,
+        "seconds": seconds,
+    }
 
 
 def measure(size: int, tile: int, threads: int = 1) -> dict:
     """``child`` in a fresh interpreter (peak RSS is per process)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(size), "--tile", str(tile),
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        str(size),
+        "--tile",
+        str(tile),
+        "--threads",
+        str(threads),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"memory child for {size} failed:\n{proc.stderr[-3000:]}")
@@ -81,18 +108,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.tile, args.threads)))
         return 0
-    header = ("| input | output (x2, uint8) | peak RSS growth | growth minus output | time |\n"
-              "|---|---|---|---|---|")
+    header = "| input | output (x2, uint8) | peak RSS growth | growth minus output | time |\n|---|---|---|---|---|"
     lines = [header]
     print(header, flush=True)
     for size in args.sizes:
         r = measure(size, args.tile, args.threads)
-        line = (f"| {size}x{size} | {r['output'] / MiB:.0f} MiB | {r['growth'] / MiB:.0f} MiB | "
-                f"{(r['growth'] - r['output']) / MiB:.0f} MiB | {r['seconds']:.0f} s |")
+        line = (
+            f"| {size}x{size} | {r['output'] / MiB:.0f} MiB | {r['growth'] / MiB:.0f} MiB | "
+            f"{(r['growth'] - r['output']) / MiB:.0f} MiB | {r['seconds']:.0f} s |"
+        )
         lines.append(line)
         print(line, flush=True)
     if args.output:
-        args.output.write_text(f"Tile {args.tile}, small x2 model, {args.threads} thread(s).\n\n" + "\n".join(lines) + "\n")
+        args.output.write_text(
+            f"Tile {args.tile}, small x2 model, {args.threads} thread(s).\n\n" + "\n".join(lines) + "\n"
+        )
     return 0
 
 

@@ -22,8 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT = [("builtin-x2-tiny", []), ("denoise-color-tiny", []), ("jpeg-gray-tiny", []),
-           ("lightweight-sr-x2", ["data.batch_size=8"])]
+DEFAULT = [
+    ("builtin-x2-tiny", []),
+    ("denoise-color-tiny", []),
+    ("jpeg-gray-tiny", []),
+    ("lightweight-sr-x2", ["data.batch_size=8"]),
+]
 VARIANTS = {
     "fp32": [],
     "bf16": ["train.amp=bf16"],
@@ -43,9 +47,20 @@ def child(preset: str, overrides: list[str], iters: int, warmup: int) -> dict:
         raise SystemExit("../shared not found: the benchmark trains on shared/data/train/BSD400")
     channels = load_config(preset).model.in_chans
     train_dir = shared / "data" / "train" / ("Train400" if channels == 1 else "BSD400")
-    cfg = load_config(preset, [f"data.train=[{train_dir}]", "data.num_workers=0", "data.skip_bad=true",
-                               "val.hr=null", "model.init_from=null", "log.progress=false", "log.tensorboard=false",
-                               "log.plot=false", *overrides])
+    cfg = load_config(
+        preset,
+        [
+            f"data.train=[{train_dir}]",
+            "data.num_workers=0",
+            "data.skip_bad=true",
+            "val.hr=null",
+            "model.init_from=null",
+            "log.progress=false",
+            "log.tensorboard=false",
+            "log.plot=false",
+            *overrides,
+        ],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         trainer = Trainer(cfg, Path(tmp))
@@ -59,11 +74,19 @@ def child(preset: str, overrides: list[str], iters: int, warmup: int) -> dict:
         dt, cpu = time.perf_counter() - t1, time.process_time() - c1
         trainer.close()
     return {
-        "preset": preset, "overrides": overrides, "batch": cfg.data.batch_size, "patch": cfg.data.patch_size,
+        "preset": preset,
+        "overrides": overrides,
+        "batch": cfg.data.batch_size,
+        "patch": cfg.data.patch_size,
         "params_M": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 3),
-        "it_per_s": iters / dt, "s_per_it": dt / iters, "cpu_s_per_it": cpu / iters, "samples_per_s": iters * cfg.data.batch_size / dt,
-        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "setup_s": setup_s,
-        "loss": float(logs["loss"]), "threads": torch.get_num_threads(),
+        "it_per_s": iters / dt,
+        "s_per_it": dt / iters,
+        "cpu_s_per_it": cpu / iters,
+        "samples_per_s": iters * cfg.data.batch_size / dt,
+        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "setup_s": setup_s,
+        "loss": float(logs["loss"]),
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -74,8 +97,13 @@ def data_child(cache: bool, samples: int) -> dict:
 
     shared = shared_dir()
     assert shared is not None
-    cfg = DataConfig(train=[SourceConfig(str(shared / "data" / "train" / "BSD400"))], patch_size=48,
-                     batch_size=16, num_workers=0, cache=cache)
+    cfg = DataConfig(
+        train=[SourceConfig(str(shared / "data" / "train" / "BSD400"))],
+        patch_size=48,
+        batch_size=16,
+        num_workers=0,
+        cache=cache,
+    )
     t0 = time.perf_counter()
     ds = TrainSet(cfg, scale=2, channels=3)
     setup = time.perf_counter() - t0
@@ -83,8 +111,13 @@ def data_child(cache: bool, samples: int) -> dict:
     for g in range(samples):
         ds[g]
     dt = time.perf_counter() - t1
-    return {"cache": cache, "setup_s": setup, "samples_per_s": samples / dt, "ms_per_sample": 1000 * dt / samples,
-            "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "cache": cache,
+        "setup_s": setup,
+        "samples_per_s": samples / dt,
+        "ms_per_sample": 1000 * dt / samples,
+        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def spawn(args: list[str]) -> dict:
@@ -121,23 +154,32 @@ def main() -> int:
             if "error" in r:
                 print(f"{cache!s:6s} error: {r['error']}")
                 continue
-            print(f"{cache!s:6s} {r['setup_s']:8.2f} {r['samples_per_s']:10.1f} {r['ms_per_sample']:10.2f} "
-                  f"{r['peak_rss_MB']:12.0f}")
+            print(
+                f"{cache!s:6s} {r['setup_s']:8.2f} {r['samples_per_s']:10.1f} {r['ms_per_sample']:10.2f} "
+                f"{r['peak_rss_MB']:12.0f}"
+            )
         return 0
-    runs = [(name, list(a.overrides)) for name in a.presets] if a.presets else [(n, o + a.overrides) for n, o in DEFAULT]
-    print(f"{'preset':22s} {'variant':7s} {'batch':>5s} {'patch':>5s} {'params M':>8s} {'it/s':>8s} {'s/it':>8s} "
-          f"{'CPU s/it':>8s} {'samples/s':>9s} {'peak RSS MB':>11s}")
+    runs = (
+        [(name, list(a.overrides)) for name in a.presets] if a.presets else [(n, o + a.overrides) for n, o in DEFAULT]
+    )
+    print(
+        f"{'preset':22s} {'variant':7s} {'batch':>5s} {'patch':>5s} {'params M':>8s} {'it/s':>8s} {'s/it':>8s} "
+        f"{'CPU s/it':>8s} {'samples/s':>9s} {'peak RSS MB':>11s}"
+    )
     for name, over in runs:
         iters = a.iters or (20 if name.endswith("-tiny") else 2)
         for v in a.variants:
-            r = spawn(["--_child", name, str(iters), str(a.warmup)] +
-                      [x for o in over + VARIANTS[v] for x in ("--set", o)])
+            r = spawn(
+                ["--_child", name, str(iters), str(a.warmup)] + [x for o in over + VARIANTS[v] for x in ("--set", o)]
+            )
             if "error" in r:
                 print(f"{name:22s} {v:7s} error: {r['error']}")
                 continue
-            print(f"{name:22s} {v:7s} {r['batch']:5d} {r['patch']:5d} {r['params_M']:8.3f} {r['it_per_s']:8.3f} "
-                  f"{r['s_per_it']:8.3f} {r['cpu_s_per_it']:8.3f} {r['samples_per_s']:9.2f} {r['peak_rss_MB']:11.0f}",
-                  flush=True)
+            print(
+                f"{name:22s} {v:7s} {r['batch']:5d} {r['patch']:5d} {r['params_M']:8.3f} {r['it_per_s']:8.3f} "
+                f"{r['s_per_it']:8.3f} {r['cpu_s_per_it']:8.3f} {r['samples_per_s']:9.2f} {r['peak_rss_MB']:11.0f}",
+                flush=True,
+            )
     return 0
 
 

@@ -17,8 +17,19 @@ from swinir.cli import main
 from swinir.errors import CheckpointError
 from swinir.model import SwinIR
 
-SMALL = dict(upscale=2, in_chans=3, img_size=16, window_size=8, img_range=1.0, depths=[2, 2], embed_dim=12,
-             num_heads=[2, 3], mlp_ratio=2, upsampler="pixelshuffledirect", resi_connection="1conv")
+SMALL = dict(
+    upscale=2,
+    in_chans=3,
+    img_size=16,
+    window_size=8,
+    img_range=1.0,
+    depths=[2, 2],
+    embed_dim=12,
+    num_heads=[2, 3],
+    mlp_ratio=2,
+    upsampler="pixelshuffledirect",
+    resi_connection="1conv",
+)
 
 
 class NotAWeight:
@@ -194,8 +205,17 @@ def _write_bad_files(folder: Path, golden: Path, golden_index: dict) -> dict[str
     return files
 
 
-BAD = ["text renamed .pth", "truncated .pth", "pickle needing code", "garbage safetensors", "random bytes .pth",
-       "non-SwinIR state dict", "empty file", "not a dict", "dict without tensors"]
+BAD = [
+    "text renamed .pth",
+    "truncated .pth",
+    "pickle needing code",
+    "garbage safetensors",
+    "random bytes .pth",
+    "non-SwinIR state dict",
+    "empty file",
+    "not a dict",
+    "dict without tensors",
+]
 EXPECTED_WORDS = {
     "text renamed .pth": "neither a torch zip archive nor a pickle",
     "truncated .pth": "truncated",

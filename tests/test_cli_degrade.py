@@ -23,8 +23,25 @@ def _read(p: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
 def test_bsrgan_samples_sheet_and_seeds(tmp_path, data_dir, capsys):
     inputs = [data_dir / "Set5" / "HR" / "woman.png", data_dir / "RealSRSet+5images" / "0014.jpg"]
     out = tmp_path / "a"
-    assert main(["degrade", "--pipeline", "bsrgan", "-n", "3", "--seed", "5", "--crop", "128",
-                 *map(str, inputs), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "degrade",
+                "--pipeline",
+                "bsrgan",
+                "-n",
+                "3",
+                "--seed",
+                "5",
+                "--crop",
+                "128",
+                *map(str, inputs),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "wrote 6 bsrgan sample(s) of 2 image(s)" in capsys.readouterr().out
     recs = json.loads((out / "samples.json").read_text())
     assert [r["seed"] for r in recs] == [[5, i, k] for i in range(2) for k in range(3)]
@@ -39,8 +56,24 @@ def test_bsrgan_samples_sheet_and_seeds(tmp_path, data_dir, capsys):
     assert sheet.shape == (2 * (128 + 22) + 6, 4 * 128 + 3 * 4, 3)
     # same seed -> same bytes; another seed -> other samples
     again = tmp_path / "b"
-    assert main(["degrade", "--pipeline", "bsrgan", "-n", "2", "--seed", "5", "--no-sheet",
-                 *map(str, inputs), "-o", str(again)]) == 0
+    assert (
+        main(
+            [
+                "degrade",
+                "--pipeline",
+                "bsrgan",
+                "-n",
+                "2",
+                "--seed",
+                "5",
+                "--no-sheet",
+                *map(str, inputs),
+                "-o",
+                str(again),
+            ]
+        )
+        == 0
+    )
     assert not (again / "sheet.png").exists()
     for name in ("woman_bsrgan_0.png", "woman_bsrgan_1.png", "0014_bsrgan_1.png"):
         assert (again / name).read_bytes() == (out / name).read_bytes()
@@ -65,8 +98,23 @@ def test_realesrgan_x2_on_a_folder(tmp_path, data_dir):
 
 def test_bicubic_reproduces_the_matlab_benchmark_inputs(tmp_path, data_dir):
     out = tmp_path / "lr"
-    assert main(["degrade", "--pipeline", "bicubic", "--scale", "4", "-n", "5",
-                 str(data_dir / "Set5" / "HR"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "degrade",
+                "--pipeline",
+                "bicubic",
+                "--scale",
+                "4",
+                "-n",
+                "5",
+                str(data_dir / "Set5" / "HR"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     recs = json.loads((out / "samples.json").read_text())
     assert len(recs) == 5  # deterministic: one sample per image whatever -n says
     for name in ("baby", "bird", "butterfly", "head", "woman"):
@@ -95,12 +143,15 @@ def test_noise_has_the_requested_sigma_and_jpeg_matches_the_codec(tmp_path, data
     np.testing.assert_array_equal(_read(out / "bird_jpeg_0.png")[:, :, ::-1], jpeg_compress(rgb, 15))
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--pipeline", "noise", "--scale", "2"], "--scale does not apply"),
-    (["--pipeline", "jpeg", "--quality", "0-150"], "--quality must be"),
-    (["--pipeline", "noise", "--sigma", "abc"], "--sigma must be"),
-    (["--pipeline", "bsrgan", "-n", "0"], "-n must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--pipeline", "noise", "--scale", "2"], "--scale does not apply"),
+        (["--pipeline", "jpeg", "--quality", "0-150"], "--quality must be"),
+        (["--pipeline", "noise", "--sigma", "abc"], "--sigma must be"),
+        (["--pipeline", "bsrgan", "-n", "0"], "-n must be at least 1"),
+    ],
+)
 def test_bad_options_are_one_line_errors(tmp_path, data_dir, capsys, argv, needle):
     code = main(["degrade", *argv, str(data_dir / "Set5" / "HR" / "bird.png"), "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_zoo import SMALL_X2, ZooServer, small_checkpoint, zoo_server  # noqa: F401  (fixtures)
 
 import swinir
 from swinir import zoo
 from swinir.checkpoint import save
 from swinir.cli import main
 from swinir.model import SwinIR
+from test_zoo import SMALL_X2, ZooServer, small_checkpoint, zoo_server  # noqa: F401  (fixtures)
 
 
 def _run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -37,8 +37,11 @@ def packaged_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SwinIR:
     torch.manual_seed(3)
     model = SwinIR(**{**SMALL_X2, "upscale": 4}).eval()
     save(model, folder / "builtin-x4.safetensors")
-    (folder / "builtin-x4.json").write_text(json.dumps(
-        {"config": model.spec.kwargs(), "metrics": {"Set5 x4": {"PSNR-Y": 30.61, "SSIM-Y": 0.866}}, "iterations": 5}))
+    (folder / "builtin-x4.json").write_text(
+        json.dumps(
+            {"config": model.spec.kwargs(), "metrics": {"Set5 x4": {"PSNR-Y": 30.61, "SSIM-Y": 0.866}}, "iterations": 5}
+        )
+    )
     (folder / "builtin-x4.md").write_text("# builtin-x4\nA test card.\n")
     monkeypatch.setattr(zoo, "_builtin_resource", lambda filename: folder / filename)
     return model
@@ -50,8 +53,11 @@ def test_models_lists_builtins_first_then_all_released(cache: Path, capsys: pyte
     lines = out.splitlines()
     assert lines[0].startswith("Built-in models")
     builtin_at = [i for i, line in enumerate(lines) if line.strip().startswith("builtin-")]
-    released_at = [i for i, line in enumerate(lines) if line.split()[:1] and zoo.is_known(line.split()[0])
-                   and not line.strip().startswith("builtin-")]
+    released_at = [
+        i
+        for i, line in enumerate(lines)
+        if line.split()[:1] and zoo.is_known(line.split()[0]) and not line.strip().startswith("builtin-")
+    ]
     # the release README's 27, then two more files of the release
     assert len(builtin_at) == 3 and len(released_at) == 27 + 2
     assert max(builtin_at) < min(released_at)
@@ -60,7 +66,7 @@ def test_models_lists_builtins_first_then_all_released(cache: Path, capsys: pyte
     assert all(lines[i].split()[4] == "no" for i in released_at)  # nothing cached yet
 
 
-def test_models_shows_what_is_cached(cache: Path, small_checkpoint, capsys: pytest.CaptureFixture) -> None:  # noqa: F811
+def test_models_shows_what_is_cached(cache: Path, small_checkpoint, capsys: pytest.CaptureFixture) -> None:
     entry = zoo.get("classical-x2")
     cache.mkdir()
     (cache / entry.filename).write_bytes(small_checkpoint[1])
@@ -83,8 +89,15 @@ def test_models_shows_what_is_cached(cache: Path, small_checkpoint, capsys: pyte
 def test_models_task_filter(cache: Path, capsys: pytest.CaptureFixture) -> None:
     _, out, _ = _run(capsys, "models", "--task", "denoise", "--json")
     names = [m["name"] for m in json.loads(out)["models"]]
-    assert names == ["builtin-denoise", "denoise-gray-15", "denoise-gray-25", "denoise-gray-50",
-                     "denoise-color-15", "denoise-color-25", "denoise-color-50"]
+    assert names == [
+        "builtin-denoise",
+        "denoise-gray-15",
+        "denoise-gray-25",
+        "denoise-gray-50",
+        "denoise-color-15",
+        "denoise-color-25",
+        "denoise-color-50",
+    ]
     with pytest.raises(SystemExit) as exit_info:
         main(["models", "--task", "colorize"])
     assert exit_info.value.code == 2
@@ -129,7 +142,10 @@ def test_info_text(golden: Path, golden_index: dict, capsys: pytest.CaptureFixtu
 
 
 def test_info_by_zoo_name_downloads_once(
-    zoo_server: ZooServer, small_checkpoint, tmp_path: Path, capsys: pytest.CaptureFixture  # noqa: F811
+    zoo_server: ZooServer,
+    small_checkpoint,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     entry = zoo.get("classical-x2")
     zoo_server.add(entry.filename, small_checkpoint[1])

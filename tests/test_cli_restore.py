@@ -34,8 +34,17 @@ def x2(golden: Path) -> Path:
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A very small x2 SwinIR saved in the released layout by swinir.checkpoint.save."""
     torch.manual_seed(0)
-    m = swinir.SwinIR(upscale=2, in_chans=3, img_size=8, window_size=4, depths=[1], embed_dim=8,
-                      num_heads=[2], mlp_ratio=2, upsampler="pixelshuffledirect")
+    m = swinir.SwinIR(
+        upscale=2,
+        in_chans=3,
+        img_size=8,
+        window_size=4,
+        depths=[1],
+        embed_dim=8,
+        num_heads=[2],
+        mlp_ratio=2,
+        upsampler="pixelshuffledirect",
+    )
     return save(m, tmp_path_factory.mktemp("tiny") / "tiny_x2.pth")
 
 
@@ -68,8 +77,9 @@ def test_mixed_folder_formats_alpha_bit_depth(tmp_path: Path, x2: Path, capsys: 
     assert re_.bit_depth == 16 and re_.array.shape == (14, 18, 3)
 
 
-def test_bad_file_is_one_line_and_the_rest_continue(tmp_path: Path, tiny: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_file_is_one_line_and_the_rest_continue(
+    tmp_path: Path, tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "in"
     write_image(src / "good.png", _rgb(8, 8))
     (src / "broken.png").write_text("not an image")
@@ -134,8 +144,9 @@ def test_outscale(tmp_path: Path, tiny: Path, factor: float, size: tuple[int, in
     img, alpha = _rgb(11, 7), np.full((11, 7), 200, np.uint8)
     write_image(tmp_path / "a.png", img, alpha=alpha)
     out = tmp_path / "out"
-    assert main(["restore", str(tmp_path / "a.png"), "-o", str(out), "--outscale", str(factor),
-                 "--model", str(tiny)]) == 0
+    assert (
+        main(["restore", str(tmp_path / "a.png"), "-o", str(out), "--outscale", str(factor), "--model", str(tiny)]) == 0
+    )
     r = read_image(out / "a.png")
     assert r.array.shape[:2] == size and r.alpha is not None and r.alpha.shape == size
     assert np.all(r.alpha == 200)  # a flat alpha stays flat through any resampler
@@ -146,8 +157,23 @@ def test_outscale(tmp_path: Path, tiny: Path, factor: float, size: tuple[int, in
 def test_jpeg_output_and_16bit_notice(tmp_path: Path, tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_image(tmp_path / "deep.png", _rgb(8, 8, np.uint16), alpha=np.full((8, 8), 65535, np.uint16))
     out = tmp_path / "out"
-    assert main(["restore", str(tmp_path / "deep.png"), "-o", str(out), "--ext", "jpg", "--quality", "80",
-                 "--model", str(tiny)]) == 0
+    assert (
+        main(
+            [
+                "restore",
+                str(tmp_path / "deep.png"),
+                "-o",
+                str(out),
+                "--ext",
+                "jpg",
+                "--quality",
+                "80",
+                "--model",
+                str(tiny),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "JPEG holds 8 bits" in err and "no alpha channel" in err
     r = read_image(out / "deep.jpg")
@@ -164,15 +190,31 @@ def test_tiled_cli_equals_api(tmp_path: Path, x2: Path) -> None:
     assert np.array_equal(read_image(out / "a.png").array, expected)
 
 
-def test_argument_and_model_errors_are_one_line(tmp_path: Path, tiny: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_argument_and_model_errors_are_one_line(tmp_path: Path, tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_image(tmp_path / "a.png", _rgb(6, 6))
-    assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"),
-                 "--model", str(tmp_path / "nope.pth")]) == 1
+    assert (
+        main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "nope.pth")])
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "nope.pth" in err[-1]
-    assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--tile", "32", "--overlap", "40",
-                 "--model", str(tiny)]) == 1
+    assert (
+        main(
+            [
+                "restore",
+                str(tmp_path / "a.png"),
+                "-o",
+                str(tmp_path / "o"),
+                "--tile",
+                "32",
+                "--overlap",
+                "40",
+                "--model",
+                str(tiny),
+            ]
+        )
+        == 1
+    )
     assert "--overlap 40 must be smaller than --tile 32" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -213,9 +255,26 @@ def test_torchrun_shards_files_across_ranks(tmp_path: Path, tiny: Path) -> None:
     multi = tmp_path / "multi"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "swinir", "restore", str(src), "-o", str(multi), "--model", str(tiny)],
-        capture_output=True, text=True, timeout=180, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "swinir",
+            "restore",
+            str(src),
+            "-o",
+            str(multi),
+            "--model",
+            str(tiny),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
     )
     assert proc.returncode != 0, "a rank's failure must fail the run"
     # each file once, not once per rank; only rank 0 prints the summary

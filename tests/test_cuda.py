@@ -82,8 +82,10 @@ def test_fp16_on_cuda_released_shapes(released_shapes: dict, photo: torch.Tensor
             auto = model(photo)
         half.fp16_safe = False
         naive = half(photo.half())
-    print(f"\n{name}: stream max {seen[0]:.3g}; fp16 weights {_psnr(safe, ref):.1f} dB, fp16 autocast "
-          f"{_psnr(auto, ref):.1f} dB vs fp32; naive fp16 finite: {bool(torch.isfinite(naive).all())}")
+    print(
+        f"\n{name}: stream max {seen[0]:.3g}; fp16 weights {_psnr(safe, ref):.1f} dB, fp16 autocast "
+        f"{_psnr(auto, ref):.1f} dB vs fp32; naive fp16 finite: {bool(torch.isfinite(naive).all())}"
+    )
     assert seen[0] > 65504, "the provocation must push the stream beyond the fp16 range"
     assert not torch.isfinite(naive).all(), "plain fp16 was expected to overflow here"
     assert torch.isfinite(safe).all() and torch.isfinite(auto).all()
@@ -112,9 +114,20 @@ def test_training_on_cuda(shared: Path, tmp_path: Path, amp: str) -> None:
     imgs.mkdir()
     for f in sorted((shared / "data" / "train" / "BSD400").iterdir())[:8]:
         shutil.copy(f, imgs / f.name)
-    cfg = load_config("builtin-x2-tiny", [f"data.train=[{imgs}]", "val.max_images=2", "val.max_size=64",
-                                          "log.progress=false", "train.iterations=60", "val.every=0",
-                                          "log.every=10", f"train.amp={amp}", "train.device=cuda"])
+    cfg = load_config(
+        "builtin-x2-tiny",
+        [
+            f"data.train=[{imgs}]",
+            "val.max_images=2",
+            "val.max_size=64",
+            "log.progress=false",
+            "train.iterations=60",
+            "val.every=0",
+            "log.every=10",
+            f"train.amp={amp}",
+            "train.device=cuda",
+        ],
+    )
     res = train(cfg, tmp_path / "run")
     assert res.iteration == 60 and res.last_val["psnr"] > res.first_val["psnr"] + 5
     assert "device cuda" in (tmp_path / "run" / "train.log").read_text()

@@ -69,8 +69,12 @@ def test_every_kernel_sums_to_one_and_is_point_symmetric():
 
 
 def test_isotropic_kernels_are_symmetric_and_gaussian_has_the_requested_variance():
-    for k in (gaussian_kernel(31, 2.5), generalized_gaussian_kernel(21, 2.0, beta=2.0), plateau_kernel(21, 2.0, beta=1.5),
-              sinc_kernel(21, 1.1)):
+    for k in (
+        gaussian_kernel(31, 2.5),
+        generalized_gaussian_kernel(21, 2.0, beta=2.0),
+        plateau_kernel(21, 2.0, beta=1.5),
+        sinc_kernel(21, 1.1),
+    ):
         np.testing.assert_allclose(k, k.T, atol=1e-12)
         np.testing.assert_allclose(k, k[::-1], atol=1e-12)
     k = gaussian_kernel(41, 2.5)
@@ -78,8 +82,9 @@ def test_isotropic_kernels_are_symmetric_and_gaussian_has_the_requested_variance
     var_x = float((k.sum(axis=0) * x**2).sum())
     assert abs(var_x - 2.5**2) < 1e-3
     # generalized Gaussian with beta = 1 is the Gaussian
-    np.testing.assert_allclose(generalized_gaussian_kernel(15, 1.3, 2.1, 0.4, beta=1.0),
-                               gaussian_kernel(15, 1.3, 2.1, 0.4), atol=1e-12)
+    np.testing.assert_allclose(
+        generalized_gaussian_kernel(15, 1.3, 2.1, 0.4, beta=1.0), gaussian_kernel(15, 1.3, 2.1, 0.4), atol=1e-12
+    )
 
 
 def test_anisotropic_gaussian_axes_and_rotation():
@@ -156,7 +161,7 @@ def test_sensor_noise_is_signal_dependent_in_linear_light():
     for level in (0.3, 0.8):
         img = np.full((256, 256, 3), level, np.float32)
         out = add_sensor_noise(img, rng, cfg, shot=shot, read=read)
-        lin_in = level ** cfg.gamma
+        lin_in = level**cfg.gamma
         std = (out.astype(np.float64) ** cfg.gamma - lin_in).std()
         assert abs(std / math.sqrt(shot * lin_in + read) - 1) < 0.03
     # drawn levels: the random read noise follows the shot noise
@@ -171,7 +176,7 @@ def test_poisson_noise_variance_is_proportional_to_intensity():
     d = add_poisson_noise(img, 1.0, rng) - img
     for col in (64, 128, 200):
         x = col / 255.0
-        std = d[:, col - 2:col + 3].std()
+        std = d[:, col - 2 : col + 3].std()
         assert abs(std / math.sqrt(x / 256.0) - 1) < 0.08
     g = add_poisson_noise(img, 2.0, rng, gray=True) - img
     np.testing.assert_array_equal(g[..., 0], g[..., 1])
@@ -235,9 +240,15 @@ def test_bsrgan_lr_stays_aligned_with_its_hr(butterfly, resize_prob, scale2_prob
     random-factor resize incl. down-up, the initial halving) keeps the LR centred on its HR blocks:
     the sub-pixel shift to MATLAB's bicubic downscale is ~0 (an unshifted 'nearest' kernel gives
     ~0.15-0.25 LR pixels)."""
-    cfg = BSRGANConfig(blur=BSRGANBlurConfig(iso_prob=1.0, iso_sigma_base=0.3, iso_sigma_per_scale=0.0),
-                       noise=BSRGANNoiseConfig(level_range=(0, 0)), jpeg_prob=0.0, final_jpeg=False,
-                       sensor=SensorNoiseConfig(prob=0.0), resize_prob=resize_prob, scale2_prob=scale2_prob)
+    cfg = BSRGANConfig(
+        blur=BSRGANBlurConfig(iso_prob=1.0, iso_sigma_base=0.3, iso_sigma_per_scale=0.0),
+        noise=BSRGANNoiseConfig(level_range=(0, 0)),
+        jpeg_prob=0.0,
+        final_jpeg=False,
+        sensor=SensorNoiseConfig(prob=0.0),
+        resize_prob=resize_prob,
+        scale2_prob=scale2_prob,
+    )
     pipe = BSRGANDegradation(cfg)
     ref = imresize(butterfly, scale=0.25, mode="float").mean(axis=2)
     shifts = []
@@ -255,7 +266,7 @@ def test_bsrgan_lq_patch_crops_aligned_pairs(butterfly):
     # the HR crop is a real window of the input
     found = cv2.matchTemplate(butterfly, hr, cv2.TM_SQDIFF)
     y, x = np.unravel_index(found.argmin(), found.shape)
-    np.testing.assert_array_equal(butterfly[y:y + 128, x:x + 128], hr)
+    np.testing.assert_array_equal(butterfly[y : y + 128, x : x + 128], hr)
     assert y % 4 == 0 and x % 4 == 0
 
 

@@ -47,7 +47,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
 
 
-def quiet(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+def quiet(*args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SwinIRNotice)
         return restore(*args, **kwargs)
@@ -171,7 +171,7 @@ def test_plan_axis_covers_and_aligns(multiple: int) -> None:
             assert starts == sorted(set(starts))
             assert all(a % multiple == 0 for a in starts)
             assert all(b - a <= t + multiple - 1 for a, b in spans)
-            for (a0, b0), (a1, _) in zip(spans, spans[1:]):
+            for (_a0, b0), (a1, _) in zip(spans, spans[1:]):
                 assert b0 - a1 >= o  # overlap at least as asked (no gaps)
             w = axis_weights(spans, scale=3)
             total = np.zeros(length * 3)

@@ -15,6 +15,7 @@ import torch
 import swinir
 from swinir import metrics
 from swinir.cli import main
+from swinir.errors import SwinIRError
 from swinir.evaluate import (
     BICUBIC,
     Protocol,
@@ -24,8 +25,6 @@ from swinir.evaluate import (
     pad_like_release,
     restore_sample,
 )
-from swinir.errors import SwinIRError
-
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,12 +43,18 @@ BICUBIC_SET5 = {2: (33.66, 0.9299), 3: (30.39, 0.8682), 4: (28.42, 0.8104), 8: (
 @pytest.mark.parametrize("scale", sorted(BICUBIC_SET5))
 def test_bicubic_baseline_on_set5(data_dir, scale):
     psnr_ref, ssim_ref = BICUBIC_SET5[scale]
-    report = evaluate(BICUBIC, data_dir / "Set5" / "HR", Protocol("classical_sr", scale),
-                      lr_dir=data_dir / "Set5" / "LR_bicubic" / f"X{scale}", progress=False)
+    report = evaluate(
+        BICUBIC,
+        data_dir / "Set5" / "HR",
+        Protocol("classical_sr", scale),
+        lr_dir=data_dir / "Set5" / "LR_bicubic" / f"X{scale}",
+        progress=False,
+    )
     avg = report.average()
     assert len(report.images) == 5
     assert abs(avg.psnr_y - psnr_ref) <= 0.02, avg
     assert abs(avg.ssim_y - ssim_ref) <= 0.001, avg
+
 
 def test_bicubic_baseline_with_own_lr(data_dir):
     """LR made here by MATLAB-compatible bicubic gives the classic figure too (Set5 LR is reproduced)."""
@@ -83,8 +88,11 @@ def test_samples_follow_the_released_degradations(data_dir):
     assert np.array_equal(color.gt, bgr[:, :, ::-1])
     assert np.allclose(color.lq[:, :, ::-1], bgr.astype(np.float32) / 255.0 + noise, atol=1e-7)
     # SR: ground truth cropped to LR size x scale (woman is 228x344: x3 LR 76x114)
-    sr = load_sample(data_dir / "Set5" / "HR" / "woman.png", Protocol("classical_sr", 3),
-                     lr_dir=data_dir / "Set5" / "LR_bicubic" / "X3")
+    sr = load_sample(
+        data_dir / "Set5" / "HR" / "woman.png",
+        Protocol("classical_sr", 3),
+        lr_dir=data_dir / "Set5" / "LR_bicubic" / "X3",
+    )
     assert sr.lq.shape == (114, 76, 3) and sr.gt.shape == (342, 228, 3)
     # colour JPEG: OpenCV at the given quality on the BGR image
     car = load_sample(data_dir / "McMaster" / "2.tif", Protocol("color_jpeg_car", jpeg=30))
@@ -144,10 +152,27 @@ def _table_rows(stdout: str, names: list[str]) -> list[str]:
 
 def test_eval_classical_sr_cli(data_dir, golden, tmp_path, capsys):
     save = tmp_path / "out"
-    code, out, err = _run_cli(capsys, [
-        "eval", "--task", "classical_sr", "--model", str(golden / "models" / "pixelshuffle_x2.pth"),
-        "--hr", str(data_dir / "Set5" / "HR"), "--lr", str(data_dir / "Set5" / "LR_bicubic" / "X2"),
-        "--scale", "2", "--limit", "2", "--save", str(save), "--sheet"])
+    code, out, err = _run_cli(
+        capsys,
+        [
+            "eval",
+            "--task",
+            "classical_sr",
+            "--model",
+            str(golden / "models" / "pixelshuffle_x2.pth"),
+            "--hr",
+            str(data_dir / "Set5" / "HR"),
+            "--lr",
+            str(data_dir / "Set5" / "LR_bicubic" / "X2"),
+            "--scale",
+            "2",
+            "--limit",
+            "2",
+            "--save",
+            str(save),
+            "--sheet",
+        ],
+    )
     assert code == 0, err
     _table_rows(out, ["baby", "bird"])
     assert "-- Average PSNR_Y/SSIM_Y:" in out and "eval classical_sr x2" in err  # tqdm bar on stderr
@@ -163,10 +188,23 @@ def test_eval_classical_sr_cli(data_dir, golden, tmp_path, capsys):
 
 def test_eval_lightweight_sr_without_lr_folder(data_dir, golden, tmp_path, capsys):
     json_path, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
-    code, out, err = _run_cli(capsys, [
-        "eval", "--model", str(golden / "models" / "pixelshuffledirect_x2.pth"),
-        "--hr", str(data_dir / "Set5" / "HR"), "--limit", "2", "--quiet",
-        "--json", str(json_path), "--csv", str(csv_path)])
+    code, out, err = _run_cli(
+        capsys,
+        [
+            "eval",
+            "--model",
+            str(golden / "models" / "pixelshuffledirect_x2.pth"),
+            "--hr",
+            str(data_dir / "Set5" / "HR"),
+            "--limit",
+            "2",
+            "--quiet",
+            "--json",
+            str(json_path),
+            "--csv",
+            str(csv_path),
+        ],
+    )
     assert code == 0, err
     data = json.loads(json_path.read_text())
     assert data["task"] == "lightweight_sr" and data["protocol"]["scale"] == 2  # both from the checkpoint
@@ -175,12 +213,23 @@ def test_eval_lightweight_sr_without_lr_folder(data_dir, golden, tmp_path, capsy
 
 
 def test_eval_real_sr_saves_outputs_and_sheets(data_dir, golden, tmp_path, capsys):
-    src = _crops([data_dir / "RealSRSet+5images" / n for n in ("chip.png", "comic1.png")],
-                 tmp_path / "in", 48, ".png")
+    src = _crops([data_dir / "RealSRSet+5images" / n for n in ("chip.png", "comic1.png")], tmp_path / "in", 48, ".png")
     save = tmp_path / "out"
-    code, out, err = _run_cli(capsys, [
-        "eval", "--task", "real_sr", "--model", str(golden / "models" / "nearestconv_x4_1conv.pth"),
-        "--hr", str(src), "--save", str(save), "--sheet"])
+    code, out, err = _run_cli(
+        capsys,
+        [
+            "eval",
+            "--task",
+            "real_sr",
+            "--model",
+            str(golden / "models" / "nearestconv_x4_1conv.pth"),
+            "--hr",
+            str(src),
+            "--save",
+            str(save),
+            "--sheet",
+        ],
+    )
     assert code == 0, err
     _table_rows(out, ["chip", "comic1"])
     data = _check_outputs(save, ["chip", "comic1"], scored=False)
@@ -194,9 +243,22 @@ def test_eval_real_sr_saves_outputs_and_sheets(data_dir, golden, tmp_path, capsy
 def test_eval_gray_denoising(data_dir, golden, tmp_path, capsys, sigma):
     src = _crops([data_dir / "Set12" / "01.png", data_dir / "Set12" / "02.png"], tmp_path / "in", 96, ".png")
     save = tmp_path / "out"
-    code, out, err = _run_cli(capsys, [
-        "eval", "--task", "gray_dn", "--model", str(golden / "models" / "denoise_gray.pth"),
-        "--hr", str(src), "--noise", str(sigma), "--save", str(save)])
+    code, out, err = _run_cli(
+        capsys,
+        [
+            "eval",
+            "--task",
+            "gray_dn",
+            "--model",
+            str(golden / "models" / "denoise_gray.pth"),
+            "--hr",
+            str(src),
+            "--noise",
+            str(sigma),
+            "--save",
+            str(save),
+        ],
+    )
     assert code == 0, err
     _table_rows(out, ["01", "02"])
     data = _check_outputs(save, ["01", "02"], scored=True)
@@ -210,9 +272,22 @@ def test_eval_gray_denoising(data_dir, golden, tmp_path, capsys, sigma):
 def test_eval_color_denoising(data_dir, golden, tmp_path, capsys):
     src = _crops([data_dir / "McMaster" / "1.tif", data_dir / "McMaster" / "2.tif"], tmp_path / "in", 80, ".png")
     save = tmp_path / "out"
-    code, out, err = _run_cli(capsys, [
-        "eval", "--task", "color_dn", "--model", str(golden / "models" / "denoise_color.pth"),
-        "--hr", str(src), "--noise", "25", "--save", str(save)])
+    code, out, err = _run_cli(
+        capsys,
+        [
+            "eval",
+            "--task",
+            "color_dn",
+            "--model",
+            str(golden / "models" / "denoise_color.pth"),
+            "--hr",
+            str(src),
+            "--noise",
+            "25",
+            "--save",
+            str(save),
+        ],
+    )
     assert code == 0, err
     data = _check_outputs(save, ["1", "2"], scored=True)
     assert all(abs(r["input_psnr"] - 20 * math.log10(255 / 25)) < 0.25 for r in data["images"])
@@ -222,9 +297,22 @@ def test_eval_color_denoising(data_dir, golden, tmp_path, capsys):
 def test_eval_gray_jpeg(data_dir, golden, tmp_path, capsys):
     src = _crops([data_dir / "classic5" / "lena.bmp"], tmp_path / "in", 72, ".bmp")
     save = tmp_path / "out"
-    code, out, err = _run_cli(capsys, [
-        "eval", "--task", "jpeg_car", "--model", str(golden / "models" / "jpeg_gray_w7.pth"),
-        "--hr", str(src), "--jpeg", "10", "--save", str(save)])
+    code, out, err = _run_cli(
+        capsys,
+        [
+            "eval",
+            "--task",
+            "jpeg_car",
+            "--model",
+            str(golden / "models" / "jpeg_gray_w7.pth"),
+            "--hr",
+            str(src),
+            "--jpeg",
+            "10",
+            "--save",
+            str(save),
+        ],
+    )
     assert code == 0, err
     assert "-- Average PSNRB:" in out
     data = _check_outputs(save, ["lena"], scored=True)
@@ -236,9 +324,22 @@ def test_eval_gray_jpeg(data_dir, golden, tmp_path, capsys):
 def test_eval_color_jpeg(data_dir, golden, tmp_path, capsys):
     src = _crops([data_dir / "McMaster" / "3.tif"], tmp_path / "in", 64, ".png")
     save = tmp_path / "out"
-    code, out, err = _run_cli(capsys, [
-        "eval", "--task", "color_jpeg_car", "--model", str(golden / "models" / "jpeg_color_w7.pth"),
-        "--hr", str(src), "--jpeg", "20", "--save", str(save)])
+    code, out, err = _run_cli(
+        capsys,
+        [
+            "eval",
+            "--task",
+            "color_jpeg_car",
+            "--model",
+            str(golden / "models" / "jpeg_color_w7.pth"),
+            "--hr",
+            str(src),
+            "--jpeg",
+            "20",
+            "--save",
+            str(save),
+        ],
+    )
     assert code == 0, err
     assert "-- Average PSNRB_Y:" in out
     data = _check_outputs(save, ["3"], scored=True)
@@ -263,14 +364,27 @@ def test_eval_tile_and_ensemble_through_the_engine(data_dir, golden):
 def test_eval_errors_are_one_line(data_dir, golden, tmp_path, capsys):
     gray_model = str(golden / "models" / "denoise_gray.pth")
     cases = [
-        (["--task", "color_dn", "--model", gray_model, "--hr", str(data_dir / "McMaster"), "--noise", "15"],
-         "1-channel"),
+        (
+            ["--task", "color_dn", "--model", gray_model, "--hr", str(data_dir / "McMaster"), "--noise", "15"],
+            "1-channel",
+        ),
         (["--task", "gray_dn", "--model", gray_model, "--hr", str(data_dir / "Set12")], "--noise"),
         (["--model", "bicubic", "--hr", str(data_dir / "Set5" / "HR")], "--scale"),
         (["--task", "gray_dn", "--model", "bicubic", "--hr", str(data_dir / "Set12"), "--noise", "15"], "SR tasks"),
         (["--model", "bicubic", "--scale", "2", "--hr", str(tmp_path / "missing")], "does not exist"),
-        (["--model", "bicubic", "--scale", "3", "--hr", str(data_dir / "Set5" / "HR"),
-          "--lr", str(data_dir / "Set5" / "LR_bicubic" / "X2")], "no LR image"),
+        (
+            [
+                "--model",
+                "bicubic",
+                "--scale",
+                "3",
+                "--hr",
+                str(data_dir / "Set5" / "HR"),
+                "--lr",
+                str(data_dir / "Set5" / "LR_bicubic" / "X2"),
+            ],
+            "no LR image",
+        ),
         (["--model", "bicubic", "--scale", "2", "--hr", str(data_dir / "Set5" / "HR"), "--sheet"], "--save"),
     ]
     for argv, needle in cases:
@@ -283,8 +397,9 @@ def test_compare_cli_and_sheet(data_dir, tmp_path, capsys):
     lr = data_dir / "Set5" / "LR_bicubic" / "X4" / "birdx4.png"
     hr = data_dir / "Set5" / "HR" / "bird.png"
     out = tmp_path / "sheet.png"
-    code, stdout, err = _run_cli(capsys, ["compare", str(lr), str(hr), "-o", str(out), "--crop", "10,20,100",
-                                          "--labels", "LR", "HR"])
+    code, stdout, err = _run_cli(
+        capsys, ["compare", str(lr), str(hr), "-o", str(out), "--crop", "10,20,100", "--labels", "LR", "HR"]
+    )
     assert code == 0, err
     sheet = cv2.imread(str(out))
     assert sheet.shape == (100 + 22, 2 * 100 + 4, 3)
@@ -292,8 +407,7 @@ def test_compare_cli_and_sheet(data_dir, tmp_path, capsys):
     assert np.array_equal(sheet[22:, 104:], cv2.imread(str(hr))[10:110, 20:120])
     code, _, err = _run_cli(capsys, ["compare", str(lr), "-o", str(tmp_path / "x.jpg")])
     assert code == 1 and "PNG" in err
-    sheet2 = comparison_sheet([("a", np.zeros((10, 10), np.uint8)), ("b", np.zeros((20, 20, 3), np.uint8))],
-                              crop=None)
+    sheet2 = comparison_sheet([("a", np.zeros((10, 10), np.uint8)), ("b", np.zeros((20, 20, 3), np.uint8))], crop=None)
     assert sheet2.shape == (20 + 22, 2 * 20 + 4, 3)
 
 

@@ -28,8 +28,19 @@ def _one_thread():
 
 
 def tiny_generator() -> SwinIR:
-    return SwinIR(upscale=4, in_chans=3, img_size=8, window_size=4, img_range=1.0, depths=[2], embed_dim=12,
-                  num_heads=[2], mlp_ratio=2, upsampler="nearest+conv", resi_connection="1conv")
+    return SwinIR(
+        upscale=4,
+        in_chans=3,
+        img_size=8,
+        window_size=4,
+        img_range=1.0,
+        depths=[2],
+        embed_dim=12,
+        num_heads=[2],
+        mlp_ratio=2,
+        upsampler="nearest+conv",
+        resi_connection="1conv",
+    )
 
 
 def test_unet_discriminator_layout_and_output():
@@ -85,10 +96,10 @@ def _patches(data_dir, n: int = 2, size: int = 32) -> tuple[torch.Tensor, torch.
     img = cv2.imread(str(data_dir / "Set5" / "HR" / "butterfly.png"))[:, :, ::-1]
     gts, lqs = [], []
     for i in range(n):
-        hr = np.ascontiguousarray(img[40 + 60 * i:40 + 60 * i + size, 80:80 + size])
+        hr = np.ascontiguousarray(img[40 + 60 * i : 40 + 60 * i + size, 80 : 80 + size])
         gts.append(hr)
         lqs.append(imresize(hr, scale=0.25))
-    to_t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+    to_t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255.0
     return to_t(lqs), to_t(gts)
 
 
@@ -115,8 +126,7 @@ def test_gan_step_moves_both_losses_and_keeps_an_ema(data_dir):
     assert g_logs[0]["l_g_gan"] > 0.1 * math.log(2)
     assert min(r["l_g_pix"] for r in g_logs[-3:]) < g_logs[0]["l_g_pix"] - 0.01  # G fits the batch
     assert min(r["l_g_total"] for r in g_logs[-3:]) < g_logs[0]["l_g_total"]
-    assert all(r["l_g_total"] == pytest.approx(r["l_g_pix"] + r["l_g_percep"] + r["l_g_gan"], rel=1e-5)
-               for r in g_logs)
+    assert all(r["l_g_total"] == pytest.approx(r["l_g_pix"] + r["l_g_percep"] + r["l_g_gan"], rel=1e-5) for r in g_logs)
     assert any(not torch.equal(v, g0[k]) for k, v in g.state_dict().items())
     # the EMA follows G but lags behind it
     ema = step.ema.module.state_dict()
@@ -154,17 +164,53 @@ def test_tiny_psnr_then_gan_run_through_the_cli(tmp_path, shared):
     from swinir.train import load_config
     from swinir.train.gan_trainer import GANTrainer
 
-    common = ["--no-progress", "--set", "train.threads=1", "--set", "log.tensorboard=false",
-              "--set", "log.plot=false", "--set", "val.max_images=1", "--set", "val.max_size=32"]
+    common = [
+        "--no-progress",
+        "--set",
+        "train.threads=1",
+        "--set",
+        "log.tensorboard=false",
+        "--set",
+        "log.plot=false",
+        "--set",
+        "val.max_images=1",
+        "--set",
+        "val.max_size=32",
+    ]
     psnr_out = tmp_path / "psnr"
-    assert main(["train", "realsr-m-x4-psnr-tiny", "--out", str(psnr_out), "--iterations", "3",
-                 "--set", "data.patch_size=8", "--set", "data.batch_size=2", *common]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "realsr-m-x4-psnr-tiny",
+                "--out",
+                str(psnr_out),
+                "--iterations",
+                "3",
+                "--set",
+                "data.patch_size=8",
+                "--set",
+                "data.batch_size=2",
+                *common,
+            ]
+        )
+        == 0
+    )
     psnr_model = psnr_out / "models" / "model_0000003.pth"
     init = read_file(psnr_model)[0]["params_ema"]
 
     gan_out = tmp_path / "gan"
-    gan_args = ["--set", f"model.init_from={psnr_model}", "--set", "log.every=1", "--set", "log.checkpoint_every=3",
-                "--set", "val.every=0", *common]
+    gan_args = [
+        "--set",
+        f"model.init_from={psnr_model}",
+        "--set",
+        "log.every=1",
+        "--set",
+        "log.checkpoint_every=3",
+        "--set",
+        "val.every=0",
+        *common,
+    ]
     assert main(["train", "realsr-m-x4-gan-tiny", "--out", str(gan_out), "--iterations", "6", *gan_args]) == 0
     recs = _records(gan_out)
     assert len(recs) == 6
@@ -185,8 +231,9 @@ def test_tiny_psnr_then_gan_run_through_the_cli(tmp_path, shared):
     UNetDiscriminatorSN(3, 16).load_state_dict(d_sd)
 
     # resume: the discriminator and its optimiser come back from the checkpoint
-    cfg = load_config("realsr-m-x4-gan-tiny", [f"model.init_from={psnr_model}", "log.tensorboard=false",
-                                               "train.iterations=7"])
+    cfg = load_config(
+        "realsr-m-x4-gan-tiny", [f"model.init_from={psnr_model}", "log.tensorboard=false", "train.iterations=7"]
+    )
     trainer = GANTrainer(cfg, gan_out, resume=True, progress=False)
     try:
         assert trainer.iteration == 6

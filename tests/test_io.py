@@ -17,8 +17,18 @@ from PIL import ImageOps
 
 from swinir.errors import ImageReadError, ImageWriteError
 from swinir.io import (
-    SwinIRNotice, adapt_channels, apply_orientation, check_not_input, encode_image, from_float, gray_to_rgb,
-    read_image, resize, rgb_to_gray, to_float, write_image,
+    SwinIRNotice,
+    adapt_channels,
+    apply_orientation,
+    check_not_input,
+    encode_image,
+    from_float,
+    gray_to_rgb,
+    read_image,
+    resize,
+    rgb_to_gray,
+    to_float,
+    write_image,
 )
 
 RNG = np.random.default_rng(0)
@@ -95,7 +105,7 @@ def test_jpeg_quality_and_cmyk(tmp_path: Path) -> None:
     a = cv2.GaussianBlur(_img(64, 64, 3, np.uint8), (0, 0), 3)
     hi = read_image(write_image(tmp_path / "hi.jpg", a, quality=95)).array
     lo = read_image(write_image(tmp_path / "lo.jpg", a, quality=10)).array
-    err = lambda b: np.abs(b.astype(float) - a).mean()  # noqa: E731
+    err = lambda b: np.abs(b.astype(float) - a).mean()
     assert err(hi) < err(lo)
     PILImage.fromarray(a).convert("CMYK").save(tmp_path / "cmyk.jpg")
     r = read_image(tmp_path / "cmyk.jpg")
@@ -231,7 +241,7 @@ def test_check_not_input(tmp_path: Path) -> None:
 def test_float_conversions_roundtrip(dtype: type) -> None:
     a = _img(300, 7, 3, dtype)  # more rows than one conversion chunk
     f = to_float(a)
-    assert f.dtype == np.float32 and 0.0 <= f.min() and f.max() <= 1.0
+    assert f.dtype == np.float32 and f.min() >= 0.0 and f.max() <= 1.0
     assert np.array_equal(from_float(f, dtype), a)
     assert to_float(f) is f  # float32 passes through without a copy
     clipped = from_float(np.array([[-0.2, 0.5, 1.7]], np.float32), np.uint8)

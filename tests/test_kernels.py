@@ -26,8 +26,9 @@ def _sdpa(qkv: torch.Tensor, bias: torch.Tensor, counts: list[int], heads: int, 
     q, k, v = qkv.view(bn, n, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
     outs, s = [], 0
     for g, cnt in enumerate(counts):
-        o = F.scaled_dot_product_attention(q[s : s + cnt], k[s : s + cnt], v[s : s + cnt], attn_mask=bias[g][None],
-                                           scale=scale)
+        o = F.scaled_dot_product_attention(
+            q[s : s + cnt], k[s : s + cnt], v[s : s + cnt], attn_mask=bias[g][None], scale=scale
+        )
         outs.append(o.transpose(1, 2))
         s += cnt
     return torch.cat(outs).reshape(bn, n, heads * d)
@@ -88,8 +89,17 @@ def test_kernel_rejects_what_it_cannot_do() -> None:
 def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     """Whole blocks chunk by chunk (chunks crossing shift-mask groups at 64 tokens), batch 2, odd sizes."""
     monkeypatch.setattr(swinir_model, "CPU_CHUNK_TOKENS", chunk)
-    cfg = dict(upscale=2, in_chans=3, img_size=32, window_size=8, embed_dim=30, depths=[2, 2], num_heads=[3, 3],
-               mlp_ratio=2, upsampler="pixelshuffledirect")
+    cfg = dict(
+        upscale=2,
+        in_chans=3,
+        img_size=32,
+        window_size=8,
+        embed_dim=30,
+        depths=[2, 2],
+        num_heads=[3, 3],
+        mlp_ratio=2,
+        upsampler="pixelshuffledirect",
+    )
     torch.manual_seed(0)
     model = SwinIR(**cfg).eval()
     ref = ReferenceSwinIR(**cfg).eval()
@@ -122,8 +132,9 @@ def test_cpu_path_does_not_touch_its_input() -> None:
 
 def _python(code: str, cache: Path, **env: str) -> subprocess.CompletedProcess:
     full = {**os.environ, "SWINIR_CACHE": str(cache), **env}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full, timeout=300
+    )
 
 
 _PROBE = """
@@ -180,8 +191,16 @@ def test_restore_cli_says_when_the_kernel_is_not_used(tmp_path: Path, capsys: py
     from swinir.io import write_image
 
     torch.manual_seed(0)
-    model = SwinIR(upscale=2, img_size=8, window_size=4, depths=[1], embed_dim=8, num_heads=[2], mlp_ratio=2,
-                   upsampler="pixelshuffledirect")
+    model = SwinIR(
+        upscale=2,
+        img_size=8,
+        window_size=4,
+        depths=[1],
+        embed_dim=8,
+        num_heads=[2],
+        mlp_ratio=2,
+        upsampler="pixelshuffledirect",
+    )
     ckpt = save(model, tmp_path / "tiny_x2.pth")
     write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
     with kernels.disabled():
@@ -198,8 +217,9 @@ def test_restore_cli_says_when_the_kernel_is_not_used(tmp_path: Path, capsys: py
     "b,cin,cout,h,w,bias",
     [(1, 180, 180, 16, 16, True), (2, 60, 240, 13, 7, True), (1, 64, 48, 5, 9, False), (1, 33, 17, 1, 3, True)],
 )
-def test_winograd_conv_equals_direct(b: int, cin: int, cout: int, h: int, w: int, bias: bool, threads: int,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_winograd_conv_equals_direct(
+    b: int, cin: int, cout: int, h: int, w: int, bias: bool, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Odd and even sizes, single rows, channel counts off the 16-lane grid, tile batches split (3 tiles)."""
     monkeypatch.setattr(kernels, "WINOGRAD_TILES", 3)
     g = torch.Generator().manual_seed(cin + h)
@@ -234,8 +254,11 @@ def test_model_convs_take_winograd_and_match(golden: Path, golden_index: dict) -
         calls.append((u.shape[2], u.shape[1]))
         return original(x, u, bias)
 
-    expected = [(m.in_channels, m.out_channels) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
-                and m.kernel_size == (3, 3) and m.in_channels * m.out_channels >= 2000]
+    expected = [
+        (m.in_channels, m.out_channels)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) and m.in_channels * m.out_channels >= 2000
+    ]
     assert {(32, 64), (64, 64)} <= set(expected) and (32, 8) not in expected  # 3conv's bottleneck stays direct
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kernels, "conv3x3", counting)
@@ -247,10 +270,12 @@ def test_model_convs_take_winograd_and_match(golden: Path, golden_index: dict) -
 
 
 @needs_kernel
-@pytest.mark.parametrize("name", ("pixelshuffle_x3", "pixelshuffledirect_x4", "nearestconv_x4_3conv", "denoise_color",
-                                  "jpeg_gray_w7"))
-def test_golden_outputs_with_every_conv_on_winograd(golden: Path, golden_index: dict, name: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "name", ("pixelshuffle_x3", "pixelshuffledirect_x4", "nearestconv_x4_3conv", "denoise_color", "jpeg_gray_w7")
+)
+def test_golden_outputs_with_every_conv_on_winograd(
+    golden: Path, golden_index: dict, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The golden networks have 24-32 channels: lower the threshold so that every 3x3 conv takes Winograd."""
     import swinir
 

@@ -26,7 +26,9 @@ def test_peak_memory_is_flat_beyond_the_images() -> None:
     assert large["output"] == 1280 * 1280 * 3 and small["output"] == 512 * 512 * 3
     work_small = small["growth"] - small["output"] - small["input"]
     work_large = large["growth"] - large["output"] - large["input"]
-    print(f"\nworking memory beyond input+output: {work_small / MiB:.1f} MiB at 256^2, {work_large / MiB:.1f} MiB at 640^2")
+    print(
+        f"\nworking memory beyond input+output: {work_small / MiB:.1f} MiB at 256^2, {work_large / MiB:.1f} MiB at 640^2"
+    )
     assert work_large <= work_small + 16 * MiB
     # the images themselves are what grows: the total growth stays below images + the small run's working set
     assert large["growth"] <= large["output"] + large["input"] + max(work_small, 0) + 16 * MiB

@@ -12,14 +12,34 @@ from swinir.checkpoint import DERIVED_SUFFIXES
 from swinir.model import SwinIR, shift_mask
 
 GOLDEN = (
-    "pixelshuffle_x2", "pixelshuffle_x3", "pixelshuffle_x4", "pixelshuffle_x8",
-    "pixelshuffledirect_x2", "pixelshuffledirect_x3", "pixelshuffledirect_x4",
-    "nearestconv_x4_1conv", "nearestconv_x4_3conv",
-    "denoise_gray", "denoise_color", "jpeg_gray_w7", "jpeg_color_w7",
+    "pixelshuffle_x2",
+    "pixelshuffle_x3",
+    "pixelshuffle_x4",
+    "pixelshuffle_x8",
+    "pixelshuffledirect_x2",
+    "pixelshuffledirect_x3",
+    "pixelshuffledirect_x4",
+    "nearestconv_x4_1conv",
+    "nearestconv_x4_3conv",
+    "denoise_gray",
+    "denoise_color",
+    "jpeg_gray_w7",
+    "jpeg_color_w7",
 )
 RELEASED = (
-    "classical_x2", "classical_x3", "classical_x4", "classical_x8", "lightweight_x2", "lightweight_x3",
-    "lightweight_x4", "real_M_x4", "real_L_x4", "gray_dn", "color_dn", "gray_jpeg", "color_jpeg",
+    "classical_x2",
+    "classical_x3",
+    "classical_x4",
+    "classical_x8",
+    "lightweight_x2",
+    "lightweight_x3",
+    "lightweight_x4",
+    "real_M_x4",
+    "real_L_x4",
+    "gray_dn",
+    "color_dn",
+    "gray_jpeg",
+    "color_jpeg",
 )
 TOLERANCE = 1e-4
 _models: dict[str, SwinIR] = {}
@@ -59,8 +79,11 @@ def test_detected_spec_equals_golden_config(golden: Path, golden_index: dict, na
     # the model describes itself
     cfg = entry["config"]
     assert (model.scale, model.in_chans, model.window_size) == (cfg["upscale"], cfg["in_chans"], cfg["window_size"])
-    assert model.task == {"pixelshuffle": "classical_sr", "pixelshuffledirect": "lightweight_sr",
-                          "nearest+conv": "real_sr"}.get(cfg["upsampler"], "jpeg" if "jpeg" in name else "denoise")
+    assert model.task == {
+        "pixelshuffle": "classical_sr",
+        "pixelshuffledirect": "lightweight_sr",
+        "nearest+conv": "real_sr",
+    }.get(cfg["upsampler"], "jpeg" if "jpeg" in name else "denoise")
     assert model.task in model.spec.describe()
 
 

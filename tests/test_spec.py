@@ -14,12 +14,28 @@ from swinir.model import SwinIR
 from swinir.spec import ModelSpec, SpecError, detect
 
 RELEASED = (
-    "classical_x2", "classical_x3", "classical_x4", "classical_x8", "lightweight_x2", "lightweight_x3",
-    "lightweight_x4", "real_M_x4", "real_L_x4", "gray_dn", "color_dn", "gray_jpeg", "color_jpeg",
+    "classical_x2",
+    "classical_x3",
+    "classical_x4",
+    "classical_x8",
+    "lightweight_x2",
+    "lightweight_x3",
+    "lightweight_x4",
+    "real_M_x4",
+    "real_L_x4",
+    "gray_dn",
+    "color_dn",
+    "gray_jpeg",
+    "color_jpeg",
 )
 EXPECTED_TASK = {
-    "classical": "classical_sr", "lightweight": "lightweight_sr", "real": "real_sr", "gray_dn": "denoise",
-    "color_dn": "denoise", "gray_jpeg": "jpeg", "color_jpeg": "jpeg",
+    "classical": "classical_sr",
+    "lightweight": "lightweight_sr",
+    "real": "real_sr",
+    "gray_dn": "denoise",
+    "color_dn": "denoise",
+    "gray_jpeg": "jpeg",
+    "color_jpeg": "jpeg",
 }
 
 
@@ -28,8 +44,19 @@ def _shapes_only(state_dict: dict[str, list[int]]) -> dict[str, Any]:
     return {k: SimpleNamespace(shape=tuple(v)) for k, v in state_dict.items()}
 
 
-SMALL = dict(upscale=2, in_chans=3, img_size=16, window_size=8, img_range=1.0, depths=[2, 2], embed_dim=12,
-             num_heads=[2, 3], mlp_ratio=2, upsampler="pixelshuffle", resi_connection="1conv")
+SMALL = dict(
+    upscale=2,
+    in_chans=3,
+    img_size=16,
+    window_size=8,
+    img_range=1.0,
+    depths=[2, 2],
+    embed_dim=12,
+    num_heads=[2, 3],
+    mlp_ratio=2,
+    upsampler="pixelshuffle",
+    resi_connection="1conv",
+)
 
 
 def _small_model(**overrides: Any) -> SwinIR:
@@ -80,8 +107,12 @@ def test_detect_round_trips_constructor_arguments(overrides: dict) -> None:
     model = _small_model(**overrides)
     # img_size is only recoverable from attn_mask buffers, which state_dict() does not hold
     assert detect(dict(model.state_dict())) == model.spec.with_(img_size=64)
-    with_masks = {**model.state_dict(), "layers.0.residual_group.blocks.1.attn_mask": torch.empty(
-        ((48 // model.window_size) ** 2, model.window_size**2, model.window_size**2), device="meta")}
+    with_masks = {
+        **model.state_dict(),
+        "layers.0.residual_group.blocks.1.attn_mask": torch.empty(
+            ((48 // model.window_size) ** 2, model.window_size**2, model.window_size**2), device="meta"
+        ),
+    }
     assert detect(with_masks) == model.spec.with_(img_size=48 // model.window_size * model.window_size)
 
 
@@ -113,8 +144,10 @@ def _with(sd: dict, **shapes: tuple[int, ...]) -> dict:
 
 def _tables(sd: dict, rows: int) -> dict:
     """Every relative-position table resized to ``rows`` rows."""
-    return {k: torch.empty((rows, v.shape[1]), device="meta") if k.endswith("relative_position_bias_table") else v
-            for k, v in sd.items()}
+    return {
+        k: torch.empty((rows, v.shape[1]), device="meta") if k.endswith("relative_position_bias_table") else v
+        for k, v in sd.items()
+    }
 
 
 @pytest.mark.parametrize(
@@ -130,8 +163,17 @@ def _tables(sd: dict, rows: int) -> dict:
         (lambda sd: _without(sd, lambda k: k.startswith("conv_after_body")), "conv_after_body"),
         (lambda sd: _with(sd, upsample__0__weight=(320, 64, 3, 3)), "4x or 9x"),
     ],
-    ids=["empty", "cnn", "no-layers", "gap-in-layers", "no-bias-table", "non-square-table", "even-table-side",
-         "no-conv-after-body", "bad-upsample"],
+    ids=[
+        "empty",
+        "cnn",
+        "no-layers",
+        "gap-in-layers",
+        "no-bias-table",
+        "non-square-table",
+        "even-table-side",
+        "no-conv-after-body",
+        "bad-upsample",
+    ],
 )
 def test_bad_state_dicts_raise_spec_error(make: Any, match: str) -> None:
     with pytest.raises(SpecError, match=match):

@@ -10,13 +10,25 @@ import torch
 
 import swinir
 from swinir.model import (
-    SwinIR, group_masks, image_to_tokens, shift_mask, shifted_window_plan, tokens_to_image, window_partition,
+    SwinIR,
+    group_masks,
+    image_to_tokens,
+    shift_mask,
+    shifted_window_plan,
+    tokens_to_image,
+    window_partition,
 )
 from swinir.reference import ReferenceSwinIR
 
 # one golden network per code path: every upsampler, both residual connections, window 8 and 7, gray/color
-NETWORKS = ("pixelshuffle_x2", "pixelshuffle_x3", "pixelshuffledirect_x4", "nearestconv_x4_3conv", "denoise_gray",
-            "jpeg_color_w7")
+NETWORKS = (
+    "pixelshuffle_x2",
+    "pixelshuffle_x3",
+    "pixelshuffledirect_x4",
+    "nearestconv_x4_3conv",
+    "denoise_gray",
+    "jpeg_color_w7",
+)
 SIZES = ((16, 16), (19, 27), (33, 17), (5, 40))  # window multiples and not, wide, below one window high
 
 
@@ -61,8 +73,14 @@ def test_window_plan_is_roll_plus_partition() -> None:
         groups = group_masks(ws, s)
         start = 0
         # interior, last column, last row, corner; batch-major inside each group
-        for g, (rows, cols) in enumerate(((slice(0, -1), slice(0, -1)), (slice(0, -1), slice(-1, None)),
-                                          (slice(-1, None), slice(0, -1)), (slice(-1, None), slice(-1, None)))):
+        for g, (rows, cols) in enumerate(
+            (
+                (slice(0, -1), slice(0, -1)),
+                (slice(0, -1), slice(-1, None)),
+                (slice(-1, None), slice(0, -1)),
+                (slice(-1, None), slice(-1, None)),
+            )
+        ):
             part = want[:, rows, cols].reshape(-1, ws * ws, 5)
             assert part.shape[0] == plan.groups[g]
             assert torch.equal(got[start : start + plan.groups[g]], part)

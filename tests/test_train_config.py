@@ -63,8 +63,10 @@ def test_numbers_yaml_reads_as_strings_are_accepted(tmp_path: Path) -> None:
 
 
 def test_shorthands_and_overrides(tmp_path: Path) -> None:
-    cfg = load_config(_write(tmp_path, BASE), ["train.loss=charbonnier", "data.degrade.noise_sigma=25",
-                                               "data.train=[/a, /b]", "model.depths=[2]"])
+    cfg = load_config(
+        _write(tmp_path, BASE),
+        ["train.loss=charbonnier", "data.degrade.noise_sigma=25", "data.train=[/a, /b]", "model.depths=[2]"],
+    )
     assert [t.type for t in cfg.train.loss] == ["charbonnier"] and cfg.train.loss[0].eps == 1e-9
     assert cfg.data.degrade.noise_sigma == [25.0, 25.0]
     assert [s.hr for s in cfg.data.train] == ["/a", "/b"]
@@ -108,7 +110,12 @@ def test_every_preset_validates_and_tiny_ones_exist() -> None:
 def test_paper_settings() -> None:
     c2 = load_config("classical-sr-x2")
     assert (c2.train.iterations, c2.train.milestones, c2.data.batch_size, c2.data.patch_size, c2.train.lr) == (
-        500000, [250000, 400000, 450000, 475000], 32, 48, 2e-4)
+        500000,
+        [250000, 400000, 450000, 475000],
+        32,
+        48,
+        2e-4,
+    )
     assert c2.model.embed_dim == 180 and c2.model.depths == [6] * 6 and c2.model.upsampler == "pixelshuffle"
     assert load_config("classical-sr-df2k-x2").data.patch_size == 64
     for s in (3, 4, 8):
@@ -117,12 +124,20 @@ def test_paper_settings() -> None:
         assert c.train.lr == 1e-4 and c.train.milestones == [125000, 200000, 225000, 237500]
     lw = load_config("lightweight-sr-x2")
     assert (lw.data.patch_size, lw.data.batch_size, lw.model.embed_dim, lw.model.upsampler) == (
-        64, 64, 60, "pixelshuffledirect")
+        64,
+        64,
+        60,
+        "pixelshuffledirect",
+    )
     for color, ch in (("gray", 1), ("color", 3)):
         d = load_config(f"denoise-{color}-15")
         assert d.model.in_chans == ch and d.data.degrade.noise_sigma == [15, 15]
         assert (d.train.iterations, d.train.milestones, d.data.patch_size, d.data.batch_size) == (
-            1600000, [800000, 1200000, 1400000, 1500000], 128, 8)
+            1600000,
+            [800000, 1200000, 1400000, 1500000],
+            128,
+            8,
+        )
         assert d.train.loss[0].type == "charbonnier"
         d50 = load_config(f"denoise-{color}-50")
         assert d50.model.init_from == f"denoise-{color}-15" and d50.train.lr == 1e-4

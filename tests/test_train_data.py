@@ -28,8 +28,14 @@ def bsd(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _cfg(folder: Path, **kw: object) -> DataConfig:
     degrade = kw.pop("degrade", DegradeConfig())
-    return DataConfig(train=[SourceConfig(hr=str(folder))], patch_size=kw.pop("patch_size", 16),  # type: ignore[arg-type]
-                      batch_size=4, num_workers=0, degrade=degrade, **kw)  # type: ignore[arg-type]
+    return DataConfig(
+        train=[SourceConfig(hr=str(folder))],
+        patch_size=kw.pop("patch_size", 16),  # type: ignore[arg-type]
+        batch_size=4,
+        num_workers=0,
+        degrade=degrade,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def _locate(img: np.ndarray, patch: np.ndarray) -> tuple[int, int] | None:
@@ -38,7 +44,7 @@ def _locate(img: np.ndarray, patch: np.ndarray) -> tuple[int, int] | None:
     _, _, loc, _ = cv2.minMaxLoc(res)
     x, y = loc
     h, w = patch.shape[:2]
-    return (y, x) if np.array_equal(img[y:y + h, x:x + w], patch) else None
+    return (y, x) if np.array_equal(img[y : y + h, x : x + w], patch) else None
 
 
 def _inverse(mode: int) -> int:
@@ -83,7 +89,7 @@ def test_noise_levels_fixed_and_blind(bsd: Path) -> None:
         est = float((lq - gt / 255.0).std() * 255)
         assert abs(est - info["sigma"]) < 0.08 * info["sigma"] + 0.2
         sigmas.append(info["sigma"])
-    assert 0 <= min(sigmas) and max(sigmas) <= 50 and np.ptp(sigmas) > 20
+    assert min(sigmas) >= 0 and max(sigmas) <= 50 and np.ptp(sigmas) > 20
 
 
 def test_jpeg_fixed_and_gray(bsd: Path) -> None:
@@ -118,8 +124,12 @@ def test_epochs_cover_every_image_and_weights(bsd: Path, tmp_path: Path) -> None
     other.mkdir()
     for f in sorted(bsd.iterdir())[:4]:
         shutil.copy(f, other / f.name)
-    cfg = DataConfig(train=[SourceConfig(str(bsd), weight=2.0), SourceConfig(str(other), weight=0.5)],
-                     patch_size=16, batch_size=4, num_workers=0)
+    cfg = DataConfig(
+        train=[SourceConfig(str(bsd), weight=2.0), SourceConfig(str(other), weight=0.5)],
+        patch_size=16,
+        batch_size=4,
+        num_workers=0,
+    )
     w = TrainSet(cfg, 2, 3)
     counts = np.bincount(w.epoch_order(0), minlength=10)
     assert w.epoch_length == 6 * 2 + 2 and list(counts[:6]) == [2] * 6 and counts[6:].sum() == 2

@@ -21,11 +21,33 @@ def test_two_gloo_processes_match_one(shared: Path, tmp_path: Path) -> None:
     images.mkdir()
     for f in sorted((shared / "data" / "train" / "BSD400").iterdir())[:8]:
         shutil.copy(f, images / f.name)
-    overrides = [f"data.train=[{images}]", "train.iterations=3", "data.batch_size=4", "val.hr=null",
-                 "log.every=1", "log.tensorboard=false", "log.plot=false", "train.grad_clip=0.1", "train.threads=1"]
+    overrides = [
+        f"data.train=[{images}]",
+        "train.iterations=3",
+        "data.batch_size=4",
+        "val.hr=null",
+        "log.every=1",
+        "log.tensorboard=false",
+        "log.plot=false",
+        "train.grad_clip=0.1",
+        "train.threads=1",
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "swinir", "train", "builtin-x2-tiny", "--out", str(tmp_path / "ddp"), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "swinir",
+        "train",
+        "builtin-x2-tiny",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--no-progress",
+    ]
     for o in overrides:
         cmd += ["--set", o]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
@@ -55,11 +77,34 @@ def test_time_limit_under_torchrun_stops_both_processes_together(shared: Path, t
         shutil.copy(f, images / f.name)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "swinir", "train", "builtin-x2-tiny", "--out", str(out), "--no-progress"]
-    for o in (f"data.train=[{images}]", "train.iterations=100000", "train.milestones=[50000,90000]",
-              "train.time_limit=8", "data.batch_size=4", "val.hr=null", "log.every=2", "log.tensorboard=false",
-              "log.plot=false", "train.threads=1", "log.checkpoint_every=100000"):
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "swinir",
+        "train",
+        "builtin-x2-tiny",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    for o in (
+        f"data.train=[{images}]",
+        "train.iterations=100000",
+        "train.milestones=[50000,90000]",
+        "train.time_limit=8",
+        "data.batch_size=4",
+        "val.hr=null",
+        "log.every=2",
+        "log.tensorboard=false",
+        "log.plot=false",
+        "train.threads=1",
+        "log.checkpoint_every=100000",
+    ):
         cmd += ["--set", o]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

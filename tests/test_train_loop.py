@@ -34,8 +34,10 @@ def images(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny(images: Path, *extra: str) -> swinir.train.Config:
-    return load_config("builtin-x2-tiny", [f"data.train=[{images}]", "val.max_images=2", "val.max_size=64",
-                                           "log.progress=false", *extra])
+    return load_config(
+        "builtin-x2-tiny",
+        [f"data.train=[{images}]", "val.max_images=2", "val.max_size=64", "log.progress=false", *extra],
+    )
 
 
 def records(out: Path, kind: str) -> list[dict]:
@@ -65,7 +67,10 @@ def test_run_writes_its_outputs(run: Path) -> None:
     ck = run / "checkpoints"
     assert sorted(p.name for p in ck.iterdir()) == ["best.pt", "iter_0000020.pt", f"iter_{ITERS:07d}.pt", "latest.pt"]
     assert sorted(p.name for p in (run / "models").iterdir()) == [
-        "model_0000020.pth", f"model_{ITERS:07d}.pth", "model_best.pth"]
+        "model_0000020.pth",
+        f"model_{ITERS:07d}.pth",
+        "model_best.pth",
+    ]
     log = (run / "train.log").read_text()
     assert "val @40: PSNR" in log and "saved checkpoint" in log
     png = cv2.imread(str(run / "curves.png"))
@@ -100,8 +105,15 @@ def test_saved_model_loads_with_swinir_load(run: Path, shared: Path) -> None:
 
 
 def test_exact_resume(images: Path, tmp_path: Path) -> None:
-    common = ["val.hr=null", "log.every=1", "log.tensorboard=false", "log.plot=false", "train.milestones=[3]",
-              "train.grad_clip=0.5", "data.degrade.jpeg_quality=[30, 90]"]
+    common = [
+        "val.hr=null",
+        "log.every=1",
+        "log.tensorboard=false",
+        "log.plot=false",
+        "train.milestones=[3]",
+        "train.grad_clip=0.5",
+        "data.degrade.jpeg_quality=[30, 90]",
+    ]
     straight = train(tiny(images, "train.iterations=6", *common), tmp_path / "a")
     train(tiny(images, "train.iterations=3", *common), tmp_path / "b")
     resumed = train(tiny(images, "train.iterations=6", *common), tmp_path / "b", resume=True)
@@ -144,8 +156,10 @@ def test_finetune_x4_from_x2(run: Path, images: Path, tmp_path: Path) -> None:
     try:
         sd = t.model.state_dict()
         assert torch.equal(sd["conv_first.weight"], src["conv_first.weight"])
-        assert torch.equal(sd["layers.0.residual_group.blocks.1.attn.qkv.weight"],
-                           src["layers.0.residual_group.blocks.1.attn.qkv.weight"])
+        assert torch.equal(
+            sd["layers.0.residual_group.blocks.1.attn.qkv.weight"],
+            src["layers.0.residual_group.blocks.1.attn.qkv.weight"],
+        )
         assert sd["upsample.0.weight"].shape[0] == 16 * 3 and src["upsample.0.weight"].shape[0] == 4 * 3
     finally:
         t.close()
@@ -156,8 +170,18 @@ def test_finetune_x4_from_x2(run: Path, images: Path, tmp_path: Path) -> None:
 
 
 def _two_steps(images: Path, tmp_path: Path, name: str, *extra: str) -> list[float]:
-    train(tiny(images, "train.iterations=2", "val.hr=null", "log.every=1", "log.plot=false",
-               "log.tensorboard=false", *extra), tmp_path / name)
+    train(
+        tiny(
+            images,
+            "train.iterations=2",
+            "val.hr=null",
+            "log.every=1",
+            "log.plot=false",
+            "log.tensorboard=false",
+            *extra,
+        ),
+        tmp_path / name,
+    )
     return [r["loss"] for r in records(tmp_path / name, "train")]
 
 
@@ -184,8 +208,16 @@ def test_time_limit_replans_iterations_and_milestones(images: Path, tmp_path: Pa
     into the budget, and ends inside it with the whole schedule (both lr drops) behind it."""
     out = tmp_path / "budget"
     limit, planned, ms = 6.0, 100_000, [50_000, 80_000]
-    cfg = tiny(images, f"train.iterations={planned}", f"train.milestones={ms}", f"train.time_limit={limit}",
-               "val.every=0", "log.every=5", "log.checkpoint_every=100000", "val.hr=null")
+    cfg = tiny(
+        images,
+        f"train.iterations={planned}",
+        f"train.milestones={ms}",
+        f"train.time_limit={limit}",
+        "val.every=0",
+        "log.every=5",
+        "log.checkpoint_every=100000",
+        "val.hr=null",
+    )
     res = train(cfg, out)
     assert not res.interrupted
     saved = load_config(out / "config.yaml").train
@@ -221,8 +253,18 @@ def test_time_limit_is_summed_over_resumes(images: Path, tmp_path: Path) -> None
     """A budgeted run that is resumed with a larger budget goes on for the difference, from its saved
     plan, and the loop time adds up."""
     out = tmp_path / "budget"
-    first = train(tiny(images, "train.iterations=100000", "train.milestones=[50000,80000]", "train.time_limit=3",
-                       "val.hr=null", "log.every=5", "log.checkpoint_every=100000"), out)
+    first = train(
+        tiny(
+            images,
+            "train.iterations=100000",
+            "train.milestones=[50000,80000]",
+            "train.time_limit=3",
+            "val.hr=null",
+            "log.every=5",
+            "log.checkpoint_every=100000",
+        ),
+        out,
+    )
     s1 = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
     assert 2.4 <= s1["train_seconds"] <= 4.5
     cfg = load_config(out / "config.yaml", ["train.time_limit=6"])
@@ -244,8 +286,9 @@ def test_ema_update_equals_the_per_parameter_formula() -> None:
     from swinir.train.ema import EMA
 
     torch.manual_seed(0)
-    model = SwinIR(upscale=2, img_size=16, window_size=8, depths=[2], embed_dim=16, num_heads=[2],
-                   upsampler="pixelshuffle")
+    model = SwinIR(
+        upscale=2, img_size=16, window_size=8, depths=[2], embed_dim=16, num_heads=[2], upsampler="pixelshuffle"
+    )
     ema = EMA(model, 0.999)
     ref = copy.deepcopy(ema.module)
     for _ in range(3):

@@ -50,7 +50,12 @@ def test_layer_indices_match_torchvision_vgg19_features():
     # the 16 convolutions of VGG19: 20,024,384 parameters, as torchvision's features
     assert sum(p.numel() for p in m.parameters()) == 20_024_384
     assert [tuple(m.features[i].weight.shape) for i in (2, 7, 16, 25, 34)] == [
-        (64, 64, 3, 3), (128, 128, 3, 3), (256, 256, 3, 3), (512, 512, 3, 3), (512, 512, 3, 3)]
+        (64, 64, 3, 3),
+        (128, 128, 3, 3),
+        (256, 256, 3, 3),
+        (512, 512, 3, 3),
+        (512, 512, 3, 3),
+    ]
 
 
 def test_taps_are_pre_relu_outputs_of_the_normalised_input():
@@ -58,7 +63,9 @@ def test_taps_are_pre_relu_outputs_of_the_normalised_input():
     m = VGG19Features(layers=(2, 7)).eval()  # random weights
     x = torch.rand(1, 3, 16, 16)
     f2, f7 = m(x)
-    xn = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    xn = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1
+    )
     ref2 = m.features[2](torch.relu(m.features[0](xn)))
     torch.testing.assert_close(f2, ref2)
     assert (f2 < 0).any() and (f7 < 0).any()  # before the ReLU
@@ -92,8 +99,13 @@ def vgg_file(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     """A torchvision-format VGG19 file with random features and (shrunken) classifier keys."""
     torch.manual_seed(2)
     sd = dict(VGG19Features(layers=(36,)).state_dict())
-    sd.update({"classifier.0.weight": torch.zeros(2, 2), "classifier.0.bias": torch.zeros(2),
-               "classifier.6.weight": torch.zeros(3, 2)})
+    sd.update(
+        {
+            "classifier.0.weight": torch.zeros(2, 2),
+            "classifier.0.bias": torch.zeros(2),
+            "classifier.6.weight": torch.zeros(3, 2),
+        }
+    )
     folder = tmp_path_factory.mktemp("srv")
     tmp = folder / "x.pth"
     torch.save(sd, tmp)

@@ -6,9 +6,9 @@ import dataclasses
 import hashlib
 import socket
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -20,8 +20,19 @@ from swinir.errors import ZooError
 from swinir.model import SwinIR
 from swinir.spec import TASKS, ModelSpec
 
-SMALL_X2 = dict(upscale=2, in_chans=3, img_size=16, window_size=8, img_range=1.0, depths=[2], embed_dim=12,
-                num_heads=[2], mlp_ratio=2, upsampler="pixelshuffle", resi_connection="1conv")
+SMALL_X2 = dict(
+    upscale=2,
+    in_chans=3,
+    img_size=16,
+    window_size=8,
+    img_range=1.0,
+    depths=[2],
+    embed_dim=12,
+    num_heads=[2],
+    mlp_ratio=2,
+    upsampler="pixelshuffle",
+    resi_connection="1conv",
+)
 
 
 class ZooServer:
@@ -33,7 +44,7 @@ class ZooServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 name = self.path.rsplit("/", 1)[-1]
                 outer.requests.append(self.path)
                 if name not in outer.files:
@@ -104,10 +115,18 @@ def test_registry_names_all_27_released_checkpoints() -> None:
     assert {e.task for e in zoo.list_entries()} <= set(TASKS)
     groups = {}
     for e in zoo.RELEASED:
-        groups[e.filename.split("_")[0] + e.filename.split("_")[1]] = groups.get(
-            e.filename.split("_")[0] + e.filename.split("_")[1], 0) + 1
-    assert groups == {"001classicalSR": 8, "002lightweightSR": 3, "003realSR": 2, "004grayDN": 3,
-                      "005colorDN": 3, "006CAR": 4, "006colorCAR": 4}
+        groups[e.filename.split("_")[0] + e.filename.split("_")[1]] = (
+            groups.get(e.filename.split("_")[0] + e.filename.split("_")[1], 0) + 1
+        )
+    assert groups == {
+        "001classicalSR": 8,
+        "002lightweightSR": 3,
+        "003realSR": 2,
+        "004grayDN": 3,
+        "005colorDN": 3,
+        "006CAR": 4,
+        "006colorCAR": 4,
+    }
 
 
 def test_every_name_alias_and_file_name_is_unique() -> None:
@@ -229,8 +248,9 @@ def test_resolve_with_explicit_cache_dir_and_base_url(
     monkeypatch.delenv(zoo.URL_ENV)
     entry = zoo.get("classical-x2")
     zoo_server.add(entry.filename, small_checkpoint[1])
-    path = zoo.resolve("classical-x2", cache_dir=tmp_path / "elsewhere", progress=False,
-                       base_url=zoo_server.base_url + "/")
+    path = zoo.resolve(
+        "classical-x2", cache_dir=tmp_path / "elsewhere", progress=False, base_url=zoo_server.base_url + "/"
+    )
     assert path == tmp_path / "elsewhere" / entry.filename and path.is_file()
     assert not (tmp_path / "cache").exists()
 

@@ -35,11 +35,17 @@ OUT_DIR = ROOT / "src" / "swinir" / "builtin"
 EVALS: dict[str, list[tuple[str, str]]] = {
     "builtin-x2": [
         ("Set5 x2", "--task classical_sr --hr {D}/Set5/HR --lr {D}/Set5/LR_bicubic/X2 --scale 2"),
-        ("bicubic Set5 x2", "--task classical_sr --hr {D}/Set5/HR --lr {D}/Set5/LR_bicubic/X2 --scale 2 --model bicubic"),
+        (
+            "bicubic Set5 x2",
+            "--task classical_sr --hr {D}/Set5/HR --lr {D}/Set5/LR_bicubic/X2 --scale 2 --model bicubic",
+        ),
     ],
     "builtin-x4": [
         ("Set5 x4", "--task classical_sr --hr {D}/Set5/HR --lr {D}/Set5/LR_bicubic/X4 --scale 4"),
-        ("bicubic Set5 x4", "--task classical_sr --hr {D}/Set5/HR --lr {D}/Set5/LR_bicubic/X4 --scale 4 --model bicubic"),
+        (
+            "bicubic Set5 x4",
+            "--task classical_sr --hr {D}/Set5/HR --lr {D}/Set5/LR_bicubic/X4 --scale 4 --model bicubic",
+        ),
     ],
     "builtin-denoise": [
         ("McMaster sigma25", "--task color_dn --hr {D}/McMaster --noise 25"),
@@ -81,10 +87,17 @@ def main() -> int:
     ap.add_argument("run", type=Path, help="training run folder (holds config.yaml, models/, metrics.jsonl)")
     ap.add_argument("--checkpoint", default="models/model_best.pth")
     ap.add_argument("--notes", default="", help="extra lines for the model card")
-    ap.add_argument("--machine", default=None,
-                    help="where it was trained (default: this machine's CPU, e.g. 'a shared 2-core AMD EPYC CPU')")
-    ap.add_argument("--regenerate", action="append", default=[],
-                    help="the exact training command(s) of this run, in order (repeatable)")
+    ap.add_argument(
+        "--machine",
+        default=None,
+        help="where it was trained (default: this machine's CPU, e.g. 'a shared 2-core AMD EPYC CPU')",
+    )
+    ap.add_argument(
+        "--regenerate",
+        action="append",
+        default=[],
+        help="the exact training command(s) of this run, in order (repeatable)",
+    )
     a = ap.parse_args()
 
     data = (shared_dir() or ROOT.parent / "shared") / "data"
@@ -97,7 +110,6 @@ def main() -> int:
     # paths as a reader has them: ../shared/data/... (a GPU run reads a carried copy, .devdata/data/...)
     cfg = _portable(yaml.safe_load((a.run / "config.yaml").read_text()))
     records = [json.loads(line) for line in (a.run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    train_recs = [r for r in records if r.get("kind") == "train"]
     iters = max((r.get("iter", 0) for r in records), default=0)
     log_text = (a.run / "train.log").read_text()
 
@@ -106,8 +118,10 @@ def main() -> int:
     for label, args in EVALS[a.name]:
         report, shown = run_eval(weights, args, data)
         avg = report["average"]
-        row = {"PSNR-Y" if "classical" in args else "PSNR": avg["psnr_y"] if "classical" in args else avg["psnr"],
-               "SSIM-Y" if "classical" in args else "SSIM": avg["ssim_y"] if "classical" in args else avg["ssim"]}
+        row = {
+            "PSNR-Y" if "classical" in args else "PSNR": avg["psnr_y"] if "classical" in args else avg["psnr"],
+            "SSIM-Y" if "classical" in args else "SSIM": avg["ssim_y"] if "classical" in args else avg["ssim"],
+        }
         if avg.get("input_psnr") is not None and "sigma" in label:
             row["input PSNR"] = avg["input_psnr"]
         metrics[label] = {k: round(float(v), 4) for k, v in row.items()}
@@ -127,29 +141,34 @@ def main() -> int:
     }
     (OUT_DIR / f"{a.name}.json").write_text(json.dumps(info, indent=1) + "\n")
 
-    which = ("the best validation checkpoint" if "best" in a.checkpoint else
-             f"the run's last checkpoint (`{a.checkpoint}`, iteration {iters})")
-    machine = a.machine or (f"a shared 2-core AMD EPYC CPU ({platform.machine()}, torch {torch.__version__}), "
-                            "no GPU")
+    which = (
+        "the best validation checkpoint"
+        if "best" in a.checkpoint
+        else f"the run's last checkpoint (`{a.checkpoint}`, iteration {iters})"
+    )
+    machine = a.machine or (f"a shared 2-core AMD EPYC CPU ({platform.machine()}, torch {torch.__version__}), no GPU")
     first = log_text.splitlines()[0][:19] if log_text else "?"
     last = log_text.splitlines()[-1][:19] if log_text else "?"
-    rows = "\n".join(f"| {k} | " + " / ".join(f"{n} {v:.4f}" if "SSIM" in n else f"{n} {v:.2f}" for n, v in m.items()) + " |"
-                     for k, m in metrics.items())
+    rows = "\n".join(
+        f"| {k} | " + " / ".join(f"{n} {v:.4f}" if "SSIM" in n else f"{n} {v:.2f}" for n, v in m.items()) + " |"
+        for k, m in metrics.items()
+    )
     shared = str(shared_dir() or "")
     data_lines = "\n".join(f"  - `{str(d.get('hr', d)).replace(shared, '../shared')}`" for d in cfg["data"]["train"])
     remake = f"python tools/make_builtin.py {a.name} runs/{a.name}" + (
-        f" --checkpoint {a.checkpoint}" if a.checkpoint != "models/model_best.pth" else "")
+        f" --checkpoint {a.checkpoint}" if a.checkpoint != "models/model_best.pth" else ""
+    )
     card = f"""# {a.name}
 
-{spec.task.replace('_', ' ')} {'x' + str(spec.scale) + ' ' if spec.scale > 1 else ''}({spec.color}), a compact SwinIR that ships inside the package.
+{spec.task.replace("_", " ")} {"x" + str(spec.scale) + " " if spec.scale > 1 else ""}({spec.color}), a compact SwinIR that ships inside the package.
 
-Trained by the swinir project with its own `swinir train`, from the preset `{cfg['name']}`.
+Trained by the swinir project with its own `swinir train`, from the preset `{cfg["name"]}`.
 
-- Architecture: {spec.describe()}; {info['parameters'] / 1e6:.3f}M parameters, {weights.stat().st_size / 1e6:.2f} MB.
+- Architecture: {spec.describe()}; {info["parameters"] / 1e6:.3f}M parameters, {weights.stat().st_size / 1e6:.2f} MB.
 - Training data (open images from the project's shared data; no benchmark image):
 {data_lines}
-- Iterations: {iters} (batch {cfg['data']['batch_size']}, patch {cfg['data']['patch_size']}), lr {cfg['train']['lr']},
-  milestones {cfg['train']['milestones']}, loss {cfg['train']['loss']}, EMA {cfg['train']['ema_decay']}.
+- Iterations: {iters} (batch {cfg["data"]["batch_size"]}, patch {cfg["data"]["patch_size"]}), lr {cfg["train"]["lr"]},
+  milestones {cfg["train"]["milestones"]}, loss {cfg["train"]["loss"]}, EMA {cfg["train"]["ema_decay"]}.
   Weights are the EMA weights of {which}.
 - Training time: {first} to {last} UTC (wall clock, including interruptions and resumes), on {machine}.
 {a.notes}
@@ -169,7 +188,7 @@ Commands:
 ## Regenerate
 
 ```bash
-{chr(10).join(a.regenerate) or f'swinir train {cfg["name"]}  # see run_config in {a.name}.json'}
+{chr(10).join(a.regenerate) or f"swinir train {cfg['name']}  # see run_config in {a.name}.json"}
 {remake}
 ```
 """

@@ -1,8 +1,8 @@
 """SwinIR image restoration: super-resolution, denoising and JPEG artifact removal.
 
-    >>> import swinir
-    >>> model = swinir.load("classical-x4")          # zoo name, file path, or state dict
-    >>> out = swinir.restore(model, image, tile=256)  # numpy uint8/uint16/float or tensor
+>>> import swinir
+>>> model = swinir.load("classical-x4")          # zoo name, file path, or state dict
+>>> out = swinir.restore(model, image, tile=256)  # numpy uint8/uint16/float or tensor
 """
 
 from __future__ import annotations
@@ -17,8 +17,17 @@ from swinir.spec import ModelSpec, detect
 __version__ = "0.1.0"
 
 __all__ = [
-    "SwinIR", "ModelSpec", "detect", "load", "save", "restore",
-    "SwinIRError", "CheckpointError", "ImageReadError", "ZooError", "__version__",
+    "SwinIR",
+    "ModelSpec",
+    "detect",
+    "load",
+    "save",
+    "restore",
+    "SwinIRError",
+    "CheckpointError",
+    "ImageReadError",
+    "ZooError",
+    "__version__",
 ]
 
 
@@ -30,4 +39,4 @@ def restore(*args: Any, **kwargs: Any) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from swinir.engine import restore  # noqa: F811
+    from swinir.engine import restore

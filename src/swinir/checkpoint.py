@@ -12,8 +12,9 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -64,14 +65,19 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
         if "Weights only load failed" in str(exc) and "Unsupported operand" not in str(exc):
             needs = re.search(r"GLOBAL ([\w.]+)", str(exc))
             what = f" ({needs.group(1)})" if needs else ""
-            raise _fail(p, f"found a pickle that needs arbitrary code to load{what}; re-save it as a plain "
-                           "state dict, or pass weights_only=False if you trust the file") from None
+            raise _fail(
+                p,
+                f"found a pickle that needs arbitrary code to load{what}; re-save it as a plain "
+                "state dict, or pass weights_only=False if you trust the file",
+            ) from None
         if isinstance(exc, EOFError) or "truncated" in msg.lower() or "failed finding central directory" in msg:
             raise _fail(p, f"found a truncated file ({size} bytes)") from None
         with open(p, "rb") as f:
             head = f.read(8)
         if not (head.startswith(b"PK") or head[:1] == b"\x80") or "Unsupported operand" in str(exc):
-            raise _fail(p, f"found a file that is neither a torch zip archive nor a pickle (it starts {head!r})") from None
+            raise _fail(
+                p, f"found a file that is neither a torch zip archive nor a pickle (it starts {head!r})"
+            ) from None
         raise _fail(p, f"found an unreadable file ({type(exc).__name__}: {msg[:160]})") from None
     if not isinstance(obj, Mapping):
         raise _fail(p, f"found a {type(obj).__name__}, not a dict")
@@ -82,8 +88,11 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
 def unwrap(obj: Mapping[str, Any], source: object = "state dict") -> tuple[dict[str, Tensor], str]:
     """Find the state dict inside a checkpoint; returns (state dict, wrapper key or '')."""
     ema = obj.get("ema")  # a `swinir train` checkpoint: its EMA weights, as params_ema is preferred
-    if isinstance(ema, Mapping) and isinstance(ema.get("module"), Mapping) and \
-            any(isinstance(v, Tensor) for v in ema["module"].values()):
+    if (
+        isinstance(ema, Mapping)
+        and isinstance(ema.get("module"), Mapping)
+        and any(isinstance(v, Tensor) for v in ema["module"].values())
+    ):
         return _strip_prefix(ema["module"]), "ema"
     for key in WRAPPER_KEYS:
         inner = obj.get(key)
@@ -103,7 +112,7 @@ def _strip_prefix(sd: Mapping[str, Any]) -> dict[str, Tensor]:
             continue
         for prefix in ("module.", "_orig_mod."):
             while k.startswith(prefix):
-                k = k[len(prefix):]
+                k = k[len(prefix) :]
         out[k] = v
     return out
 
@@ -143,8 +152,10 @@ def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, sourc
             parts = []
             if wrong:
                 k = wrong[0]
-                parts.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(state_dict[k].shape)}, "
-                             f"expected {tuple(own[k].shape)})")
+                parts.append(
+                    f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(state_dict[k].shape)}, "
+                    f"expected {tuple(own[k].shape)})"
+                )
             if missing:
                 parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
             if unexpected:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -33,9 +34,13 @@ __all__ = ["restore", "plan_axis", "axis_weights", "resolve_precision", "ENSEMBL
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, Tensor)
 
 PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
 }
 # (rot90 count, horizontal flip) for the x8 self-ensemble
 ENSEMBLE_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for k in range(4) for f in (False, True))
@@ -309,8 +314,10 @@ def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Ten
             ) from None
         if st.amp is None or not isinstance(exc, RuntimeError):
             raise
-        _notice(f"{str(st.amp).replace('torch.', '')} failed on {x.device} ({str(exc).splitlines()[0][:120]}): "
-                "falling back to fp32")
+        _notice(
+            f"{str(st.amp).replace('torch.', '')} failed on {x.device} ({str(exc).splitlines()[0][:120]}): "
+            "falling back to fp32"
+        )
         st.amp = None
         y = _run(model, x, ensemble, None)
     if not bool(torch.isfinite(y).all()):
@@ -413,8 +420,17 @@ def restore(
             model.train()
 
 
-def _restore_numpy(model: nn.Module, image: np.ndarray, tile: int | None, overlap: int, ensemble: bool,
-                   amp: torch.dtype | None, dev: torch.device, batch_size: int, progress: bool) -> np.ndarray:
+def _restore_numpy(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None,
+    overlap: int,
+    ensemble: bool,
+    amp: torch.dtype | None,
+    dev: torch.device,
+    batch_size: int,
+    progress: bool,
+) -> np.ndarray:
     from swinir.io import resize
 
     if image.ndim not in (2, 3):
@@ -458,8 +474,17 @@ def _restore_numpy(model: nn.Module, image: np.ndarray, tile: int | None, overla
     return out
 
 
-def _restore_tensor(model: nn.Module, image: Tensor, tile: int | None, overlap: int, ensemble: bool,
-                    amp: torch.dtype | None, dev: torch.device, batch_size: int, progress: bool) -> Tensor:
+def _restore_tensor(
+    model: nn.Module,
+    image: Tensor,
+    tile: int | None,
+    overlap: int,
+    ensemble: bool,
+    amp: torch.dtype | None,
+    dev: torch.device,
+    batch_size: int,
+    progress: bool,
+) -> Tensor:
     if image.dim() not in (2, 3, 4):
         raise SwinIRError(f"expected a CHW or NCHW tensor, got shape {tuple(image.shape)}")
     if image.dtype != torch.uint8 and not image.dtype.is_floating_point:
@@ -502,9 +527,20 @@ def _restore_tensor(model: nn.Module, image: Tensor, tile: int | None, overlap: 
 
 
 @torch.inference_mode()
-def _tiled(model: nn.Module, src: _Source, plan: _Plan, scale: int, tile: int | None, overlap: int,
-           ensemble: bool, amp: torch.dtype | None, dev: torch.device, batch_size: int, progress: bool,
-           flush: Flush) -> None:
+def _tiled(
+    model: nn.Module,
+    src: _Source,
+    plan: _Plan,
+    scale: int,
+    tile: int | None,
+    overlap: int,
+    ensemble: bool,
+    amp: torch.dtype | None,
+    dev: torch.device,
+    batch_size: int,
+    progress: bool,
+    flush: Flush,
+) -> None:
     from tqdm import tqdm
 
     _, _, _, window = _model_info(model)
@@ -537,7 +573,6 @@ def _tiled(model: nn.Module, src: _Source, plan: _Plan, scale: int, tile: int | 
     finally:
         bar.close()
     if st.recomputed:
-        _notice(f"{st.recomputed} of {st.tiles} tile(s) overflowed in {st.requested} "
-                "and were recomputed in fp32")
+        _notice(f"{st.recomputed} of {st.tiles} tile(s) overflowed in {st.requested} and were recomputed in fp32")
     if st.nonfinite:
         _notice(f"{st.nonfinite} of {st.tiles} tile(s) have non-finite output even in fp32 (NaN/inf in the model?)")

@@ -24,9 +24,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,9 +39,25 @@ from swinir.degrade import add_gaussian_noise_test, imresize, jpeg_compress, jpe
 from swinir.errors import ImageReadError, ImageWriteError, SwinIRError
 
 __all__ = [
-    "TASKS", "SR_TASKS", "Protocol", "Sample", "Scores", "ImageResult", "EvalReport", "BICUBIC",
-    "list_images", "load_sample", "load_samples", "pad_like_release", "restore_sample", "to_uint8",
-    "score", "evaluate", "evaluate_samples", "comparison_sheet", "task_for_model",
+    "TASKS",
+    "SR_TASKS",
+    "Protocol",
+    "Sample",
+    "Scores",
+    "ImageResult",
+    "EvalReport",
+    "BICUBIC",
+    "list_images",
+    "load_sample",
+    "load_samples",
+    "pad_like_release",
+    "restore_sample",
+    "to_uint8",
+    "score",
+    "evaluate",
+    "evaluate_samples",
+    "comparison_sheet",
+    "task_for_model",
 ]
 
 TASKS = ("classical_sr", "lightweight_sr", "real_sr", "gray_dn", "color_dn", "jpeg_car", "color_jpeg_car")
@@ -49,7 +66,7 @@ GRAY_TASKS = ("gray_dn", "jpeg_car")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 BICUBIC = "bicubic"  # the MATLAB-bicubic upsampling baseline, usable wherever a model is expected
 
-Model = Union[torch.nn.Module, str]
+Model = torch.nn.Module | str
 
 
 # ------------------------------------------------------------------------------------------ protocol
@@ -168,8 +185,10 @@ def _find_lr(lr_dir: Path, name: str, ext: str, scale: int) -> Path:
     hits = sorted(lr_dir.glob(f"{name}x{scale}.*")) or sorted(lr_dir.glob(f"{name}.*"))
     if hits:
         return hits[0]
-    raise SwinIRError(f"no LR image for {name} in {lr_dir} (expected {name}x{scale}{ext}); "
-                      "check --lr and --scale, or leave out --lr to make LR by MATLAB bicubic")
+    raise SwinIRError(
+        f"no LR image for {name} in {lr_dir} (expected {name}x{scale}{ext}); "
+        "check --lr and --scale, or leave out --lr to make LR by MATLAB bicubic"
+    )
 
 
 def load_sample(
@@ -193,8 +212,10 @@ def load_sample(
             lr = imresize(hr[: h - h % s, : w - w % s], 1.0 / s, mode="uint8")
         lh, lw = lr.shape[:2]
         if hr.shape[0] < lh * s or hr.shape[1] < lw * s:
-            raise SwinIRError(f"LR {lr_path} ({lw}x{lh}) times {s} exceeds HR {path} "
-                              f"({hr.shape[1]}x{hr.shape[0]}); wrong --scale or --lr folder?")
+            raise SwinIRError(
+                f"LR {lr_path} ({lw}x{lh}) times {s} exceeds HR {path} "
+                f"({hr.shape[1]}x{hr.shape[0]}); wrong --scale or --lr folder?"
+            )
         gt = hr[: lh * s, : lw * s]
         return Sample(name, _bgr_to_rgb(lr).astype(np.float32) / 255.0, _bgr_to_rgb(gt), lr_path, path)
     if task == "real_sr":
@@ -313,8 +334,10 @@ def restore_sample(
             except ModuleNotFoundError as exc:  # pragma: no cover - until the engine lands
                 raise SwinIRError("--tile/--ensemble need swinir.engine, which is not installed") from exc
             out = _as_chw_tensor(
-                engine_restore(model, x.to(dev), tile=tile, overlap=overlap, ensemble=ensemble,
-                               precision=precision, device=dev), c
+                engine_restore(
+                    model, x.to(dev), tile=tile, overlap=overlap, ensemble=ensemble, precision=precision, device=dev
+                ),
+                c,
             )
         else:
             out = model(x.to(dev))[0]
@@ -377,8 +400,14 @@ class ImageResult:
     def row(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name}
         d.update(self.scores.to_dict() if self.scores else {k: None for k in Scores.FIELDS})
-        d.update(input_psnr=self.input_psnr, seconds=self.seconds, height=self.shape[0], width=self.shape[1],
-                 output=self.output_path, sheet=self.sheet_path)
+        d.update(
+            input_psnr=self.input_psnr,
+            seconds=self.seconds,
+            height=self.shape[0],
+            width=self.shape[1],
+            output=self.output_path,
+            sheet=self.sheet_path,
+        )
         return d
 
 
@@ -412,9 +441,16 @@ class EvalReport:
     def to_dict(self) -> dict[str, Any]:
         avg = self.average()
         return {
-            "task": self.protocol.task, "protocol": asdict(self.protocol), "border": self.protocol.border,
-            "model": self.model, "hr": self.hr_dir, "lr": self.lr_dir, "tile": self.tile,
-            "ensemble": self.ensemble, "precision": self.precision, "count": len(self.images),
+            "task": self.protocol.task,
+            "protocol": asdict(self.protocol),
+            "border": self.protocol.border,
+            "model": self.model,
+            "hr": self.hr_dir,
+            "lr": self.lr_dir,
+            "tile": self.tile,
+            "ensemble": self.ensemble,
+            "precision": self.precision,
+            "count": len(self.images),
             "images": [r.row() for r in self.images],
             "average": None if avg is None else {**avg.to_dict(), "input_psnr": self.average_input_psnr()},
             "seconds": float(sum(r.seconds for r in self.images)),
@@ -434,8 +470,14 @@ class EvalReport:
     def table(self) -> str:
         """Per-image table, then the averages in the paper's ``PSNR/SSIM`` style."""
         cols = self._columns()
-        heads = {"psnr": "PSNR", "ssim": "SSIM", "psnr_y": "PSNR_Y", "ssim_y": "SSIM_Y", "psnr_b": "PSNR_B",
-                 "psnr_b_y": "PSNR_B_Y"}
+        heads = {
+            "psnr": "PSNR",
+            "ssim": "SSIM",
+            "psnr_y": "PSNR_Y",
+            "ssim_y": "SSIM_Y",
+            "psnr_b": "PSNR_B",
+            "psnr_b_y": "PSNR_B_Y",
+        }
         show_in = any(r.input_psnr is not None for r in self.images)
         width = max([len("image")] + [len(r.name) for r in self.images])
         lines = [f"{self.protocol.describe()}  model={self.model}  border={self.protocol.border}"]
@@ -453,9 +495,11 @@ class EvalReport:
         avg = self.average()
         if avg is not None:
             lines.append("-" * len(head))
-            lines.append(f"-- Average PSNR/SSIM(RGB): {avg.psnr:.2f} dB; {avg.ssim:.4f}"
-                         if self.protocol.channels == 3 else
-                         f"-- Average PSNR/SSIM: {avg.psnr:.2f} dB; {avg.ssim:.4f}")
+            lines.append(
+                f"-- Average PSNR/SSIM(RGB): {avg.psnr:.2f} dB; {avg.ssim:.4f}"
+                if self.protocol.channels == 3
+                else f"-- Average PSNR/SSIM: {avg.psnr:.2f} dB; {avg.ssim:.4f}"
+            )
             if avg.psnr_y is not None and avg.ssim_y is not None:
                 lines.append(f"-- Average PSNR_Y/SSIM_Y: {avg.psnr_y:.2f} dB; {avg.ssim_y:.4f}")
             if avg.psnr_b is not None:
@@ -491,9 +535,14 @@ class EvalReport:
             wr.writerow({k: _csv_value(v) for k, v in row.items()})
         avg = self.average()
         if avg is not None:
-            wr.writerow({"name": "average", **{k: _csv_value(v) for k, v in avg.to_dict().items()},
-                         "input_psnr": _csv_value(self.average_input_psnr()),
-                         "seconds": _csv_value(sum(r.seconds for r in self.images))})
+            wr.writerow(
+                {
+                    "name": "average",
+                    **{k: _csv_value(v) for k, v in avg.to_dict().items()},
+                    "input_psnr": _csv_value(self.average_input_psnr()),
+                    "seconds": _csv_value(sum(r.seconds for r in self.images)),
+                }
+            )
         return _atomic_write(Path(path), buf.getvalue().encode())
 
 
@@ -559,8 +608,17 @@ def comparison_sheet(
     """
     if not panels:
         raise ValueError("comparison_sheet needs at least one panel")
-    rgb = [(lbl, np.repeat(p, 3, 2) if p.ndim == 3 and p.shape[2] == 1 else
-            np.repeat(p[:, :, None], 3, 2) if p.ndim == 2 else p) for lbl, p in panels]
+    rgb = [
+        (
+            lbl,
+            np.repeat(p, 3, 2)
+            if p.ndim == 3 and p.shape[2] == 1
+            else np.repeat(p[:, :, None], 3, 2)
+            if p.ndim == 2
+            else p,
+        )
+        for lbl, p in panels
+    ]
     th = max(p.shape[0] for _, p in rgb)
     tw = max(p.shape[1] for _, p in rgb)
     big = []
@@ -578,7 +636,7 @@ def comparison_sheet(
         else:
             top, left, size = crop
             top, left = max(0, min(top, th - 1)), max(0, min(left, tw - 1))
-        big = [(lbl, p[top: top + size, left: left + size]) for lbl, p in big]
+        big = [(lbl, p[top : top + size, left : left + size]) for lbl, p in big]
     cols = [_label(np.ascontiguousarray(p), lbl) for lbl, p in big]
     spacer = np.full((cols[0].shape[0], gap, 3), 255, np.uint8)
     out: list[np.ndarray] = []
@@ -635,8 +693,16 @@ def evaluate_samples(
     try:
         for sample in it:
             t0 = time.perf_counter()
-            out = restore_sample(model, sample.lq, protocol.scale, tile=tile, overlap=overlap,
-                                 ensemble=ensemble, precision=precision, device=device)
+            out = restore_sample(
+                model,
+                sample.lq,
+                protocol.scale,
+                tile=tile,
+                overlap=overlap,
+                ensemble=ensemble,
+                precision=precision,
+                device=device,
+            )
             seconds = time.perf_counter() - t0
             sc = score(out, sample.gt, protocol) if sample.gt is not None else None
             res = ImageResult(sample.name, sc, _input_psnr(sample, protocol), seconds, tuple(out.shape))
@@ -647,8 +713,9 @@ def evaluate_samples(
                     if sample.gt is not None:
                         panels.append(("ground truth", sample.gt))
                     crop = 256 if sample.gt is not None else None
-                    res.sheet_path = str(save_png(out_dir / "sheets" / f"{sample.name}_sheet.png",
-                                                  comparison_sheet(panels, crop=crop)))
+                    res.sheet_path = str(
+                        save_png(out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop))
+                    )
             report.images.append(res)
             if on_result is not None:
                 on_result(res)
@@ -701,8 +768,20 @@ def evaluate(
             _find_lr(Path(lr_arg), f.stem, f.suffix, protocol.scale)
     samples = (load_sample(f, protocol, lr_arg) for f in files)
     report = evaluate_samples(
-        model, samples, protocol, model_name=model_name, tile=tile, overlap=overlap, ensemble=ensemble,
-        precision=precision, device=device, save_dir=save_dir, sheet=sheet, progress=progress, total=len(files), on_result=on_result,
+        model,
+        samples,
+        protocol,
+        model_name=model_name,
+        tile=tile,
+        overlap=overlap,
+        ensemble=ensemble,
+        precision=precision,
+        device=device,
+        save_dir=save_dir,
+        sheet=sheet,
+        progress=progress,
+        total=len(files),
+        on_result=on_result,
     )
     report.hr_dir = str(hr_dir) if hr_dir is not None else None
     report.lr_dir = str(lr_dir) if lr_dir is not None else None
@@ -720,8 +799,10 @@ def _check_model(model: Model, protocol: Protocol) -> None:
     in_ch = int(getattr(model, "in_chans", protocol.channels))
     if in_ch != protocol.channels:
         kind = "gray" if in_ch == 1 else "color"
-        raise SwinIRError(f"the model takes {kind} ({in_ch}-channel) input but task {protocol.task} "
-                          f"needs {protocol.channels}-channel images; pick the matching --task or model")
+        raise SwinIRError(
+            f"the model takes {kind} ({in_ch}-channel) input but task {protocol.task} "
+            f"needs {protocol.channels}-channel images; pick the matching --task or model"
+        )
     s = int(getattr(model, "upscale", 1) or 1)
     want = protocol.scale if protocol.task in SR_TASKS else 1
     if s != want:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -45,7 +45,9 @@ def _require(module: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise SwinIRError(f"ONNX export needs the '{module}' package: pip install 'swinir[{extra}]' (or pip install {module})")
+        raise SwinIRError(
+            f"ONNX export needs the '{module}' package: pip install 'swinir[{extra}]' (or pip install {module})"
+        )
 
 
 def export_onnx(
@@ -80,20 +82,29 @@ def export_onnx(
         warnings.simplefilter("ignore")
         try:
             program = torch.onnx.export(
-                model, (example,), dynamo=True, opset_version=opset, input_names=["input"], output_names=["output"],
-                dynamic_shapes={"x": {0: batch, 2: height, 3: width}}, verbose=False,
+                model,
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes={"x": {0: batch, 2: height, 3: width}},
+                verbose=False,
             )
-        except Exception as exc:  # noqa: BLE001 - the exporter raises many types; report one line
+        except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SwinIRError(f"ONNX export failed ({type(exc).__name__}: {first[:200]})") from exc
-    meta = {"swinir_spec": json.dumps(model.spec.to_dict()), "scale": str(model.upscale), "window_size": str(ws),
-            "input_range": "0..1, (N, C, H, W) float32, H and W >= window_size"}
+    meta = {
+        "swinir_spec": json.dumps(model.spec.to_dict()),
+        "scale": str(model.upscale),
+        "window_size": str(ws),
+        "input_range": "0..1, (N, C, H, W) float32, H and W >= window_size",
+    }
     with atomic_path(out, suffix=".onnx") as tmp:  # a failed check raises before the file is replaced
         _save(program, tmp, meta)
         report = ExportReport(out, opset, ws, verify(model, tmp, verify_sizes) if verify_sizes else {})
         if report.worst > tolerance:
-            raise SwinIRError(f"ONNX output differs from PyTorch by {report.worst:.2e} (> {tolerance:g}); "
-                              "not written")
+            raise SwinIRError(f"ONNX output differs from PyTorch by {report.worst:.2e} (> {tolerance:g}); not written")
     return report
 
 
@@ -109,7 +120,9 @@ def _save(program: object, path: Path, meta: dict[str, str]) -> None:
     onnx.save_model(proto, str(path))
 
 
-def verify(model: SwinIR, path: str | os.PathLike[str], sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], float]:
+def verify(
+    model: SwinIR, path: str | os.PathLike[str], sizes: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], float]:
     """Max abs difference between onnxruntime and PyTorch on random inputs of each (height, width)."""
     _require("onnxruntime", "export")
     import onnxruntime as ort

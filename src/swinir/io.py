@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import cv2
 import numpy as np
@@ -26,9 +26,22 @@ from swinir.atomic import write_bytes
 from swinir.errors import ImageReadError, ImageWriteError
 
 __all__ = [
-    "Image", "SwinIRNotice", "READ_EXTENSIONS", "WRITE_FORMATS", "read_image", "write_image", "encode_image",
-    "check_not_input", "to_float", "from_float", "gray_to_rgb", "rgb_to_gray", "adapt_channels",
-    "resize", "apply_orientation", "max_value",
+    "Image",
+    "SwinIRNotice",
+    "READ_EXTENSIONS",
+    "WRITE_FORMATS",
+    "read_image",
+    "write_image",
+    "encode_image",
+    "check_not_input",
+    "to_float",
+    "from_float",
+    "gray_to_rgb",
+    "rgb_to_gray",
+    "adapt_channels",
+    "resize",
+    "apply_orientation",
+    "max_value",
 ]
 
 # Extensions picked up when a folder is given; an explicitly named file is read whatever its name.
@@ -113,9 +126,14 @@ def _describe_bytes(path: Path) -> str:
     if size == 0:
         return "an empty file (0 bytes)"
     kinds = {
-        b"\x89PNG": "a PNG header", b"\xff\xd8\xff": "a JPEG header", b"BM": "a BMP header",
-        b"II*\x00": "a TIFF header", b"MM\x00*": "a TIFF header", b"GIF8": "a GIF header",
-        b"PK\x03\x04": "a zip archive", b"%PDF": "a PDF document",
+        b"\x89PNG": "a PNG header",
+        b"\xff\xd8\xff": "a JPEG header",
+        b"BM": "a BMP header",
+        b"II*\x00": "a TIFF header",
+        b"MM\x00*": "a TIFF header",
+        b"GIF8": "a GIF header",
+        b"PK\x03\x04": "a zip archive",
+        b"%PDF": "a PDF document",
     }
     for magic, what in kinds.items():
         if head.startswith(magic):
@@ -279,7 +297,8 @@ def check_not_input(output: str | os.PathLike[str], inputs: Iterable[str | os.Pa
                 same = False
         if same:
             raise ImageWriteError(
-                f"{out}: refusing to overwrite the input image {s}; choose another output folder or --suffix")
+                f"{out}: refusing to overwrite the input image {s}; choose another output folder or --suffix"
+            )
 
 
 def _to_storable(array: np.ndarray, bit_depth: int | None) -> tuple[np.ndarray, int]:
@@ -287,7 +306,9 @@ def _to_storable(array: np.ndarray, bit_depth: int | None) -> tuple[np.ndarray, 
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
-        raise ImageWriteError(f"cannot store an array of shape {a.shape}: expected HxW or HxWx3 (alpha goes separately)")
+        raise ImageWriteError(
+            f"cannot store an array of shape {a.shape}: expected HxW or HxWx3 (alpha goes separately)"
+        )
     if bit_depth is None:
         bit_depth = 16 if a.dtype == np.uint16 else 8
     if bit_depth not in (8, 16):

@@ -19,8 +19,13 @@ Gray images may be HxW or HxWx1.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["psnr", "ssim", "psnr_b", "rgb2y", "bgr2y", "bgr2ycbcr", "rgb2ycbcr", "to_float255"]
 
@@ -170,7 +175,7 @@ def ssim(
 
 
 # ---------------------------------------------------------------------------------------- PSNR-B
-def _blocking_effect_factor(x: "torch.Tensor", block: int = 8) -> "torch.Tensor":
+def _blocking_effect_factor(x: torch.Tensor, block: int = 8) -> torch.Tensor:
     """BEF of an HxW image on [0, 1]: excess squared jump across 8x8 block boundaries.
 
     Computed with torch in the image's dtype (float32 for Y, float64 for RGB), summing over width then

@@ -30,7 +30,8 @@ What makes it faster and leaner than the original forward, at the same arithmeti
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -231,8 +232,13 @@ def _cpu_kernel_ok(x: Tensor, weight: Tensor, n: int, head_dim: int) -> bool:
     else:
         dtype_ok = x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16)
     return (
-        dtype_ok and x.device.type == "cpu" and x.is_contiguous() and not torch.is_grad_enabled() and not _tracing()
-        and kernels.supports(n, head_dim) and kernels.available()
+        dtype_ok
+        and x.device.type == "cpu"
+        and x.is_contiguous()
+        and not torch.is_grad_enabled()
+        and not _tracing()
+        and kernels.supports(n, head_dim)
+        and kernels.available()
     )
 
 
@@ -253,7 +259,9 @@ def _fp32(module: nn.Module, x: Tensor) -> Tensor:
             return x
         if isinstance(module, nn.Conv2d):
             bias = None if module.bias is None else module.bias.float()
-            return F.conv2d(x, module.weight.float(), bias, module.stride, module.padding, module.dilation, module.groups)
+            return F.conv2d(
+                x, module.weight.float(), bias, module.stride, module.padding, module.dilation, module.groups
+            )
         return module(x)
 
 
@@ -264,11 +272,20 @@ WINOGRAD_MIN_CHANNEL_PRODUCT = 12000
 
 def _winograd_ok(conv: nn.Module, x: Tensor) -> bool:
     return (
-        isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-        and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+        isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1)
+        and conv.padding == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
         and conv.in_channels * conv.out_channels >= WINOGRAD_MIN_CHANNEL_PRODUCT
-        and x.device.type == "cpu" and x.dtype == conv.weight.dtype == torch.float32 and x.dim() == 4
-        and not torch.is_grad_enabled() and not _tracing() and not torch.is_autocast_enabled("cpu")
+        and x.device.type == "cpu"
+        and x.dtype == conv.weight.dtype == torch.float32
+        and x.dim() == 4
+        and not torch.is_grad_enabled()
+        and not _tracing()
+        and not torch.is_autocast_enabled("cpu")
         and kernels.available()
     )
 
@@ -334,7 +351,11 @@ class WindowAttention(nn.Module):
         return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
 
     def forward(
-        self, x: Tensor, bias: Tensor, groups: Sequence[int] | None = None, window_group: Tensor | None = None,
+        self,
+        x: Tensor,
+        bias: Tensor,
+        groups: Sequence[int] | None = None,
+        window_group: Tensor | None = None,
         residual: Tensor | None = None,
     ) -> Tensor:
         """x: (windows, N, C). bias: (1, heads, N, N), or (G, 1, heads, N, N) with either ``groups`` giving
@@ -467,8 +488,9 @@ class SwinTransformerBlock(nn.Module):
             xs = src[t0:t1] if idx is None else src.index_select(0, idx)
             qkv = _linear(attn.qkv, _layer_norm(self.norm1, xs)).float()  # a no-op in fp32
             a = torch.empty(xs.shape, dtype=torch.float32)
-            kernels.window_attention(qkv.view(-1, n, 3 * c), bias, group_end, t0 // n, a.view(-1, n, c), heads,
-                                     attn.scale)
+            kernels.window_attention(
+                qkv.view(-1, n, 3 * c), bias, group_end, t0 // n, a.view(-1, n, c), heads, attn.scale
+            )
             xs = _linear(attn.proj, a.to(attn.proj.weight.dtype), residual=xs)
             xs = self.mlp(_layer_norm(self.norm2, xs), residual=xs)
             if idx is None:
@@ -491,7 +513,9 @@ class BasicLayer(nn.Module):
 
     def forward(self, x: Tensor, plan: WindowPlan | None, fp16_safe: bool = False) -> Tensor:
         first = self.blocks[0].attn if len(self.blocks) else None
-        if first is not None and _cpu_kernel_ok(x, first.qkv.weight, first.window_size**2, x.shape[-1] // first.num_heads):
+        if first is not None and _cpu_kernel_ok(
+            x, first.qkv.weight, first.window_size**2, x.shape[-1] // first.num_heads
+        ):
             # two buffers, alternated, for the CPU path's block outputs (x itself is never written)
             buffers = (torch.empty_like(x), torch.empty_like(x))
             for i, blk in enumerate(self.blocks):
@@ -603,8 +627,10 @@ class SwinIR(nn.Module):
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {list(depths)} and num_heads {list(num_heads)} differ in length")
         if patch_size != 1 or ape or not qkv_bias or qk_scale is not None or not patch_norm:
-            raise ValueError("only the released SwinIR variants are supported: patch_size=1, ape=False, "
-                             "qkv_bias=True, qk_scale=None, patch_norm=True")
+            raise ValueError(
+                "only the released SwinIR variants are supported: patch_size=1, ape=False, "
+                "qkv_bias=True, qk_scale=None, patch_norm=True"
+            )
         # Dropout and drop-path are accepted for signature compatibility; every released model uses eval
         # mode where they are identities, and training here does not use them.
         del drop_rate, attn_drop_rate, drop_path_rate, norm_layer, kwargs
@@ -635,7 +661,9 @@ class SwinIR(nn.Module):
         self.conv_after_body = _resi_conv(embed_dim, resi_connection)
 
         if upsampler == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True)
+            )
             self.upsample = Upsample(upscale, num_feat)
             self.conv_last = nn.Conv2d(num_feat, self.num_out_ch, 3, 1, 1)
         elif upsampler == "pixelshuffledirect":
@@ -643,7 +671,9 @@ class SwinIR(nn.Module):
         elif upsampler == "nearest+conv":
             if upscale not in (2, 4):
                 raise ValueError(f"nearest+conv supports upscale 2 or 4, got {upscale}")
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True)
+            )
             self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             if upscale == 4:
                 self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
@@ -662,14 +692,21 @@ class SwinIR(nn.Module):
         return self.upscale
 
     @property
-    def spec(self) -> "ModelSpec":
+    def spec(self) -> ModelSpec:
         """Hyperparameters and task description (see ``swinir.spec``)."""
         from swinir.spec import ModelSpec
 
         return ModelSpec(
-            upscale=self.upscale, in_chans=self.in_chans, embed_dim=self.embed_dim, depths=tuple(self.depths),
-            num_heads=tuple(self.num_heads), window_size=self.window_size, mlp_ratio=float(self.mlp_ratio),
-            upsampler=self.upsampler, resi_connection=self.resi_connection, img_range=self.img_range,
+            upscale=self.upscale,
+            in_chans=self.in_chans,
+            embed_dim=self.embed_dim,
+            depths=tuple(self.depths),
+            num_heads=tuple(self.num_heads),
+            window_size=self.window_size,
+            mlp_ratio=float(self.mlp_ratio),
+            upsampler=self.upsampler,
+            resi_connection=self.resi_connection,
+            img_range=self.img_range,
             img_size=self.img_size if isinstance(self.img_size, int) else int(self.img_size[0]),
             num_out_ch=self.num_out_ch if self.num_out_ch != self.in_chans else None,
         )

@@ -18,7 +18,7 @@ It is slow and memory-hungry by design; use it for tests and benchmarks only.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -107,7 +107,9 @@ class RefWindowAttention(nn.Module):
 
 
 class RefBlock(nn.Module):
-    def __init__(self, dim: int, resolution: tuple[int, int], heads: int, ws: int, shift: int, mlp_ratio: float) -> None:
+    def __init__(
+        self, dim: int, resolution: tuple[int, int], heads: int, ws: int, shift: int, mlp_ratio: float
+    ) -> None:
         super().__init__()
         self.resolution = resolution
         self.ws = ws
@@ -142,7 +144,9 @@ class RefBlock(nn.Module):
 
 
 class RefLayer(nn.Module):
-    def __init__(self, dim: int, resolution: tuple[int, int], depth: int, heads: int, ws: int, mlp_ratio: float) -> None:
+    def __init__(
+        self, dim: int, resolution: tuple[int, int], depth: int, heads: int, ws: int, mlp_ratio: float
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             RefBlock(dim, resolution, heads, ws, 0 if i % 2 == 0 else ws // 2, mlp_ratio) for i in range(depth)
@@ -158,15 +162,18 @@ def _resi(dim: int, kind: str) -> nn.Module:
     if kind == "1conv":
         return nn.Conv2d(dim, dim, 3, 1, 1)
     return nn.Sequential(
-        nn.Conv2d(dim, dim // 4, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(dim // 4, dim // 4, 1, 1, 0), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(dim, dim // 4, 3, 1, 1),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(dim // 4, dim // 4, 1, 1, 0),
+        nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(dim // 4, dim, 3, 1, 1),
     )
 
 
 class RefRSTB(nn.Module):
-    def __init__(self, dim: int, resolution: tuple[int, int], depth: int, heads: int, ws: int, mlp_ratio: float,
-                 kind: str) -> None:
+    def __init__(
+        self, dim: int, resolution: tuple[int, int], depth: int, heads: int, ws: int, mlp_ratio: float, kind: str
+    ) -> None:
         super().__init__()
         self.residual_group = RefLayer(dim, resolution, depth, heads, ws, mlp_ratio)
         self.conv = _resi(dim, kind)
@@ -245,7 +252,7 @@ class ReferenceSwinIR(nn.Module):
             self.conv_last = nn.Conv2d(embed_dim, out_ch, 3, 1, 1)
 
     @classmethod
-    def from_model(cls, model: nn.Module) -> "ReferenceSwinIR":
+    def from_model(cls, model: nn.Module) -> ReferenceSwinIR:
         """A reference network with the weights of a ``swinir.model.SwinIR`` (same device and dtype)."""
         ref = cls(**model.spec.kwargs())
         missing, unexpected = ref.load_state_dict(model.state_dict(), strict=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 TASKS = ("classical_sr", "lightweight_sr", "real_sr", "denoise", "jpeg")
 
@@ -87,7 +88,7 @@ class ModelSpec:
         return d
 
     @classmethod
-    def from_kwargs(cls, kw: Mapping[str, Any]) -> "ModelSpec":
+    def from_kwargs(cls, kw: Mapping[str, Any]) -> ModelSpec:
         upsampler = kw.get("upsampler", "")
         return cls(
             upscale=int(kw.get("upscale", 1)) if upsampler else 1,
@@ -100,11 +101,13 @@ class ModelSpec:
             upsampler=upsampler,
             resi_connection=kw.get("resi_connection", "1conv"),
             img_range=float(kw.get("img_range", 1.0)),
-            img_size=int(kw.get("img_size", 64)) if not isinstance(kw.get("img_size"), (list, tuple)) else int(kw["img_size"][0]),
+            img_size=int(kw.get("img_size", 64))
+            if not isinstance(kw.get("img_size"), (list, tuple))
+            else int(kw["img_size"][0]),
             num_out_ch=kw.get("num_out_ch"),
         )
 
-    def with_(self, **changes: Any) -> "ModelSpec":
+    def with_(self, **changes: Any) -> ModelSpec:
         return replace(self, **changes)
 
     def describe(self) -> str:

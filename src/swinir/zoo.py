@@ -21,10 +21,11 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from swinir import paths
 from swinir.atomic import atomic_path
@@ -78,85 +79,171 @@ class ZooEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "filename": self.filename, "task": self.task, "scale": self.scale,
-            "noise": self.noise, "jpeg_quality": self.jpeg_quality, "color": self.color,
-            "description": self.description, "sha256": self.sha256, "aliases": list(self.aliases),
-            "builtin": self.builtin, "url": self.url,
+            "name": self.name,
+            "filename": self.filename,
+            "task": self.task,
+            "scale": self.scale,
+            "noise": self.noise,
+            "jpeg_quality": self.jpeg_quality,
+            "color": self.color,
+            "description": self.description,
+            "sha256": self.sha256,
+            "aliases": list(self.aliases),
+            "builtin": self.builtin,
+            "url": self.url,
         }
 
 
 def _released(
-    name: str, filename: str, task: str, description: str, *, scale: int = 1, noise: int | None = None,
-    jpeg: int | None = None, color: bool = True, aliases: tuple[str, ...] = (),
+    name: str,
+    filename: str,
+    task: str,
+    description: str,
+    *,
+    scale: int = 1,
+    noise: int | None = None,
+    jpeg: int | None = None,
+    color: bool = True,
+    aliases: tuple[str, ...] = (),
 ) -> ZooEntry:
     return ZooEntry(
-        name=name, filename=filename, task=task, scale=scale, noise=noise, jpeg_quality=jpeg, color=color,
-        description=description, aliases=aliases, url=RELEASE_URL + filename,
+        name=name,
+        filename=filename,
+        task=task,
+        scale=scale,
+        noise=noise,
+        jpeg_quality=jpeg,
+        color=color,
+        description=description,
+        aliases=aliases,
+        url=RELEASE_URL + filename,
     )
 
 
 def _released_entries() -> list[ZooEntry]:
     out: list[ZooEntry] = []
     for s in (2, 3, 4, 8):
-        out.append(_released(
-            f"classical-x{s}", f"001_classicalSR_DF2K_s64w8_SwinIR-M_x{s}.pth", "classical_sr",
-            f"classical (bicubic) SR x{s}, SwinIR-M trained on DIV2K+Flickr2K, patch 64",
-            scale=s, aliases=(f"classical-df2k-x{s}",),
-        ))
+        out.append(
+            _released(
+                f"classical-x{s}",
+                f"001_classicalSR_DF2K_s64w8_SwinIR-M_x{s}.pth",
+                "classical_sr",
+                f"classical (bicubic) SR x{s}, SwinIR-M trained on DIV2K+Flickr2K, patch 64",
+                scale=s,
+                aliases=(f"classical-df2k-x{s}",),
+            )
+        )
     for s in (2, 3, 4, 8):
-        out.append(_released(
-            f"classical-div2k-x{s}", f"001_classicalSR_DIV2K_s48w8_SwinIR-M_x{s}.pth", "classical_sr",
-            f"classical (bicubic) SR x{s}, SwinIR-M trained on DIV2K only, patch 48", scale=s,
-        ))
+        out.append(
+            _released(
+                f"classical-div2k-x{s}",
+                f"001_classicalSR_DIV2K_s48w8_SwinIR-M_x{s}.pth",
+                "classical_sr",
+                f"classical (bicubic) SR x{s}, SwinIR-M trained on DIV2K only, patch 48",
+                scale=s,
+            )
+        )
     for s in (2, 3, 4):
-        out.append(_released(
-            f"lightweight-x{s}", f"002_lightweightSR_DIV2K_s64w8_SwinIR-S_x{s}.pth", "lightweight_sr",
-            f"lightweight (bicubic) SR x{s}, SwinIR-S (0.9M parameters) trained on DIV2K", scale=s,
-        ))
-    out.append(_released(
-        "realsr-x4", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth", "real_sr",
-        "real-world SR x4 (BSRGAN degradations, GAN), SwinIR-M on DIV2K+Flickr2K+OST",
-        scale=4, aliases=("realsr-m-x4",),
-    ))
-    out.append(_released(
-        "realsr-x4-large", "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth", "real_sr",
-        "real-world SR x4 (BSRGAN degradations, GAN), SwinIR-L on DF2K+OST+WED+FFHQ+Manga109+SCUT-CTW1500",
-        scale=4, aliases=("realsr-l-x4",),
-    ))
+        out.append(
+            _released(
+                f"lightweight-x{s}",
+                f"002_lightweightSR_DIV2K_s64w8_SwinIR-S_x{s}.pth",
+                "lightweight_sr",
+                f"lightweight (bicubic) SR x{s}, SwinIR-S (0.9M parameters) trained on DIV2K",
+                scale=s,
+            )
+        )
+    out.append(
+        _released(
+            "realsr-x4",
+            "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth",
+            "real_sr",
+            "real-world SR x4 (BSRGAN degradations, GAN), SwinIR-M on DIV2K+Flickr2K+OST",
+            scale=4,
+            aliases=("realsr-m-x4",),
+        )
+    )
+    out.append(
+        _released(
+            "realsr-x4-large",
+            "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth",
+            "real_sr",
+            "real-world SR x4 (BSRGAN degradations, GAN), SwinIR-L on DF2K+OST+WED+FFHQ+Manga109+SCUT-CTW1500",
+            scale=4,
+            aliases=("realsr-l-x4",),
+        )
+    )
     for color, code, prefix in ((False, "004_grayDN", "gray"), (True, "005_colorDN", "color")):
         for sigma in (15, 25, 50):
-            out.append(_released(
-                f"denoise-{prefix}-{sigma}", f"{code}_DFWB_s128w8_SwinIR-M_noise{sigma}.pth", "denoise",
-                f"{prefix} Gaussian denoising, sigma {sigma}, SwinIR-M on DIV2K+Flickr2K+BSD500+WED",
-                noise=sigma, color=color,
-            ))
+            out.append(
+                _released(
+                    f"denoise-{prefix}-{sigma}",
+                    f"{code}_DFWB_s128w8_SwinIR-M_noise{sigma}.pth",
+                    "denoise",
+                    f"{prefix} Gaussian denoising, sigma {sigma}, SwinIR-M on DIV2K+Flickr2K+BSD500+WED",
+                    noise=sigma,
+                    color=color,
+                )
+            )
     for color, code, prefix in ((False, "006_CAR", "gray"), (True, "006_colorCAR", "color")):
         for q in (10, 20, 30, 40):
-            out.append(_released(
-                f"jpeg-{prefix}-{q}", f"{code}_DFWB_s126w7_SwinIR-M_jpeg{q}.pth", "jpeg",
-                f"{prefix} JPEG artifact removal, quality {q}, SwinIR-M (window 7) on DIV2K+Flickr2K+BSD500+WED",
-                jpeg=q, color=color,
-            ))
+            out.append(
+                _released(
+                    f"jpeg-{prefix}-{q}",
+                    f"{code}_DFWB_s126w7_SwinIR-M_jpeg{q}.pth",
+                    "jpeg",
+                    f"{prefix} JPEG artifact removal, quality {q}, SwinIR-M (window 7) on DIV2K+Flickr2K+BSD500+WED",
+                    jpeg=q,
+                    color=color,
+                )
+            )
     return out
 
 
 BUILTINS: tuple[ZooEntry, ...] = (
-    ZooEntry("builtin-x4", "builtin-x4.safetensors", "lightweight_sr", scale=4, builtin=True,
-             description="compact SR x4 for photos, trained by this project; the offline default"),
-    ZooEntry("builtin-x2", "builtin-x2.safetensors", "lightweight_sr", scale=2, builtin=True,
-             description="compact SR x2, trained by this project"),
-    ZooEntry("builtin-denoise", "builtin-denoise.safetensors", "denoise", builtin=True,
-             description="compact blind color denoising (sigma 0-50), trained by this project"),
+    ZooEntry(
+        "builtin-x4",
+        "builtin-x4.safetensors",
+        "lightweight_sr",
+        scale=4,
+        builtin=True,
+        description="compact SR x4 for photos, trained by this project; the offline default",
+    ),
+    ZooEntry(
+        "builtin-x2",
+        "builtin-x2.safetensors",
+        "lightweight_sr",
+        scale=2,
+        builtin=True,
+        description="compact SR x2, trained by this project",
+    ),
+    ZooEntry(
+        "builtin-denoise",
+        "builtin-denoise.safetensors",
+        "denoise",
+        builtin=True,
+        description="compact blind color denoising (sigma 0-50), trained by this project",
+    ),
 )
 RELEASED: tuple[ZooEntry, ...] = tuple(_released_entries())
 # also attached to the v0.0 release, though its README does not list them
 EXTRA: tuple[ZooEntry, ...] = (
-    _released("realsr-x2", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x2_GAN.pth", "real_sr",
-              "real-world SR x2 (BSRGAN degradations, GAN), SwinIR-M; on the release page, not in its README",
-              scale=2, aliases=("realsr-m-x2",)),
-    _released("realsr-x4-psnr", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_PSNR.pth", "real_sr",
-              "real-world SR x4, PSNR stage (L1 only, before the GAN), SwinIR-M; on the release page, not in "
-              "its README", scale=4, aliases=("realsr-m-x4-psnr",)),
+    _released(
+        "realsr-x2",
+        "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x2_GAN.pth",
+        "real_sr",
+        "real-world SR x2 (BSRGAN degradations, GAN), SwinIR-M; on the release page, not in its README",
+        scale=2,
+        aliases=("realsr-m-x2",),
+    ),
+    _released(
+        "realsr-x4-psnr",
+        "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_PSNR.pth",
+        "real_sr",
+        "real-world SR x4, PSNR stage (L1 only, before the GAN), SwinIR-M; on the release page, not in its README",
+        scale=4,
+        aliases=("realsr-m-x4-psnr",),
+    ),
 )
 
 
@@ -324,8 +411,15 @@ def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: bool
                 with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as resp:
                     length = resp.headers.get("Content-Length")
                     total = int(length) if length and length.isdigit() else None
-                    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.name,
-                              disable=not progress, leave=False) as bar:
+                    with tqdm(
+                        total=total,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc=entry.name,
+                        disable=not progress,
+                        leave=False,
+                    ) as bar:
                         for chunk in _chunks(resp):
                             f.write(chunk)
                             digest.update(chunk)

@@ -31,8 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="image files, left to right")
     p.add_argument("-o", "--output", required=True, help="sheet file to write (PNG)")
     p.add_argument("--labels", nargs="+", help="one label per image (default: file names)")
-    p.add_argument("--crop", default="256",
-                   help="SIZE for a centred square, or TOP,LEFT,SIZE (default 256)")
+    p.add_argument("--crop", default="256", help="SIZE for a centred square, or TOP,LEFT,SIZE (default 256)")
     p.add_argument("--full", action="store_true", help="whole images, no crop")
     p.set_defaults(func=run)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -53,14 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
     p.add_argument("--pipeline", required=True, choices=PIPELINE_NAMES, help="which degradation")
-    p.add_argument("--scale", type=int, default=None,
-                   help="downscale factor for bsrgan/realesrgan/bicubic (default 4)")
+    p.add_argument("--scale", type=int, default=None, help="downscale factor for bsrgan/realesrgan/bicubic (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("-n", "--samples", type=int, default=8, help="random samples per input (default 8)")
     p.add_argument("--sigma", default="25", help="noise pipeline: sigma or LO-HI range on 0..255 (default 25)")
     p.add_argument("--quality", default="40", help="jpeg pipeline: quality or LO-HI range (default 40)")
-    p.add_argument("--crop", type=int, default=256,
-                   help="sheet panel: centred square of this many HR pixels (0: whole images; default 256)")
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=256,
+        help="sheet panel: centred square of this many HR pixels (0: whole images; default 256)",
+    )
     p.add_argument("--no-sheet", action="store_true", help="do not write sheet.png")
     p.set_defaults(func=run)
 
@@ -88,8 +91,12 @@ class PipelineChoice:
     random: bool
 
 
-def make_pipeline(name: str, scale: int | None = None, sigma: tuple[float, float] = (25.0, 25.0),
-                  quality: tuple[float, float] = (40.0, 40.0)) -> PipelineChoice:
+def make_pipeline(
+    name: str,
+    scale: int | None = None,
+    sigma: tuple[float, float] = (25.0, 25.0),
+    quality: tuple[float, float] = (40.0, 40.0),
+) -> PipelineChoice:
     """Build a pipeline by name (see ``PIPELINE_NAMES``); raises SwinIRError on bad options."""
     from swinir.degrade.bsrgan import BSRGANDegradation, to_uint8
     from swinir.degrade.jpeg import jpeg_compress
@@ -121,18 +128,22 @@ def make_pipeline(name: str, scale: int | None = None, sigma: tuple[float, float
         return img[:h, :w]
 
     if name == "bicubic":
+
         def bicubic(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
             hr = modcrop(img)
             trace.append(f"matlab bicubic 1/{scale}")
             return imresize(hr, scale=1.0 / scale, mode="uint8"), hr
+
         return PipelineChoice(name, scale, bicubic, False)
 
     if name == "noise":
+
         def noise(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
             s = float(rng.uniform(*sigma)) if sigma[0] != sigma[1] else sigma[0]
             trace.append(f"gaussian noise sigma {s:.2f}")
             x = img.astype(np.float32) / 255.0
             return to_uint8(add_gaussian_noise(x, s, rng, clip=True)), img
+
         return PipelineChoice(name, 1, noise, True)
 
     lo, hi = int(round(quality[0])), int(round(quality[1]))
@@ -200,8 +211,12 @@ def run(args: argparse.Namespace) -> int:
         raise SwinIRError(f"-n must be at least 1, got {args.samples}")
     if args.crop < 0:
         raise SwinIRError(f"--crop must be >= 0, got {args.crop}")
-    choice = make_pipeline(args.pipeline, args.scale, _parse_range(args.sigma, "sigma", 0, 255),
-                           _parse_range(args.quality, "quality", 1, 100))
+    choice = make_pipeline(
+        args.pipeline,
+        args.scale,
+        _parse_range(args.sigma, "sigma", 0, 255),
+        _parse_range(args.quality, "quality", 1, 100),
+    )
     files = _collect(args.inputs)
     out_dir = Path(args.output).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
@@ -232,9 +247,17 @@ def run(args: argparse.Namespace) -> int:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     write_image(dest, lr)
-                records.append({"input": str(path), "output": dest.name, "seed": [args.seed, i, k],
-                                "pipeline": choice.name, "scale": choice.scale,
-                                "lr_size": [int(lr.shape[1]), int(lr.shape[0])], "steps": trace})
+                records.append(
+                    {
+                        "input": str(path),
+                        "output": dest.name,
+                        "seed": [args.seed, i, k],
+                        "pipeline": choice.name,
+                        "scale": choice.scale,
+                        "lr_size": [int(lr.shape[1]), int(lr.shape[0])],
+                        "steps": trace,
+                    }
+                )
                 lrs.append(lr)
                 bar.update(1)
             if not args.no_sheet:

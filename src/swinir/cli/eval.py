@@ -42,13 +42,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hr", metavar="DIR", help="ground-truth folder (for real_sr: the input folder)")
     p.add_argument("--lr", metavar="DIR", help="LR folder with NAMEx{scale}.ext (SR); default: MATLAB bicubic of HR")
     p.add_argument("--scale", type=int, help="SR scale (default: the model's)")
-    p.add_argument("--noise", type=float, help="Gaussian sigma on 0..255 for gray_dn/color_dn (default: the zoo model's)")
+    p.add_argument(
+        "--noise", type=float, help="Gaussian sigma on 0..255 for gray_dn/color_dn (default: the zoo model's)"
+    )
     p.add_argument("--jpeg", type=int, help="JPEG quality for jpeg_car/color_jpeg_car (default: the zoo model's)")
     p.add_argument("--ensemble", action="store_true", help="average 8 flips/rotations (x8 slower)")
     p.add_argument("--tile", type=int, help="restore in tiles of this many input pixels (saves memory)")
     p.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in input pixels (default 32)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="compute precision (the paper's numbers are fp32)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="compute precision (the paper's numbers are fp32)",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     p.add_argument("--save", metavar="DIR", help="save restored images (and results.json/csv) here")
@@ -67,7 +73,7 @@ def _zoo_entry(name: str):  # type: ignore[no-untyped-def]
         from swinir import zoo
 
         return zoo.get(name) if zoo.is_known(name) else None
-    except Exception:  # noqa: BLE001 - the zoo is only a source of defaults here
+    except Exception:
         return None
 
 
@@ -102,13 +108,28 @@ def run(args: argparse.Namespace) -> int:
         scale = 1
     noise = args.noise if args.noise is not None else (entry.noise if entry is not None else None)
     jpeg = args.jpeg if args.jpeg is not None else (entry.jpeg_quality if entry is not None else None)
-    protocol = Protocol(task, scale=scale, noise=noise if task in ("gray_dn", "color_dn") else None,
-                        jpeg=jpeg if task in ("jpeg_car", "color_jpeg_car") else None)
+    protocol = Protocol(
+        task,
+        scale=scale,
+        noise=noise if task in ("gray_dn", "color_dn") else None,
+        jpeg=jpeg if task in ("jpeg_car", "color_jpeg_car") else None,
+    )
 
     report = evaluate(
-        model, args.hr, protocol, lr_dir=args.lr, limit=args.limit, model_name=args.model,
-        tile=args.tile or None, overlap=args.tile_overlap, ensemble=args.ensemble, precision=args.precision,
-        device=args.device, save_dir=args.save, sheet=args.sheet, progress=not args.quiet,
+        model,
+        args.hr,
+        protocol,
+        lr_dir=args.lr,
+        limit=args.limit,
+        model_name=args.model,
+        tile=args.tile or None,
+        overlap=args.tile_overlap,
+        ensemble=args.ensemble,
+        precision=args.precision,
+        device=args.device,
+        save_dir=args.save,
+        sheet=args.sheet,
+        progress=not args.quiet,
     )
     table = report.table()
     if args.quiet:

@@ -30,8 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="checkpoint file (.pth/.safetensors) or model-zoo name")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file (written atomically)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
-    p.add_argument("--verify-sizes", nargs="*", default=["37x29", "64x48"], metavar="HxW",
-                   help="input sizes checked with onnxruntime against PyTorch (default: 37x29 64x48; none: skip)")
+    p.add_argument(
+        "--verify-sizes",
+        nargs="*",
+        default=["37x29", "64x48"],
+        metavar="HxW",
+        help="input sizes checked with onnxruntime against PyTorch (default: 37x29 64x48; none: skip)",
+    )
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted abs difference (default 1e-4)")
     p.set_defaults(func=run)
 
@@ -52,9 +57,12 @@ def run(args: argparse.Namespace) -> int:
     model = swinir.load(args.model, device="cpu")
     t0 = time.perf_counter()
     print(f"exporting {model.spec.describe()} ...", flush=True)
-    report = export_onnx(model, args.onnx, opset=args.opset or DEFAULT_OPSET, verify_sizes=sizes,
-                         tolerance=args.tolerance)
+    report = export_onnx(
+        model, args.onnx, opset=args.opset or DEFAULT_OPSET, verify_sizes=sizes, tolerance=args.tolerance
+    )
     checked = ", ".join(f"{h}x{w}: {d:.1e}" for (h, w), d in report.max_abs_diff.items()) or "not checked"
-    print(f"wrote {report.path} (opset {report.opset}, inputs >= {report.min_side}x{report.min_side}, "
-          f"{time.perf_counter() - t0:.0f} s); onnxruntime vs PyTorch max abs diff {checked}")
+    print(
+        f"wrote {report.path} (opset {report.opset}, inputs >= {report.min_side}x{report.min_side}, "
+        f"{time.perf_counter() - t0:.0f} s); onnxruntime vs PyTorch max abs diff {checked}"
+    )
     return 0

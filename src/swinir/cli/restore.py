@@ -75,27 +75,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
-    p.add_argument("-m", "--model", default=None, metavar="NAME|PATH",
-                   help=f"model-zoo name (`swinir models`) or checkpoint file (default: {DEFAULT_MODEL})")
-    p.add_argument("--tile", type=_int_at_least(0), default=512, metavar="N",
-                   help="tile side in input pixels, rounded to the window size; 0 = whole image (default 512)")
-    p.add_argument("--overlap", type=_int_at_least(0), default=32, metavar="N",
-                   help="overlap between tiles in input pixels (default 32)")
+    p.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
+        help=f"model-zoo name (`swinir models`) or checkpoint file (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--tile",
+        type=_int_at_least(0),
+        default=512,
+        metavar="N",
+        help="tile side in input pixels, rounded to the window size; 0 = whole image (default 512)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=_int_at_least(0),
+        default=32,
+        metavar="N",
+        help="overlap between tiles in input pixels (default 32)",
+    )
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower, a bit better)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="compute precision (default fp32; fp16 on CPU falls back to bf16)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="compute precision (default fp32; fp16 on CPU falls back to bf16)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=1, metavar="N",
-                   help="tiles per forward pass (default 1)")
+    p.add_argument(
+        "--batch-size", type=_int_at_least(1), default=1, metavar="N", help="tiles per forward pass (default 1)"
+    )
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders of folder inputs")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists (resume)")
     p.add_argument("--suffix", default="", help="appended to each output's name, e.g. _x4 (default: none)")
-    p.add_argument("--ext", choices=EXTS, default="png",
-                   help="output format; 'same' keeps the input's (default png: lossless, 16-bit, alpha)")
-    p.add_argument("--quality", type=_int_at_least(1), default=95, metavar="Q",
-                   help="JPEG/WebP quality 1-100 (default 95; above 100 makes WebP lossless)")
-    p.add_argument("--outscale", type=_positive_float, default=None, metavar="F",
-                   help="final size as a factor of the input size, e.g. 2 or 3.5 (default: the model's scale)")
+    p.add_argument(
+        "--ext",
+        choices=EXTS,
+        default="png",
+        help="output format; 'same' keeps the input's (default png: lossless, 16-bit, alpha)",
+    )
+    p.add_argument(
+        "--quality",
+        type=_int_at_least(1),
+        default=95,
+        metavar="Q",
+        help="JPEG/WebP quality 1-100 (default 95; above 100 makes WebP lossless)",
+    )
+    p.add_argument(
+        "--outscale",
+        type=_positive_float,
+        default=None,
+        metavar="F",
+        help="final size as a factor of the input size, e.g. 2 or 3.5 (default: the model's scale)",
+    )
     p.set_defaults(func=run)
 
 
@@ -150,7 +184,8 @@ def collect(inputs: list[str], outdir: Path, recursive: bool, suffix: str, ext: 
         if dst in by_dst:
             plan.problems.append(
                 f"failed: {src}: its output {dst} would also be written for {by_dst[dst].src}; "
-                "use --ext same or a --suffix")
+                "use --ext same or a --suffix"
+            )
             return
         by_dst[dst] = Job(src, dst)
 
@@ -168,7 +203,9 @@ def collect(inputs: list[str], outdir: Path, recursive: bool, suffix: str, ext: 
                 found += 1
                 add(f, rel.parent)
             if not found:
-                sub = "" if recursive or not any(c.is_dir() for c in p.iterdir()) else " (use --recursive for subfolders)"
+                sub = (
+                    "" if recursive or not any(c.is_dir() for c in p.iterdir()) else " (use --recursive for subfolders)"
+                )
                 plan.problems.append(f"notice: {p}: no images found{sub}")
             plan.inputs += found
         elif p.exists():
@@ -201,7 +238,8 @@ class InputGuard:
             hit = (st.st_dev, st.st_ino) in self.inodes
         if hit:
             raise ImageWriteError(
-                f"{dst}: refusing to overwrite an input image; choose another output folder or a --suffix")
+                f"{dst}: refusing to overwrite an input image; choose another output folder or a --suffix"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -278,8 +316,9 @@ class _Notices:
                 self.write(f"notice: {src.name}: {msg}")
 
 
-def restore_file(job: Job, model: Any, args: argparse.Namespace, device: str | None, progress: bool,
-                 notices: _Notices) -> None:
+def restore_file(
+    job: Job, model: Any, args: argparse.Namespace, device: str | None, progress: bool, notices: _Notices
+) -> None:
     """Read, restore, resize alpha/outscale, write atomically."""
     from swinir.engine import restore
     from swinir.io import SwinIRNotice, read_image, resize, write_image
@@ -287,8 +326,17 @@ def restore_file(job: Job, model: Any, args: argparse.Namespace, device: str | N
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SwinIRNotice)
         img = read_image(job.src)
-        out = restore(model, img.array, tile=args.tile or None, overlap=args.overlap, ensemble=args.ensemble,
-                      precision=args.precision, device=device, batch_size=args.batch_size, progress=progress)
+        out = restore(
+            model,
+            img.array,
+            tile=args.tile or None,
+            overlap=args.overlap,
+            ensemble=args.ensemble,
+            precision=args.precision,
+            device=device,
+            batch_size=args.batch_size,
+            progress=progress,
+        )
         h, w = out.shape[:2]
         alpha = resize(img.alpha, h, w) if img.alpha is not None else None  # bicubic up, area down
         if args.outscale:
@@ -344,8 +392,10 @@ def run(args: argparse.Namespace) -> int:
         from swinir import zoo
 
         desc = zoo.get(DEFAULT_MODEL).description if zoo.is_known(DEFAULT_MODEL) else "compact x4"
-        say(f"using built-in model {DEFAULT_MODEL} ({desc}); for the released SwinIR use "
-            "--model classical-x4 / realsr-x4 ...")
+        say(
+            f"using built-in model {DEFAULT_MODEL} ({desc}); for the released SwinIR use "
+            "--model classical-x4 / realsr-x4 ..."
+        )
     device = _device_for(args.device, local_rank, world)
     model = swinir.load(args.model or DEFAULT_MODEL, device=device) if mine else None
     if model is not None and rank == 0:
@@ -355,8 +405,10 @@ def run(args: argparse.Namespace) -> int:
             from swinir import kernels
 
             if not kernels.available():
-                say(f"note: swinir's CPU attention kernel is not in use ({kernels.status()}), so CPU inference "
-                    "takes PyTorch's attention, ~10% slower")
+                say(
+                    f"note: swinir's CPU attention kernel is not in use ({kernels.status()}), so CPU inference "
+                    "takes PyTorch's attention, ~10% slower"
+                )
 
     notices = _Notices(lambda line: tqdm.write(line, file=sys.stderr))
     ok = skipped = 0
@@ -382,8 +434,10 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(_fail_line(job.src, exc), file=sys.stderr)
     except KeyboardInterrupt:
         bar.close()
-        print(f"interrupted after {ok} image(s); finished outputs are kept: rerun with --skip-existing to resume",
-              file=sys.stderr)
+        print(
+            f"interrupted after {ok} image(s); finished outputs are kept: rerun with --skip-existing to resume",
+            file=sys.stderr,
+        )
         raise
     finally:
         bar.close()

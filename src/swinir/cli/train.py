@@ -35,19 +35,33 @@ def _duration(text: str) -> float:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train or fine-tune a model from a config or preset",
+        "train",
+        help="train or fine-tune a model from a config or preset",
         description="Train or fine-tune SwinIR. CONFIG is a YAML file or the name of a shipped preset.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("config", nargs="?", help="YAML config file or preset name (see --list)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. train.lr=1e-4 (value parsed as YAML; repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. train.lr=1e-4 (value parsed as YAML; repeatable)",
+    )
     p.add_argument("--out", type=Path, help="output folder (default: runs/<config name>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoints/latest.pt (starts fresh if there is none)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from OUT/checkpoints/latest.pt (starts fresh if there is none)"
+    )
     p.add_argument("--iterations", type=int, help="shortcut for --set train.iterations=N")
-    p.add_argument("--time-limit", type=_duration, metavar="DURATION",
-                   help="wall-clock budget of the training loop: 3600, 90m or 2h (shortcut for --set "
-                        "train.time_limit=SECONDS); iterations and milestones are re-planned to fit it")
+    p.add_argument(
+        "--time-limit",
+        type=_duration,
+        metavar="DURATION",
+        help="wall-clock budget of the training loop: 3600, 90m or 2h (shortcut for --set "
+        "train.time_limit=SECONDS); iterations and milestones are re-planned to fit it",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (shortcut for --set train.device=...)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--list", action="store_true", help="list the shipped presets and exit")
@@ -76,23 +90,26 @@ def run(args: argparse.Namespace) -> int:
         if args.resume and args.out and (args.out / "config.yaml").is_file():
             source = str(args.out / "config.yaml")
         else:
-            raise ConfigError("give a config file or preset name (or --resume --out DIR of an existing run); "
-                              "see `swinir train --list`")
+            raise ConfigError(
+                "give a config file or preset name (or --resume --out DIR of an existing run); "
+                "see `swinir train --list`"
+            )
     cfg = load_config(source, overrides)
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
     out = args.out or Path("runs") / cfg.name
-    from swinir.train.trainer import train
-
     from swinir.train.distributed import from_env
+    from swinir.train.trainer import train
 
     result = train(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
     if not from_env().main:
         return 130 if result.interrupted else 0
     fv, lv = result.first_val, result.last_val
     if fv and lv:
-        print(f"validation PSNR: {fv['psnr']:.3f} dB at iteration {int(fv.get('iter', 0))} -> "
-              f"{lv['psnr']:.3f} dB at {result.iteration} (input {lv['psnr_input']:.3f} dB)")
+        print(
+            f"validation PSNR: {fv['psnr']:.3f} dB at iteration {int(fv.get('iter', 0))} -> "
+            f"{lv['psnr']:.3f} dB at {result.iteration} (input {lv['psnr_input']:.3f} dB)"
+        )
     print(f"outputs in {out}" + (" (stopped early; continue with --resume)" if result.interrupted else ""))
     return 130 if result.interrupted else 0

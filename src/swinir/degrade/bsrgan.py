@@ -22,8 +22,8 @@ then a final JPEG. Defaults are the published ones (KAIR ``degradation_bsrgan``)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Mapping
 
 import cv2
 import numpy as np
@@ -138,8 +138,13 @@ class SensorNoiseConfig:
     gamma: float = 2.2
 
 
-def add_sensor_noise(img: np.ndarray, rng: np.random.Generator, cfg: SensorNoiseConfig = SensorNoiseConfig(),
-                     shot: float | None = None, read: float | None = None) -> np.ndarray:
+def add_sensor_noise(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    cfg: SensorNoiseConfig = SensorNoiseConfig(),
+    shot: float | None = None,
+    read: float | None = None,
+) -> np.ndarray:
     """Signal-dependent sensor noise in linear light (see :class:`SensorNoiseConfig`); clipped to [0, 1].
 
     ``shot`` and ``read`` fix the levels (variance = shot * linear + read) instead of drawing them.
@@ -278,8 +283,9 @@ class BSRGANDegradation:
         _log(trace, f"jpeg {q}")
         return add_jpeg(img, q)
 
-    def __call__(self, hr: np.ndarray, rng: np.random.Generator,
-                 trace: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, hr: np.ndarray, rng: np.random.Generator, trace: list[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Degrade ``hr`` (uint8 HxW[xC]); ``trace``, if given, collects a line per applied step."""
         cfg = self.cfg
         sf0 = cfg.scale
@@ -334,10 +340,9 @@ class BSRGANDegradation:
             elif step == 5:
                 if rng.uniform() < cfg.jpeg_prob:
                     img = self._jpeg(img, rng, trace)
-            elif step == 6:
-                if rng.uniform() < cfg.sensor.prob:
-                    _log(trace, "sensor noise")
-                    img = add_sensor_noise(img, rng, cfg.sensor)
+            elif step == 6 and rng.uniform() < cfg.sensor.prob:
+                _log(trace, "sensor noise")
+                img = add_sensor_noise(img, rng, cfg.sensor)
         if cfg.final_jpeg:
             img = self._jpeg(img, rng, trace)
         lr = to_uint8(img)
@@ -352,18 +357,19 @@ def _log(trace: list[str] | None, text: str) -> None:
         trace.append(text)
 
 
-def _aligned_crop(lr: np.ndarray, hr: np.ndarray, scale: int, patch: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _aligned_crop(
+    lr: np.ndarray, hr: np.ndarray, scale: int, patch: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     h, w = lr.shape[:2]
     if h < patch or w < patch:
         raise ValueError(f"LR image {w}x{h} is smaller than the requested patch {patch}")
     y = int(rng.integers(0, h - patch + 1))
     x = int(rng.integers(0, w - patch + 1))
-    return (lr[y:y + patch, x:x + patch],
-            hr[y * scale:(y + patch) * scale, x * scale:(x + patch) * scale])
+    return (lr[y : y + patch, x : x + patch], hr[y * scale : (y + patch) * scale, x * scale : (x + patch) * scale])
 
 
-def degrade_bsrgan(hr: np.ndarray, rng: np.random.Generator, scale: int = 4,
-                   cfg: BSRGANConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def degrade_bsrgan(
+    hr: np.ndarray, rng: np.random.Generator, scale: int = 4, cfg: BSRGANConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Functional form of :class:`BSRGANDegradation`."""
     return BSRGANDegradation(cfg or BSRGANConfig(scale=scale))(hr, rng)

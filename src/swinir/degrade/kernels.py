@@ -63,8 +63,9 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return xx, yy
 
 
-def _inv_cov_quad(size: int, sigma_x: float, sigma_y: float, theta: float,
-                  shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+def _inv_cov_quad(
+    size: int, sigma_x: float, sigma_y: float, theta: float, shift: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
     """``x^T S^-1 x`` on the kernel grid for ``S = R diag(sx^2, sy^2) R^T``."""
     if sigma_x <= 0 or sigma_y <= 0:
         raise ValueError(f"kernel sigmas must be > 0, got {sigma_x}, {sigma_y}")
@@ -91,15 +92,17 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, the
     return _normalise(np.exp(-0.5 * q))
 
 
-def generalized_gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
-                                theta: float = 0.0, beta: float = 1.0) -> np.ndarray:
+def generalized_gaussian_kernel(
+    size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, beta: float = 1.0
+) -> np.ndarray:
     """``exp(-1/2 (x^T S^-1 x)^beta)``; beta = 1 is the Gaussian."""
     q = _inv_cov_quad(size, sigma_x, sigma_x if sigma_y is None else sigma_y, theta)
     return _normalise(np.exp(-0.5 * np.power(q, beta)))
 
 
-def plateau_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
-                   theta: float = 0.0, beta: float = 1.0) -> np.ndarray:
+def plateau_kernel(
+    size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, beta: float = 1.0
+) -> np.ndarray:
     """``1 / (1 + (x^T S^-1 x)^beta)``: a flat top with slowly decaying tails."""
     q = _inv_cov_quad(size, sigma_x, sigma_x if sigma_y is None else sigma_y, theta)
     return _normalise(1.0 / (1.0 + np.power(q, beta)))
@@ -115,7 +118,7 @@ def sinc_kernel(size: int, omega_c: float) -> np.ndarray:
     k = np.empty_like(r)
     nz = r > 0
     k[nz] = omega_c * bessel_j1(omega_c * r[nz]) / (2.0 * math.pi * r[nz])
-    k[~nz] = omega_c ** 2 / (4.0 * math.pi)  # the limit at r = 0
+    k[~nz] = omega_c**2 / (4.0 * math.pi)  # the limit at r = 0
     return _normalise(k)
 
 
@@ -150,8 +153,12 @@ def filter2d(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     For the point-symmetric kernels above, correlation equals convolution.
     """
     x = np.asarray(img)
-    out = cv2.filter2D(x, -1, np.asarray(kernel, dtype=np.float32 if x.dtype == np.float32 else np.float64),
-                       borderType=cv2.BORDER_REFLECT_101)
+    out = cv2.filter2D(
+        x,
+        -1,
+        np.asarray(kernel, dtype=np.float32 if x.dtype == np.float32 else np.float64),
+        borderType=cv2.BORDER_REFLECT_101,
+    )
     if x.ndim == 3 and out.ndim == 2:  # cv2 drops a trailing singleton channel
         out = out[:, :, None]
     return out
@@ -188,7 +195,9 @@ def _split_beta(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(1.0, hi))
 
 
-def random_sinc_kernel(rng: np.random.Generator, size: int, omega_range: tuple[float, float] | None = None) -> np.ndarray:
+def random_sinc_kernel(
+    rng: np.random.Generator, size: int, omega_range: tuple[float, float] | None = None
+) -> np.ndarray:
     """A sinc kernel with the published cut-off draw: U(pi/3, pi) for sizes < 13, else U(pi/5, pi)."""
     if omega_range is None:
         omega_range = (math.pi / 3, math.pi) if size < 13 else (math.pi / 5, math.pi)

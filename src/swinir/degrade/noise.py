@@ -22,9 +22,7 @@ def add_gaussian_noise_test(img: np.ndarray, sigma: float) -> np.ndarray:
     return x + np.random.normal(0, sigma / 255.0, x.shape)
 
 
-def add_gaussian_noise(
-    img: np.ndarray, sigma: float, rng: np.random.Generator, clip: bool = False
-) -> np.ndarray:
+def add_gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, clip: bool = False) -> np.ndarray:
     """Training noise: ``img`` float in [0, 1] plus N(0, (sigma/255)^2) drawn from ``rng``.
 
     The result keeps ``img``'s float dtype (float32 stays float32 to save memory). ``clip`` clamps

@@ -107,8 +107,15 @@ class RealESRGANDegradation:
     def _interp(self, rng: np.random.Generator) -> str:
         return self.cfg.interpolations[int(rng.integers(len(self.cfg.interpolations)))]
 
-    def _round(self, img: np.ndarray, st: RealESRGANStageConfig, rng: np.random.Generator,
-               size_of: tuple[int, int] | None, trace: list[str] | None, tag: str) -> np.ndarray:
+    def _round(
+        self,
+        img: np.ndarray,
+        st: RealESRGANStageConfig,
+        rng: np.random.Generator,
+        size_of: tuple[int, int] | None,
+        trace: list[str] | None,
+        tag: str,
+    ) -> np.ndarray:
         """One round; ``size_of`` is the reference (H, W) the resize factor applies to (None: current)."""
         if rng.uniform() < st.blur_prob:
             k = random_mixed_kernel(rng, st.kernel)
@@ -139,8 +146,9 @@ class RealESRGANDegradation:
         _log(trace, f"{tag} jpeg {q}")
         return add_jpeg(img, q)
 
-    def __call__(self, hr: np.ndarray, rng: np.random.Generator,
-                 trace: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, hr: np.ndarray, rng: np.random.Generator, trace: list[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Degrade ``hr`` (uint8 HxW[xC]); ``trace``, if given, collects a line per applied step."""
         cfg = self.cfg
         sf = cfg.scale
@@ -178,7 +186,8 @@ def _log(trace: list[str] | None, text: str) -> None:
         trace.append(text)
 
 
-def degrade_realesrgan(hr: np.ndarray, rng: np.random.Generator, scale: int = 4,
-                       cfg: RealESRGANConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def degrade_realesrgan(
+    hr: np.ndarray, rng: np.random.Generator, scale: int = 4, cfg: RealESRGANConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Functional form of :class:`RealESRGANDegradation`."""
     return RealESRGANDegradation(cfg or RealESRGANConfig(scale=scale))(hr, rng)

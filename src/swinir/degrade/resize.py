@@ -30,9 +30,9 @@ def cubic(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     ax2 = ax * ax
     ax3 = ax2 * ax
-    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (
-        -0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0
-    ) * ((ax > 1) & (ax <= 2))
+    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * (
+        (ax > 1) & (ax <= 2)
+    )
 
 
 def contributions(
@@ -77,7 +77,7 @@ def _resize_axis(x: Any, axis: int, weights: np.ndarray, indices: np.ndarray) ->
         return out
     shape = [1] * x.ndim
     shape[axis] = -1
-    out = np.zeros(x.shape[:axis] + (indices.shape[0],) + x.shape[axis + 1:], dtype=np.float64)
+    out = np.zeros(x.shape[:axis] + (indices.shape[0],) + x.shape[axis + 1 :], dtype=np.float64)
     for k in range(indices.shape[1]):
         out += np.take(x, indices[:, k], axis=axis) * weights[:, k].reshape(shape)
     return out

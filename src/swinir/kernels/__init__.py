@@ -25,9 +25,9 @@ import shutil
 import subprocess
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -74,8 +74,9 @@ def _flags() -> list[str]:
 
 def _build(cc: str, target: Path) -> None:
     with atomic_path(target) as tmp:  # a failed build leaves nothing behind; concurrent builds are safe
-        res = subprocess.run([cc, *_flags(), "-o", str(tmp), *map(str, SOURCES)], capture_output=True, text=True,
-                             timeout=120)
+        res = subprocess.run(
+            [cc, *_flags(), "-o", str(tmp), *map(str, SOURCES)], capture_output=True, text=True, timeout=120
+        )
         if res.returncode != 0:
             raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-800:]}")
 
@@ -89,10 +90,14 @@ def _load() -> ctypes.CDLL | None:
             return _lib
         try:
             _lib, _status = _try_load()
-        except Exception as exc:  # noqa: BLE001 - any failure: fall back to PyTorch's attention
+        except Exception as exc:
             _lib, _status = None, f"build failed ({exc}); using PyTorch's attention"
-            warnings.warn(f"swinir: the CPU window-attention kernel could not be built, so CPU inference uses "
-                          f"PyTorch's slower attention. Reason: {exc}", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"swinir: the CPU window-attention kernel could not be built, so CPU inference uses "
+                f"PyTorch's slower attention. Reason: {exc}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         _tried = True
         return _lib
 
@@ -108,8 +113,9 @@ def _try_load() -> tuple[ctypes.CDLL | None, str]:
     if cc is None:
         return None, "no C compiler found (install gcc or set CC)"
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + " ".join(_flags()).encode() + cc.encode()
-                         + version.encode())
+    key = hashlib.sha256(
+        b"".join(p.read_bytes() for p in SOURCES) + " ".join(_flags()).encode() + cc.encode() + version.encode()
+    )
     target = cache_dir() / "kernels" / f"swinir_cpu-{key.hexdigest()[:16]}.so"
     if not target.is_file():
         _build(cc, target)
@@ -150,8 +156,9 @@ def supports(n: int, head_dim: int) -> bool:
     return n <= MAX_TOKENS and head_dim <= MAX_HEAD_DIM
 
 
-def window_attention(qkv: Tensor, bias: Tensor, group_end: Tensor, first_window: int, out: Tensor, heads: int,
-                     scale: float) -> None:
+def window_attention(
+    qkv: Tensor, bias: Tensor, group_end: Tensor, first_window: int, out: Tensor, heads: int, scale: float
+) -> None:
     """Write softmax(scale q k^T + bias) v of every window in ``qkv`` into ``out``.
 
     qkv: (windows, n, 3C) fp32, the qkv projection of consecutive windows; out: (windows, n, C) fp32.
@@ -174,8 +181,19 @@ def window_attention(qkv: Tensor, bias: Tensor, group_end: Tensor, first_window:
     if bias.shape[1:] != (heads, n, n) or group_end.numel() != bias.shape[0]:
         raise ValueError(f"bias {tuple(bias.shape)} / group_end {group_end.numel()} do not match")
     fn = lib.swinir_window_attention_f32
-    if fn(qkv.data_ptr(), bias.data_ptr(), group_end.data_ptr(), group_end.numel(), out.data_ptr(), first_window,
-          count, n, heads, d, scale):
+    if fn(
+        qkv.data_ptr(),
+        bias.data_ptr(),
+        group_end.data_ptr(),
+        group_end.numel(),
+        out.data_ptr(),
+        first_window,
+        count,
+        n,
+        heads,
+        d,
+        scale,
+    ):
         raise MemoryError("the CPU window-attention kernel could not allocate its scratch buffers")
 
 
@@ -217,7 +235,9 @@ def conv3x3(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
     b, c, h, w = x.shape
     o = u.shape[1]
     if x.dtype != torch.float32 or u.dtype != torch.float32 or u.dim() != 3 or u.shape[0] != 16 or u.shape[2] != c:
-        raise ValueError(f"conv3x3 takes fp32 x (B, C, H, W) and u (16, out, C); got {tuple(x.shape)}, {tuple(u.shape)}")
+        raise ValueError(
+            f"conv3x3 takes fp32 x (B, C, H, W) and u (16, out, C); got {tuple(x.shape)}, {tuple(u.shape)}"
+        )
     if not x.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
     if bias is not None:

@@ -11,5 +11,14 @@ from __future__ import annotations
 from swinir.train.config import Config, ConfigError, build_config, load_config, preset_names, raw_config
 from swinir.train.trainer import Trainer, TrainResult, train
 
-__all__ = ["Config", "ConfigError", "Trainer", "TrainResult", "build_config", "load_config", "preset_names",
-           "raw_config", "train"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Trainer",
+    "TrainResult",
+    "build_config",
+    "load_config",
+    "preset_names",
+    "raw_config",
+    "train",
+]

@@ -16,10 +16,11 @@ import difflib
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -74,10 +75,17 @@ class ModelConfig:
     def kwargs(self) -> dict[str, Any]:
         """Constructor arguments for ``SwinIR``."""
         return {
-            "upscale": self.upscale if self.upsampler else 1, "in_chans": self.in_chans, "img_size": self.img_size,
-            "window_size": self.window_size, "img_range": self.img_range, "depths": list(self.depths),
-            "embed_dim": self.embed_dim, "num_heads": list(self.num_heads), "mlp_ratio": self.mlp_ratio,
-            "upsampler": self.upsampler, "resi_connection": self.resi_connection,
+            "upscale": self.upscale if self.upsampler else 1,
+            "in_chans": self.in_chans,
+            "img_size": self.img_size,
+            "window_size": self.window_size,
+            "img_range": self.img_range,
+            "depths": list(self.depths),
+            "embed_dim": self.embed_dim,
+            "num_heads": list(self.num_heads),
+            "mlp_ratio": self.mlp_ratio,
+            "upsampler": self.upsampler,
+            "resi_connection": self.resi_connection,
         }
 
 
@@ -131,8 +139,9 @@ class DegradeConfig:
         if self.pipeline is not None and self.pipeline not in PIPELINES:
             raise ConfigError(f"{path}.pipeline: expected one of {', '.join(PIPELINES)} or null, got {self.pipeline!r}")
         if self.pipeline and (self.noise_sigma or self.jpeg_quality):
-            raise ConfigError(f"{path}.pipeline: {self.pipeline} makes its own noise and JPEG; "
-                              "remove noise_sigma / jpeg_quality")
+            raise ConfigError(
+                f"{path}.pipeline: {self.pipeline} makes its own noise and JPEG; remove noise_sigma / jpeg_quality"
+            )
         for key, lo_ok, hi_ok in (("noise_sigma", 0, 255), ("jpeg_quality", 1, 100)):
             v = getattr(self, key)
             if v is None:
@@ -277,7 +286,8 @@ class Config:
     def task(self) -> str:
         if self.model.upsampler:
             return {"pixelshuffle": "classical_sr", "pixelshuffledirect": "lightweight_sr"}.get(
-                self.model.upsampler, "real_sr")
+                self.model.upsampler, "real_sr"
+            )
         return "jpeg" if self.data.degrade.jpeg_quality else "denoise"
 
     def to_dict(self) -> dict[str, Any]:
@@ -472,7 +482,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if nxt is None:
                 nxt = node[part] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a section")
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
             node = nxt
         node[parts[-1]] = value
     return out
@@ -494,8 +504,7 @@ def placeholders() -> dict[str, str]:
     from swinir.paths import shared_dir
 
     shared = shared_dir()
-    return {"shared": str(shared) if shared else "../shared",
-            "data": os.environ.get("SWINIR_DATA", "datasets")}
+    return {"shared": str(shared) if shared else "../shared", "data": os.environ.get("SWINIR_DATA", "datasets")}
 
 
 def build_config(data: Mapping[str, Any]) -> Config:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -170,8 +171,10 @@ class TrainSet(Dataset):
                     self._bad(rec.hr, f"{hs[1]}x{hs[0]} is smaller than its LQ image {ls[1]}x{ls[0]} x{self.scale}")
                     continue
             elif min(hs) < need_hr:
-                self._bad(rec.hr, f"{hs[1]}x{hs[0]} is smaller than the {need_hr}px crop "
-                                  f"(patch {self.patch} x scale {self.scale})")
+                self._bad(
+                    rec.hr,
+                    f"{hs[1]}x{hs[0]} is smaller than the {need_hr}px crop (patch {self.patch} x scale {self.scale})",
+                )
                 continue
             keep.append(rec)
             if self.cfg.cache:
@@ -227,13 +230,13 @@ class TrainSet(Dataset):
         if lq is not None:
             y = int(rng.integers(0, lq.shape[0] - p + 1))
             x = int(rng.integers(0, lq.shape[1] - p + 1))
-            lq_c = lq[y:y + p, x:x + p]
-            gt = hr[y * s:(y + p) * s, x * s:(x + p) * s]
+            lq_c = lq[y : y + p, x : x + p]
+            gt = hr[y * s : (y + p) * s, x * s : (x + p) * s]
         else:
             ps = p * s
             y = int(rng.integers(0, hr.shape[0] - ps + 1))
             x = int(rng.integers(0, hr.shape[1] - ps + 1))
-            gt = hr[y:y + ps, x:x + ps]
+            gt = hr[y : y + ps, x : x + ps]
             lq_c = None
         mode = int(rng.integers(0, 8)) if self.cfg.augment else 0
         info["augment"] = mode
@@ -245,8 +248,10 @@ class TrainSet(Dataset):
             lq_r = lq_r.reshape(lq_r.shape[0], lq_r.shape[1], -1)
             gt_r = gt_r.reshape(gt_r.shape[0], gt_r.shape[1], -1)
             if lq_r.shape[:2] != (p, p) or gt_r.shape[:2] != (p * s, p * s):
-                raise RuntimeError(f"degradation {self.cfg.degrade.pipeline} returned LQ {lq_r.shape[:2]} / GT "
-                                   f"{gt_r.shape[:2]} for a {p * s}px crop; expected {p} / {p * s}")
+                raise RuntimeError(
+                    f"degradation {self.cfg.degrade.pipeline} returned LQ {lq_r.shape[:2]} / GT "
+                    f"{gt_r.shape[:2]} for a {p * s}px crop; expected {p} / {p * s}"
+                )
             return np.ascontiguousarray(lq_r), np.ascontiguousarray(gt_r), info
         lq_img: np.ndarray = imresize(gt, output_shape=(p, p), mode="uint8") if s > 1 else gt.copy()
         if lq_img.ndim == 2:
@@ -257,8 +262,12 @@ class TrainSet(Dataset):
             lo, hi = deg.noise_sigma
             sigma = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
             info["sigma"] = sigma
-            out = add_gaussian_noise(lq_img.astype(np.float32) / np.float32(255.0), sigma, rng,
-                                     clip=deg.noise_clip or deg.jpeg_quality is not None)
+            out = add_gaussian_noise(
+                lq_img.astype(np.float32) / np.float32(255.0),
+                sigma,
+                rng,
+                clip=deg.noise_clip or deg.jpeg_quality is not None,
+            )
             if deg.jpeg_quality is not None:  # noise then JPEG needs an 8-bit image in between
                 out = np.round(out * 255.0).astype(np.uint8)
         if deg.jpeg_quality is not None:
@@ -321,13 +330,26 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(0)
 
 
-def make_loader(dataset: TrainSet, global_batch: int, num_workers: int, rank: int = 0, world: int = 1,
-                start_iter: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+def make_loader(
+    dataset: TrainSet,
+    global_batch: int,
+    num_workers: int,
+    rank: int = 0,
+    world: int = 1,
+    start_iter: int = 0,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
     sampler = StepSampler(global_batch, rank, world, start_iter)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=sampler.local, sampler=sampler, num_workers=num_workers,
-        worker_init_fn=_worker_init if num_workers else None, pin_memory=pin_memory,
-        persistent_workers=False, prefetch_factor=4 if num_workers else None, drop_last=True,
+        dataset,
+        batch_size=sampler.local,
+        sampler=sampler,
+        num_workers=num_workers,
+        worker_init_fn=_worker_init if num_workers else None,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
+        drop_last=True,
     )
 
 
@@ -361,7 +383,7 @@ def _crop_pair(lq: np.ndarray, gt: np.ndarray, size: int, scale: int) -> tuple[n
     lh, lw = lq.shape[:2]
     th, tw = min(lh, side), min(lw, side)
     y, x = (lh - th) // 2, (lw - tw) // 2
-    return lq[y:y + th, x:x + tw], gt[y * scale:(y + th) * scale, x * scale:(x + tw) * scale]
+    return lq[y : y + th, x : x + tw], gt[y * scale : (y + th) * scale, x * scale : (x + tw) * scale]
 
 
 def load_val_set(cfg: ValConfig, scale: int, channels: int) -> list[ValImage]:
@@ -406,4 +428,3 @@ def input_baseline(img: ValImage, scale: int) -> np.ndarray:
         up = imresize(lq8, output_shape=img.gt.shape[:2], mode="uint8")
         return up[:, :, None] if up.ndim == 2 else up
     return lq8
-

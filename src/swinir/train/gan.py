@@ -13,8 +13,9 @@ This module holds no training loop and imports no trainer, so the config schema 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,10 +51,14 @@ class GANConfig:
         from swinir.errors import ConfigError
 
         if len(self.perceptual_layers) != len(self.perceptual_layer_weights):
-            raise ConfigError(f"{path}.perceptual_layer_weights: {len(self.perceptual_layer_weights)} weights for "
-                              f"{len(self.perceptual_layers)} layers")
+            raise ConfigError(
+                f"{path}.perceptual_layer_weights: {len(self.perceptual_layer_weights)} weights for "
+                f"{len(self.perceptual_layers)} layers"
+            )
         if any(not 0 <= i <= 36 for i in self.perceptual_layers):
-            raise ConfigError(f"{path}.perceptual_layers: VGG19 feature indices are 0..36, got {self.perceptual_layers}")
+            raise ConfigError(
+                f"{path}.perceptual_layers: VGG19 feature indices are 0..36, got {self.perceptual_layers}"
+            )
         if self.perceptual_criterion not in ("l1", "l2"):
             raise ConfigError(f"{path}.perceptual_criterion: 'l1' or 'l2', got {self.perceptual_criterion!r}")
         for key in ("perceptual_weight", "gan_weight"):
@@ -167,6 +172,7 @@ def gan_step(
     Returns detached logs: ``l_g_pix``, ``l_g_percep``, ``l_g_gan``, ``l_g_total``, ``l_d_real``,
     ``l_d_fake``, ``out_d_real``, ``out_d_fake`` (mean logits).
     """
+
     def _bwd(loss: Tensor, opt: torch.optim.Optimizer) -> None:
         if backward is None:
             loss.backward()
@@ -206,8 +212,12 @@ def gan_step(
     l_real = gan_loss(real_d, True, is_disc=True)
     l_fake = gan_loss(fake_d, False, is_disc=True)
     _bwd(l_real + l_fake, opt_d)
-    logs.update(l_d_real=l_real.detach(), l_d_fake=l_fake.detach(),
-                out_d_real=real_d.detach().float().mean(), out_d_fake=fake_d.detach().float().mean())
+    logs.update(
+        l_d_real=l_real.detach(),
+        l_d_fake=l_fake.detach(),
+        out_d_real=real_d.detach().float().mean(),
+        out_d_fake=fake_d.detach().float().mean(),
+    )
     return logs
 
 
@@ -215,9 +225,17 @@ class GANStep:
     """Self-contained GAN fine-tuning state (G, D, optimisers, losses, optional EMA of G) for use
     outside the trainer; ``step(lq, gt)`` runs :func:`gan_step` and updates the EMA."""
 
-    def __init__(self, net_g: nn.Module, cfg: GANConfig | None = None, perceptual: nn.Module | None = None,
-                 g_lr: float = 1e-4, g_betas: tuple[float, float] = (0.9, 0.99), pixel_weight: float = 1.0,
-                 ema_decay: float = 0.999, in_chans: int = 3) -> None:
+    def __init__(
+        self,
+        net_g: nn.Module,
+        cfg: GANConfig | None = None,
+        perceptual: nn.Module | None = None,
+        g_lr: float = 1e-4,
+        g_betas: tuple[float, float] = (0.9, 0.99),
+        pixel_weight: float = 1.0,
+        ema_decay: float = 0.999,
+        in_chans: int = 3,
+    ) -> None:
         self.cfg = cfg or GANConfig()
         self.net_g = net_g
         self.net_d = UNetDiscriminatorSN(in_chans, self.cfg.d_num_feat, self.cfg.d_skip_connection)
@@ -240,9 +258,19 @@ class GANStep:
         return v, {"l1": v.detach()}
 
     def step(self, lq: Tensor, gt: Tensor) -> dict[str, float]:
-        logs = gan_step(self.net_g, self.net_d, lq, gt, self.opt_g, self.opt_d,
-                        self._pixel if self.pixel_weight > 0 else None, self.perceptual, self.gan_loss,
-                        self.cfg.perceptual_weight, update_g=self.iteration >= self.cfg.d_init_iters)
+        logs = gan_step(
+            self.net_g,
+            self.net_d,
+            lq,
+            gt,
+            self.opt_g,
+            self.opt_d,
+            self._pixel if self.pixel_weight > 0 else None,
+            self.perceptual,
+            self.gan_loss,
+            self.cfg.perceptual_weight,
+            update_g=self.iteration >= self.cfg.d_init_iters,
+        )
         if self.ema is not None:
             self.ema.update(self.net_g)
         self.iteration += 1

@@ -59,10 +59,12 @@ class GANTrainer(Trainer):
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net_d = nn.parallel.DistributedDataParallel(self.net_d_module, device_ids=ids)
-        self.optimizer_d = torch.optim.Adam(self.net_d_module.parameters(), lr=gc.d_lr,
-                                            betas=(gc.d_betas[0], gc.d_betas[1]))
+        self.optimizer_d = torch.optim.Adam(
+            self.net_d_module.parameters(), lr=gc.d_lr, betas=(gc.d_betas[0], gc.d_betas[1])
+        )
         self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer_d, lambda it: lr_factor(it, list(t.milestones), t.gamma, t.warmup_iters))
+            self.optimizer_d, lambda it: lr_factor(it, list(t.milestones), t.gamma, t.warmup_iters)
+        )
         perceptual = None
         if gc.perceptual_weight > 0:
             perceptual = self._build_perceptual(gc)
@@ -80,8 +82,10 @@ class GANTrainer(Trainer):
             vgg = load_vgg19(path, gc.perceptual_layers)
         else:
             if self.main:
-                log.warning("gan.vgg_pretrained is false: the perceptual loss uses RANDOM VGG19 weights "
-                            "(for tests and smoke runs only)")
+                log.warning(
+                    "gan.vgg_pretrained is false: the perceptual loss uses RANDOM VGG19 weights "
+                    "(for tests and smoke runs only)"
+                )
             vgg = load_vgg19(layers=gc.perceptual_layers, pretrained=False)
         return PerceptualLoss(vgg, gc.perceptual_layer_weights, gc.perceptual_criterion)
 
@@ -101,9 +105,21 @@ class GANTrainer(Trainer):
             self.scaler.step(opt)
 
         update_g = self.iteration >= gc.d_init_iters
-        logs = gan_step(self.net, self.net_d, lq, gt, self.optimizer, self.optimizer_d, losses.pixel,
-                        losses.perceptual, losses.gan, gc.perceptual_weight, update_g=update_g,
-                        autocast=self.autocast, backward=backward)
+        logs = gan_step(
+            self.net,
+            self.net_d,
+            lq,
+            gt,
+            self.optimizer,
+            self.optimizer_d,
+            losses.pixel,
+            losses.perceptual,
+            losses.gan,
+            gc.perceptual_weight,
+            update_g=update_g,
+            autocast=self.autocast,
+            backward=backward,
+        )
         self.scaler.update()
         self.scheduler.step()
         self.scheduler_d.step()
@@ -116,8 +132,11 @@ class GANTrainer(Trainer):
 
     # -- checkpoints ------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
-        return {"net_d": self.net_d_module.state_dict(), "optimizer_d": self.optimizer_d.state_dict(),
-                "scheduler_d": self.scheduler_d.state_dict()}
+        return {
+            "net_d": self.net_d_module.state_dict(),
+            "optimizer_d": self.optimizer_d.state_dict(),
+            "scheduler_d": self.scheduler_d.state_dict(),
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if "net_d" not in state:
@@ -137,7 +156,9 @@ class GANTrainer(Trainer):
     def export_weights(self, path: Path) -> Path:
         """G in the released layout (as the base class), and D beside it as ``net_d_*.pth``."""
         out = super().export_weights(path)
-        d_path = path.with_name(path.name.replace("model", "net_d", 1) if "model" in path.name else f"net_d_{path.name}")
+        d_path = path.with_name(
+            path.name.replace("model", "net_d", 1) if "model" in path.name else f"net_d_{path.name}"
+        )
         sd = {k: v.detach().cpu().contiguous() for k, v in self.net_d_module.state_dict().items()}
         atomic_torch_save({"params": sd}, d_path)
         return out

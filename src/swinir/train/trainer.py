@@ -25,9 +25,10 @@ import os
 import random
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -77,8 +78,13 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
-                  int(np_state[3]), float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -121,8 +127,9 @@ def resolve_init_source(source: str) -> Path:
     return Path(zoo.resolve(source))
 
 
-def init_from_checkpoint(model: SwinIR, source: str, reset_head: bool | None = None,
-                         strict: bool = False) -> tuple[list[str], list[str]]:
+def init_from_checkpoint(
+    model: SwinIR, source: str, reset_head: bool | None = None, strict: bool = False
+) -> tuple[list[str], list[str]]:
     """Copy tensors of matching name and shape from a checkpoint (EMA weights preferred) into ``model``.
 
     The scale-specific upsampler (``upsample.*``) is re-initialised when the scales differ (or when
@@ -145,8 +152,10 @@ def init_from_checkpoint(model: SwinIR, source: str, reset_head: bool | None = N
     if strict:
         bad = [k for k in left if not (reset_head and k.startswith("upsample."))]
         if bad:
-            raise ConfigError(f"model.init_from: {path} lacks {len(bad)} tensors of this model (e.g. {bad[0]}); "
-                              "set model.init_strict: false to initialise them randomly")
+            raise ConfigError(
+                f"model.init_from: {path} lacks {len(bad)} tensors of this model (e.g. {bad[0]}); "
+                "set model.init_strict: false to initialise them randomly"
+            )
     model.load_state_dict(new, strict=False)
     return sorted(new), left
 
@@ -157,8 +166,14 @@ def init_from_checkpoint(model: SwinIR, source: str, reset_head: bool | None = N
 class Trainer:
     """Builds everything from a ``Config`` and runs ``fit()``; ``out_dir`` receives all outputs."""
 
-    def __init__(self, cfg: Config, out_dir: str | os.PathLike[str], resume: bool = False,
-                 dist: dist_utils.DistInfo | None = None, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: str | os.PathLike[str],
+        resume: bool = False,
+        dist: dist_utils.DistInfo | None = None,
+        progress: bool | None = None,
+    ) -> None:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.dist = dist if dist is not None else dist_utils.from_env()
@@ -191,13 +206,15 @@ class Trainer:
         self.optimizer = self.build_optimizer()
         t = cfg.train
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda it: lr_factor(it, list(t.milestones), t.gamma, t.warmup_iters))
+            self.optimizer, lambda it: lr_factor(it, list(t.milestones), t.gamma, t.warmup_iters)
+        )
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
 
         self.train_set = TrainSet(cfg.data, cfg.scale, cfg.model.in_chans, seed=t.seed)
         self.val_set: list[ValImage] = (
-            load_val_set(cfg.val, cfg.scale, cfg.model.in_chans) if self.main and cfg.val.hr else [])
+            load_val_set(cfg.val, cfg.scale, cfg.model.in_chans) if self.main and cfg.val.hr else []
+        )
         self._val_inputs: dict[str, tuple[float, float]] = {}
         self.val_protocol = val_protocol(cfg.val, cfg.scale, cfg.model.in_chans) if self.val_set else None
         if resume:
@@ -219,14 +236,17 @@ class Trainer:
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         hi, lo = int(t[0]), -int(t[1])
         if hi != lo:
-            raise CheckpointError(f"processes start at different iterations ({lo}..{hi}): {self.out} must be a "
-                                  "folder shared by all nodes so that every process resumes from the same latest.pt")
+            raise CheckpointError(
+                f"processes start at different iterations ({lo}..{hi}): {self.out} must be a "
+                "folder shared by all nodes so that every process resumes from the same latest.pt"
+            )
 
     # -- construction (overridable) -------------------------------------------------------------------
     def _check_out_dir(self, resume: bool) -> None:
         if not resume and (self.out / "checkpoints" / "latest.pt").exists():
-            raise ConfigError(f"{self.out} already holds a training run; add --resume to continue it, "
-                              "or choose another --out folder")
+            raise ConfigError(
+                f"{self.out} already holds a training run; add --resume to continue it, or choose another --out folder"
+            )
 
     def build_model(self) -> SwinIR:
         m = self.cfg.model
@@ -237,8 +257,13 @@ class Trainer:
         if m.init_from:
             loaded, left = init_from_checkpoint(model, m.init_from, m.init_reset_head, m.init_strict)
             if self.main:
-                log.info("initialised %d tensors from %s; %d left at random init%s", len(loaded), m.init_from,
-                         len(left), f" (e.g. {', '.join(left[:3])})" if left else "")
+                log.info(
+                    "initialised %d tensors from %s; %d left at random init%s",
+                    len(loaded),
+                    m.init_from,
+                    len(left),
+                    f" (e.g. {', '.join(left[:3])})" if left else "",
+                )
         model.set_grad_checkpointing(m.grad_checkpointing)
         return model
 
@@ -265,8 +290,11 @@ class Trainer:
             out = self.net(lq)
         loss, parts = self.loss_fn(out, gt)
         self.scaler.scale(loss).backward()
-        logs = {"loss": loss.detach(), **{f"loss_{k}": v for k, v in parts.items()}} if len(parts) > 1 else \
-            {"loss": loss.detach()}
+        logs = (
+            {"loss": loss.detach(), **{f"loss_{k}": v for k, v in parts.items()}}
+            if len(parts) > 1
+            else {"loss": loss.detach()}
+        )
         if self.cfg.train.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
@@ -326,8 +354,16 @@ class Trainer:
             self.first_val = dict(res, iter=self.iteration)
         self.monitor.scalars(self.iteration, res, kind="val")
         border, y = self.val_settings()
-        log.info("val @%d: PSNR %.3f dB, SSIM %.4f (input %.3f dB; %s, border %d) in %.1fs", self.iteration,
-                 res["psnr"], res["ssim"], res["psnr_input"], "Y" if y else "RGB", border, time.time() - t0)
+        log.info(
+            "val @%d: PSNR %.3f dB, SSIM %.4f (input %.3f dB; %s, border %d) in %.1fs",
+            self.iteration,
+            res["psnr"],
+            res["ssim"],
+            res["psnr_input"],
+            "Y" if y else "RGB",
+            border,
+            time.time() - t0,
+        )
         if res["psnr"] > self.best_psnr and self.iteration > 0:
             self.best_psnr = res["psnr"]
             self.save_checkpoint(best=True)
@@ -365,8 +401,9 @@ class Trainer:
         """The released layout: ``{'params': ..., 'params_ema': ...}`` (+ our spec), loadable by ``swinir.load``."""
         extra: dict[str, Any] = {}
         if self.ema is not None:
-            extra["params_ema"] = {k: v.detach().cpu().contiguous()
-                                   for k, v in drop_derived(self.ema.module.state_dict()).items()}
+            extra["params_ema"] = {
+                k: v.detach().cpu().contiguous() for k, v in drop_derived(self.ema.module.state_dict()).items()
+            }
         return save_weights(self.model, path, key="params", extra=extra)
 
     def save_checkpoint(self, best: bool = False) -> None:
@@ -393,9 +430,11 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing error
-            raise CheckpointError(f"{path}: cannot read this training checkpoint ({str(exc).splitlines()[0][:160]}); "
-                                  "use an earlier iter_*.pt by copying it to latest.pt") from None
+        except Exception as exc:
+            raise CheckpointError(
+                f"{path}: cannot read this training checkpoint ({str(exc).splitlines()[0][:160]}); "
+                "use an earlier iter_*.pt by copying it to latest.pt"
+            ) from None
         try:
             self.model.load_state_dict(state["model"], strict=False)
             if self.ema is not None and state.get("ema"):
@@ -404,8 +443,10 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: does not match this configuration ({str(exc).splitlines()[0][:200]}); "
-                                  "resume with the config the run was started with") from None
+            raise CheckpointError(
+                f"{path}: does not match this configuration ({str(exc).splitlines()[0][:200]}); "
+                "resume with the config the run was started with"
+            ) from None
         self.iteration = int(state["iteration"])
         self.best_psnr = float(state.get("best_psnr", -math.inf))
         self.first_val = dict(state.get("first_val") or {})
@@ -426,12 +467,18 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------
     def _batches(self) -> Iterator[dict[str, Tensor]]:
-        loader = make_loader(self.train_set, self.cfg.data.batch_size, self.cfg.data.num_workers,
-                             self.dist.rank, self.dist.world, start_iter=self.iteration,
-                             pin_memory=self.device.type == "cuda")
+        loader = make_loader(
+            self.train_set,
+            self.cfg.data.batch_size,
+            self.cfg.data.num_workers,
+            self.dist.rank,
+            self.dist.world,
+            start_iter=self.iteration,
+            pin_memory=self.device.type == "cuda",
+        )
         return iter(loader)
 
-    def _on_signal(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+    def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop = True
 
     def _replan(self, rate: float) -> None:
@@ -450,12 +497,22 @@ class Trainer:
         planned, planned_ms = self.plan
         factor = new_total / planned
         old = (t.iterations, list(t.milestones))
-        t.milestones = [cur if cur <= self.iteration else max(self.iteration + 1, round(m * factor))
-                        for m, cur in zip(planned_ms, t.milestones)]
+        t.milestones = [
+            cur if cur <= self.iteration else max(self.iteration + 1, round(m * factor))
+            for m, cur in zip(planned_ms, t.milestones)
+        ]
         t.iterations = new_total
         if self.main:
-            log.info("time limit %.0fs: %.2f it/s, %.0fs left -> %d iterations (were %d), milestones %s (were %s)",
-                     t.time_limit, rate, left, new_total, old[0], t.milestones, old[1])
+            log.info(
+                "time limit %.0fs: %.2f it/s, %.0fs left -> %d iterations (were %d), milestones %s (were %s)",
+                t.time_limit,
+                rate,
+                left,
+                new_total,
+                old[0],
+                t.milestones,
+                old[1],
+            )
             write_text(self.out / "config.yaml", self.cfg.to_yaml())  # resume follows the new plan
 
     def _budget(self, it: int, now: float, clock: dict[str, Any]) -> bool:
@@ -492,10 +549,19 @@ class Trainer:
         t_start = time.time()
         if self.main:
             n_params = sum(p.numel() for p in self.model.parameters())
-            log.info("run %s: %s, %.3fM parameters, %d training images (epoch %d samples), batch %d on %d "
-                     "process(es), device %s, amp %s", cfg.name, self.model.spec.describe(), n_params / 1e6,
-                     len(self.train_set.records), self.train_set.epoch_length, cfg.data.batch_size,
-                     self.dist.world, self.device, cfg.train.amp)
+            log.info(
+                "run %s: %s, %.3fM parameters, %d training images (epoch %d samples), batch %d on %d "
+                "process(es), device %s, amp %s",
+                cfg.name,
+                self.model.spec.describe(),
+                n_params / 1e6,
+                len(self.train_set.records),
+                self.train_set.epoch_length,
+                cfg.data.batch_size,
+                self.dist.world,
+                self.device,
+                cfg.train.amp,
+            )
         old_handlers = {}
         if not self.dist.enabled:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -517,8 +583,9 @@ class Trainer:
             if self.main and self.progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=total, initial=self.iteration, unit="it", dynamic_ncols=True, desc=cfg.name,
-                           smoothing=0.05)
+                bar = tqdm(
+                    total=total, initial=self.iteration, unit="it", dynamic_ncols=True, desc=cfg.name, smoothing=0.05
+                )
             acc: dict[str, Tensor] = {}
             n_acc = 0
             t_log = time.time()
@@ -555,8 +622,14 @@ class Trainer:
                         self.monitor.scalars(it, vals, kind="train")
                         if bar is not None:
                             bar.set_postfix(loss=f"{vals['loss']:.4g}", lr=f"{vals['lr']:.2g}")
-                        log.info("iter %d/%d: loss %.5f, lr %.3g, %.2f it/s", it, total, vals["loss"], vals["lr"],
-                                 vals["it_per_s"])
+                        log.info(
+                            "iter %d/%d: loss %.5f, lr %.3g, %.2f it/s",
+                            it,
+                            total,
+                            vals["loss"],
+                            vals["lr"],
+                            vals["it_per_s"],
+                        )
                     acc, n_acc, t_log = {}, 0, time.time()
                 if cfg.val.every and it % cfg.val.every == 0 and it != total:
                     self._run_validation()
@@ -596,10 +669,21 @@ class Trainer:
                 png = plot_curves(self.out / "metrics.jsonl", self.out / "curves.png", self.cfg.name)
                 if png:
                     log.info("curves: %s", png)
-            log.info("finished at iteration %d in %.1fs; best PSNR %s", self.iteration, seconds,
-                     f"{self.best_psnr:.3f} dB" if math.isfinite(self.best_psnr) else "n/a")
-        return TrainResult(self.out, self.iteration, self.best_psnr if math.isfinite(self.best_psnr) else None,
-                           dict(self.last_val), dict(self.first_val), interrupted, seconds)
+            log.info(
+                "finished at iteration %d in %.1fs; best PSNR %s",
+                self.iteration,
+                seconds,
+                f"{self.best_psnr:.3f} dB" if math.isfinite(self.best_psnr) else "n/a",
+            )
+        return TrainResult(
+            self.out,
+            self.iteration,
+            self.best_psnr if math.isfinite(self.best_psnr) else None,
+            dict(self.last_val),
+            dict(self.first_val),
+            interrupted,
+            seconds,
+        )
 
     def close(self) -> None:
         self.monitor.close()
@@ -630,8 +714,9 @@ def _write_png(path: Path, img: np.ndarray) -> None:
         cv2.imwrite(str(tmp), np.ascontiguousarray(bgr))
 
 
-def train(cfg: Config, out_dir: str | os.PathLike[str], resume: bool = False, progress: bool | None = None
-          ) -> TrainResult:
+def train(
+    cfg: Config, out_dir: str | os.PathLike[str], resume: bool = False, progress: bool | None = None
+) -> TrainResult:
     """Run a whole training (one process, or this rank of a torchrun group)."""
     info = dist_utils.from_env()
     cls: type[Trainer] = Trainer

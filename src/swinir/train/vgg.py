@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -104,8 +104,9 @@ class VGG19Features(nn.Module):
         return [out[i] for i in self.layers]
 
 
-def vgg19_weights_path(path: str | os.PathLike[str] | None = None, url: str = VGG19_URL,
-                       download: bool = True, progress: bool = True) -> Path:
+def vgg19_weights_path(
+    path: str | os.PathLike[str] | None = None, url: str = VGG19_URL, download: bool = True, progress: bool = True
+) -> Path:
     """Where the VGG19 weights are: ``path`` if given, else ``<cache>/<file name of url>``, fetched
     atomically (with a progress bar) when missing. A file named ``*-<hex>.pth``, as PyTorch publishes
     them, must have a sha256 starting with that hex."""
@@ -114,8 +115,9 @@ def vgg19_weights_path(path: str | os.PathLike[str] | None = None, url: str = VG
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise SwinIRError(f"VGG19 weights file {p} does not exist; give the path to {VGG19_FILENAME} "
-                              f"(from {VGG19_URL})")
+            raise SwinIRError(
+                f"VGG19 weights file {p} does not exist; give the path to {VGG19_FILENAME} (from {VGG19_URL})"
+            )
         return p
     filename = url.rstrip("/").rsplit("/", 1)[-1] or VGG19_FILENAME
     dest = paths.cache_dir() / filename
@@ -133,9 +135,11 @@ def vgg19_weights_path(path: str | os.PathLike[str] | None = None, url: str = VG
         digest = zoo.sha256_of(dest)
         if not digest.startswith(m.group(1)):
             dest.unlink()
-            raise ZooError(f"downloaded {url} but its sha256 {digest[:16]}... does not start with {m.group(1)} "
-                           f"as its name says; the file was discarded. Retry, or download it by hand and put "
-                           f"it at {dest}")
+            raise ZooError(
+                f"downloaded {url} but its sha256 {digest[:16]}... does not start with {m.group(1)} "
+                f"as its name says; the file was discarded. Retry, or download it by hand and put "
+                f"it at {dest}"
+            )
     return dest
 
 
@@ -144,9 +148,11 @@ def load_vgg19_weights(model: VGG19Features, path: str | os.PathLike[str]) -> VG
     p = Path(path)
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise SwinIRError(f"{p}: cannot read it as a PyTorch weights file ({type(exc).__name__}); "
-                          f"expected {VGG19_FILENAME} from {VGG19_URL}") from None
+    except Exception as exc:
+        raise SwinIRError(
+            f"{p}: cannot read it as a PyTorch weights file ({type(exc).__name__}); "
+            f"expected {VGG19_FILENAME} from {VGG19_URL}"
+        ) from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
@@ -155,8 +161,10 @@ def load_vgg19_weights(model: VGG19Features, path: str | os.PathLike[str]) -> VG
     wanted = {k: v for k, v in own.items() if k.startswith("features.")}
     missing = [k for k in wanted if k not in sd]
     if missing:
-        raise SwinIRError(f"{p}: not a VGG19 weights file: {len(missing)} of its keys are missing "
-                          f"(first {missing[0]}); expected {VGG19_FILENAME} from {VGG19_URL}")
+        raise SwinIRError(
+            f"{p}: not a VGG19 weights file: {len(missing)} of its keys are missing "
+            f"(first {missing[0]}); expected {VGG19_FILENAME} from {VGG19_URL}"
+        )
     for k, v in wanted.items():
         if tuple(sd[k].shape) != tuple(v.shape):
             raise SwinIRError(f"{p}: {k} has shape {tuple(sd[k].shape)}, VGG19 needs {tuple(v.shape)}")
@@ -164,8 +172,13 @@ def load_vgg19_weights(model: VGG19Features, path: str | os.PathLike[str]) -> VG
     return model
 
 
-def load_vgg19(path: str | os.PathLike[str] | None = None, layers: Sequence[int] = (2, 7, 16, 25, 34),
-               pretrained: bool = True, url: str = VGG19_URL, progress: bool = True) -> VGG19Features:
+def load_vgg19(
+    path: str | os.PathLike[str] | None = None,
+    layers: Sequence[int] = (2, 7, 16, 25, 34),
+    pretrained: bool = True,
+    url: str = VGG19_URL,
+    progress: bool = True,
+) -> VGG19Features:
     """A frozen, eval-mode VGG19 extractor. ``pretrained=False`` keeps random weights (tests only:
     a perceptual loss on random features is not the published one)."""
     model = VGG19Features(layers)
@@ -180,8 +193,9 @@ def load_vgg19(path: str | os.PathLike[str] | None = None, layers: Sequence[int]
 class PerceptualLoss(nn.Module):
     """``sum_i w_i * L1(vgg_i(out), vgg_i(target))`` over the tapped layers (target features without grad)."""
 
-    def __init__(self, vgg: VGG19Features, weights: Sequence[float] = (0.1, 0.1, 1.0, 1.0, 1.0),
-                 criterion: str = "l1") -> None:
+    def __init__(
+        self, vgg: VGG19Features, weights: Sequence[float] = (0.1, 0.1, 1.0, 1.0, 1.0), criterion: str = "l1"
+    ) -> None:
         super().__init__()
         if len(weights) != len(vgg.layers):
             raise ValueError(f"{len(weights)} perceptual weights for {len(vgg.layers)} VGG layers")
@@ -192,7 +206,7 @@ class PerceptualLoss(nn.Module):
         self.weights = tuple(float(w) for w in weights)
         self.criterion = crit[criterion]
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         super().train(mode)
         self.vgg.eval()  # frozen feature extractor, always in eval mode
         return self
