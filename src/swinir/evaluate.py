@@ -37,6 +37,9 @@ from swinir import metrics
 from swinir.atomic import write_bytes
 from swinir.degrade import add_gaussian_noise_test, imresize, jpeg_compress, jpeg_gray_from_color
 from swinir.errors import ImageReadError, ImageWriteError, SwinIRError
+from swinir.tasks import DENOISE_TASKS, EVAL_TASKS, GRAY_TASKS, JPEG_TASKS, SR_TASKS, eval_task
+
+TASKS = EVAL_TASKS
 
 __all__ = [
     "TASKS",
@@ -60,10 +63,6 @@ __all__ = [
     "task_for_model",
 ]
 
-TASKS = ("classical_sr", "lightweight_sr", "real_sr", "gray_dn", "color_dn", "jpeg_car", "color_jpeg_car")
-SR_TASKS = ("classical_sr", "lightweight_sr", "real_sr")
-GRAY_TASKS = ("gray_dn", "jpeg_car")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 BICUBIC = "bicubic"  # the MATLAB-bicubic upsampling baseline, usable wherever a model is expected
 
 Model = torch.nn.Module | str
@@ -86,9 +85,9 @@ class Protocol:
             raise SwinIRError(f"task {self.task} needs a scale of 2 or more (give --scale)")
         if self.task not in SR_TASKS and self.scale != 1:
             raise SwinIRError(f"task {self.task} does not upscale; drop --scale {self.scale}")
-        if self.task in ("gray_dn", "color_dn") and (self.noise is None or self.noise < 0):
+        if self.task in DENOISE_TASKS and (self.noise is None or self.noise < 0):
             raise SwinIRError(f"task {self.task} needs a noise level: give --noise SIGMA (15, 25 or 50 in the paper)")
-        if self.task in ("jpeg_car", "color_jpeg_car") and (self.jpeg is None or not 0 <= self.jpeg <= 100):
+        if self.task in JPEG_TASKS and (self.jpeg is None or not 0 <= self.jpeg <= 100):
             raise SwinIRError(f"task {self.task} needs a JPEG quality 0..100: give --jpeg Q (10, 20, 30 or 40)")
 
     @property
@@ -106,10 +105,10 @@ class Protocol:
 
     @property
     def is_jpeg(self) -> bool:
-        return self.task in ("jpeg_car", "color_jpeg_car")
+        return self.task in JPEG_TASKS
 
     def describe(self) -> str:
-        if self.task in ("gray_dn", "color_dn"):
+        if self.task in DENOISE_TASKS:
             extra = f" sigma={self.noise:g}"
         elif self.is_jpeg:
             extra = f" q={self.jpeg}"
@@ -126,12 +125,7 @@ def task_for_model(model: Model) -> str | None:
     spec = getattr(model, "spec", None)
     if spec is None:
         return None
-    task = spec.task
-    if task == "denoise":
-        return "gray_dn" if spec.in_chans == 1 else "color_dn"
-    if task == "jpeg":
-        return "jpeg_car" if spec.in_chans == 1 else "color_jpeg_car"
-    return task
+    return eval_task(spec.task, spec.in_chans)
 
 
 # ------------------------------------------------------------------------------------------ samples
