@@ -109,7 +109,7 @@ def test_shipped_sweeps_plan() -> None:
     from swinir.ablate.plan import shipped_sweep, shipped_sweeps
 
     names = shipped_sweeps()
-    assert {"channels-cpu", "channels-gpu"} <= set(names)
+    assert {"rstb-design-cpu", "channels-cpu", "rstb-design-gpu", "channels-gpu"} <= set(names)
     for name in names:
         runs, _ = plan_runs(load_sweep(shipped_sweep(name)))
         assert len(runs) >= 3, name

@@ -47,6 +47,7 @@ def _about(runs: list[Run]) -> str:
 def ablate(
     sweep_file: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
+    overrides: list[str] | None = None,
     resume: bool = False,
     parallel: int = 1,
     gpus: list[str] | None = None,
@@ -59,7 +60,7 @@ def ablate(
     from swinir.train.distributed import from_env
 
     sweep_path = Path(sweep_file)
-    sweep = load_sweep(sweep_path)
+    sweep = load_sweep(sweep_path, overrides)
     runs, base_values = plan_runs(sweep)
     out_dir = Path(out) if out is not None else Path("runs") / f"ablate-{sweep.name}"
     dist = from_env()
@@ -81,9 +82,11 @@ def ablate(
     return AblateSummary(out_dir, mine, outcomes, reports)
 
 
-def report_only(sweep_file: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
+def report_only(
+    sweep_file: str | os.PathLike[str], out: str | os.PathLike[str], overrides: list[str] | None = None
+) -> list[Path]:
     """Rewrite the tables and plots of a sweep folder from what its runs hold now (runs may be unfinished)."""
-    sweep = load_sweep(Path(sweep_file))
+    sweep = load_sweep(Path(sweep_file), overrides)
     runs, base_values = plan_runs(sweep)
     return write_reports(Path(out), sweep, runs, base_values, _about(runs))
 

@@ -97,8 +97,9 @@ def shipped_sweep(name: str) -> Path:
     return Path(str(f))
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and check a sweep file (see the module docstring); the base is resolved next to the file."""
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
+    """Read and check a sweep file (see the module docstring); the base is resolved next to the file.
+    ``overrides`` (``KEY=VALUE``, as ``swinir train --set``) join the sweep's ``set``."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path}: no such sweep file")
@@ -130,10 +131,23 @@ def load_sweep(path: str | Path) -> Sweep:
         description=str(data.get("description") or ""),
         base=base,
         mode=mode,  # type: ignore[arg-type]
-        common={str(k): v for k, v in common.items()},
+        common={**{str(k): v for k, v in common.items()}, **_parse_overrides(overrides or [])},
         axes=_axes(data.get("axes"), str(p)),
         flops_input=flops_input,
     )
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. train.iterations=100")
+        try:
+            out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = text
+    return out
 
 
 def format_value(value: Any) -> str:

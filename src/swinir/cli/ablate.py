@@ -20,6 +20,7 @@ examples:
   swinir ablate my-sweep.yaml --out runs/sweep1 --parallel 2
   swinir ablate my-sweep.yaml --out runs/sweep1 --resume   # keeps finished runs, continues interrupted ones
   swinir ablate my-sweep.yaml --plan                    # list the runs and exit
+  swinir ablate channels-cpu --set train.iterations=100 # a shorter budget for every run
   torchrun --nproc_per_node 4 -m swinir ablate rstb-design-gpu --out runs/rstb   # one run per GPU
 
 outputs (in --out): results.csv, results.md, ablation.png (PSNR and parameters against each axis),
@@ -40,6 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output folder (default: runs/ablate-<sweep name>)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, continue interrupted ones")
     p.add_argument("--parallel", type=int, default=1, metavar="N", help="runs side by side, one process each")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a setting of every run, e.g. train.iterations=100 (value parsed as YAML; repeatable)",
+    )
     p.add_argument("--plan", action="store_true", help="print the planned runs and exit")
     p.add_argument("--report-only", action="store_true", help="rewrite the tables and plots from --out and exit")
     p.set_defaults(func=run)
@@ -59,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.parallel < 1:
         raise ConfigError(f"--parallel: must be >= 1, got {args.parallel}")
     path = _resolve(args.sweep)
-    sweep = load_sweep(path)
+    sweep = load_sweep(path, args.overrides)
     runs, _ = plan_runs(sweep)
     out = args.out or Path("runs") / f"ablate-{sweep.name}"
     if args.plan:
@@ -70,14 +79,14 @@ def run(args: argparse.Namespace) -> int:
     if args.report_only:
         from swinir.ablate import report_only
 
-        for p in report_only(path, out):
+        for p in report_only(path, out, args.overrides):
             print(p)
         return 0
 
     def on_run(o, i: int, n: int) -> None:  # type: ignore[no-untyped-def]
         print(f"[{i}/{n}] {o.name}: {o.state} in {o.seconds:.0f}s", flush=True)
 
-    summary = ablate(path, out, resume=args.resume, parallel=args.parallel, on_run=on_run)
+    summary = ablate(path, out, args.overrides, resume=args.resume, parallel=args.parallel, on_run=on_run)
     for p in summary.reports:
         print(p)
     if not summary.complete:

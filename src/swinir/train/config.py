@@ -48,7 +48,13 @@ class ModelConfig:
     num_heads: list[int] = field(default_factory=lambda: [6, 6, 6, 6])
     mlp_ratio: float = 2.0
     upsampler: Literal["", "pixelshuffle", "pixelshuffledirect", "nearest+conv"] = ""
-    resi_connection: Literal["1conv", "3conv"] = "1conv"
+    # the convolution closing each RSTB and the body: 3x3 (released), bottleneck, or the ablations 1x1 / none
+    resi_connection: Literal["1conv", "3conv", "1x1", "none"] = "1conv"
+    # the paper's ablation switches; the defaults are the released architecture
+    rstb_residual: bool = True  # the residual connection around each RSTB
+    shift: bool = True  # shifted windows in every second Swin layer
+    ape: bool = False  # a learned absolute position embedding (at img_size)
+    patch_norm: bool = True  # the LayerNorm after the shallow features
     # fine-tuning: a checkpoint path or zoo name; tensors of matching name and shape are loaded
     init_from: str | None = None
     # re-initialise the scale-specific upsampler (``upsample.*``); None = only when the scale differs
@@ -86,6 +92,10 @@ class ModelConfig:
             "mlp_ratio": self.mlp_ratio,
             "upsampler": self.upsampler,
             "resi_connection": self.resi_connection,
+            "rstb_residual": self.rstb_residual,
+            "shift": self.shift,
+            "ape": self.ape,
+            "patch_norm": self.patch_norm,
         }
 
 
