@@ -221,3 +221,15 @@ def test_resume_keeps_finished_runs_and_continues_the_interrupted_one(images: Pa
         ("embed_dim=8", "done", "12"),
         ("embed_dim=16", "done", "12"),
     ]
+
+
+def test_max_images_limits_the_training_set(images: Path) -> None:
+    """data.max_images: the paper's training-image-number axis."""
+    from swinir.train import load_config
+    from swinir.train.data import TrainSet
+
+    cfg = load_config("builtin-x2-tiny", [f"data.train=[{images}]", "data.max_images=3"])
+    train_set = TrainSet(cfg.data, 2, 3)
+    assert [r.hr.name for r in train_set.records] == sorted(p.name for p in images.iterdir())[:3]
+    with pytest.raises(ConfigError, match="data.max_images: must be >= 0"):
+        load_config("builtin-x2-tiny", ["data.max_images=-1"])

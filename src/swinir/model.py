@@ -817,7 +817,7 @@ class SwinIR(nn.Module):
         ws = self.window_size
         plan = self.window_plan(b, h, w, x.device) if self.shift and any(d > 1 for d in self.depths) else None
         t = image_to_tokens(x, ws)
-        if self.patch_norm:
+        if isinstance(self.patch_embed, _PatchNorm):  # patch_norm
             t = _layer_norm(self.patch_embed.norm, t)
         if self.ape:
             t = add_image_to_tokens(t, self._position_embedding(b, h, w, t.dtype), ws)

@@ -121,7 +121,10 @@ class ModelSpec:
             if not isinstance(kw.get("img_size"), (list, tuple))
             else int(kw["img_size"][0]),
             num_out_ch=kw.get("num_out_ch"),
-            **{k: bool(kw.get(k, SWITCH_DEFAULTS[k])) for k in SWITCHES},
+            rstb_residual=bool(kw.get("rstb_residual", True)),
+            shift=bool(kw.get("shift", True)),
+            ape=bool(kw.get("ape", False)),
+            patch_norm=bool(kw.get("patch_norm", True)),
         )
 
     def with_(self, **changes: Any) -> ModelSpec:

@@ -152,7 +152,9 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _series(sweep: Sweep, axis: Axis, results: list[RunResult], base_values: dict[str, Any]) -> dict[str, list]:
+def _series(
+    sweep: Sweep, axis: Axis, results: list[RunResult], base_values: dict[str, Any]
+) -> dict[str, list[RunResult]]:
     """Runs to draw on ``axis``' panel, one line per setting of the other axes (grid) or the line of runs
     whose other axes are at their base values (one at a time)."""
     others = [a for a in sweep.axes if a is not axis]

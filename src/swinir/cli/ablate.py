@@ -28,7 +28,7 @@ curves.png (validation PSNR of every run against iterations), runs/NAME/ (each a
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "ablate",
         help="run an ablation sweep (config values x training runs) and plot it",

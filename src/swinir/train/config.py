@@ -171,6 +171,7 @@ class DataConfig:
     cache: bool = True  # decode every image once and keep it in memory as uint8
     skip_bad: bool = False  # unreadable / too small images: warn and skip instead of failing
     augment: bool = True  # the 8 flips/rotations
+    max_images: int = 0  # train on the first N images (by folder, then name) only; 0 = all (an ablation axis)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
 
     def check(self, path: str) -> None:
@@ -180,6 +181,8 @@ class DataConfig:
         _positive(self.batch_size, f"{path}.batch_size")
         if self.num_workers < 0:
             raise ConfigError(f"{path}.num_workers: must be >= 0, got {self.num_workers}")
+        if self.max_images < 0:
+            raise ConfigError(f"{path}.max_images: must be >= 0 (0 = all), got {self.max_images}")
 
 
 @dataclass

@@ -88,6 +88,8 @@ class TrainSet(Dataset):
                         continue
                 self.records.append(Record(f, lq, si))
             self.weights.append(float(src.weight))
+        if cfg.max_images:
+            self.records = self.records[: cfg.max_images]
         self.cache: list[tuple[np.ndarray, np.ndarray | None]] | None = None
         self._validate()
         if not self.records:
