@@ -144,20 +144,13 @@ class RefBlock(nn.Module):
 
 
 class RefLayer(nn.Module):
+    """Swin blocks with the given shift sizes (the original: 0, ws // 2, 0, ...)."""
+
     def __init__(
-        self,
-        dim: int,
-        resolution: tuple[int, int],
-        depth: int,
-        heads: int,
-        ws: int,
-        mlp_ratio: float,
-        shift: bool = True,
+        self, dim: int, resolution: tuple[int, int], shifts: list[int], heads: int, ws: int, mlp_ratio: float
     ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(
-            RefBlock(dim, resolution, heads, ws, ws // 2 if shift and i % 2 else 0, mlp_ratio) for i in range(depth)
-        )
+        self.blocks = nn.ModuleList(RefBlock(dim, resolution, heads, ws, s, mlp_ratio) for s in shifts)
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         for blk in self.blocks:
@@ -195,7 +188,8 @@ class RefRSTB(nn.Module):
         shift: bool = True,
     ) -> None:
         super().__init__()
-        self.residual_group = RefLayer(dim, resolution, depth, heads, ws, mlp_ratio, shift)
+        shifts = [ws // 2 if shift and i % 2 else 0 for i in range(depth)]
+        self.residual_group = RefLayer(dim, resolution, shifts, heads, ws, mlp_ratio)
         self.conv = _resi(dim, kind)
         self.residual = residual
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from swinir.cli.train import add_set_option
+
+# the sweeps in swinir/presets/ablations (listed here so that --help needs no import of the planner)
+SHIPPED = ("rstb-design-cpu", "channels-cpu", "training-data-cpu", "rstb-design-gpu", "channels-gpu")
+
 EPILOG = """a sweep file (YAML):
   name: channels
   base: classical-sr-x2-tiny           # preset or config file: the run every variant starts from
@@ -37,18 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("sweep", help="sweep YAML file, or the name of a shipped sweep (see --list)")
+    p.add_argument("sweep", help=f"sweep YAML file, or the name of a shipped sweep: {', '.join(SHIPPED)}")
     p.add_argument("--out", type=Path, help="output folder (default: runs/ablate-<sweep name>)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, continue interrupted ones")
     p.add_argument("--parallel", type=int, default=1, metavar="N", help="runs side by side, one process each")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change a setting of every run, e.g. train.iterations=100 (value parsed as YAML; repeatable)",
-    )
+    add_set_option(p, "change a setting of every run, e.g. train.iterations=100")
     p.add_argument("--plan", action="store_true", help="print the planned runs and exit")
     p.add_argument("--report-only", action="store_true", help="rewrite the tables and plots from --out and exit")
     p.set_defaults(func=run)
