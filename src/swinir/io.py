@@ -34,6 +34,8 @@ __all__ = [
     "write_image",
     "encode_image",
     "check_not_input",
+    "InputFiles",
+    "frame_count",
     "to_float",
     "from_float",
     "gray_to_rgb",
@@ -280,6 +282,15 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     return Image(array=arr, alpha=alpha, bit_depth=16 if arr.dtype == np.uint16 else 8, path=p)
 
 
+def frame_count(path: str | os.PathLike[str]) -> int:
+    """Frames in an image file (animated GIF/WebP/PNG, multi-page TIFF); ``read_image`` reads the first only."""
+    try:
+        with PILImage.open(path) as im:
+            return int(getattr(im, "n_frames", 1) or 1)
+    except Exception:  # unreadable files are reported by read_image
+        return 1
+
+
 # ---------------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------------
@@ -299,6 +310,44 @@ def check_not_input(output: str | os.PathLike[str], inputs: Iterable[str | os.Pa
             raise ImageWriteError(
                 f"{out}: refusing to overwrite the input image {s}; choose another output folder or --suffix"
             )
+
+
+class InputFiles:
+    """The files a run reads, recognised through symlinks and hard links with one set lookup per output.
+
+    ``check_not_input`` compares an output with every input; a folder of 10,000 images would make that
+    10^8 comparisons, so runs over many files build this once and call ``check`` per output.
+    """
+
+    def __init__(self, inputs: Iterable[str | os.PathLike[str]]) -> None:
+        self._by_path: dict[Path, Path] = {}
+        self._by_inode: dict[tuple[int, int], Path] = {}
+        for src in inputs:
+            p = Path(src)
+            self._by_path[p.resolve()] = p
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            self._by_inode[(st.st_dev, st.st_ino)] = p
+
+    def find(self, path: str | os.PathLike[str]) -> Path | None:
+        """The input that ``path`` is (same file under any name), or None."""
+        p = Path(path)
+        hit = self._by_path.get(p.resolve())
+        if hit is None:
+            try:
+                st = p.stat()
+            except OSError:
+                return None
+            hit = self._by_inode.get((st.st_dev, st.st_ino))
+        return hit
+
+    def check(self, output: str | os.PathLike[str]) -> None:
+        """Raise ``ImageWriteError`` (as ``check_not_input``) if ``output`` is one of the inputs."""
+        hit = self.find(output)
+        if hit is not None:
+            check_not_input(output, [hit])
 
 
 def _to_storable(array: np.ndarray, bit_depth: int | None) -> tuple[np.ndarray, int]:
