@@ -9,10 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import swinir
-from swinir.checkpoint import save
 from swinir.cli import main
 from swinir.engine import restore
 from swinir.io import read_image, write_image
@@ -31,21 +29,8 @@ def x2(golden: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A very small x2 SwinIR saved in the released layout by swinir.checkpoint.save."""
-    torch.manual_seed(0)
-    m = swinir.SwinIR(
-        upscale=2,
-        in_chans=3,
-        img_size=8,
-        window_size=4,
-        depths=[1],
-        embed_dim=8,
-        num_heads=[2],
-        mlp_ratio=2,
-        upsampler="pixelshuffledirect",
-    )
-    return save(m, tmp_path_factory.mktemp("tiny") / "tiny_x2.pth")
+def tiny(tiny_x2_checkpoint: Path) -> Path:
+    return tiny_x2_checkpoint
 
 
 def test_mixed_folder_formats_alpha_bit_depth(tmp_path: Path, x2: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,8 @@
 >>> import swinir
 >>> model = swinir.load("classical-x4")          # zoo name, file path, or state dict
 >>> out = swinir.restore(model, image, tile=256)  # numpy uint8/uint16/float or tensor
+>>> opts = swinir.RestoreOptions(tile=256, precision="bf16")  # validated once, passed whole
+>>> out = swinir.restore(model, image, opts)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from swinir.checkpoint import load, save
 from swinir.errors import CheckpointError, ImageReadError, SwinIRError, ZooError
 from swinir.model import SwinIR
+from swinir.options import RestoreOptions
 from swinir.spec import ModelSpec, detect
 
 __version__ = "0.1.0"
@@ -23,6 +26,7 @@ __all__ = [
     "load",
     "save",
     "restore",
+    "RestoreOptions",
     "SwinIRError",
     "CheckpointError",
     "ImageReadError",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from swinir.io import READ_EXTENSIONS, WRITE_FORMATS, InputFiles
 
-__all__ = ["Job", "Plan", "plan_restore", "split_existing", "output_extension"]
+__all__ = ["Job", "Plan", "plan_restore", "split_existing", "output_extension", "earlier_outputs"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def _walk(folder: Path, recursive: bool) -> list[Path]:
     return found
 
 
-def _earlier_outputs(files: Sequence[Path], suffix: str) -> set[Path]:
+def earlier_outputs(files: Sequence[Path], suffix: str) -> set[Path]:
     """Files named ``stem + suffix`` beside a file named ``stem``: the results of an earlier run."""
     if not suffix:
         return set()
@@ -96,7 +96,7 @@ def _gather_folder(folder: Path, out_res: Path, recursive: bool, suffix: str, pl
     if inside_out:
         plan.under_output[folder] = len(inside_out)
     kept = [f for f in files if f not in set(inside_out)]
-    earlier = _earlier_outputs(kept, suffix)
+    earlier = earlier_outputs(kept, suffix)
     if earlier:
         plan.earlier_outputs[folder] = len(earlier)
     kept = [f for f in kept if f not in earlier]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from swinir.errors import SwinIRError
+from swinir.options import OptionsError, RestoreOptions
 
 EPILOG = """examples:
   # classical SR x2 on Set5 with the MATLAB LR images, as in the paper (Y channel, border = scale)
@@ -77,6 +79,21 @@ def _zoo_entry(name: str):  # type: ignore[no-untyped-def]
         return None
 
 
+def _options(args: argparse.Namespace) -> RestoreOptions:
+    """The engine options of this evaluation; a bad value is one line naming the flag."""
+    flags = {"tile": "--tile", "overlap": "--tile-overlap", "precision": "--precision"}
+    try:
+        return RestoreOptions(
+            tile=args.tile or None,
+            overlap=args.tile_overlap,
+            ensemble=args.ensemble,
+            precision=args.precision,
+            device=args.device,
+        )
+    except OptionsError as exc:
+        raise SwinIRError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from swinir.evaluate import BICUBIC, SR_TASKS, Protocol, evaluate, task_for_model
 
@@ -115,22 +132,25 @@ def run(args: argparse.Namespace) -> int:
         jpeg=jpeg if task in ("jpeg_car", "color_jpeg_car") else None,
     )
 
-    report = evaluate(
-        model,
-        args.hr,
-        protocol,
-        lr_dir=args.lr,
-        limit=args.limit,
-        model_name=args.model,
-        tile=args.tile or None,
-        overlap=args.tile_overlap,
-        ensemble=args.ensemble,
-        precision=args.precision,
-        device=args.device,
-        save_dir=args.save,
-        sheet=args.sheet,
-        progress=not args.quiet,
-    )
+    from swinir.io import SwinIRNotice
+
+    options = _options(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SwinIRNotice)
+        report = evaluate(
+            model,
+            args.hr,
+            protocol,
+            lr_dir=args.lr,
+            limit=args.limit,
+            model_name=args.model,
+            options=options,
+            save_dir=args.save,
+            sheet=args.sheet,
+            progress=not args.quiet,
+        )
+    for line in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SwinIRNotice)):
+        print(f"notice: {line}", file=sys.stderr)
     table = report.table()
     if args.quiet:
         table = "\n".join(line for line in table.splitlines() if line.startswith("-- "))
