@@ -6,6 +6,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from swinir.errors import SwinIRError
 from swinir.options import OptionsError, RestoreOptions
@@ -94,17 +95,9 @@ def _options(args: argparse.Namespace) -> RestoreOptions:
         raise SwinIRError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    from swinir.evaluate import BICUBIC, SR_TASKS, Protocol, evaluate, task_for_model
-
-    if args.sheet and not args.save:
-        raise SwinIRError("--sheet needs --save DIR (the folder the sheets go to)")
-    if args.tile is not None and args.tile < 0:
-        raise SwinIRError(f"--tile must be positive, got {args.tile}")
-    if args.limit is not None and args.limit < 1:
-        raise SwinIRError(f"--limit must be at least 1, got {args.limit}")
-    if args.hr is None and args.lr is None:
-        raise SwinIRError("give the test folder with --hr DIR (for real_sr the inputs: --hr or --lr)")
+def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The model (or the bicubic baseline) and the test protocol the arguments ask for."""
+    from swinir.evaluate import BICUBIC, SR_TASKS, Protocol, task_for_model
 
     entry = _zoo_entry(args.model) if args.model != BICUBIC else None
     if args.model == BICUBIC:
@@ -131,10 +124,25 @@ def run(args: argparse.Namespace) -> int:
         noise=noise if task in ("gray_dn", "color_dn") else None,
         jpeg=jpeg if task in ("jpeg_car", "color_jpeg_car") else None,
     )
+    return model, protocol
 
-    from swinir.io import SwinIRNotice
+
+def run(args: argparse.Namespace) -> int:
+    from swinir.evaluate import evaluate
+
+    if args.sheet and not args.save:
+        raise SwinIRError("--sheet needs --save DIR (the folder the sheets go to)")
+    if args.tile is not None and args.tile < 0:
+        raise SwinIRError(f"--tile must be positive, got {args.tile}")
+    if args.limit is not None and args.limit < 1:
+        raise SwinIRError(f"--limit must be at least 1, got {args.limit}")
+    if args.hr is None and args.lr is None:
+        raise SwinIRError("give the test folder with --hr DIR (for real_sr the inputs: --hr or --lr)")
 
     options = _options(args)
+    model, protocol = _model_and_protocol(args)
+    from swinir.io import SwinIRNotice
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SwinIRNotice)
         report = evaluate(
