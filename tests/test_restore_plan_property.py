@@ -22,7 +22,7 @@ from swinir.cli import main
 from swinir.cli.restore import EXTS
 from swinir.errors import ImageWriteError
 from swinir.io import InputFiles, encode_image
-from swinir.restore_plan import plan_restore, split_existing
+from swinir.restore_plan import Plan, plan_restore, split_existing
 
 FOLDERS = ("", "sub", "sub/deep", "out", "out/sub")
 STEMS = ("a", "b", "a_x", "a_x_x", "b_x", "c.d")
@@ -55,6 +55,13 @@ def _make(root: Path, case: dict) -> tuple[list[str], Path]:
     return [str(src), *named], (src / case["out"]).resolve()
 
 
+def _sources(plan: Plan) -> set[Path]:
+    """Every file the plan takes as an input, whether it is restored or refused."""
+    return {j.src.resolve() for j in plan.jobs + plan.onto_inputs} | {
+        s.resolve() for _, srcs in plan.clashes for s in srcs
+    }
+
+
 def _snapshot(root: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -73,9 +80,7 @@ def test_plan_never_writes_an_input_nor_replaces_without_overwrite(case: dict) -
         inputs, out = _make(root, case)
         before = _snapshot(root)
         plan = plan_restore(inputs, out, case["recursive"], case["suffix"], case["ext"])
-        sources = {j.src.resolve() for j in plan.jobs + plan.onto_inputs} | {
-            s.resolve() for _, srcs in plan.clashes for s in srcs
-        }
+        sources = _sources(plan)
         dsts = [j.dst.resolve() for j in plan.jobs]
         assert len(set(dsts)) == len(dsts), "two jobs write the same file"
         assert not sources & set(dsts), "an output is an input"
@@ -104,9 +109,7 @@ def test_real_runs_never_change_an_input_nor_replace_without_overwrite(case: dic
         inputs, out = _make(root, case)
         before = _snapshot(root)
         plan = plan_restore(inputs, out, case["recursive"], case["suffix"], case["ext"])
-        sources = {j.src.resolve() for j in plan.jobs + plan.onto_inputs} | {
-            s.resolve() for _, srcs in plan.clashes for s in srcs
-        }
+        sources = _sources(plan)
         args = ["restore", *inputs, "-o", str(out), "--ext", case["ext"], "--model", str(tiny_x2_checkpoint)]
         args += ["--suffix", case["suffix"]] if case["suffix"] else []
         args += ["-r"] if case["recursive"] else []

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from swinir.errors import SwinIRError
-from swinir.options import OptionsError, RestoreOptions
+from swinir.options import RestoreOptions
 
 EPILOG = """examples:
   # classical SR x2 on Set5 with the MATLAB LR images, as in the paper (Y channel, border = scale)
@@ -82,17 +82,11 @@ def _zoo_entry(name: str):  # type: ignore[no-untyped-def]
 
 def _options(args: argparse.Namespace) -> RestoreOptions:
     """The engine options of this evaluation; a bad value is one line naming the flag."""
+    from swinir.cli.restore import build_options
+
     flags = {"tile": "--tile", "overlap": "--tile-overlap", "precision": "--precision"}
-    try:
-        return RestoreOptions(
-            tile=args.tile or None,
-            overlap=args.tile_overlap,
-            ensemble=args.ensemble,
-            precision=args.precision,
-            device=args.device,
-        )
-    except OptionsError as exc:
-        raise SwinIRError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
+    values = {"tile": args.tile or None, "overlap": args.tile_overlap, "ensemble": args.ensemble}
+    return build_options(flags, precision=args.precision, device=args.device, **values)
 
 
 def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:

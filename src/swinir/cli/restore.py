@@ -166,19 +166,24 @@ FLAGS = {
 }
 
 
-def options_from(args: argparse.Namespace) -> RestoreOptions:
-    """The arguments as RestoreOptions; a bad value is one line naming the flag."""
+def build_options(flags: dict[str, str], **values: Any) -> RestoreOptions:
+    """RestoreOptions from parsed arguments; a bad value is one line naming the flag (``flags``: field -> flag)."""
     try:
-        return RestoreOptions(
-            tile=args.tile or None,
-            overlap=args.overlap,
-            ensemble=args.ensemble,
-            precision=args.precision,
-            batch_size=args.batch_size,
-            outscale=args.outscale,
-        )
+        return RestoreOptions(**values)
     except OptionsError as exc:
-        raise SwinIRError(f"{FLAGS.get(exc.field, exc.field)}: {exc}") from None
+        raise SwinIRError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
+
+
+def options_from(args: argparse.Namespace) -> RestoreOptions:
+    return build_options(
+        FLAGS,
+        tile=args.tile or None,
+        overlap=args.overlap,
+        ensemble=args.ensemble,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        outscale=args.outscale,
+    )
 
 
 def _check_args(args: argparse.Namespace) -> None:
