@@ -29,7 +29,7 @@ Writes <save>/results.json and results.csv with --save (or where --json / --csv 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from swinir.evaluate import TASKS
+    from swinir.tasks import EVAL_TASKS
 
     p = subparsers.add_parser(
         "eval",
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", choices=TASKS, help="protocol (default: what the model was built for)")
+    p.add_argument("--task", choices=EVAL_TASKS, help="protocol (default: what the model was built for)")
     p.add_argument("--model", required=True, help="zoo name, checkpoint path, or 'bicubic'")
     p.add_argument("--hr", metavar="DIR", help="ground-truth folder (for real_sr: the input folder)")
     p.add_argument("--lr", metavar="DIR", help="LR folder with NAMEx{scale}.ext (SR); default: MATLAB bicubic of HR")
@@ -91,7 +91,8 @@ def _options(args: argparse.Namespace) -> RestoreOptions:
 
 def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model (or the bicubic baseline) and the test protocol the arguments ask for."""
-    from swinir.evaluate import BICUBIC, SR_TASKS, Protocol, task_for_model
+    from swinir.evaluate import BICUBIC, Protocol, task_for_model
+    from swinir.tasks import DENOISE_TASKS, JPEG_TASKS, SR_TASKS
 
     entry = _zoo_entry(args.model) if args.model != BICUBIC else None
     if args.model == BICUBIC:
@@ -115,8 +116,8 @@ def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
     protocol = Protocol(
         task,
         scale=scale,
-        noise=noise if task in ("gray_dn", "color_dn") else None,
-        jpeg=jpeg if task in ("jpeg_car", "color_jpeg_car") else None,
+        noise=noise if task in DENOISE_TASKS else None,
+        jpeg=jpeg if task in JPEG_TASKS else None,
     )
     return model, protocol
 
