@@ -223,3 +223,20 @@ def test_sigterm_stops_with_a_message_and_no_partial_file(tmp_path: Path, tiny_x
     assert 0 < len(written) < 40 and not [p for p in written if p.name.startswith(".")]
     for p in written:
         assert read_image(p).array.shape == (96, 96, 3)
+
+
+def test_one_torchrun_parser_for_training_and_restore(monkeypatch: pytest.MonkeyPatch) -> None:
+    import swinir.cli.restore as cli_restore
+    import swinir.train.distributed as train_dist
+    from swinir.torchrun import DistInfo, from_env
+
+    assert train_dist.from_env is from_env and cli_restore.from_env is from_env
+    assert not hasattr(cli_restore, "dist_env") and not hasattr(cli_restore, "InputGuard")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert from_env() == DistInfo(2, 4, 2)  # local rank defaults to the rank (one node)
+    for rank, world in (("x", "4"), ("5", "4"), ("0", "two")):  # malformed: one process, not a crash
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", world)
+        assert from_env() == DistInfo()

@@ -621,6 +621,18 @@ def _input_psnr(sample: Sample, protocol: Protocol) -> float | None:
     return metrics.psnr(lq, sample.gt.astype(np.float64), protocol.border)
 
 
+def _save(res: ImageResult, sample: Sample, out: np.ndarray, out_dir: Path, suffix: str, sheet: bool) -> None:
+    """Write the restored image (and its input | output | ground truth sheet); their paths go into ``res``."""
+    res.output_path = str(write_image(out_dir / f"{sample.name}_{suffix}.png", out))
+    if sheet:
+        panels = [("input", sample.lq_uint8()), ("output", out)]
+        if sample.gt is not None:
+            panels.append(("ground truth", sample.gt))
+        crop = 256 if sample.gt is not None else None
+        sheet_img = comparison_sheet(panels, crop=crop)
+        res.sheet_path = str(write_image(out_dir / "sheets" / f"{sample.name}_sheet.png", sheet_img))
+
+
 def evaluate_samples(
     model: Model,
     samples: Iterable[Sample],
@@ -660,17 +672,7 @@ def evaluate_samples(
             sc = score(out, sample.gt, protocol) if sample.gt is not None else None
             res = ImageResult(sample.name, sc, _input_psnr(sample, protocol), seconds, tuple(out.shape))
             if out_dir is not None:
-                res.output_path = str(write_image(out_dir / f"{sample.name}_{suffix}.png", out))
-                if sheet:
-                    panels = [("input", sample.lq_uint8()), ("output", out)]
-                    if sample.gt is not None:
-                        panels.append(("ground truth", sample.gt))
-                    crop = 256 if sample.gt is not None else None
-                    res.sheet_path = str(
-                        write_image(
-                            out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop)
-                        )
-                    )
+                _save(res, sample, out, out_dir, suffix, sheet)
             report.images.append(res)
             if on_result is not None:
                 on_result(res)
