@@ -95,7 +95,8 @@ def _gather_folder(folder: Path, out_res: Path, recursive: bool, suffix: str, pl
     inside_out = [f for f in files if out_inside and _within(f.resolve(), out_res)]
     if inside_out:
         plan.under_output[folder] = len(inside_out)
-    kept = [f for f in files if f not in set(inside_out)]
+    excluded = set(inside_out)
+    kept = [f for f in files if f not in excluded]
     earlier = earlier_outputs(kept, suffix)
     if earlier:
         plan.earlier_outputs[folder] = len(earlier)
@@ -107,10 +108,6 @@ def _gather_folder(folder: Path, out_res: Path, recursive: bool, suffix: str, pl
     if not files:
         plan.empty.append(folder)
     return [(f, f.parent.relative_to(folder)) for f in kept]
-
-
-def _key(path: Path) -> str:
-    return os.path.normcase(str(path.resolve()))
 
 
 def plan_restore(
@@ -130,16 +127,18 @@ def plan_restore(
             sources.append((p, Path()))
         else:
             plan.missing.append(p)
+    taken = InputFiles()
     seen: set[Path] = set()
     by_dst: dict[str, list[Job]] = {}
     for src, rel in sources:
-        if src.resolve() in seen:
+        real = taken.real(src)
+        if real in seen:
             continue  # the same file named twice (or through a link)
-        seen.add(src.resolve())
+        seen.add(real)
+        taken.add(src)
         dst = out / rel / f"{src.stem}{suffix}{output_extension(src, ext)}"
-        by_dst.setdefault(_key(dst), []).append(Job(src, dst))
+        by_dst.setdefault(os.path.normcase(str(taken.real(dst))), []).append(Job(src, dst))
     plan.inputs = len(seen) + len(plan.missing)
-    taken = InputFiles(job.src for jobs in by_dst.values() for job in jobs)
     for jobs in by_dst.values():
         if len(jobs) > 1:
             plan.clashes.append((jobs[0].dst, [j.src for j in jobs]))
