@@ -306,7 +306,7 @@ class _ImageBar:
     """The per-image bar, advanced by fractions of an image as its tiles finish (with the tile count)."""
 
     def __init__(self, bar: Any) -> None:
-        self.bar, self.done, self.name = bar, 0, ""
+        self.bar, self.done, self.name, self.shown = bar, 0, "", 0.0
 
     def start(self, name: str) -> None:
         self.name = name
@@ -314,7 +314,10 @@ class _ImageBar:
 
     def on_tile(self, done: int, total: int) -> None:
         self.bar.n = self.done + done / total
-        self.bar.set_postfix_str(f"{self.name} tile {done}/{total}")  # refreshes, rate-limited by tqdm
+        now = time.monotonic()
+        if done == 1 or done == total or now - self.shown >= 0.1:  # small tiles on a GPU: 10 redraws/s at most
+            self.shown = now
+            self.bar.set_postfix_str(f"{self.name} tile {done}/{total}")
 
     def finish(self) -> None:
         self.done += 1
