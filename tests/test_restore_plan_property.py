@@ -10,7 +10,8 @@ a tiny model.
 from __future__ import annotations
 
 import tempfile
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from io import StringIO
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def _make(root: Path, case: dict) -> tuple[list[str], Path]:
     return [str(src), *named], (src / case["out"]).resolve()
 
 
+@contextmanager
+def _layout(case: dict) -> Iterator[tuple[Path, list[str], Path, dict[Path, bytes], Plan]]:
+    """A temporary folder holding the case's files: (root, inputs, output folder, bytes before, plan)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        inputs, out = _make(root, case)
+        before = _snapshot(root)
+        yield root, inputs, out, before, plan_restore(inputs, out, case["recursive"], case["suffix"], case["ext"])
+
+
 def _sources(plan: Plan) -> set[Path]:
     """Every file the plan takes as an input, whether it is restored or refused."""
     return {j.src.resolve() for j in plan.jobs + plan.onto_inputs} | {
@@ -75,11 +86,7 @@ def _check_after(before: dict[Path, bytes], after: dict[Path, bytes], inputs: se
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=layouts)
 def test_plan_never_writes_an_input_nor_replaces_without_overwrite(case: dict) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        inputs, out = _make(root, case)
-        before = _snapshot(root)
-        plan = plan_restore(inputs, out, case["recursive"], case["suffix"], case["ext"])
+    with _layout(case) as (root, inputs, out, before, plan):
         sources = _sources(plan)
         dsts = [j.dst.resolve() for j in plan.jobs]
         assert len(set(dsts)) == len(dsts), "two jobs write the same file"
@@ -104,11 +111,7 @@ def test_plan_never_writes_an_input_nor_replaces_without_overwrite(case: dict) -
 )
 @given(case=layouts)
 def test_real_runs_never_change_an_input_nor_replace_without_overwrite(case: dict, tiny_x2_checkpoint: Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        inputs, out = _make(root, case)
-        before = _snapshot(root)
-        plan = plan_restore(inputs, out, case["recursive"], case["suffix"], case["ext"])
+    with _layout(case) as (root, inputs, out, before, plan):
         sources = _sources(plan)
         args = ["restore", *inputs, "-o", str(out), "--ext", case["ext"], "--model", str(tiny_x2_checkpoint)]
         args += ["--suffix", case["suffix"]] if case["suffix"] else []

@@ -112,6 +112,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_file_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders of folder inputs")
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
@@ -147,10 +149,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
-    _add_run_args(p)
     _add_file_args(p)
+    _add_run_args(p)
     p.set_defaults(func=run)
 
 
