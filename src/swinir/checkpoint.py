@@ -45,8 +45,8 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
     if size == 0:
         raise _fail(p, "found an empty file")
     if p.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, safe_open
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
 
         try:
             with safe_open(str(p), framework="pt") as f:

@@ -448,9 +448,9 @@ def encode_image(
     if al is not None and a.ndim == 2 and bits == 8 and fmt == "PNG":
         import io as _io
 
-        buf = _io.BytesIO()
-        PILImage.fromarray(np.stack([a, al], axis=-1), mode="LA").save(buf, format="PNG", compress_level=3)
-        return buf.getvalue()
+        stream = _io.BytesIO()
+        PILImage.fromarray(np.stack([a, al], axis=-1), mode="LA").save(stream, format="PNG", compress_level=3)
+        return stream.getvalue()
     if a.ndim == 2 and al is not None:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.ndim == 3:
@@ -471,7 +471,7 @@ def encode_image(
         raise ImageWriteError(f"OpenCV could not encode a {a.shape} {a.dtype} image as {fmt}: {exc.err}") from None
     if not ok:
         raise ImageWriteError(f"OpenCV could not encode a {a.shape} {a.dtype} image as {fmt}")
-    return buf.tobytes()
+    return bytes(buf.tobytes())
 
 
 def write_image(
