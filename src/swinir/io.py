@@ -410,6 +410,14 @@ def _to_storable(array: np.ndarray, bit_depth: int | None) -> tuple[np.ndarray, 
     return a, bit_depth
 
 
+def _flatten_onto_white(a: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    maxv = max_value(a.dtype)
+    w = alpha.astype(np.float32) / maxv
+    if a.ndim == 3:
+        w = w[..., None]
+    return np.clip(np.rint(a.astype(np.float32) * w + maxv * (1.0 - w)), 0, maxv).astype(a.dtype)
+
+
 def encode_image(
     array: np.ndarray,
     ext: str,
@@ -438,12 +446,7 @@ def encode_image(
             al, _ = _to_storable(al, 8)
     if al is not None and not holds_alpha:
         notice(f"{fmt} has no alpha channel: transparent areas are flattened onto white (use .png to keep alpha)")
-        maxv = max_value(a.dtype)
-        w = al.astype(np.float32) / maxv
-        if a.ndim == 3:
-            w = w[..., None]
-        a = np.clip(np.rint(a.astype(np.float32) * w + maxv * (1.0 - w)), 0, maxv).astype(a.dtype)
-        al = None
+        a, al = _flatten_onto_white(a, al), None
 
     if al is not None and a.ndim == 2 and bits == 8 and fmt == "PNG":
         import io as _io
