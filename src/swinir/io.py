@@ -415,7 +415,8 @@ def _flatten_onto_white(a: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     w = alpha.astype(np.float32) / maxv
     if a.ndim == 3:
         w = w[..., None]
-    return np.clip(np.rint(a.astype(np.float32) * w + maxv * (1.0 - w)), 0, maxv).astype(a.dtype)
+    blended: np.ndarray = np.clip(np.rint(a.astype(np.float32) * w + maxv * (1.0 - w)), 0, maxv)
+    return blended.astype(a.dtype)
 
 
 def encode_image(
