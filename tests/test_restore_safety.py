@@ -93,16 +93,20 @@ def test_rerun_with_a_suffix_does_not_restore_its_earlier_outputs(
 def test_eval_save_into_the_ground_truth_folder_does_not_score_its_outputs(
     tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    hr = tmp_path / "hr"
+    hr, out = tmp_path / "hr", tmp_path / "out"
     for name in ("baby", "bird"):
         write_image(hr / f"{name}.png", read_image(data_dir / "Set5" / "HR" / f"{name}.png").array[:48, :48])
-    args = ["eval", "--model", "bicubic", "--scale", "2", "--hr", str(hr), "--save", str(hr), "--quiet"]
-    assert main(args) == 0
+    args = ["eval", "--model", "bicubic", "--scale", "2", "--hr", str(hr), "--quiet"]
+    assert main([*args, "--save", str(hr)]) == 1  # saving among the test images is refused
+    assert "holds the test images" in capsys.readouterr().err
+    assert main([*args, "--save", str(out)]) == 0
     first = capsys.readouterr().out
+    assert len(json.loads((out / "results.json").read_text())["images"]) == 2
+    for result in out.glob("*_SwinIR.png"):  # as an earlier version, which saved there, left them
+        result.rename(hr / result.name)
     assert main(args) == 0
     cap = capsys.readouterr()
     assert "Average PSNR/SSIM(RGB)" in first and cap.out == first  # the same two images, the same scores
-    assert len(json.loads((hr / "results.json").read_text())["images"]) == 2
     assert "2 earlier output(s) (*_SwinIR.png beside their source)" in cap.err
 
 
