@@ -130,6 +130,8 @@ def results_md(sweep: Sweep, results: list[RunResult], base_values: dict[str, An
         lines += [sweep.description, ""]
     base = ", ".join(f"{a.key} = {format_value(base_values[a.key])}" for a in sweep.axes)
     lines += [f"Base: `{sweep.base}` ({base}); axes combine {sweep.mode}. {about}", ""]
+    common = ", ".join(f"{k}={format_value(v)}" for k, v in sweep.common.items())
+    lines += [f"Common to every run (the sweep's `set` and `--set`): {common or 'nothing'}.", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         row = _row(sweep, r)
