@@ -24,8 +24,9 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,12 @@ import torch
 from swinir import metrics
 from swinir.atomic import write_bytes
 from swinir.degrade import add_gaussian_noise_test, imresize, jpeg_compress, jpeg_gray_from_color
-from swinir.errors import ImageReadError, ImageWriteError, SwinIRError
+from swinir.errors import ImageWriteError, SwinIRError
+from swinir.io import SwinIRNotice, list_images, read_like_release, write_image
+from swinir.options import RestoreOptions
+from swinir.tasks import DENOISE_TASKS, EVAL_TASKS, GRAY_TASKS, JPEG_TASKS, SR_TASKS, eval_task
+
+TASKS = EVAL_TASKS
 
 __all__ = [
     "TASKS",
@@ -60,10 +66,7 @@ __all__ = [
     "task_for_model",
 ]
 
-TASKS = ("classical_sr", "lightweight_sr", "real_sr", "gray_dn", "color_dn", "jpeg_car", "color_jpeg_car")
-SR_TASKS = ("classical_sr", "lightweight_sr", "real_sr")
-GRAY_TASKS = ("gray_dn", "jpeg_car")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+OUTPUT_SUFFIX = "SwinIR"  # saved results are NAME_SwinIR.png, as the released test script names them
 BICUBIC = "bicubic"  # the MATLAB-bicubic upsampling baseline, usable wherever a model is expected
 
 Model = torch.nn.Module | str
@@ -86,9 +89,9 @@ class Protocol:
             raise SwinIRError(f"task {self.task} needs a scale of 2 or more (give --scale)")
         if self.task not in SR_TASKS and self.scale != 1:
             raise SwinIRError(f"task {self.task} does not upscale; drop --scale {self.scale}")
-        if self.task in ("gray_dn", "color_dn") and (self.noise is None or self.noise < 0):
+        if self.task in DENOISE_TASKS and (self.noise is None or self.noise < 0):
             raise SwinIRError(f"task {self.task} needs a noise level: give --noise SIGMA (15, 25 or 50 in the paper)")
-        if self.task in ("jpeg_car", "color_jpeg_car") and (self.jpeg is None or not 0 <= self.jpeg <= 100):
+        if self.task in JPEG_TASKS and (self.jpeg is None or not 0 <= self.jpeg <= 100):
             raise SwinIRError(f"task {self.task} needs a JPEG quality 0..100: give --jpeg Q (10, 20, 30 or 40)")
 
     @property
@@ -106,10 +109,10 @@ class Protocol:
 
     @property
     def is_jpeg(self) -> bool:
-        return self.task in ("jpeg_car", "color_jpeg_car")
+        return self.task in JPEG_TASKS
 
     def describe(self) -> str:
-        if self.task in ("gray_dn", "color_dn"):
+        if self.task in DENOISE_TASKS:
             extra = f" sigma={self.noise:g}"
         elif self.is_jpeg:
             extra = f" q={self.jpeg}"
@@ -126,12 +129,7 @@ def task_for_model(model: Model) -> str | None:
     spec = getattr(model, "spec", None)
     if spec is None:
         return None
-    task = spec.task
-    if task == "denoise":
-        return "gray_dn" if spec.in_chans == 1 else "color_dn"
-    if task == "jpeg":
-        return "jpeg_car" if spec.in_chans == 1 else "color_jpeg_car"
-    return task
+    return eval_task(spec.task, spec.in_chans)
 
 
 # ------------------------------------------------------------------------------------------ samples
@@ -151,24 +149,6 @@ class Sample:
     def lq_uint8(self) -> np.ndarray:
         """The input as a viewable uint8 image (noise clipped)."""
         return np.clip(np.round(self.lq * 255.0), 0, 255).astype(np.uint8)
-
-
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files in ``folder`` (not recursive), sorted by name."""
-    p = Path(folder)
-    if not p.is_dir():
-        raise SwinIRError(f"image folder {p} does not exist or is not a folder")
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise SwinIRError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {p}")
-    return files
-
-
-def _imread(path: Path, flags: int) -> np.ndarray:
-    img = cv2.imread(str(path), flags)
-    if img is None:
-        raise ImageReadError(f"cannot read image {path}: not an image OpenCV can decode (or unreadable)")
-    return img
 
 
 def _bgr_to_rgb(img: np.ndarray) -> np.ndarray:
@@ -200,10 +180,10 @@ def load_sample(
     task = protocol.task
     if task in ("classical_sr", "lightweight_sr"):
         s = protocol.scale
-        hr = _imread(path, cv2.IMREAD_COLOR)
+        hr = read_like_release(path, "color")
         if lr_dir is not None:
             lr_path = _find_lr(Path(lr_dir), name, path.suffix, s)
-            lr = _imread(lr_path, cv2.IMREAD_COLOR)
+            lr = read_like_release(lr_path, "color")
         else:
             lr_path = None
             h, w = hr.shape[:2]
@@ -219,18 +199,18 @@ def load_sample(
         gt = hr[: lh * s, : lw * s]
         return Sample(name, _bgr_to_rgb(lr).astype(np.float32) / 255.0, _bgr_to_rgb(gt), lr_path, path)
     if task == "real_sr":
-        lq = _imread(path, cv2.IMREAD_COLOR)
+        lq = read_like_release(path, "color")
         return Sample(name, _bgr_to_rgb(lq).astype(np.float32) / 255.0, None, path, None)
     if task == "gray_dn":
-        gt = _imread(path, cv2.IMREAD_GRAYSCALE)
+        gt = read_like_release(path, "gray")
         noisy = add_gaussian_noise_test(gt.astype(np.float32) / 255.0, float(protocol.noise))
         return Sample(name, noisy[:, :, None].astype(np.float32), gt[:, :, None], None, path)
     if task == "color_dn":
-        gt = _imread(path, cv2.IMREAD_COLOR)
+        gt = read_like_release(path, "color")
         noisy = add_gaussian_noise_test(gt.astype(np.float32) / 255.0, float(protocol.noise))  # BGR layout
         return Sample(name, _bgr_to_rgb(noisy).astype(np.float32), _bgr_to_rgb(gt), None, path)
     if task == "jpeg_car":
-        img = _imread(path, cv2.IMREAD_UNCHANGED)
+        img = read_like_release(path, "unchanged")
         if img.dtype != np.uint8:
             raise SwinIRError(f"{path}: the JPEG task needs 8-bit images, got {img.dtype}")
         if img.ndim == 3 and img.shape[2] == 4:
@@ -238,7 +218,7 @@ def load_sample(
         gt, lq = jpeg_gray_from_color(img, int(protocol.jpeg), color_order="bgr")
         return Sample(name, lq[:, :, None].astype(np.float32) / 255.0, gt[:, :, None], None, path)
     # color_jpeg_car
-    gt = _imread(path, cv2.IMREAD_COLOR)
+    gt = read_like_release(path, "color")
     lq = jpeg_compress(gt, int(protocol.jpeg), color_order="bgr")
     return Sample(name, _bgr_to_rgb(lq).astype(np.float32) / 255.0, _bgr_to_rgb(gt), None, path)
 
@@ -302,19 +282,16 @@ def restore_sample(
     model: Model,
     lq: np.ndarray,
     scale: int = 1,
-    *,
-    tile: int | None = None,
-    overlap: int = 32,
-    ensemble: bool = False,
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
+    options: RestoreOptions | None = None,
+    **overrides: Any,
 ) -> np.ndarray:
     """Run ``model`` on an HxWxC float input in [0, 1] under the paper's protocol; returns uint8 HxWxC.
 
-    ``model`` may be ``"bicubic"`` (MATLAB bicubic upsampling by ``scale``). Without ``tile`` and
-    ``ensemble`` (and in fp32) the padded image goes straight through the network, as in the paper;
-    otherwise the padded image goes through ``swinir.engine.restore``.
+    ``model`` may be ``"bicubic"`` (MATLAB bicubic upsampling by ``scale``). ``options`` (or its fields as
+    keywords): without tiling and ensemble (and in fp32) the padded image goes straight through the network,
+    as in the paper; otherwise the padded image goes through ``swinir.engine.restore``.
     """
+    opts = RestoreOptions.build(options, **overrides)
     h, w, c = lq.shape
     if isinstance(model, str):
         if model != BICUBIC:
@@ -324,21 +301,16 @@ def restore_sample(
         return out[:, :, None] if out.ndim == 2 else out
     window = int(getattr(model, "window_size", 8))
     s = int(getattr(model, "upscale", scale) or 1)
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = torch.device(opts.device) if opts.device is not None else _model_device(model)
     x = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1))).float().unsqueeze(0)
     x = pad_like_release(x, window)
     with torch.inference_mode():
-        if tile or ensemble or precision != "fp32":
-            try:
-                from swinir.engine import restore as engine_restore
-            except ModuleNotFoundError as exc:  # pragma: no cover - until the engine lands
-                raise SwinIRError("--tile/--ensemble need swinir.engine, which is not installed") from exc
-            out = _as_chw_tensor(
-                engine_restore(
-                    model, x.to(dev), tile=tile, overlap=overlap, ensemble=ensemble, precision=precision, device=dev
-                ),
-                c,
-            )
+        if opts.tile or opts.ensemble or opts.precision != "fp32":
+            from swinir.engine import restore as engine_restore
+
+            # the noisy inputs of the denoising protocol are unclipped on purpose
+            on_dev = replace(opts, device=dev)
+            out = _as_chw_tensor(engine_restore(model, x.to(dev), on_dev, allow_out_of_range=True), c)
         else:
             out = model(x.to(dev))[0]
     out = out[:, : h * s, : w * s]
@@ -575,17 +547,6 @@ def _atomic_write(path: Path, data: bytes) -> Path:
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def save_png(path: str | os.PathLike[str], img: np.ndarray) -> Path:
-    """Write an RGB (or gray, HxW or HxWx1) uint8 image as PNG, atomically."""
-    arr = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
-    if arr.ndim == 3:
-        arr = arr[:, :, ::-1]
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr))
-    if not ok:
-        raise ImageWriteError(f"cannot encode {path} as PNG")
-    return _atomic_write(Path(path), buf.tobytes())
-
-
 # ------------------------------------------------------------------------------------------ sheets
 def _label(panel: np.ndarray, text: str) -> np.ndarray:
     """Panel with a black caption band on top (cv2.putText)."""
@@ -607,7 +568,7 @@ def comparison_sheet(
     the largest panel's pixels, or None for whole images.
     """
     if not panels:
-        raise ValueError("comparison_sheet needs at least one panel")
+        raise SwinIRError("a comparison sheet needs at least one image")
     rgb = [
         (
             lbl,
@@ -635,7 +596,11 @@ def comparison_sheet(
             top, left = (th - size) // 2, (tw - size) // 2
         else:
             top, left, size = crop
-            top, left = max(0, min(top, th - 1)), max(0, min(left, tw - 1))
+            if top < 0 or left < 0 or top + size > th or left + size > tw:
+                raise SwinIRError(
+                    f"crop {top},{left},{size} (top,left,size) does not fit in the {tw}x{th} image: "
+                    f"it needs top + size <= {th} and left + size <= {tw}"
+                )
         big = [(lbl, p[top : top + size, left : left + size]) for lbl, p in big]
     cols = [_label(np.ascontiguousarray(p), lbl) for lbl, p in big]
     spacer = np.full((cols[0].shape[0], gap, 3), 255, np.uint8)
@@ -662,14 +627,10 @@ def evaluate_samples(
     protocol: Protocol,
     *,
     model_name: str | None = None,
-    tile: int | None = None,
-    overlap: int = 32,
-    ensemble: bool = False,
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
+    options: RestoreOptions | None = None,
     save_dir: str | os.PathLike[str] | None = None,
     sheet: bool = False,
-    suffix: str = "SwinIR",
+    suffix: str = OUTPUT_SUFFIX,
     progress: bool = False,
     total: int | None = None,
     on_result: Callable[[ImageResult], None] | None = None,
@@ -677,45 +638,24 @@ def evaluate_samples(
     """Restore and score prepared samples (training validation uses this with ``progress=False``)."""
     _check_model(model, protocol)
     name = model_name or (model if isinstance(model, str) else type(model).__name__)
-    report = EvalReport(protocol, str(name), tile=tile, ensemble=ensemble, precision=precision)
+    opts = options if options is not None else RestoreOptions()
+    report = EvalReport(protocol, str(name), tile=opts.tile, ensemble=opts.ensemble, precision=opts.precision)
     out_dir = Path(save_dir) if save_dir is not None else None
     if total is None and hasattr(samples, "__len__"):
         total = len(samples)  # type: ignore[arg-type]
     was_training = isinstance(model, torch.nn.Module) and model.training
     if was_training:
         model.eval()  # validation during training: restored to train mode below
-    it: Iterable[Sample] = samples
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=f"eval {protocol.describe()}", unit="img", dynamic_ncols=True)
+    bar = _progress_bar(f"eval {protocol.describe()}", total) if progress else None
     try:
-        for sample in it:
+        for sample in samples:
             t0 = time.perf_counter()
-            out = restore_sample(
-                model,
-                sample.lq,
-                protocol.scale,
-                tile=tile,
-                overlap=overlap,
-                ensemble=ensemble,
-                precision=precision,
-                device=device,
-            )
+            out = restore_sample(model, sample.lq, protocol.scale, opts)
             seconds = time.perf_counter() - t0
             sc = score(out, sample.gt, protocol) if sample.gt is not None else None
             res = ImageResult(sample.name, sc, _input_psnr(sample, protocol), seconds, tuple(out.shape))
             if out_dir is not None:
-                res.output_path = str(save_png(out_dir / f"{sample.name}_{suffix}.png", out))
-                if sheet:
-                    panels = [("input", sample.lq_uint8()), ("output", out)]
-                    if sample.gt is not None:
-                        panels.append(("ground truth", sample.gt))
-                    crop = 256 if sample.gt is not None else None
-                    res.sheet_path = str(
-                        save_png(out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop))
-                    )
+                _save_result(res, sample, out, out_dir, suffix, sheet)
             report.images.append(res)
             if on_result is not None:
                 on_result(res)
@@ -731,6 +671,25 @@ def evaluate_samples(
     return report
 
 
+def _progress_bar(desc: str, total: int | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True)
+
+
+def _save_result(res: ImageResult, sample: Sample, out: np.ndarray, out_dir: Path, suffix: str, sheet: bool) -> None:
+    """Write the restored image (and its input | output | ground truth sheet); paths go into ``res``."""
+    res.output_path = str(write_image(out_dir / f"{sample.name}_{suffix}.png", out))
+    if sheet:
+        panels = [("input", sample.lq_uint8()), ("output", out)]
+        if sample.gt is not None:
+            panels.append(("ground truth", sample.gt))
+        crop = 256 if sample.gt is not None else None
+        res.sheet_path = str(
+            write_image(out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop))
+        )
+
+
 def evaluate(
     model: Model,
     hr_dir: str | os.PathLike[str],
@@ -739,11 +698,7 @@ def evaluate(
     lr_dir: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     model_name: str | None = None,
-    tile: int | None = None,
-    overlap: int = 32,
-    ensemble: bool = False,
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
+    options: RestoreOptions | None = None,
     save_dir: str | os.PathLike[str] | None = None,
     sheet: bool = False,
     progress: bool = True,
@@ -762,7 +717,8 @@ def evaluate(
         raise SwinIRError("give the image folder with --hr (or --lr for real_sr)")
     if lr_arg is not None and not Path(lr_arg).is_dir():
         raise SwinIRError(f"LR folder {lr_arg} does not exist or is not a folder")
-    files = list_images(folder)[: limit or None]
+    _check_save_dir(save_dir, [folder, lr_arg])
+    files = _without_earlier_outputs(list_images(folder))[: limit or None]
     if lr_arg is not None:  # fail before any work if an LR partner is missing
         for f in files:
             _find_lr(Path(lr_arg), f.stem, f.suffix, protocol.scale)
@@ -772,11 +728,7 @@ def evaluate(
         samples,
         protocol,
         model_name=model_name,
-        tile=tile,
-        overlap=overlap,
-        ensemble=ensemble,
-        precision=precision,
-        device=device,
+        options=options,
         save_dir=save_dir,
         sheet=sheet,
         progress=progress,
@@ -786,6 +738,36 @@ def evaluate(
     report.hr_dir = str(hr_dir) if hr_dir is not None else None
     report.lr_dir = str(lr_dir) if lr_dir is not None else None
     return report
+
+
+def _without_earlier_outputs(files: list[Path]) -> list[Path]:
+    """The folder's images less the results an earlier run saved there (``NAME_SwinIR.png`` beside ``NAME``),
+    which would otherwise be scored as ground truth of their own (46.98 dB instead of 40.50 on one test)."""
+    from swinir.restore_plan import earlier_outputs
+
+    earlier = earlier_outputs(files, f"_{OUTPUT_SUFFIX}")
+    if earlier:
+        warnings.warn(
+            f"{len(earlier)} earlier output(s) (*_{OUTPUT_SUFFIX}.png beside their source) in {files[0].parent} "
+            "left out of the test images",
+            SwinIRNotice,
+            stacklevel=3,
+        )
+    return [f for f in files if f not in earlier]
+
+
+def _check_save_dir(save_dir: str | os.PathLike[str] | None, inputs: Sequence[object]) -> None:
+    """Restored images saved among the test images would be read as test images by the next run
+    (Set5 x2 then scored 46.98 dB against its own outputs instead of 40.50): refuse that folder."""
+    if save_dir is None:
+        return
+    target = Path(save_dir).resolve()
+    for folder in inputs:
+        if folder is not None and Path(str(folder)).resolve() == target:
+            raise SwinIRError(
+                f"{save_dir} holds the test images: restored images saved there would be read as test "
+                "images by the next run; save them to another folder"
+            )
 
 
 def _check_model(model: Model, protocol: Protocol) -> None:
