@@ -91,3 +91,18 @@ def test_graph_mode_refuses_cpu_tensors(tiny: SwinIR) -> None:
     captured = CapturedForward(tiny, "graph")
     with pytest.raises(SwinIRError, match="CUDA graphs need a CUDA tensor"):
         captured(torch.rand(1, 3, 8, 8))
+
+
+def test_autocast_and_moved_weights_are_new_keys(tiny: SwinIR) -> None:
+    captured = CapturedForward(tiny, "compile", compile_backend="eager")
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        captured(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            captured(x)
+        assert captured.builds == 2 and captured.cached_keys()[-1][3] == torch.bfloat16
+        tiny.double()  # the weights now live elsewhere: a graph over the old addresses would read stale memory
+        captured(x.double())
+        tiny.float()
+        captured(x)  # float again, but new storage again
+    assert captured.builds == 4

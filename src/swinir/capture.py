@@ -31,7 +31,7 @@ __all__ = ["CaptureMode", "CapturedForward", "resolve_capture", "CAPTURE_MODES"]
 
 CaptureMode = Literal["off", "graph", "compile"]
 CAPTURE_MODES: tuple[str, ...] = ("off", "auto", "graph", "compile")
-Key = tuple[tuple[int, ...], torch.dtype, torch.device]
+Key = tuple[tuple[int, ...], torch.dtype, torch.device, object, object]
 
 
 def resolve_capture(mode: str, device: torch.device) -> CaptureMode:
@@ -103,10 +103,18 @@ class CapturedForward:
         compiled = torch.compile(self.fn, dynamic=False, backend=self.compile_backend)
         return compiled  # type: ignore[return-value]
 
+    def _key(self, x: Tensor) -> Key:
+        """Shape, dtype and device of the input, the autocast dtype in force, and where the weights live: a
+        graph replays fixed kernels on fixed addresses, so a cast or moved model must be captured anew."""
+        amp = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
+        param = next(iter(self.fn.parameters()), None) if isinstance(self.fn, nn.Module) else None
+        weights = None if param is None else (param.data_ptr(), param.dtype)
+        return (tuple(x.shape), x.dtype, x.device, amp, weights)
+
     def __call__(self, x: Tensor) -> Tensor:
         if self.mode == "off":
             return self.fn(x)
-        key: Key = (tuple(x.shape), x.dtype, x.device)
+        key = self._key(x)
         entry = self._entries.get(key)
         if entry is None:
             entry = self._build(x)
