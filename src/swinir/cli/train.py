@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
         print(cfg.to_yaml(), end="")
         return 0
     out = args.out or Path("runs") / cfg.name
+    from swinir.train import train
     from swinir.train.distributed import from_env
-    from swinir.train.trainer import train
 
     result = train(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
     if not from_env().main:

@@ -26,8 +26,8 @@ import yaml
 
 from swinir.errors import ConfigError
 from swinir.train.gan import GANConfig
+from swinir.train.losses import LOSSES, WeightedLoss, loss_options
 
-UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
 PIPELINES = ("bsrgan", "realesrgan")
 
 
@@ -206,10 +206,13 @@ class LossTerm:
         return {"type": value} if isinstance(value, str) else value
 
     def check(self, path: str) -> None:
-        from swinir.train.losses import LOSSES
-
         if self.type not in LOSSES:
             raise ConfigError(f"{path}.type: unknown loss {self.type!r}; known: {', '.join(sorted(LOSSES))}")
+
+    def term(self) -> WeightedLoss:
+        """The loss factory's keyword arguments are the fields it names (``eps`` for Charbonnier)."""
+        fields = {"eps": self.eps}
+        return WeightedLoss(self.type, self.weight, {k: v for k, v in fields.items() if k in loss_options(self.type)})
 
 
 @dataclass

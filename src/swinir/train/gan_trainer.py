@@ -1,5 +1,5 @@
 """The GAN stage on top of the standard ``Trainer``: a config with a ``gan:`` section trains with
-``GANTrainer`` (``swinir.train.train`` picks it).
+``GANTrainer`` (``swinir.train.TRAINERS`` maps it).
 
 What it adds to the pixel-loss loop: a U-Net discriminator (``UNetDiscriminatorSN``) with its own Adam
 optimiser and the same step schedule (``gan.d_lr``), the VGG19 perceptual loss, the vanilla GAN loss,
@@ -68,7 +68,7 @@ class GANTrainer(Trainer):
         perceptual = None
         if gc.perceptual_weight > 0:
             perceptual = self._build_perceptual(gc)
-        return GANLosses(PixelLoss(t.loss), perceptual, GANLoss(gc.gan_weight))
+        return GANLosses(PixelLoss([term.term() for term in t.loss]), perceptual, GANLoss(gc.gan_weight))
 
     def _build_perceptual(self, gc: GANConfig) -> nn.Module:
         from swinir.train.vgg import PerceptualLoss, load_vgg19, vgg19_weights_path

@@ -268,7 +268,7 @@ class Trainer:
         return model
 
     def build_loss(self) -> nn.Module:
-        return PixelLoss(self.cfg.train.loss)
+        return PixelLoss([t.term() for t in self.cfg.train.loss])
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg.train
@@ -398,12 +398,9 @@ class Trainer:
         }
 
     def export_weights(self, path: Path) -> Path:
-        """The released layout: ``{'params': ..., 'params_ema': ...}`` (+ our spec), loadable by ``swinir.load``."""
-        extra: dict[str, Any] = {}
-        if self.ema is not None:
-            extra["params_ema"] = {
-                k: v.detach().cpu().contiguous() for k, v in drop_derived(self.ema.module.state_dict()).items()
-            }
+        """The released layout: ``{'params': ..., 'params_ema': ...}`` with the derived buffers (+ our spec),
+        loadable by ``swinir.load`` and strictly by the original test script."""
+        extra = {"params_ema": self.ema.module.state_dict()} if self.ema is not None else {}
         return save_weights(self.model, path, key="params", extra=extra)
 
     def save_checkpoint(self, best: bool = False) -> None:
@@ -712,21 +709,3 @@ def _write_png(path: Path, img: np.ndarray) -> None:
     bgr = img[:, :, ::-1] if img.shape[2] == 3 else img[:, :, 0]
     with atomic_path(path, suffix=".tmp.png") as tmp:
         cv2.imwrite(str(tmp), np.ascontiguousarray(bgr))
-
-
-def train(
-    cfg: Config, out_dir: str | os.PathLike[str], resume: bool = False, progress: bool | None = None
-) -> TrainResult:
-    """Run a whole training (one process, or this rank of a torchrun group)."""
-    info = dist_utils.from_env()
-    cls: type[Trainer] = Trainer
-    if cfg.gan is not None:
-        from swinir.train.gan_trainer import GANTrainer
-
-        cls = GANTrainer
-    trainer = cls(cfg, out_dir, resume=resume, dist=info, progress=progress)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.close()
-        dist_utils.cleanup(info)
