@@ -1,4 +1,4 @@
-"""The training package's modules import each other without cycles (any import, top-level or deferred)."""
+"""The training package: no import cycles between its modules; its optional packages (the [train] extra)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,26 @@ def test_no_import_cycles_in_the_training_modules() -> None:
     # the package picks the trainer: no module below it imports the package's own __init__ for that
     assert "swinir.train.gan_trainer" not in reach("swinir.train.trainer")
     assert "swinir.train.losses" in reach("swinir.train.config")
+
+
+def test_training_outputs_without_the_train_extra(tmp_path: Path, monkeypatch, caplog) -> None:
+    """matplotlib and tensorboard are the [train] extra: without them a run still logs its metrics, and
+    says what it skipped and how to get it."""
+    import json
+    import logging
+    import sys
+
+    from swinir.train.monitor import Monitor, plot_curves
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with caplog.at_level(logging.WARNING, logger="swinir.train"):
+        mon = Monitor(tmp_path, tensorboard=True)
+        mon.scalars(5, {"loss": 0.5})
+        mon.close()
+        assert plot_curves(tmp_path / "metrics.jsonl", tmp_path / "curves.png") is None
+    assert mon.writer is None and not (tmp_path / "curves.png").exists()
+    assert json.loads((tmp_path / "metrics.jsonl").read_text())["loss"] == 0.5
+    text = caplog.text
+    assert "tensorboard is not installed (pip install 'swinir[train]')" in text
+    assert "matplotlib is not installed (pip install 'swinir[train]'): no curves.png" in text

@@ -329,10 +329,8 @@ def restore_sample(
     x = pad_like_release(x, window)
     with torch.inference_mode():
         if tile or ensemble or precision != "fp32":
-            try:
-                from swinir.engine import restore as engine_restore
-            except ModuleNotFoundError as exc:  # pragma: no cover - until the engine lands
-                raise SwinIRError("--tile/--ensemble need swinir.engine, which is not installed") from exc
+            from swinir.engine import restore as engine_restore
+
             out = _as_chw_tensor(
                 engine_restore(
                     model, x.to(dev), tile=tile, overlap=overlap, ensemble=ensemble, precision=precision, device=dev

@@ -14,7 +14,9 @@ A re-plan makes a new ``Schedule``; nothing here changes the config (an earlier 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 PROBE_STEPS = 5  # steps skipped before the rate is measured
 FIRST_PLAN_STEPS = 100  # the first re-plan comes after this many measured steps, or one interval
@@ -29,11 +31,11 @@ class Schedule:
     milestones: tuple[int, ...] = ()
 
     @classmethod
-    def from_list(cls, value: list | tuple) -> Schedule:
+    def from_list(cls, value: Sequence[Any]) -> Schedule:
         """From the checkpoint form ``[iterations, [milestones]]``."""
         return cls(int(value[0]), tuple(int(m) for m in value[1]))
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[Any]:
         return [self.iterations, list(self.milestones)]
 
     def fitted(self, plan: Schedule, total: int, done: int) -> Schedule:
@@ -87,8 +89,9 @@ class TimeBudget:
         if self.window is None:
             return False
         it0, t0 = self.window
-        first = self.last_plan is None
-        return now - (t0 if first else self.last_plan) >= self.interval or (first and it - it0 >= FIRST_PLAN_STEPS)
+        if self.last_plan is None:
+            return now - t0 >= self.interval or it - it0 >= FIRST_PLAN_STEPS
+        return now - self.last_plan >= self.interval
 
     def rate(self, it: int, now: float) -> float:
         """Iterations per second since the window began."""
