@@ -286,14 +286,6 @@ class Config:
     def scale(self) -> int:
         return self.model.upscale if self.model.upsampler else 1
 
-    @property
-    def task(self) -> str:
-        if self.model.upsampler:
-            return {"pixelshuffle": "classical_sr", "pixelshuffledirect": "lightweight_sr"}.get(
-                self.model.upsampler, "real_sr"
-            )
-        return "jpeg" if self.data.degrade.jpeg_quality else "denoise"
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
