@@ -154,3 +154,13 @@ def test_spandrel_detects_our_files(kw: dict, tmp_path: Path) -> None:
     x = torch.rand(1, model.spec.in_chans, 16, 16)
     with torch.no_grad():
         assert torch.allclose(desc.model.eval()(x), model(x), atol=1e-4)
+
+
+def test_the_shipped_safetensors_say_they_omit_the_derived_buffers() -> None:
+    from importlib import resources
+
+    files = sorted(p for p in (resources.files("swinir") / "builtin").iterdir() if p.name.endswith(".safetensors"))
+    assert len(files) == 3
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            assert st.metadata()[DERIVED_META].startswith("omitted"), f.name
