@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 
+from swinir.errors import ConfigError
 from swinir.train import distributed as dist_utils
-from swinir.train.config import Config, ConfigError, build_config, load_config, preset_names, raw_config
+from swinir.train.config import Config, build_config, load_config, preset_names, raw_config
 from swinir.train.gan_trainer import GANTrainer
 from swinir.train.trainer import Trainer, TrainResult
 
