@@ -74,6 +74,8 @@ def test_save_pth_loads_strictly_into_the_original_architecture(golden: Path, go
     released = torch.load(golden / entry["checkpoint"], weights_only=True)["params"]
     assert set(raw["params"]) == set(released)
     assert raw[SPEC_KEY]["img_size"] == 16
+    masks = [v for k, v in raw["params"].items() if k.endswith("attn_mask")]
+    assert len(masks) == 2 and masks[0].data_ptr() == masks[1].data_ptr()  # stored once, shared by the blocks
     ref = strict_reference(raw["params"], model.spec)
     x = torch.rand(1, 3, 16, 24)
     with torch.no_grad():
