@@ -3,10 +3,6 @@ spandrel's detection read them, and our own loader still ignores the derived buf
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -114,23 +110,6 @@ def test_safetensors_keep_only_weights_and_say_so(tmp_path: Path) -> None:
     assert swinir.load(path).spec == model.spec
 
 
-# -- spandrel (chaiNNer, ComfyUI): installed as the benchmark installs it, `pip install --no-deps spandrel` --
-def spandrel_swinir_arch() -> type:
-    """spandrel's SwinIR architecture (its detection and loader) without spandrel/__init__, which imports
-    torchvision and einops (absent beside this torch)."""
-    if "spandrel" not in sys.modules:  # else already imported (maybe bare, by this test or the benchmark)
-        found = importlib.util.find_spec("spandrel")
-        if found is None or found.origin is None:
-            pytest.skip("spandrel is not installed (pip install --no-deps spandrel)")
-        bare = types.ModuleType("spandrel")
-        bare.__path__ = [str(Path(found.origin).parent)]  # submodules import, __init__ does not run
-        sys.modules["spandrel"] = bare
-    try:
-        return importlib.import_module("spandrel.architectures.SwinIR").SwinIRArch
-    except Exception as exc:  # a spandrel version whose SwinIR module needs more of the package
-        pytest.skip(f"spandrel's SwinIR architecture does not import here ({type(exc).__name__}: {exc})")
-
-
 @pytest.mark.parametrize(
     "kw",
     [
@@ -139,8 +118,8 @@ def spandrel_swinir_arch() -> type:
         {"upscale": 1, "upsampler": "", "img_size": 14, "window_size": 7, "in_chans": 1, "img_range": 255.0},
     ],
 )
-def test_spandrel_detects_our_files(kw: dict, tmp_path: Path) -> None:
-    arch = spandrel_swinir_arch()()
+def test_spandrel_detects_our_files(kw: dict, tmp_path: Path, spandrel_swinir: type) -> None:
+    arch = spandrel_swinir()
     model = tiny_model(**kw)
     sd = torch.load(swinir.save(model, tmp_path / "m.pth"), weights_only=True)["params"]
     assert arch.detect(sd)

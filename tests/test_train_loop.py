@@ -87,6 +87,22 @@ def test_run_writes_its_outputs(run: Path) -> None:
     assert state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.99)
 
 
+def test_exported_model_is_detected_by_spandrel(run: Path, spandrel_swinir: type) -> None:
+    """chaiNNer / ComfyUI read training exports: spandrel's detection gets scale, width, depths, window."""
+    raw = torch.load(run / "models" / f"model_{ITERS:07d}.pth", weights_only=True)
+    arch = spandrel_swinir()
+    assert arch.detect(raw["params_ema"])
+    desc = arch.load(dict(raw["params_ema"]))
+    hp = desc.model.hyperparameters
+    spec = swinir.load(run / "models" / f"model_{ITERS:07d}.pth").spec
+    assert desc.scale == spec.upscale == 2
+    assert (hp["embed_dim"], list(hp["depths"]), hp["window_size"]) == (
+        spec.embed_dim,
+        list(spec.depths),
+        spec.window_size,
+    )
+
+
 def test_saved_model_loads_with_swinir_load(run: Path, shared: Path) -> None:
     path = run / "models" / f"model_{ITERS:07d}.pth"
     raw = torch.load(path, weights_only=True)
