@@ -106,3 +106,32 @@ def test_autocast_and_moved_weights_are_new_keys(tiny: SwinIR) -> None:
         tiny.float()
         captured(x)  # float again, but new storage again
     assert captured.builds == 4
+
+
+def test_tiled_restore_with_capture_builds_once_per_tile_shape(tiny: SwinIR) -> None:
+    """A tiled restore replays one capture per distinct tile shape, and the result equals the eager run."""
+    import numpy as np
+
+    import swinir
+    from swinir import engine
+
+    img = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    eager = swinir.restore(tiny, img, tile=16, overlap=4)
+    captured = swinir.restore(tiny, img, tile=16, overlap=4, capture="compile")
+    diff = np.abs(captured.astype(np.int16) - eager.astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float results 1e-6 apart, rounded to uint8
+    fwd = engine._CAPTURED[tiny]
+    shapes = {k[0] for k in fwd.cached_keys()}
+    tiles = len(engine.plan_axis(40, 16, 4, 4)) * len(engine.plan_axis(56, 16, 4, 4))
+    assert tiles > 4 and fwd.builds == len(shapes) < tiles  # many tiles, one capture per shape
+    swinir.restore(tiny, img, tile=16, overlap=4, capture="compile")  # the next image of that size: replays
+    assert fwd.builds == len(shapes)
+    fwd.clear()
+
+
+def test_capture_option_is_validated() -> None:
+    from swinir.options import OptionsError, RestoreOptions
+
+    assert RestoreOptions(capture="AUTO").capture == "auto"
+    with pytest.raises(OptionsError, match="unknown capture mode 'fast'"):
+        RestoreOptions(capture="fast")

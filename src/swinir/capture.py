@@ -19,18 +19,19 @@ that a repeated shape did not.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from swinir.errors import SwinIRError
+from swinir.options import CAPTURE_NAMES
 
 __all__ = ["CaptureMode", "CapturedForward", "resolve_capture", "CAPTURE_MODES"]
 
 CaptureMode = Literal["off", "graph", "compile"]
-CAPTURE_MODES: tuple[str, ...] = ("off", "auto", "graph", "compile")
+CAPTURE_MODES: tuple[str, ...] = CAPTURE_NAMES
 Key = tuple[tuple[int, ...], torch.dtype, torch.device, object, object]
 
 
@@ -124,6 +125,10 @@ class CapturedForward:
         else:
             self._entries.move_to_end(key)
         return entry(x)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """The wrapped model's parameters (none for a plain function), so callers can read its dtype."""
+        return self.fn.parameters() if isinstance(self.fn, nn.Module) else iter(())
 
     def clear(self) -> None:
         """Drop every graph (their static buffers hold device memory)."""
