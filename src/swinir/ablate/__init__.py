@@ -57,7 +57,7 @@ def ablate(
 
     Under torchrun each rank runs every WORLD_SIZE-th run (on GPU LOCAL_RANK when there are GPUs) and rank 0
     writes the reports once all runs ended."""
-    from swinir.train.distributed import from_env
+    from swinir.torchrun import from_env
 
     sweep_path = Path(sweep_file)
     sweep = load_sweep(sweep_path, overrides)
