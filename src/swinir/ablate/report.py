@@ -162,7 +162,7 @@ def _series(
     others = [a for a in sweep.axes if a is not axis]
     lines: dict[str, list[RunResult]] = {}
     for r in results:
-        if r.final_psnr is None:
+        if r.final_psnr is None or r.state != "done":  # unfinished runs: in curves.png only
             continue
         if sweep.mode != "grid" and any(_key(r.values[a.key]) != _key(base_values[a.key]) for a in others):
             continue
