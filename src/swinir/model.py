@@ -193,6 +193,8 @@ def _onednn_linear_ok() -> bool:
 
 
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and _onednn_linear_ok()
+# oneDNN's bf16 inner product needs native bf16 (AVX512-BF16/AMX); elsewhere it fails to create a primitive
+_ONEDNN_BF16 = _ONEDNN_LINEAR and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _linear(layer: nn.Linear, x: Tensor, gelu: bool = False, residual: Tensor | None = None) -> Tensor:
@@ -207,12 +209,16 @@ def _linear(layer: nn.Linear, x: Tensor, gelu: bool = False, residual: Tensor | 
     fast = _ONEDNN_LINEAR and x.device.type == "cpu" and not torch.is_grad_enabled() and not _tracing()
     if fast and torch.is_autocast_enabled("cpu"):
         # do autocast's cast ourselves so that the fused kernel still runs (bf16 is the CPU autocast dtype)
-        if torch.get_autocast_dtype("cpu") != torch.bfloat16 or x.dtype not in (torch.float32, torch.bfloat16):
+        if (
+            not _ONEDNN_BF16
+            or torch.get_autocast_dtype("cpu") != torch.bfloat16
+            or x.dtype not in (torch.float32, torch.bfloat16)
+        ):
             fast = False
         else:
             x, w = x.to(torch.bfloat16), w.to(torch.bfloat16)
             b = None if b is None else b.to(torch.bfloat16)
-    if fast and x.dtype == w.dtype and x.dtype in (torch.float32, torch.bfloat16):
+    if fast and x.dtype == w.dtype and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _ONEDNN_BF16)):
         lp = torch.ops.mkldnn._linear_pointwise
         if residual is not None and residual.dtype == x.dtype and residual.shape[:-1] == x.shape[:-1]:
             return lp.binary(x, residual.contiguous(), w, b, "add")
