@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import swinir.model as swinir_model
+import swinir.model.cpu as swinir_cpu
 from swinir import kernels
 from swinir.model import SwinIR
 from swinir.reference import ReferenceSwinIR
@@ -88,7 +89,7 @@ def test_kernel_rejects_what_it_cannot_do() -> None:
 @pytest.mark.parametrize("chunk", (64, 4096))
 def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     """Whole blocks chunk by chunk (chunks crossing shift-mask groups at 64 tokens), batch 2, odd sizes."""
-    monkeypatch.setattr(swinir_model, "CPU_CHUNK_TOKENS", chunk)
+    monkeypatch.setattr(swinir_cpu, "CPU_CHUNK_TOKENS", chunk)
     cfg = dict(
         upscale=2,
         in_chans=3,
@@ -123,9 +124,8 @@ def test_cpu_path_does_not_touch_its_input() -> None:
     x = torch.randn(1, 256, 24)
     keep = x.clone()
     with torch.no_grad():
-        y = block(x, model_plan)
-        with kernels.disabled():
-            y_plain = block(x, model_plan)
+        y = block(x, model_plan, swinir_cpu.Exec(chunked=True))
+        y_plain = block(x, model_plan)
     assert torch.equal(x, keep)
     assert (y - y_plain).abs().max().item() < 1e-5
 
@@ -276,7 +276,7 @@ def test_model_convs_take_winograd_and_match(golden: Path, golden_index: dict) -
     assert {(32, 64), (64, 64)} <= set(expected) and (32, 8) not in expected  # 3conv's bottleneck stays direct
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kernels, "conv3x3", counting)
-        mp.setattr(swinir_model, "WINOGRAD_MIN_CHANNEL_PRODUCT", 2000)
+        mp.setattr(swinir_cpu, "WINOGRAD_MIN_CHANNEL_PRODUCT", 2000)
         with torch.no_grad():
             out = model(data["input"])
     assert sorted(calls) == sorted(expected) and calls
@@ -293,7 +293,7 @@ def test_golden_outputs_with_every_conv_on_winograd(
     """The golden networks have 24-32 channels: lower the threshold so that every 3x3 conv takes Winograd."""
     import swinir
 
-    monkeypatch.setattr(swinir_model, "WINOGRAD_MIN_CHANNEL_PRODUCT", 1)
+    monkeypatch.setattr(swinir_cpu, "WINOGRAD_MIN_CHANNEL_PRODUCT", 1)
     entry = golden_index[name]
     model = swinir.load(golden / entry["checkpoint"])
     for case in entry["cases"]:
