@@ -75,6 +75,12 @@ def _quiet_exporter() -> Iterator[None]:
             lg.removeFilter(noise)
 
 
+def _check_verify_sizes(sizes: Sequence[tuple[int, int]], ws: int) -> None:
+    for h, w in sizes:
+        if min(h, w) < ws:
+            raise SwinIRError(f"verify size {h}x{w}: the exported graph needs both sides >= the window ({ws})")
+
+
 def export_onnx(
     model: SwinIR,
     path: str | os.PathLike[str],
@@ -98,9 +104,7 @@ def export_onnx(
         raise SwinIRError(f"{out.parent}: no such folder for the ONNX file")
     model = model.float().cpu().eval()
     ws = model.window_size
-    for h, w in verify_sizes:
-        if min(h, w) < ws:
-            raise SwinIRError(f"verify size {h}x{w}: the exported graph needs both sides >= the window ({ws})")
+    _check_verify_sizes(verify_sizes, ws)
     batch = torch.export.Dim("batch", min=1, max=1024)
     height = torch.export.Dim("height", min=ws, max=MAX_SIDE)
     width = torch.export.Dim("width", min=ws, max=MAX_SIDE)

@@ -131,7 +131,9 @@ def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
 
 def linear(layer: nn.Linear, x: Tensor, ex: Exec, gelu: bool = False, residual: Tensor | None = None) -> Tensor:
     """``layer(x)``, optionally followed by GELU or ``+ residual``; fused by oneDNN when ``ex`` says so."""
-    w, b, dt = layer.weight, layer.bias, ex.linear_dtype
+    w: Tensor = layer.weight
+    b: Tensor | None = layer.bias
+    dt = ex.linear_dtype
     if dt is None or x.dtype not in (torch.float32, torch.bfloat16):
         y = F.linear(x, w, b)
         y = F.gelu(y) if gelu else y

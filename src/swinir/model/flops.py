@@ -57,4 +57,4 @@ def flops(spec: Any, h: int, w: int, batch: int = 1) -> int:
     out = spec.num_out_ch or spec.in_chans
     body = sum(d * block(dim, ws, spec.mlp_ratio, tokens) for d in spec.depths)
     body += (len(spec.depths) + 1) * resi_conv(dim, spec.resi_connection, h, w)
-    return batch * (conv3x3(spec.in_chans, dim, h, w) + body + _reconstruction(spec, out, h, w))
+    return int(batch * (conv3x3(spec.in_chans, dim, h, w) + body + _reconstruction(spec, out, h, w)))

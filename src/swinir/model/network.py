@@ -377,18 +377,24 @@ class SwinIR(nn.Module):
         mean = RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
         self.register_buffer("mean", torch.tensor(mean).view(1, in_chans, 1, 1), persistent=False)
 
-        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
-        self.patch_embed = _PatchNorm(embed_dim)
-        self.layers = nn.ModuleList(
-            RSTB(embed_dim, d, nh, window_size, mlp_ratio, resi_connection) for d, nh in zip(depths, num_heads)
-        )
-        self.norm = nn.LayerNorm(embed_dim)
-        self.conv_after_body = _resi_conv(embed_dim, resi_connection)
+        self._build_body()
         self._build_reconstruction(upscale)
 
         self.apply(_init_weights)
         self.set_grad_checkpointing(use_checkpoint)
         self._place()
+
+    def _build_body(self) -> None:
+        """Shallow conv, patch norm, the residual Swin groups, the final norm and conv (original names)."""
+        dim = self.embed_dim
+        self.conv_first = nn.Conv2d(self.in_chans, dim, 3, 1, 1)
+        self.patch_embed = _PatchNorm(dim)
+        self.layers = nn.ModuleList(
+            RSTB(dim, d, nh, self.window_size, self.mlp_ratio, self.resi_connection)
+            for d, nh in zip(self.depths, self.num_heads)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.conv_after_body = _resi_conv(dim, self.resi_connection)
 
     def _build_reconstruction(self, upscale: int) -> None:
         """The tail after the deep features, with the original's attribute names per upsampler."""
