@@ -170,13 +170,6 @@ def isa() -> str | None:
     return _isa if available() else None
 
 
-def reload() -> None:
-    """Forget the loaded build, so that the next use chooses again (after changing SWINIR_CPU_ISA)."""
-    global _lib, _tried, _isa
-    with _lock:
-        _lib, _tried, _isa = None, False, None
-
-
 @contextmanager
 def disabled() -> Iterator[None]:
     """Within this block the model takes its PyTorch-only path (for comparisons and tests)."""
