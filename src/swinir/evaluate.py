@@ -24,8 +24,9 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from swinir import metrics
 from swinir.atomic import write_bytes
 from swinir.degrade import add_gaussian_noise_test, imresize, jpeg_compress, jpeg_gray_from_color
 from swinir.errors import ImageWriteError, SwinIRError
-from swinir.io import list_images, read_like_release, write_image
+from swinir.io import SwinIRNotice, list_images, read_like_release, write_image
+from swinir.options import OptionsError, RestoreOptions
 from swinir.tasks import DENOISE_TASKS, EVAL_TASKS, GRAY_TASKS, JPEG_TASKS, SR_TASKS, eval_task
 
 TASKS = EVAL_TASKS
@@ -64,6 +66,7 @@ __all__ = [
     "task_for_model",
 ]
 
+OUTPUT_SUFFIX = "SwinIR"  # saved results are NAME_SwinIR.png, as the released test script names them
 BICUBIC = "bicubic"  # the MATLAB-bicubic upsampling baseline, usable wherever a model is expected
 
 Model = torch.nn.Module | str
@@ -83,13 +86,13 @@ class Protocol:
         if self.task not in TASKS:
             raise SwinIRError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.task in SR_TASKS and self.scale < 2:
-            raise SwinIRError(f"task {self.task} needs a scale of 2 or more (give --scale)")
+            raise OptionsError("scale", f"task {self.task} needs a scale of 2 or more")
         if self.task not in SR_TASKS and self.scale != 1:
-            raise SwinIRError(f"task {self.task} does not upscale; drop --scale {self.scale}")
+            raise OptionsError("scale", f"task {self.task} does not upscale; its scale is 1, not {self.scale}")
         if self.task in DENOISE_TASKS and (self.noise is None or self.noise < 0):
-            raise SwinIRError(f"task {self.task} needs a noise level: give --noise SIGMA (15, 25 or 50 in the paper)")
+            raise OptionsError("noise", f"task {self.task} needs a noise level sigma >= 0 (15, 25 or 50 in the paper)")
         if self.task in JPEG_TASKS and (self.jpeg is None or not 0 <= self.jpeg <= 100):
-            raise SwinIRError(f"task {self.task} needs a JPEG quality 0..100: give --jpeg Q (10, 20, 30 or 40)")
+            raise OptionsError("jpeg", f"task {self.task} needs a JPEG quality 0..100 (10, 20, 30 or 40 in the paper)")
 
     @property
     def border(self) -> int:
@@ -162,9 +165,10 @@ def _find_lr(lr_dir: Path, name: str, ext: str, scale: int) -> Path:
     hits = sorted(lr_dir.glob(f"{name}x{scale}.*")) or sorted(lr_dir.glob(f"{name}.*"))
     if hits:
         return hits[0]
-    raise SwinIRError(
-        f"no LR image for {name} in {lr_dir} (expected {name}x{scale}{ext}); "
-        "check --lr and --scale, or leave out --lr to make LR by MATLAB bicubic"
+    raise OptionsError(
+        "lr_dir",
+        f"no LR image for {name} in {lr_dir} (expected {name}x{scale}{ext}); check the LR folder and the scale, "
+        "or give no LR folder to make LR by MATLAB bicubic",
     )
 
 
@@ -189,9 +193,10 @@ def load_sample(
             lr = imresize(hr[: h - h % s, : w - w % s], 1.0 / s, mode="uint8")
         lh, lw = lr.shape[:2]
         if hr.shape[0] < lh * s or hr.shape[1] < lw * s:
-            raise SwinIRError(
+            raise OptionsError(
+                "scale",
                 f"LR {lr_path} ({lw}x{lh}) times {s} exceeds HR {path} "
-                f"({hr.shape[1]}x{hr.shape[0]}); wrong --scale or --lr folder?"
+                f"({hr.shape[1]}x{hr.shape[0]}); wrong scale or LR folder?",
             )
         gt = hr[: lh * s, : lw * s]
         return Sample(name, _bgr_to_rgb(lr).astype(np.float32) / 255.0, _bgr_to_rgb(gt), lr_path, path)
@@ -279,19 +284,16 @@ def restore_sample(
     model: Model,
     lq: np.ndarray,
     scale: int = 1,
-    *,
-    tile: int | None = None,
-    overlap: int = 32,
-    ensemble: bool = False,
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
+    options: RestoreOptions | None = None,
+    **overrides: Any,
 ) -> np.ndarray:
     """Run ``model`` on an HxWxC float input in [0, 1] under the paper's protocol; returns uint8 HxWxC.
 
-    ``model`` may be ``"bicubic"`` (MATLAB bicubic upsampling by ``scale``). Without ``tile`` and
-    ``ensemble`` (and in fp32) the padded image goes straight through the network, as in the paper;
-    otherwise the padded image goes through ``swinir.engine.restore``.
+    ``model`` may be ``"bicubic"`` (MATLAB bicubic upsampling by ``scale``). ``options`` (or its fields as
+    keywords): without tiling and ensemble (and in fp32) the padded image goes straight through the network,
+    as in the paper; otherwise the padded image goes through ``swinir.engine.restore``.
     """
+    opts = RestoreOptions.build(options, **overrides)
     h, w, c = lq.shape
     if isinstance(model, str):
         if model != BICUBIC:
@@ -301,21 +303,16 @@ def restore_sample(
         return out[:, :, None] if out.ndim == 2 else out
     window = int(getattr(model, "window_size", 8))
     s = int(getattr(model, "upscale", scale) or 1)
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = torch.device(opts.device) if opts.device is not None else _model_device(model)
     x = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1))).float().unsqueeze(0)
     x = pad_like_release(x, window)
     with torch.inference_mode():
-        if tile or ensemble or precision != "fp32":
-            try:
-                from swinir.engine import restore as engine_restore
-            except ModuleNotFoundError as exc:  # pragma: no cover - until the engine lands
-                raise SwinIRError("--tile/--ensemble need swinir.engine, which is not installed") from exc
-            out = _as_chw_tensor(
-                engine_restore(
-                    model, x.to(dev), tile=tile, overlap=overlap, ensemble=ensemble, precision=precision, device=dev
-                ),
-                c,
-            )
+        if opts.tile or opts.ensemble or opts.precision != "fp32":
+            from swinir.engine import restore as engine_restore
+
+            # the noisy inputs of the denoising protocol are unclipped on purpose
+            on_dev = replace(opts, device=dev)
+            out = _as_chw_tensor(engine_restore(model, x.to(dev), on_dev, allow_out_of_range=True), c)
         else:
             out = model(x.to(dev))[0]
     out = out[:, : h * s, : w * s]
@@ -632,14 +629,10 @@ def evaluate_samples(
     protocol: Protocol,
     *,
     model_name: str | None = None,
-    tile: int | None = None,
-    overlap: int = 32,
-    ensemble: bool = False,
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
+    options: RestoreOptions | None = None,
     save_dir: str | os.PathLike[str] | None = None,
     sheet: bool = False,
-    suffix: str = "SwinIR",
+    suffix: str = OUTPUT_SUFFIX,
     progress: bool = False,
     total: int | None = None,
     on_result: Callable[[ImageResult], None] | None = None,
@@ -647,47 +640,24 @@ def evaluate_samples(
     """Restore and score prepared samples (training validation uses this with ``progress=False``)."""
     _check_model(model, protocol)
     name = model_name or (model if isinstance(model, str) else type(model).__name__)
-    report = EvalReport(protocol, str(name), tile=tile, ensemble=ensemble, precision=precision)
+    opts = options if options is not None else RestoreOptions()
+    report = EvalReport(protocol, str(name), tile=opts.tile, ensemble=opts.ensemble, precision=opts.precision)
     out_dir = Path(save_dir) if save_dir is not None else None
     if total is None and hasattr(samples, "__len__"):
         total = len(samples)  # type: ignore[arg-type]
     was_training = isinstance(model, torch.nn.Module) and model.training
     if was_training:
         model.eval()  # validation during training: restored to train mode below
-    it: Iterable[Sample] = samples
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=f"eval {protocol.describe()}", unit="img", dynamic_ncols=True)
+    bar = _progress_bar(f"eval {protocol.describe()}", total) if progress else None
     try:
-        for sample in it:
+        for sample in samples:
             t0 = time.perf_counter()
-            out = restore_sample(
-                model,
-                sample.lq,
-                protocol.scale,
-                tile=tile,
-                overlap=overlap,
-                ensemble=ensemble,
-                precision=precision,
-                device=device,
-            )
+            out = restore_sample(model, sample.lq, protocol.scale, opts)
             seconds = time.perf_counter() - t0
             sc = score(out, sample.gt, protocol) if sample.gt is not None else None
             res = ImageResult(sample.name, sc, _input_psnr(sample, protocol), seconds, tuple(out.shape))
             if out_dir is not None:
-                res.output_path = str(write_image(out_dir / f"{sample.name}_{suffix}.png", out))
-                if sheet:
-                    panels = [("input", sample.lq_uint8()), ("output", out)]
-                    if sample.gt is not None:
-                        panels.append(("ground truth", sample.gt))
-                    crop = 256 if sample.gt is not None else None
-                    res.sheet_path = str(
-                        write_image(
-                            out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop)
-                        )
-                    )
+                _save_result(res, sample, out, out_dir, suffix, sheet)
             report.images.append(res)
             if on_result is not None:
                 on_result(res)
@@ -703,6 +673,25 @@ def evaluate_samples(
     return report
 
 
+def _progress_bar(desc: str, total: int | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True)
+
+
+def _save_result(res: ImageResult, sample: Sample, out: np.ndarray, out_dir: Path, suffix: str, sheet: bool) -> None:
+    """Write the restored image (and its input | output | ground truth sheet); paths go into ``res``."""
+    res.output_path = str(write_image(out_dir / f"{sample.name}_{suffix}.png", out))
+    if sheet:
+        panels = [("input", sample.lq_uint8()), ("output", out)]
+        if sample.gt is not None:
+            panels.append(("ground truth", sample.gt))
+        crop = 256 if sample.gt is not None else None
+        res.sheet_path = str(
+            write_image(out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop))
+        )
+
+
 def evaluate(
     model: Model,
     hr_dir: str | os.PathLike[str],
@@ -711,11 +700,7 @@ def evaluate(
     lr_dir: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     model_name: str | None = None,
-    tile: int | None = None,
-    overlap: int = 32,
-    ensemble: bool = False,
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
+    options: RestoreOptions | None = None,
     save_dir: str | os.PathLike[str] | None = None,
     sheet: bool = False,
     progress: bool = True,
@@ -731,10 +716,11 @@ def evaluate(
     else:
         folder, lr_arg = hr_dir, lr_dir
     if folder is None:
-        raise SwinIRError("give the image folder with --hr (or --lr for real_sr)")
+        raise OptionsError("hr_dir", "give the image folder (the LR folder for real_sr)")
     if lr_arg is not None and not Path(lr_arg).is_dir():
         raise SwinIRError(f"LR folder {lr_arg} does not exist or is not a folder")
-    files = list_images(folder)[: limit or None]
+    _check_save_dir(save_dir, [folder, lr_arg])
+    files = _without_earlier_outputs(list_images(folder))[: limit or None]
     if lr_arg is not None:  # fail before any work if an LR partner is missing
         for f in files:
             _find_lr(Path(lr_arg), f.stem, f.suffix, protocol.scale)
@@ -744,11 +730,7 @@ def evaluate(
         samples,
         protocol,
         model_name=model_name,
-        tile=tile,
-        overlap=overlap,
-        ensemble=ensemble,
-        precision=precision,
-        device=device,
+        options=options,
         save_dir=save_dir,
         sheet=sheet,
         progress=progress,
@@ -758,6 +740,36 @@ def evaluate(
     report.hr_dir = str(hr_dir) if hr_dir is not None else None
     report.lr_dir = str(lr_dir) if lr_dir is not None else None
     return report
+
+
+def _without_earlier_outputs(files: list[Path]) -> list[Path]:
+    """The folder's images less the results an earlier run saved there (``NAME_SwinIR.png`` beside ``NAME``),
+    which would otherwise be scored as ground truth of their own (46.98 dB instead of 40.50 on one test)."""
+    from swinir.restore_plan import earlier_outputs
+
+    earlier = earlier_outputs(files, f"_{OUTPUT_SUFFIX}")
+    if earlier:
+        warnings.warn(
+            f"{len(earlier)} earlier output(s) (*_{OUTPUT_SUFFIX}.png beside their source) in {files[0].parent} "
+            "left out of the test images",
+            SwinIRNotice,
+            stacklevel=3,
+        )
+    return [f for f in files if f not in earlier]
+
+
+def _check_save_dir(save_dir: str | os.PathLike[str] | None, inputs: Sequence[object]) -> None:
+    """Restored images saved among the test images would be read as test images by the next run
+    (Set5 x2 then scored 46.98 dB against its own outputs instead of 40.50): refuse that folder."""
+    if save_dir is None:
+        return
+    target = Path(save_dir).resolve()
+    for folder in inputs:
+        if folder is not None and Path(str(folder)).resolve() == target:
+            raise SwinIRError(
+                f"{save_dir} holds the test images: restored images saved there would be read as test "
+                "images by the next run; save them to another folder"
+            )
 
 
 def _check_model(model: Model, protocol: Protocol) -> None:
@@ -771,11 +783,12 @@ def _check_model(model: Model, protocol: Protocol) -> None:
     in_ch = int(getattr(model, "in_chans", protocol.channels))
     if in_ch != protocol.channels:
         kind = "gray" if in_ch == 1 else "color"
-        raise SwinIRError(
+        raise OptionsError(
+            "task",
             f"the model takes {kind} ({in_ch}-channel) input but task {protocol.task} "
-            f"needs {protocol.channels}-channel images; pick the matching --task or model"
+            f"needs {protocol.channels}-channel images; pick the matching task or model",
         )
     s = int(getattr(model, "upscale", 1) or 1)
     want = protocol.scale if protocol.task in SR_TASKS else 1
     if s != want:
-        raise SwinIRError(f"the model upscales x{s} but the protocol asks for x{want}; fix --scale or --task")
+        raise OptionsError("scale", f"the model upscales x{s} but the protocol asks for x{want}; fix the scale or task")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 from swinir.errors import SwinIRError
+from swinir.options import RestoreOptions
 
 EPILOG = """examples:
   # classical SR x2 on Set5 with the MATLAB LR images, as in the paper (Y channel, border = scale)
@@ -77,18 +80,32 @@ def _zoo_entry(name: str):  # type: ignore[no-untyped-def]
         return None
 
 
-def run(args: argparse.Namespace) -> int:
-    from swinir.evaluate import BICUBIC, Protocol, evaluate, task_for_model
-    from swinir.tasks import DENOISE_TASKS, JPEG_TASKS, SR_TASKS
+# library parameter -> flag, for the one-line errors
+FLAGS = {
+    "tile": "--tile",
+    "overlap": "--tile-overlap",
+    "precision": "--precision",
+    "scale": "--scale",
+    "noise": "--noise",
+    "jpeg": "--jpeg",
+    "lr_dir": "--lr",
+    "hr_dir": "--hr",
+    "task": "--task",
+}
 
-    if args.sheet and not args.save:
-        raise SwinIRError("--sheet needs --save DIR (the folder the sheets go to)")
-    if args.tile is not None and args.tile < 0:
-        raise SwinIRError(f"--tile must be positive, got {args.tile}")
-    if args.limit is not None and args.limit < 1:
-        raise SwinIRError(f"--limit must be at least 1, got {args.limit}")
-    if args.hr is None and args.lr is None:
-        raise SwinIRError("give the test folder with --hr DIR (for real_sr the inputs: --hr or --lr)")
+
+def _options(args: argparse.Namespace) -> RestoreOptions:
+    """The engine options of this evaluation; a bad value is one line naming the flag."""
+    from swinir.cli.restore import build_options
+
+    values = {"tile": args.tile or None, "overlap": args.tile_overlap, "ensemble": args.ensemble}
+    return build_options(FLAGS, precision=args.precision, device=args.device, **values)
+
+
+def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The model (or the bicubic baseline) and the test protocol the arguments ask for."""
+    from swinir.evaluate import BICUBIC, Protocol, task_for_model
+    from swinir.tasks import DENOISE_TASKS, JPEG_TASKS, SR_TASKS
 
     entry = _zoo_entry(args.model) if args.model != BICUBIC else None
     if args.model == BICUBIC:
@@ -115,23 +132,42 @@ def run(args: argparse.Namespace) -> int:
         noise=noise if task in DENOISE_TASKS else None,
         jpeg=jpeg if task in JPEG_TASKS else None,
     )
+    return model, protocol
 
-    report = evaluate(
-        model,
-        args.hr,
-        protocol,
-        lr_dir=args.lr,
-        limit=args.limit,
-        model_name=args.model,
-        tile=args.tile or None,
-        overlap=args.tile_overlap,
-        ensemble=args.ensemble,
-        precision=args.precision,
-        device=args.device,
-        save_dir=args.save,
-        sheet=args.sheet,
-        progress=not args.quiet,
-    )
+
+def run(args: argparse.Namespace) -> int:
+    from swinir.evaluate import evaluate
+
+    if args.sheet and not args.save:
+        raise SwinIRError("--sheet needs --save DIR (the folder the sheets go to)")
+    if args.tile is not None and args.tile < 0:
+        raise SwinIRError(f"--tile must be positive, got {args.tile}")
+    if args.limit is not None and args.limit < 1:
+        raise SwinIRError(f"--limit must be at least 1, got {args.limit}")
+    if args.hr is None and args.lr is None:
+        raise SwinIRError("give the test folder with --hr DIR (for real_sr the inputs: --hr or --lr)")
+
+    from swinir.cli.restore import flag_hints
+    from swinir.io import SwinIRNotice
+
+    options = _options(args)
+    with flag_hints(FLAGS), warnings.catch_warnings(record=True) as caught:
+        model, protocol = _model_and_protocol(args)
+        warnings.simplefilter("always", SwinIRNotice)
+        report = evaluate(
+            model,
+            args.hr,
+            protocol,
+            lr_dir=args.lr,
+            limit=args.limit,
+            model_name=args.model,
+            options=options,
+            save_dir=args.save,
+            sheet=args.sheet,
+            progress=not args.quiet,
+        )
+    for line in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SwinIRNotice)):
+        print(f"notice: {line}", file=sys.stderr)
     table = report.table()
     if args.quiet:
         table = "\n".join(line for line in table.splitlines() if line.startswith("-- "))
