@@ -15,6 +15,7 @@ half cross-fades with complementary raised-cosine weights that sum to one: no se
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +31,7 @@ from swinir.capture import CapturedForward, resolve_capture
 from swinir.device import resolve_device
 from swinir.errors import SwinIRError
 from swinir.io import BT601, SwinIRNotice, max_value
+from swinir.model.cpu import native_bf16
 from swinir.options import RestoreOptions
 
 __all__ = [
@@ -153,6 +155,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if dt == torch.float16 and device.type == "cpu":
         _notice("fp16 is not supported on CPU: using bf16 instead (same speed-up, wider range)")
         dt = torch.bfloat16
+    if dt == torch.bfloat16 and device.type == "cpu" and not native_bf16():
+        _notice("this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 runs ~5x slower than fp32: using fp32")
+        return None
     if dt == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         _notice("this GPU has no bf16 support: using fp16 (non-finite tiles are recomputed in fp32)")
         dt = torch.float16
@@ -352,8 +357,8 @@ def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Ten
         if st.amp is None or not isinstance(exc, RuntimeError):
             raise
         _notice(
-            f"{str(st.amp).replace('torch.', '')} failed on {x.device} ({str(exc).splitlines()[0][:120]}): "
-            "falling back to fp32"
+            f"{str(st.amp).replace('torch.', '')} failed on {x.device} "
+            f"({textwrap.shorten(str(exc).splitlines()[0], 160, placeholder=' ...')}): falling back to fp32"
         )
         st.amp = None
         y = _run(model, x, ensemble, None)
