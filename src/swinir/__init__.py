@@ -23,6 +23,7 @@ __all__ = [
     "load",
     "save",
     "restore",
+    "interpolate",
     "SwinIRError",
     "CheckpointError",
     "ImageReadError",
@@ -38,5 +39,13 @@ def restore(*args: Any, **kwargs: Any) -> Any:
     return _restore(*args, **kwargs)
 
 
+def interpolate(*args: Any, **kwargs: Any) -> Any:
+    """See ``swinir.blend.interpolate``: a model with weights ``(1 - alpha) * a + alpha * b``."""
+    from swinir.blend import interpolate as _interpolate
+
+    return _interpolate(*args, **kwargs)
+
+
 if TYPE_CHECKING:  # pragma: no cover
+    from swinir.blend import interpolate
     from swinir.engine import restore
