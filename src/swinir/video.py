@@ -454,6 +454,22 @@ def _read_segment(path: Path) -> Iterator[tuple[int, int, int, bool, bytes]]:
 RestoreFrames = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 
 
+@dataclass
+class _Job:
+    """One video's run in this process."""
+
+    source: Path
+    info: VideoInfo
+    layout: _Layout
+    parts: Path
+    key: str
+    out_size: tuple[int, int]  # (width, height) the restore function returns
+    resume: bool
+    rank: int
+    world: int
+    result: VideoResult
+
+
 def restore_video(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -497,9 +513,9 @@ def restore_video(
         str(source.resolve()), st.st_size, st.st_mtime_ns, fingerprint, options.codec, options.crf, pix_fmt,
         width, height, options.odd_size, options.segment_frames, info.color_range,
     )  # fmt: skip
-    parts = parts_dir(out)
-    key = layout.key()
-    _run_segments(source, info, layout, parts, key, restore_frames, batch_frames, resume, rank, world, progress, result)
+    parts, key = parts_dir(out), layout.key()
+    job = _Job(source, info, layout, parts, key, (int(out_size[0]), int(out_size[1])), resume, rank, world, result)
+    _SegmentRun(job, restore_frames, batch_frames, progress).run()
     total = result.frames
     segments = [_segment_path(parts, key, k) for k in range(-(-total // options.segment_frames))]
     if all(p.exists() for p in segments) and _claim_assembly(parts, key, world):
@@ -509,77 +525,72 @@ def restore_video(
     return result
 
 
-def _run_segments(
-    source: Path,
-    info: VideoInfo,
-    layout: _Layout,
-    parts: Path,
-    key: str,
-    restore_frames: RestoreFrames,
-    batch_frames: int,
-    resume: bool,
-    rank: int,
-    world: int,
-    progress: bool,
-    result: VideoResult,
-) -> None:
-    from tqdm import tqdm
+class _SegmentRun:
+    """Feeds decoded frames into this process's segments: batches to ``restore_frames``, one encoder open
+    at a time, the others' (or finished) segments passed over."""
 
-    n = layout.segment_frames
-    writer: _SegmentWriter | None = None
-    batch: list[_Decoded] = []
-    bar = tqdm(total=info.frames or None, desc=source.name, unit="frame", leave=False, disable=not progress)
+    def __init__(self, job: _Job, restore_frames: RestoreFrames, batch_frames: int, progress: bool) -> None:
+        from tqdm import tqdm
 
-    def run_batch() -> None:
-        arrays = [to_array(d.frame, info.bit_depth) for d in batch]
-        restored = restore_frames(arrays)
-        if len(restored) != len(arrays):
-            raise VideoError(f"the restore function returned {len(restored)} frames for {len(arrays)}")
-        for d, r in zip(batch, restored):
-            if r.ndim != 3 or r.shape[2] != 3:
-                raise VideoError(f"restored frames must be HxWx3 RGB, got shape {r.shape}")
-            assert writer is not None
-            writer.add(_fit(r, layout.width, layout.height), d.pts)
-        result.restored += len(batch)
-        bar.update(len(batch))
-        batch.clear()
+        self.job, self.restore_frames, self.batch_frames = job, restore_frames, batch_frames
+        self.writer: _SegmentWriter | None = None
+        self.batch: list[_Decoded] = []
+        self.current, self.mine = -1, False
+        name = job.source.name
+        self.bar = tqdm(total=job.info.frames or None, desc=name, unit="frame", leave=False, disable=not progress)
 
-    current = -1
-    mine = False
-    try:
-        for d in _frames(source, info):
-            k = d.index // n
-            if k != current:
-                if batch:
-                    run_batch()
-                if writer is not None:
-                    writer.close()
-                    writer = None
-                current = k
-                path = _segment_path(parts, key, k)
-                mine = k % world == rank and not (resume and path.exists())
-                if mine:
-                    parts.mkdir(parents=True, exist_ok=True)
-                    writer = _SegmentWriter(path, layout, info)
-            result.frames += 1
-            if not mine:
-                result.reused += 1 if _segment_path(parts, key, k).exists() else 0
-                bar.update(1)
-                continue
-            batch.append(d)
-            if len(batch) >= batch_frames:
-                run_batch()
-        if batch:
-            run_batch()
-        if writer is not None:
-            writer.close()
-            writer = None
-    except BaseException as exc:
-        if writer is not None:
-            writer.abort(exc)
-        raise
-    finally:
-        bar.close()
+    def _run_batch(self) -> None:
+        job = self.job
+        restored = self.restore_frames([to_array(d.frame, job.info.bit_depth) for d in self.batch])
+        if len(restored) != len(self.batch):
+            raise VideoError(f"the restore function returned {len(restored)} frames for {len(self.batch)}")
+        for d, r in zip(self.batch, restored):
+            if r.shape != (job.out_size[1], job.out_size[0], 3):
+                raise VideoError(f"restored frames must be {job.out_size[1]}x{job.out_size[0]}x3, got {r.shape}")
+            assert self.writer is not None
+            self.writer.add(_fit(r, job.layout.width, job.layout.height), d.pts)
+        job.result.restored += len(self.batch)
+        self.bar.update(len(self.batch))
+        self.batch.clear()
+
+    def _end_segment(self) -> None:
+        if self.batch:
+            self._run_batch()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def feed(self, d: _Decoded) -> None:
+        job = self.job
+        k = d.index // job.layout.segment_frames
+        if k != self.current:
+            self._end_segment()
+            self.current = k
+            path = _segment_path(job.parts, job.key, k)
+            self.mine = k % job.world == job.rank and not (job.resume and path.exists())
+            if self.mine:
+                job.parts.mkdir(parents=True, exist_ok=True)
+                self.writer = _SegmentWriter(path, job.layout, job.info)
+        job.result.frames += 1
+        if not self.mine:
+            job.result.reused += 1 if _segment_path(job.parts, job.key, k).exists() else 0
+            self.bar.update(1)
+            return
+        self.batch.append(d)
+        if len(self.batch) >= self.batch_frames:
+            self._run_batch()
+
+    def run(self) -> None:
+        try:
+            for d in _frames(self.job.source, self.job.info):
+                self.feed(d)
+            self._end_segment()
+        except BaseException as exc:
+            if self.writer is not None:
+                self.writer.abort(exc)
+            raise
+        finally:
+            self.bar.close()
 
 
 def _claim_assembly(parts: Path, key: str, world: int) -> bool:
@@ -658,3 +669,53 @@ def _retarget(
     for item in items:
         item[3].stream = targets[item[3].stream.index]
         yield item
+
+
+# ---------------------------------------------------------------------------------------------------
+# with a model
+# ---------------------------------------------------------------------------------------------------
+def model_fingerprint(model: Any, options: Any = None) -> str:
+    """A digest of the weights and the restore options: segments made by anything else are not reused."""
+    import torch
+
+    h = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    if options is not None:
+        opts = options.to_dict() if hasattr(options, "to_dict") else dict(options)
+        opts.pop("device", None)  # the device changes nothing in the result beyond rounding noise
+        h.update(json.dumps(opts, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def restore_clip(
+    model: Any,
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    options: Any = None,
+    encode: EncodeOptions | None = None,
+    *,
+    resume: bool = False,
+    rank: int = 0,
+    world: int = 1,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> VideoResult:
+    """Restore the video ``src`` into ``dst`` with ``model`` and ``options`` (a ``RestoreOptions``: tiling,
+    precision, strength, output size), each frame as ``swinir.restore`` restores an image."""
+    from swinir.engine import restore
+    from swinir.options import RestoreOptions
+
+    opts = RestoreOptions.build(options)
+    info = probe(src)
+    scale = int(getattr(model, "upscale", 1) or 1)
+    out_h, out_w = opts.output_size(info.height, info.width, scale)
+
+    def run(frames: list[np.ndarray]) -> list[np.ndarray]:
+        return [restore(model, frame, opts) for frame in frames]
+
+    return restore_video(
+        src, dst, run, (out_w, out_h), encode, fingerprint=model_fingerprint(model, opts), resume=resume,
+        rank=rank, world=world, progress=progress, say=say,
+    )  # fmt: skip
