@@ -66,7 +66,11 @@ def child(args: argparse.Namespace) -> None:
         result = video.restore_clip(model, src, Path(tmp) / "out.mp4", {"device": args.device, "tile": None})
         seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"frames": result.frames, "seconds": seconds, "peak_mb": peak / 1024, "before_mb": rss_before / 1024}))
+    print(
+        json.dumps(
+            {"frames": result.frames, "seconds": seconds, "peak_mb": peak / 1024, "before_mb": rss_before / 1024}
+        )
+    )
 
 
 def measure(args: argparse.Namespace, frames: int, width: int, height: int) -> dict[str, float]:

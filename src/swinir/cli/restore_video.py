@@ -24,7 +24,10 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--codec", choices=("libx264", "libx265", "ffv1"), default="libx264", help="(default libx264)")
     g.add_argument("--crf", type=int, default=None, metavar="N", help="x264/x265 quality, lower is better (18/20)")
     g.add_argument(
-        "--pix-fmt", default=None, metavar="FMT", help="e.g. yuv420p, yuv420p10le (default: 4:2:0 at the source's depth)"
+        "--pix-fmt",
+        default=None,
+        metavar="FMT",
+        help="e.g. yuv420p, yuv420p10le (default: 4:2:0 at the source's depth)",
     )
     g.add_argument(
         "--odd-size",
@@ -59,7 +62,9 @@ def plan_videos(videos: list[Path], outdir: Path, suffix: str) -> tuple[list[Vid
         dst = outdir / f"{src.stem}{suffix}{_out_suffix(src)}"
         key = dst.resolve()
         if key in inputs:
-            problems.append(f"failed: {src}: refusing to overwrite the input video {dst}; choose another -o or a --suffix")
+            problems.append(
+                f"failed: {src}: refusing to overwrite the input video {dst}; choose another -o or a --suffix"
+            )
         elif key in seen:
             problems.append(f"failed: {src}: its output {dst} would also be written for {seen[key]}; use a --suffix")
         else:
