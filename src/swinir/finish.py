@@ -9,12 +9,14 @@ input, as Real-ESRGAN#29 and vs-swinir#2 ask for a denoiser that goes too far.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from swinir.errors import SwinIRError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["final_size", "apply_strength", "apply_strength_tensor", "resize_tensor"]
 
@@ -54,7 +56,12 @@ def final_size(
     elif long_side:
         h, w = _scaled(height, width, long_side / max(height, width))
     elif outscale:
-        h, w = _scaled(height, width, float(outscale))
+        h, w = round(height * outscale), round(width * outscale)
+        if h < 1 or w < 1:
+            raise SwinIRError(
+                f"outscale {outscale:g} turns a {width}x{height} image into {w}x{h} pixels; "
+                "the result needs at least 1 pixel per side"
+            )
     else:
         h, w = height * model_scale, width * model_scale
     if max_megapixels and h * w > max_megapixels * 1e6:
@@ -67,6 +74,8 @@ def final_size(
 
 def resize_tensor(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """NCHW float: area averaging when shrinking, bicubic when enlarging (as ``io.resize``)."""
+    import torch.nn.functional as F
+
     if tuple(t.shape[-2:]) == (height, width):
         return t
     shrink = height <= t.shape[-2] and width <= t.shape[-1]
@@ -104,6 +113,8 @@ def apply_strength(restored: np.ndarray, source: np.ndarray, strength: float) ->
 
 def apply_strength_tensor(restored: torch.Tensor, source: torch.Tensor, strength: float) -> torch.Tensor:
     """As ``apply_strength`` for one CHW float image and its CHW source (uint8 or float)."""
+    import torch
+
     if strength >= 1.0:
         return restored
     src = source.to(torch.float32) / (255.0 if source.dtype == torch.uint8 else 1.0)
@@ -115,10 +126,3 @@ def apply_strength_tensor(restored: torch.Tensor, source: torch.Tensor, strength
 
         base = (base * torch.tensor(BT601).view(3, 1, 1)).sum(0, keepdim=True)
     return base + strength * (restored - base)
-
-
-def check_strength(strength: float) -> float:
-    s = float(strength)
-    if not 0.0 <= s <= 1.0:
-        raise SwinIRError(f"strength must be in [0, 1], got {strength}")
-    return s
