@@ -259,3 +259,38 @@ def test_companion_stream_the_container_cannot_hold_is_refused_before_work(tmp_p
     with pytest.raises(video.VideoError) as exc:
         video.restore_video(src, tmp_path / "out.mp4", lambda f: calls.append(1) or f, (64, 48))
     assert "audio" in one_line(exc) and ".mkv" in str(exc.value) and not calls
+
+
+def test_cli_restores_a_video_beside_a_folder_of_frames(
+    tmp_path: Path, model: torch.nn.Module, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swinir.cli import main
+    from swinir.io import read_image, write_image
+
+    clip, frames = tmp_path / "clip.mkv", tmp_path / "frames"
+    inputs = make_clip(clip, pts=VFR_PTS[:4])
+    frames.mkdir()
+    write_image(frames / "f0.png", inputs[0])
+    out = tmp_path / "out"
+    args = ["restore", str(clip), str(frames), "-o", str(out), "--model", "builtin-x2", "--tile", "0"]
+    args += ["--codec", "ffv1", "--pix-fmt", "bgr0", "--segment-frames", "2"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "video: " in err and "4 frames, assembled" in err
+    restored, times, _ = decoded(out / "clip.mkv")
+    assert times == [p / 1000 for p in VFR_PTS[:4]]
+    np.testing.assert_array_equal(restored[0], restore(model, inputs[0]))
+    np.testing.assert_array_equal(read_image(out / "f0.png").array, restored[0])  # the frame as an image
+    assert audio_packets(out / "clip.mkv") == audio_packets(clip)
+
+    before = (out / "clip.mkv").read_bytes()
+    assert main(args) == 1  # the output exists: refused, untouched
+    assert "exists" in capsys.readouterr().err and (out / "clip.mkv").read_bytes() == before
+    assert main([*args, "--skip-existing"]) == 0
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    assert main(["restore", str(bad), "-o", str(out), "--model", "builtin-x2"]) == 1
+    line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("failed:")]
+    assert len(line) == 1 and "corrupt or truncated" in line[0]
+    assert not (out / "bad.mp4").exists()

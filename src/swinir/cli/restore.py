@@ -13,9 +13,12 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from swinir.cli.restore_controls import add_control_args, control_options, load_model, tile_value
+from swinir.cli.restore_video import add_video_args, restore_clip, run_videos, split_videos
 from swinir.errors import ImageWriteError, SwinIRError
 from swinir.io import READ_EXTENSIONS, WRITE_FORMATS
 
@@ -84,10 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tile",
-        type=_int_at_least(0),
-        default=512,
-        metavar="N",
-        help="tile side in input pixels, rounded to the window size; 0 = whole image (default 512)",
+        type=tile_value,
+        default="auto",
+        metavar="N|auto",
+        help="tile side in input pixels, rounded to the window size; 0 = whole image; auto (default) = from the "
+        "free memory. Out of memory halves the tile and retries",
     )
     p.add_argument(
         "--overlap",
@@ -130,6 +134,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="F",
         help="final size as a factor of the input size, e.g. 2 or 3.5 (default: the model's scale)",
     )
+    add_control_args(p)
+    add_video_args(p)
     p.set_defaults(func=run)
 
 
@@ -326,25 +332,25 @@ def restore_file(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SwinIRNotice)
         img = read_image(job.src)
-        out = restore(
-            model,
-            img.array,
-            tile=args.tile or None,
-            overlap=args.overlap,
-            ensemble=args.ensemble,
-            precision=args.precision,
-            device=device,
-            batch_size=args.batch_size,
-            progress=progress,
-        )
+        out = restore(model, img.array, restore_options(args), device=device, progress=progress)
         h, w = out.shape[:2]
         alpha = resize(img.alpha, h, w) if img.alpha is not None else None  # bicubic up, area down
-        if args.outscale:
-            th, tw = max(1, round(img.height * args.outscale)), max(1, round(img.width * args.outscale))
-            out = resize(out, th, tw)
-            alpha = resize(alpha, th, tw) if alpha is not None else None
         write_image(job.dst, out, alpha=alpha, bit_depth=img.bit_depth, quality=args.quality)
     notices.emit(job.src, [c for c in caught if issubclass(c.category, SwinIRNotice)])
+
+
+def restore_options(args: argparse.Namespace) -> Any:
+    from swinir.options import RestoreOptions
+
+    return RestoreOptions(
+        tile=args.tile or None,
+        overlap=args.overlap,
+        ensemble=args.ensemble,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        outscale=args.outscale,
+        **control_options(args),
+    )
 
 
 def _fail_line(src: Path, exc: BaseException) -> str:
@@ -359,17 +365,18 @@ def _fail_line(src: Path, exc: BaseException) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    import swinir
-
     rank, world, local_rank = dist_env()
     outdir = Path(args.output).expanduser()
     if outdir.exists() and not outdir.is_dir():
         raise SwinIRError(f"{outdir}: the output must be a folder, and this is a file")
-    if args.overlap >= args.tile > 0:
+    if isinstance(args.tile, int) and args.overlap >= args.tile > 0:
         raise SwinIRError(f"--overlap {args.overlap} must be smaller than --tile {args.tile}")
+    options = restore_options(args)  # every value checked before any work
     say = (lambda line: tqdm.write(line, file=sys.stderr)) if rank == 0 else (lambda line: None)
 
-    plan = collect(args.inputs, outdir, args.recursive, args.suffix, args.ext)
+    video_jobs, video_problems, args.inputs = split_videos(args.inputs, outdir, args.suffix)
+    plan = collect(args.inputs, outdir, args.recursive, args.suffix, args.ext) if args.inputs else Plan()
+    plan.problems += video_problems
     guard = InputGuard([j.src for j in plan.jobs])
     jobs: list[Job] = []
     refused: list[str] = []
@@ -382,9 +389,9 @@ def run(args: argparse.Namespace) -> int:
     failed_lines = [line for line in plan.problems if line.startswith("failed:")] + refused
     for line in plan.problems + refused:
         say(line)
-    if not jobs and not failed_lines:
+    if not jobs and not failed_lines and not video_jobs:
         raise SwinIRError("no images found in " + ", ".join(args.inputs))
-    if refused and not jobs:
+    if refused and not jobs and not video_jobs:
         raise SwinIRError(f"every output would overwrite its input in {outdir}; choose another -o or a --suffix")
 
     mine = jobs[rank::world]
@@ -397,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
             "--model classical-x4 / realsr-x4 ..."
         )
     device = _device_for(args.device, local_rank, world)
-    model = swinir.load(args.model or DEFAULT_MODEL, device=device) if mine else None
+    model = load_model(args, DEFAULT_MODEL, device, say) if mine or video_jobs else None
     if model is not None and rank == 0:
         shard = f", {len(mine)} of {len(jobs)} on rank 0 of {world}" if world > 1 else ""
         say(f"model: {model.spec.describe()}{shard}")
@@ -415,7 +422,7 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     start = time.perf_counter()
     inner = sys.stderr.isatty() and world == 1
-    bar = tqdm(mine, desc="restore", unit="img", file=sys.stderr, disable=rank != 0, dynamic_ncols=True)
+    bar = tqdm(mine, desc="restore", unit="img", file=sys.stderr, disable=rank != 0 or not mine, dynamic_ncols=True)
     try:
         for job in bar:
             bar.set_postfix_str(job.src.name, refresh=False)
@@ -442,8 +449,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
 
+    clip = partial(restore_clip, model, options=options)
+    videos = run_videos(video_jobs, clip, args, rank, world, say)  # every rank works on every video
+    failures += videos[2] if rank else 0
     own = [ok, skipped, failures]
     totals = _sum_across_ranks(own) if world > 1 else own
+    if rank == 0:
+        totals = [t + v for t, v in zip(totals or own, videos)]
     scope = f" across {world} ranks" if world > 1 else ""
     if totals is None:  # no process group could be formed: rank 0 reports its share, others their failures
         totals, scope = own, f" on rank 0 of {world} (other ranks report their own failures)"

@@ -16,7 +16,7 @@ from typing import Any
 
 from swinir.errors import SwinIRError
 
-__all__ = ["add_video_args", "VideoJob", "plan_videos", "run_videos"]
+__all__ = ["add_video_args", "VideoJob", "plan_videos", "split_videos", "restore_clip", "run_videos"]
 
 
 def add_video_args(p: argparse.ArgumentParser) -> None:
@@ -71,6 +71,23 @@ def plan_videos(videos: list[Path], outdir: Path, suffix: str) -> tuple[list[Vid
             seen[key] = src
             jobs.append(VideoJob(src, dst))
     return jobs, problems
+
+
+def split_videos(inputs: list[str], outdir: Path, suffix: str) -> tuple[list[VideoJob], list[str], list[str]]:
+    """(video jobs, their failure lines, the other inputs): video files go to ``swinir.video``."""
+    from swinir.video import is_video
+
+    videos = [Path(t).expanduser() for t in inputs if is_video(t) and Path(t).expanduser().is_file()]
+    others = [t for t in inputs if not (is_video(t) and Path(t).expanduser().is_file())]
+    jobs, problems = plan_videos(videos, outdir, suffix)
+    return jobs, problems, others
+
+
+def restore_clip(model: Any, src: Path, dst: Path, encode: Any, resume: bool, rank: int, world: int,
+                 progress: bool, say: Callable[[str], None], options: Any = None) -> Any:  # fmt: skip
+    from swinir.video import restore_clip as run
+
+    return run(model, src, dst, options, encode, resume=resume, rank=rank, world=world, progress=progress, say=say)
 
 
 def encode_options(args: argparse.Namespace) -> Any:
