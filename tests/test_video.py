@@ -27,6 +27,7 @@ def make_clip(
     audio: str | None = "flac",
     rotation: int = 0,
     size: tuple[int, int] = (64, 48),
+    color_range: int = 0,
 ) -> list[np.ndarray]:
     """A clip of smooth random frames (so a codec keeps them recognisable), with audio; the RGB frames."""
     rng = np.random.default_rng(7)
@@ -38,6 +39,7 @@ def make_clip(
         s.time_base = s.codec_context.time_base = TB
         if rotation:
             s.set_display_rotation(rotation)
+        s.codec_context.color_range = color_range
         a = c.add_stream(audio, rate=16000, layout="mono") if audio else None
         for p in pts:
             base = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3)).astype(np.float32)
@@ -47,6 +49,8 @@ def make_clip(
             rgb = img.round().clamp(0, 255).to(torch.uint8).numpy()
             frames.append(rgb)
             f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if color_range:
+                f = f.reformat(format=pix_fmt, src_color_range=2, dst_color_range=color_range)
             f.pts, f.time_base = p, TB
             for packet in s.encode(f):
                 c.mux(packet)
@@ -115,8 +119,9 @@ def test_ffv1_output_is_each_frame_restored_as_an_image(tmp_path: Path, model: t
 
 def test_h264_mp4_keeps_timing_audio_and_rotation(tmp_path: Path, model: torch.nn.Module) -> None:
     src, dst = tmp_path / "clip.mp4", tmp_path / "clip_x2.mp4"
-    make_clip(src, codec="libx264", pix_fmt="yuv420p", audio="aac", rotation=-90)
+    make_clip(src, codec="libx264", pix_fmt="yuv420p", audio="aac", rotation=-90, color_range=2)  # full range
     info = video.probe(src)
+    assert info.color_range == 2
     assert (info.width, info.height, info.frames, info.rotation) == (64, 48, len(VFR_PTS), -90)
     assert info.copied == ("audio aac",)
     video.restore_video(src, dst, frame_restorer(model), (128, 96), video.EncodeOptions(segment_frames=4))
@@ -126,7 +131,8 @@ def test_h264_mp4_keeps_timing_audio_and_rotation(tmp_path: Path, model: torch.n
     assert rotation == -90
     out_info = video.probe(dst)
     assert out_info.duration_s == pytest.approx(info.duration_s, abs=0.05)
-    assert (out_info.codec, out_info.pix_fmt, out_info.width, out_info.height) == ("h264", "yuv420p", 128, 96)
+    assert (out_info.codec, out_info.width, out_info.height, out_info.color_range) == ("h264", 128, 96, 2)
+    assert out_info.pix_fmt == "yuvj420p"  # how FFmpeg names full-range 4:2:0
     for got, frame in zip(outputs, inputs):
         want = restore(model, frame).astype(np.float64)
         assert 10 * np.log10(255**2 / np.mean((got - want) ** 2)) > 30  # within x264's loss at crf 18
