@@ -594,7 +594,7 @@ def _tiled_fitting(ctx: _Context, src: _Source, plan: _Plan, flush: Flush) -> No
         first_failure = first_failure or failed
         if ctx.device.type == "cuda":
             torch.cuda.empty_cache()
-        current = max(failed) if tile == "auto" or not tile else int(tile)  # type: ignore[arg-type]
+        current = max(failed) if tile == "auto" or not tile else int(tile)
         tile = smaller_tile(current, src.height, src.width, ctx.window)
         if tile is None:
             raise SwinIRError(
