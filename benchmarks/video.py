@@ -55,6 +55,7 @@ def child(args: argparse.Namespace) -> None:
 
     import swinir
     from swinir import video
+    from swinir.options import RestoreOptions
 
     torch.set_num_threads(args.threads)
     model = swinir.load(args.model, device=args.device)
@@ -63,7 +64,7 @@ def child(args: argparse.Namespace) -> None:
         make_clip(src, args.frames, args.width, args.height)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
-        result = video.restore_clip(model, src, Path(tmp) / "out.mp4", {"device": args.device, "tile": None})
+        result = video.restore_clip(model, src, Path(tmp) / "out.mp4", RestoreOptions(device=args.device))
         seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(

@@ -139,12 +139,17 @@ def test_h264_mp4_keeps_timing_audio_and_rotation(tmp_path: Path, model: torch.n
     assert audio_packets(dst) == audio_packets(src)
 
 
-def test_interrupted_run_resumes_to_the_same_file(tmp_path: Path, model: torch.nn.Module) -> None:
-    src = tmp_path / "clip.mkv"
+def one_run(tmp_path: Path, model: torch.nn.Module, opts: video.EncodeOptions) -> tuple[Path, Path]:
+    """The clip, and its restoration by one uninterrupted process."""
+    src, whole = tmp_path / "clip.mkv", tmp_path / "whole.mkv"
     make_clip(src)
-    opts = video.EncodeOptions(codec="ffv1", segment_frames=2)
-    whole = tmp_path / "whole.mkv"
     video.restore_video(src, whole, frame_restorer(model), (128, 96), opts)
+    return src, whole
+
+
+def test_interrupted_run_resumes_to_the_same_file(tmp_path: Path, model: torch.nn.Module) -> None:
+    opts = video.EncodeOptions(codec="ffv1", segment_frames=2)
+    src, whole = one_run(tmp_path, model, opts)
 
     dst = tmp_path / "resumed.mkv"
     done = []
@@ -167,11 +172,8 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path: Path, model: torch.n
 
 
 def test_ranks_share_segments_and_write_the_same_file(tmp_path: Path, model: torch.nn.Module) -> None:
-    src = tmp_path / "clip.mkv"
-    make_clip(src)
     opts = video.EncodeOptions(codec="libx264", segment_frames=2)
-    whole = tmp_path / "whole.mkv"
-    video.restore_video(src, whole, frame_restorer(model), (128, 96), opts)
+    src, whole = one_run(tmp_path, model, opts)
     dst = tmp_path / "shared.mkv"
     r1 = video.restore_video(src, dst, frame_restorer(model), (128, 96), opts, rank=1, world=2)
     assert not r1.assembled and r1.restored == 3 and not dst.exists()  # segments 1 and 3 of 0..3

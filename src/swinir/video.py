@@ -695,15 +695,11 @@ def restore_clip(
     dst: str | os.PathLike[str],
     options: Any = None,
     encode: EncodeOptions | None = None,
-    *,
-    resume: bool = False,
-    rank: int = 0,
-    world: int = 1,
-    progress: bool = False,
-    say: Callable[[str], None] | None = None,
+    **run: Any,
 ) -> VideoResult:
     """Restore the video ``src`` into ``dst`` with ``model`` and ``options`` (a ``RestoreOptions``: tiling,
-    precision, strength, output size), each frame as ``swinir.restore`` restores an image."""
+    precision, strength, output size), each frame as ``swinir.restore`` restores an image. ``run``: the
+    keywords of ``restore_video`` (resume, rank, world, progress, say, batch_frames)."""
     from swinir.engine import restore
     from swinir.options import RestoreOptions
 
@@ -712,10 +708,8 @@ def restore_clip(
     scale = int(getattr(model, "upscale", 1) or 1)
     out_h, out_w = opts.output_size(info.height, info.width, scale)
 
-    def run(frames: list[np.ndarray]) -> list[np.ndarray]:
+    def restore_frames(frames: list[np.ndarray]) -> list[np.ndarray]:
         return [restore(model, frame, opts) for frame in frames]
 
-    return restore_video(
-        src, dst, run, (out_w, out_h), encode, fingerprint=model_fingerprint(model, opts), resume=resume,
-        rank=rank, world=world, progress=progress, say=say,
-    )  # fmt: skip
+    fingerprint = model_fingerprint(model, opts)
+    return restore_video(src, dst, restore_frames, (out_w, out_h), encode, fingerprint=fingerprint, **run)

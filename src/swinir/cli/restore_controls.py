@@ -70,20 +70,11 @@ def add_control_args(p: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--alpha", type=_number(float, 0, 1), default=0.5, metavar="A", help="weight of --blend-with (default 0.5)"
     )
-    m.add_argument(
-        "--noise-level",
-        type=_number(float, 15, 50),
-        default=None,
-        metavar="N",
-        help="denoise at sigma N (15..50): interpolates the released denoisers 15/25/50",
-    )
-    m.add_argument(
-        "--jpeg-quality",
-        type=_number(float, 10, 40),
-        default=None,
-        metavar="Q",
-        help="remove JPEG artifacts of quality Q (10..40): interpolates the released models 10/20/30/40",
-    )
+    for flag, low, high, what in (
+        ("--noise-level", 15, 50, "denoise at sigma N (15..50): interpolates the released denoisers 15/25/50"),
+        ("--jpeg-quality", 10, 40, "JPEG artifacts of quality N (10..40): interpolates the models 10/20/30/40"),
+    ):
+        m.add_argument(flag, type=_number(float, low, high), default=None, metavar="N", help=what)
     m.add_argument("--gray", action="store_true", help="with --noise-level/--jpeg-quality: the grayscale models")
 
 
