@@ -39,3 +39,25 @@ def golden_index(golden: Path) -> dict:
 @pytest.fixture(scope="session")
 def released_shapes(golden: Path) -> dict:
     return json.loads((golden / "released_state_dicts.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_x2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A very small x2 SwinIR (window 4, one block) saved in the released layout: restores in milliseconds."""
+    import torch
+
+    import swinir
+
+    torch.manual_seed(0)
+    model = swinir.SwinIR(
+        upscale=2,
+        in_chans=3,
+        img_size=8,
+        window_size=4,
+        depths=[1],
+        embed_dim=8,
+        num_heads=[2],
+        mlp_ratio=2,
+        upsampler="pixelshuffledirect",
+    )
+    return swinir.save(model, tmp_path_factory.mktemp("tiny") / "tiny_x2.pth")

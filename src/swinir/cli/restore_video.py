@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from swinir.errors import SwinIRError
+from swinir.restore_plan import Job
 
 __all__ = ["add_video_args", "VideoJob", "plan_videos", "split_videos", "restore_clip", "run_videos"]
 
@@ -40,10 +40,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass
-class VideoJob:
-    src: Path
-    dst: Path
+VideoJob = Job  # the planner's (src, dst)
 
 
 def _out_suffix(src: Path) -> str:
@@ -113,11 +110,11 @@ def run_videos(
     ok = skipped = failed = 0
     encode = encode_options(args)
     for job in jobs:
-        if job.dst.exists() and not getattr(args, "overwrite", False):
+        if job.dst.exists() and not args.overwrite:  # appeared during the run: the plan saw it absent
             if args.skip_existing:
                 skipped += 1
                 continue
-            say(f"failed: {job.src}: {job.dst} exists; use --overwrite to replace it or --skip-existing")
+            say(f"failed: {job.src}: {job.dst} appeared while this run was working; not replaced")
             failed += 1
             continue
         try:
