@@ -42,6 +42,10 @@ EPILOG = """examples:
   swinir restore shot.jpg -o out/ --model realsr-x4 --outscale 2 --ext jpg --quality 92
   swinir restore noisy.png -o out/ --model my_run/best.safetensors --suffix _dn
   torchrun --nproc_per_node 4 -m swinir restore big_folder/ -o out/ -r --model realsr-x4-large
+  swinir restore clip.mp4 -o out/ --model realsr-x4 --codec libx265 --crf 20   # a video, audio copied
+  swinir restore noisy.png -o out/ --noise-level 35 --strength 0.8
+  swinir restore photo.jpg -o out/ --model realsr-x4 --outscale 1            # enhance only
+  swinir restore photo.jpg -o out/ --long-side 2000 --max-megapixels 4
 
 notes:
   Outputs keep the input's name (plus --suffix) under OUTDIR, mirroring subfolders with --recursive.

@@ -37,44 +37,48 @@ def tile_value(text: str) -> int | str:
     return v
 
 
-def _number(kind: type, low: float, high: float | None = None) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
+class _Range:
+    """An argparse type: ``kind`` (int or float) within [low, high]."""
+
+    def __init__(self, kind: type, low: float, high: float | None = None) -> None:
+        self.kind, self.low, self.high = kind, low, high
+
+    def __call__(self, text: str) -> Any:
         try:
-            v = kind(text)
+            value = self.kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if v < low or (high is not None and v > high):
-            raise argparse.ArgumentTypeError(f"must be in {low:g}..{high:g}, got {text}" if high else f">= {low:g}")
-        return v
-
-    return parse
+        if value < self.low or (self.high is not None and value > self.high):
+            span = f"in {self.low:g}..{self.high:g}" if self.high is not None else f">= {self.low:g}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
 
 
 def add_control_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("strength and output size")
     g.add_argument(
         "--strength",
-        type=_number(float, 0, 1),
+        type=_Range(float, 0, 1),
         default=1.0,
         metavar="S",
         help="mix of the result with the input at the output size (bicubic for SR): 1 = model only (default), 0 = input",
     )
-    g.add_argument("--width", type=_number(int, 1), default=None, metavar="W", help="final width (aspect kept)")
-    g.add_argument("--height", type=_number(int, 1), default=None, metavar="H", help="final height (aspect kept)")
-    g.add_argument("--long-side", type=_number(int, 1), default=None, metavar="L", help="final longer side")
+    g.add_argument("--width", type=_Range(int, 1), default=None, metavar="W", help="final width (aspect kept)")
+    g.add_argument("--height", type=_Range(int, 1), default=None, metavar="H", help="final height (aspect kept)")
+    g.add_argument("--long-side", type=_Range(int, 1), default=None, metavar="L", help="final longer side")
     g.add_argument(
-        "--max-megapixels", type=_number(float, 1e-6), default=None, metavar="M", help="cap on the final area"
+        "--max-megapixels", type=_Range(float, 1e-6), default=None, metavar="M", help="cap on the final area"
     )
     m = p.add_argument_group("model interpolation")
     m.add_argument("--blend-with", default=None, metavar="NAME|PATH", help="a second model of the same architecture")
     m.add_argument(
-        "--alpha", type=_number(float, 0, 1), default=0.5, metavar="A", help="weight of --blend-with (default 0.5)"
+        "--alpha", type=_Range(float, 0, 1), default=0.5, metavar="A", help="weight of --blend-with (default 0.5)"
     )
     for flag, low, high, what in (
         ("--noise-level", 15, 50, "denoise at sigma N (15..50): interpolates the released denoisers 15/25/50"),
         ("--jpeg-quality", 10, 40, "JPEG artifacts of quality N (10..40): interpolates the models 10/20/30/40"),
     ):
-        m.add_argument(flag, type=_number(float, low, high), default=None, metavar="N", help=what)
+        m.add_argument(flag, type=_Range(float, low, high), default=None, metavar="N", help=what)
     m.add_argument("--gray", action="store_true", help="with --noise-level/--jpeg-quality: the grayscale models")
 
 
