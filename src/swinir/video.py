@@ -1,7 +1,7 @@
 """Restore videos frame by frame through PyAV (FFmpeg in a pip wheel; no ``ffmpeg`` binary needed).
 
 Frames stream: decoded, restored in batches, encoded as they go, so memory holds a batch of frames and the
-encoder's look-ahead whatever the length (peak RSS measured flat from 100 to 1000 frames, see the README).
+encoder's look-ahead whatever the length (``benchmarks/video.py`` prints peak RSS for two clip lengths).
 The output is written in segments of ``segment_frames`` frames, each its own small file beside the
 destination (``.NAME.parts/``), encoded from the source's own timestamps (variable frame rate kept). The
 final file is remuxed from the segments plus the source's audio and subtitle packets (copied, never
