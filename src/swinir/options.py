@@ -16,17 +16,20 @@ from swinir.errors import SwinIRError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["RestoreOptions", "OptionsError", "PRECISION_NAMES", "MAX_OUTSCALE"]
+__all__ = ["RestoreOptions", "OptionsError", "PRECISION_NAMES", "CAPTURE_NAMES", "MAX_OUTSCALE"]
 
 # accepted spellings; the engine maps them to dtypes
 PRECISION_NAMES = ("fp32", "float32", "bf16", "bfloat16", "fp16", "float16", "half")
+# forward capture (swinir.capture): off, auto (CUDA graphs on CUDA, eager elsewhere), graph, compile
+CAPTURE_NAMES = ("off", "auto", "graph", "compile")
 MAX_OUTSCALE = 64.0
 
 Device = Union[str, "torch.device", None]
 
 
 class OptionsError(SwinIRError, ValueError):
-    """An option value is out of range; ``field`` names the RestoreOptions field it concerns."""
+    """A parameter value is wrong; ``field`` names the parameter (a RestoreOptions field, a protocol's scale,
+    ...), so a surface can point at its own spelling of it (a CLI flag) without the library naming flags."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -64,6 +67,8 @@ class RestoreOptions:
     ``strength``: 1 is the model's result, 0 the input at the output size (bicubic for SR), in between a mix.
     ``tile="auto"`` picks the tile from the memory free on the device (``swinir.fit``). Whatever the tile,
     a forward that runs out of memory halves it and retries the image, with a notice.
+    ``capture``: replay one captured forward per tile shape (``swinir.capture``): ``auto`` is CUDA graphs on
+    CUDA and eager elsewhere; ``compile`` is torch.compile with static shapes; ``off`` (default) is eager.
     """
 
     tile: int | str | None = None
@@ -78,6 +83,7 @@ class RestoreOptions:
     height: int | None = None
     long_side: int | None = None
     max_megapixels: float | None = None
+    capture: str = "off"
 
     def __post_init__(self) -> None:
         if self.tile == "auto":
@@ -97,6 +103,9 @@ class RestoreOptions:
             raise OptionsError("precision", f"unknown precision {self.precision!r}; use fp32, bf16 or fp16")
         object.__setattr__(self, "precision", str(self.precision).lower())
         object.__setattr__(self, "ensemble", bool(self.ensemble))
+        if str(self.capture).lower() not in CAPTURE_NAMES:
+            raise OptionsError("capture", f"unknown capture mode {self.capture!r}; use {', '.join(CAPTURE_NAMES)}")
+        object.__setattr__(self, "capture", str(self.capture).lower())
         if self.outscale is not None:
             try:
                 scale = float(self.outscale)
