@@ -32,6 +32,7 @@ from PIL import UnidentifiedImageError
 
 from swinir.atomic import write_bytes
 from swinir.errors import ImageReadError, ImageWriteError
+from swinir.metadata import embed_metadata, icc_fits, read_metadata
 
 __all__ = [
     "Image",
@@ -85,12 +86,18 @@ def notice(message: str) -> None:
 
 @dataclass
 class Image:
-    """A decoded image: ``array`` HxW or HxWx3 RGB, optional ``alpha`` HxW, both uint8 or uint16."""
+    """A decoded image: ``array`` HxW or HxWx3 RGB, optional ``alpha`` HxW, both uint8 or uint16.
+
+    ``icc_profile`` and ``exif`` (TIFF-structured, orientation removed since the array is upright) are
+    the file's, for ``write_image`` to carry to the output.
+    """
 
     array: np.ndarray
     alpha: np.ndarray | None = None
     bit_depth: int = 8
     path: Path | None = None
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
 
     @property
     def height(self) -> int:
@@ -338,6 +345,7 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         except Exception:  # malformed EXIF must not make the picture unreadable
             orientation = 1
         bits = _source_bit_depth(im, p)
+        icc_profile, exif = read_metadata(im)
         if bits > 8 and fmt in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA", "LA", "RGBX"):
             was_la = im.mode == "LA"
             im.load()  # Pillow validates the stream (truncation) even though cv2 decodes the samples
@@ -361,7 +369,8 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         arr = arr.copy()
     if alpha is not None and alpha.dtype != arr.dtype:
         alpha = alpha.astype(arr.dtype)
-    return Image(array=arr, alpha=alpha, bit_depth=16 if arr.dtype == np.uint16 else 8, path=p)
+    bit_depth = 16 if arr.dtype == np.uint16 else 8
+    return Image(array=arr, alpha=alpha, bit_depth=bit_depth, path=p, icc_profile=icc_profile, exif=exif)
 
 
 def frame_count(path: str | os.PathLike[str]) -> int:
@@ -489,10 +498,15 @@ def encode_image(
     alpha: np.ndarray | None = None,
     bit_depth: int | None = None,
     quality: int = 95,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
 ) -> bytes:
     """Encode to the bytes of a file with extension ``ext`` (``.png``, ``.jpg``, ...).
 
-    ``quality`` applies to JPEG and WebP (1-100; above 100 makes WebP lossless).
+    ``quality`` applies to JPEG and WebP (1-100; above 100 makes WebP lossless). ``icc_profile`` and
+    ``exif`` (TIFF-structured bytes) go into PNG, JPEG and WebP files, the profile also into TIFF (see
+    ``swinir.metadata``); a profile that BMP cannot hold, or whose colour space (gray/RGB) does not fit
+    the output, is dropped with a notice.
     """
     ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
     if ext not in WRITE_FORMATS:
@@ -513,6 +527,32 @@ def encode_image(
         notice(f"{fmt} has no alpha channel: transparent areas are flattened onto white (use .png to keep alpha)")
         a, al = _flatten_onto_white(a, al), None
 
+    data = _encode_pixels(a, al, ext, fmt, bits, quality)
+    gray_out = a.ndim == 2 and (al is None or (fmt == "PNG" and bits == 8))  # else stored as RGBA
+    icc_profile = _fitting_profile(icc_profile, fmt, gray=gray_out)
+    if exif and fmt not in _CARRIES_EXIF:
+        exif = None
+    return embed_metadata(data, fmt, icc_profile, exif, (a.shape[1], a.shape[0]), alpha=al is not None)
+
+
+_CARRIES_EXIF = ("PNG", "JPEG", "WebP")
+_CARRIES_ICC = ("PNG", "JPEG", "WebP", "TIFF")
+
+
+def _fitting_profile(icc_profile: bytes | None, fmt: str, gray: bool) -> bytes | None:
+    """The profile if ``fmt`` carries it and its colour space fits the output, else None with a notice."""
+    if not icc_profile:
+        return None
+    if fmt not in _CARRIES_ICC:
+        notice(f"the input's ICC profile is not kept in {fmt} output (colours may shift); use .png to keep it")
+        return None
+    if not icc_fits(icc_profile, gray):
+        notice(f"the input's ICC profile does not fit the {'gray' if gray else 'color'} output: left out")
+        return None
+    return icc_profile
+
+
+def _encode_pixels(a: np.ndarray, al: np.ndarray | None, ext: str, fmt: str, bits: int, quality: int) -> bytes:
     if al is not None and a.ndim == 2 and bits == 8 and fmt == "PNG":
         import io as _io
 
@@ -548,15 +588,20 @@ def write_image(
     alpha: np.ndarray | None = None,
     bit_depth: int | None = None,
     quality: int = 95,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
 ) -> Path:
     """Write atomically; the format follows the extension.
 
     ``bit_depth`` defaults to the array's (16 for uint16, else 8); float arrays in [0, 1] are rounded.
     Formats that cannot hold 16 bits or alpha get 8 bits / a flattened image, with a notice. Gray+alpha is
-    stored as a gray+alpha PNG at 8 bits, and as RGBA (equal color planes) otherwise.
+    stored as a gray+alpha PNG at 8 bits, and as RGBA (equal color planes) otherwise. ``icc_profile``
+    and ``exif`` are kept where the format holds them (see ``encode_image``).
     """
     p = Path(path)
-    data = encode_image(array, p.suffix, alpha=alpha, bit_depth=bit_depth, quality=quality)
+    data = encode_image(
+        array, p.suffix, alpha=alpha, bit_depth=bit_depth, quality=quality, icc_profile=icc_profile, exif=exif
+    )
     try:
         write_bytes(p, data)
     except OSError as exc:

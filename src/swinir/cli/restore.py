@@ -56,7 +56,8 @@ notes:
   Left out of a folder, with a count: subfolders without -r, the output folder when it lies inside the
   input folder, and earlier outputs of the same --suffix beside their source (a_x4.png next to a.png).
   Bit depth follows the input (16-bit PNG/TIFF stay 16-bit); alpha is upscaled separately with bicubic
-  interpolation and kept. Gray images on color models (and color on gray) are converted with a notice.
+  interpolation and kept. The ICC profile and EXIF (less orientation) are kept in PNG, JPEG and WebP
+  outputs. Gray images on color models (and color on gray) are converted with a notice.
   Animated images: the first frame is restored, with a notice. --outscale resizes the model's result to
   the given factor of the input size: area averaging when shrinking, bicubic when enlarging.
   Each bad file is reported on one line and the rest continue; the exit status is 1 if any failed.
@@ -386,7 +387,15 @@ def restore_file(job: Job, run: _Run, guard: Any) -> None:
         guard.check(job.dst)  # again at write time: the files may have changed during the run
         if not run.overwrite and (job.dst.exists() or job.dst.is_symlink()):
             raise ImageWriteError(f"{job.dst}: appeared while this run was working; not replaced")
-        write_image(job.dst, out, alpha=alpha, bit_depth=img.bit_depth, quality=run.quality)
+        write_image(
+            job.dst,
+            out,
+            alpha=alpha,
+            bit_depth=img.bit_depth,
+            quality=run.quality,
+            icc_profile=img.icc_profile,
+            exif=img.exif,
+        )
     run.notices.emit(job.src, [c for c in caught if issubclass(c.category, SwinIRNotice)])
 
 
