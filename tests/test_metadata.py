@@ -111,9 +111,13 @@ def test_profile_that_cannot_be_kept_is_named(tmp_path: Path) -> None:
         warnings.simplefilter("always", SwinIRNotice)
         write_image(tmp_path / "a.bmp", rgb, icc_profile=_profile())
         write_image(tmp_path / "g.png", rgb[..., 0], icc_profile=_profile())  # an RGB profile on gray
+        big = PILImage.Exif()
+        big[MAKE] = "x" * 70000
+        write_image(tmp_path / "big.jpg", rgb, exif=big.tobytes()[6:])
     messages = [str(c.message) for c in caught if issubclass(c.category, SwinIRNotice)]
     assert any("not kept in BMP" in m for m in messages)
     assert any("does not fit the gray output" in m for m in messages)
-    assert len(messages) == 2
+    assert any("exceeds one JPEG segment" in m for m in messages)
+    assert len(messages) == 3 and read_image(tmp_path / "big.jpg").exif is None
     assert read_image(tmp_path / "a.bmp").icc_profile is None
     assert read_image(tmp_path / "g.png").icc_profile is None

@@ -532,10 +532,14 @@ def encode_image(
     icc_profile = _fitting_profile(icc_profile, fmt, gray=gray_out)
     if exif and fmt not in _CARRIES_EXIF:
         exif = None
+    if exif and fmt == "JPEG" and len(exif) > _JPEG_EXIF_MAX:
+        notice(f"the input's EXIF ({len(exif)} bytes) exceeds one JPEG segment: left out (use .png to keep it)")
+        exif = None
     return embed_metadata(data, fmt, icc_profile, exif, (a.shape[1], a.shape[0]), alpha=al is not None)
 
 
 _CARRIES_EXIF = ("PNG", "JPEG", "WebP")
+_JPEG_EXIF_MAX = 65533 - 6  # one APP1 segment, after the ``Exif`` prefix
 _CARRIES_ICC = ("PNG", "JPEG", "WebP", "TIFF")
 
 
