@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from PIL import ImageCms
 
 import swinir
 from swinir.cli import main
-from swinir.io import SwinIRNotice, read_image, write_image
+from swinir.io import SwinIRNotice, encode_image, read_image, write_image
 
 RNG = np.random.default_rng(7)
 ORIENTATION, MAKE, MODEL, DATETIME = 0x0112, 0x010F, 0x0110, 0x0132
@@ -121,3 +123,17 @@ def test_profile_that_cannot_be_kept_is_named(tmp_path: Path) -> None:
     assert len(messages) == 3 and read_image(tmp_path / "big.jpg").exif is None
     assert read_image(tmp_path / "a.bmp").icc_profile is None
     assert read_image(tmp_path / "g.png").icc_profile is None
+
+
+def test_png_exif_after_the_pixels_is_found(tmp_path: Path) -> None:
+    """Some writers put eXIf after IDAT, where Pillow sees it only once the pixels are loaded."""
+    data = encode_image(RNG.integers(0, 256, size=(4, 6, 3)).astype(np.uint8), ".png")
+    iend = data.rindex(b"IEND") - 4
+    exif = _exif(6).tobytes()[6:]
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    (tmp_path / "late.png").write_bytes(data[:iend] + chunk + data[iend:])
+    img = read_image(tmp_path / "late.png")
+    assert img.array.shape == (6, 4, 3) and img.exif is not None
+    tags = PILImage.Exif()
+    tags.load(img.exif)
+    assert tags[MODEL] == "Model 7" and ORIENTATION not in tags

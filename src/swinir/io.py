@@ -345,7 +345,6 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         except Exception:  # malformed EXIF must not make the picture unreadable
             orientation = 1
         bits = _source_bit_depth(im, p)
-        icc_profile, exif = read_metadata(im)
         if bits > 8 and fmt in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA", "LA", "RGBX"):
             was_la = im.mode == "LA"
             im.load()  # Pillow validates the stream (truncation) even though cv2 decodes the samples
@@ -359,6 +358,7 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         else:
             im.load()
             arr, alpha = _from_pil(im)
+        icc_profile, exif = read_metadata(im)  # after load: a PNG may hold its eXIf after the pixels
     if arr.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(f"{p}: unsupported sample type {arr.dtype}; expected 8- or 16-bit")
     if orientation != 1:
