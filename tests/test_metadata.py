@@ -18,6 +18,7 @@ from swinir.io import SwinIRNotice, encode_image, read_image, write_image
 
 RNG = np.random.default_rng(7)
 ORIENTATION, MAKE, MODEL, DATETIME = 0x0112, 0x010F, 0x0110, 0x0132
+EXIF_IFD, DATETIME_ORIGINAL = 0x8769, 0x9003
 
 
 def _profile(space: str = "sRGB") -> bytes:
@@ -30,12 +31,16 @@ def _exif(orientation: int = 6) -> PILImage.Exif:
     exif[MAKE] = "SwinIR Test Camera"
     exif[MODEL] = "Model 7"
     exif[DATETIME] = "2024:05:06 07:08:09"
+    exif.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] = "2024:05:06 07:08:00"  # a tag in a sub-IFD
     return exif
 
 
 def _metadata(path: Path) -> tuple[bytes | None, dict[int, object]]:
+    """The file's ICC profile and its EXIF tags, those of the EXIF sub-IFD included."""
     with PILImage.open(path) as im:
-        return im.info.get("icc_profile"), dict(im.getexif())
+        exif = im.getexif()
+        tags = {tag: value for tag, value in exif.items() if tag != EXIF_IFD}
+        return im.info.get("icc_profile"), tags | dict(exif.get_ifd(EXIF_IFD))
 
 
 @pytest.mark.parametrize(("ext", "out_ext"), [("jpg", "jpg"), ("png", "png"), ("jpg", "webp")])
@@ -55,6 +60,7 @@ def test_restore_keeps_icc_and_exif_and_drops_orientation(
     assert got_exif.get(ORIENTATION, 1) == 1
     assert got_exif[MAKE] == "SwinIR Test Camera" and got_exif[MODEL] == "Model 7"
     assert got_exif[DATETIME] == "2024:05:06 07:08:09"
+    assert got_exif[DATETIME_ORIGINAL] == "2024:05:06 07:08:00"
     restored = read_image(dst)
     upright = read_image(src).array
     assert upright.shape == (12, 8, 3)
