@@ -26,7 +26,8 @@ Device = Union[str, "torch.device", None]
 
 
 class OptionsError(SwinIRError, ValueError):
-    """An option value is out of range; ``field`` names the RestoreOptions field it concerns."""
+    """A parameter value is wrong; ``field`` names the parameter (a RestoreOptions field, a protocol's scale,
+    ...), so a surface can point at its own spelling of it (a CLI flag) without the library naming flags."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)

@@ -166,12 +166,19 @@ FLAGS = {
 }
 
 
-def build_options(flags: dict[str, str], **values: Any) -> RestoreOptions:
-    """RestoreOptions from parsed arguments; a bad value is one line naming the flag (``flags``: field -> flag)."""
+@contextlib.contextmanager
+def flag_hints(flags: dict[str, str]) -> Iterator[None]:
+    """A library ``OptionsError`` becomes one line that starts with the flag of its field (``flags``)."""
     try:
-        return RestoreOptions(**values)
+        yield
     except OptionsError as exc:
         raise SwinIRError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
+
+
+def build_options(flags: dict[str, str], **values: Any) -> RestoreOptions:
+    """RestoreOptions from parsed arguments; a bad value is one line naming the flag (``flags``: field -> flag)."""
+    with flag_hints(flags):
+        return RestoreOptions(**values)
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
