@@ -107,6 +107,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="compute precision (default fp32; fp16 on CPU falls back to bf16)",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument(
+        "--capture",
+        choices=("off", "auto", "graph", "compile"),
+        default="off",
+        help="capture the forward once per tile shape and replay it: auto = CUDA graphs on CUDA (default off)",
+    )
     p.add_argument("--batch-size", type=_int_in(1), default=1, metavar="N", help="tiles per forward pass (default 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="also print notes on the CPU kernels in use")
 
@@ -163,6 +169,7 @@ FLAGS = {
     "batch_size": "--batch-size",
     "precision": "--precision",
     "outscale": "--outscale",
+    "capture": "--capture",
 }
 
 
@@ -190,6 +197,7 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
         precision=args.precision,
         batch_size=args.batch_size,
         outscale=args.outscale,
+        capture=args.capture,
     )
 
 
