@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from swinir.spec import ModelSpec
 
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
-RESI_CONNECTIONS = ("1conv", "3conv")
+# the convolution closing each RSTB and the body: the released 3x3 ('1conv') and bottleneck ('3conv'), and the
+# paper's ablation variants ('1x1', 'none')
+RESI_CONNECTIONS = ("1conv", "3conv", "1x1", "none")
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 # Derived buffers that released checkpoints carry but that we rebuild on demand.
 DERIVED_SUFFIXES = ("attn_mask", "relative_position_index")
@@ -503,10 +505,12 @@ class SwinTransformerBlock(nn.Module):
 class BasicLayer(nn.Module):
     """A stack of Swin blocks alternating plain (W-MSA) and shifted (SW-MSA) windows."""
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float) -> None:
+    def __init__(
+        self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float, shift: bool = True
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            SwinTransformerBlock(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio)
+            SwinTransformerBlock(dim, num_heads, window_size, window_size // 2 if shift and i % 2 else 0, mlp_ratio)
             for i in range(depth)
         )
         self.use_checkpoint = False
@@ -540,18 +544,32 @@ def _resi_conv(dim: int, kind: str) -> nn.Module:
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(dim // 4, dim, 3, 1, 1),
         )
+    if kind == "1x1":  # ablation: no spatial mixing by the convolution
+        return nn.Conv2d(dim, dim, 1, 1, 0)
+    if kind == "none":  # ablation: no convolution
+        return nn.Identity()
     raise ValueError(f"resi_connection must be one of {RESI_CONNECTIONS}, got {kind!r}")
 
 
 class RSTB(nn.Module):
-    """Residual Swin Transformer Block: Swin layers, then a conv, then a residual connection."""
+    """Residual Swin Transformer Block: Swin layers, then a conv, then a residual connection (``residual``
+    False drops it, the paper's ablation)."""
 
     def __init__(
-        self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float, resi_connection: str
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float,
+        resi_connection: str,
+        residual: bool = True,
+        shift: bool = True,
     ) -> None:
         super().__init__()
         self.window_size = window_size
-        self.residual_group = BasicLayer(dim, depth, num_heads, window_size, mlp_ratio)
+        self.residual = residual
+        self.residual_group = BasicLayer(dim, depth, num_heads, window_size, mlp_ratio, shift)
         self.conv = _resi_conv(dim, resi_connection)
 
     def forward(self, x: Tensor, size: tuple[int, int], plan: WindowPlan | None, fp16_safe: bool = False) -> Tensor:
@@ -559,6 +577,8 @@ class RSTB(nn.Module):
         h, w = size
         y = tokens_to_image(self.residual_group(x, plan, fp16_safe), h, w, self.window_size)
         y = _fp32(self.conv, y) if fp16_safe else _conv(self.conv, y)
+        if not self.residual:
+            return image_to_tokens(y, self.window_size)
         return add_image_to_tokens(x, y, self.window_size)
 
 
@@ -617,6 +637,8 @@ class SwinIR(nn.Module):
         upsampler: str = "",
         resi_connection: str = "1conv",
         num_out_ch: int | None = None,
+        rstb_residual: bool = True,
+        shift: bool = True,
         **kwargs: object,
     ) -> None:
         super().__init__()
@@ -626,11 +648,8 @@ class SwinIR(nn.Module):
             raise ValueError(f"resi_connection must be one of {RESI_CONNECTIONS}, got {resi_connection!r}")
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {list(depths)} and num_heads {list(num_heads)} differ in length")
-        if patch_size != 1 or ape or not qkv_bias or qk_scale is not None or not patch_norm:
-            raise ValueError(
-                "only the released SwinIR variants are supported: patch_size=1, ape=False, "
-                "qkv_bias=True, qk_scale=None, patch_norm=True"
-            )
+        if patch_size != 1 or not qkv_bias or qk_scale is not None:
+            raise ValueError("only patch_size=1, qkv_bias=True and qk_scale=None are supported (as released)")
         # Dropout and drop-path are accepted for signature compatibility; every released model uses eval
         # mode where they are identities, and training here does not use them.
         del drop_rate, attn_drop_rate, drop_path_rate, norm_layer, kwargs
@@ -646,6 +665,11 @@ class SwinIR(nn.Module):
         self.img_range = float(img_range)
         self.upsampler = upsampler
         self.resi_connection = resi_connection
+        # the paper's ablation switches; the defaults are the released architecture
+        self.rstb_residual = bool(rstb_residual)
+        self.shift = bool(shift)
+        self.ape = bool(ape)
+        self.patch_norm = bool(patch_norm)
         self.fp16_safe = True
         self._plans: dict[tuple, WindowPlan] = {}
         mean = RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
@@ -653,9 +677,14 @@ class SwinIR(nn.Module):
 
         num_feat = 64
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
-        self.patch_embed = _PatchNorm(embed_dim)
+        self.patch_embed = _PatchNorm(embed_dim) if patch_norm else nn.Identity()
+        if ape:  # learned absolute position embedding at img_size (resized for other sizes)
+            side = img_size if isinstance(img_size, int) else int(img_size[0])
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, side * side, embed_dim))
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
         self.layers = nn.ModuleList(
-            RSTB(embed_dim, d, nh, window_size, mlp_ratio, resi_connection) for d, nh in zip(depths, num_heads)
+            RSTB(embed_dim, d, nh, window_size, mlp_ratio, resi_connection, rstb_residual, shift)
+            for d, nh in zip(depths, num_heads)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = _resi_conv(embed_dim, resi_connection)
@@ -709,6 +738,10 @@ class SwinIR(nn.Module):
             img_range=self.img_range,
             img_size=self.img_size if isinstance(self.img_size, int) else int(self.img_size[0]),
             num_out_ch=self.num_out_ch if self.num_out_ch != self.in_chans else None,
+            rstb_residual=self.rstb_residual,
+            shift=self.shift,
+            ape=self.ape,
+            patch_norm=self.patch_norm,
         )
 
     @property
@@ -782,13 +815,26 @@ class SwinIR(nn.Module):
         """(B, C, H, W) shallow features (H, W window multiples) -> deep features, channels-last."""
         b, c, h, w = x.shape
         ws = self.window_size
-        plan = self.window_plan(b, h, w, x.device) if any(d > 1 for d in self.depths) else None
+        plan = self.window_plan(b, h, w, x.device) if self.shift and any(d > 1 for d in self.depths) else None
         t = image_to_tokens(x, ws)
-        t = _layer_norm(self.patch_embed.norm, t)
+        if isinstance(self.patch_embed, _PatchNorm):  # patch_norm
+            t = _layer_norm(self.patch_embed.norm, t)
+        if self.ape:
+            t = add_image_to_tokens(t, self._position_embedding(b, h, w, t.dtype), ws)
         for layer in self.layers:
             t = layer(t, (h, w), plan, fp16_safe)
         t = _layer_norm(self.norm, t)
         return tokens_to_image(t, h, w, ws)
+
+    def _position_embedding(self, b: int, h: int, w: int, dtype: torch.dtype) -> Tensor:
+        """The absolute position embedding as a (b, C, h, w) image: as learned at img_size x img_size,
+        bicubically resized for other sizes (the original only runs at img_size)."""
+        n, c = self.absolute_pos_embed.shape[1:]
+        side = math.isqrt(n)
+        pe = self.absolute_pos_embed.reshape(1, side, side, c).permute(0, 3, 1, 2)
+        if (h, w) != (side, side):
+            pe = F.interpolate(pe.float(), size=(h, w), mode="bicubic", align_corners=False)
+        return pe.to(dtype).expand(b, -1, -1, -1).contiguous()
 
     def _body(self, first: Tensor, fp16_safe: bool) -> Tensor:
         """conv_after_body(forward_features(first)) + first; fp32 throughout when fp16_safe."""

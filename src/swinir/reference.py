@@ -153,13 +153,13 @@ class RefBlock(nn.Module):
 
 
 class RefLayer(nn.Module):
+    """Swin blocks with the given shift sizes (the original: 0, ws // 2, 0, ...)."""
+
     def __init__(
-        self, dim: int, resolution: tuple[int, int], depth: int, heads: int, ws: int, mlp_ratio: float
+        self, dim: int, resolution: tuple[int, int], shifts: list[int], heads: int, ws: int, mlp_ratio: float
     ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(
-            RefBlock(dim, resolution, heads, ws, 0 if i % 2 == 0 else ws // 2, mlp_ratio) for i in range(depth)
-        )
+        self.blocks = nn.ModuleList(RefBlock(dim, resolution, heads, ws, s, mlp_ratio) for s in shifts)
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         for blk in self.blocks:
@@ -170,6 +170,10 @@ class RefLayer(nn.Module):
 def _resi(dim: int, kind: str) -> nn.Module:
     if kind == "1conv":
         return nn.Conv2d(dim, dim, 3, 1, 1)
+    if kind == "1x1":
+        return nn.Conv2d(dim, dim, 1, 1, 0)
+    if kind == "none":
+        return nn.Identity()
     return nn.Sequential(
         nn.Conv2d(dim, dim // 4, 3, 1, 1),
         nn.LeakyReLU(0.2, inplace=True),
@@ -181,19 +185,30 @@ def _resi(dim: int, kind: str) -> nn.Module:
 
 class RefRSTB(nn.Module):
     def __init__(
-        self, dim: int, resolution: tuple[int, int], depth: int, heads: int, ws: int, mlp_ratio: float, kind: str
+        self,
+        dim: int,
+        resolution: tuple[int, int],
+        depth: int,
+        heads: int,
+        ws: int,
+        mlp_ratio: float,
+        kind: str,
+        residual: bool = True,
+        shift: bool = True,
     ) -> None:
         super().__init__()
-        self.residual_group = RefLayer(dim, resolution, depth, heads, ws, mlp_ratio)
+        shifts = [ws // 2 if shift and i % 2 else 0 for i in range(depth)]
+        self.residual_group = RefLayer(dim, resolution, shifts, heads, ws, mlp_ratio)
         self.conv = _resi(dim, kind)
+        self.residual = residual
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         b, _, c = x.shape
-        y = self.residual_group(x, size)
+        y: Tensor = self.residual_group(x, size)
         y = y.transpose(1, 2).view(b, c, size[0], size[1])  # unembed
         y = self.conv(y)
-        out: Tensor = y.flatten(2).transpose(1, 2) + x  # embed + residual
-        return out
+        y = y.flatten(2).transpose(1, 2)  # embed
+        return y + x if self.residual else y
 
 
 class _Norm(nn.Module):
@@ -219,10 +234,15 @@ class ReferenceSwinIR(nn.Module):
         upsampler: str = "",
         resi_connection: str = "1conv",
         num_out_ch: int | None = None,
+        rstb_residual: bool = True,
+        shift: bool = True,
+        ape: bool = False,
+        patch_norm: bool = True,
         **_: object,
     ) -> None:
         super().__init__()
         size = (img_size, img_size) if isinstance(img_size, int) else (int(img_size[0]), int(img_size[1]))
+        self.ape, self.patch_norm = ape, patch_norm
         out_ch = num_out_ch or in_chans
         self.window_size = window_size
         self.upscale = upscale
@@ -232,9 +252,12 @@ class ReferenceSwinIR(nn.Module):
         self.mean = torch.tensor(mean).view(1, in_chans, 1, 1)
         feat = 64
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
-        self.patch_embed = _Norm(embed_dim)
+        self.patch_embed: nn.Module = _Norm(embed_dim) if patch_norm else nn.Module()
+        if ape:  # the original's: (1, img_size^2, C), added to the tokens in row-major order
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, size[0] * size[1], embed_dim))
         self.layers = nn.ModuleList(
-            RefRSTB(embed_dim, size, d, h, window_size, mlp_ratio, resi_connection) for d, h in zip(depths, num_heads)
+            RefRSTB(embed_dim, size, d, h, window_size, mlp_ratio, resi_connection, rstb_residual, shift)
+            for d, h in zip(depths, num_heads)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = _resi(embed_dim, resi_connection)
@@ -280,7 +303,12 @@ class ReferenceSwinIR(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         size = (x.shape[2], x.shape[3])
-        x = self.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        x = x.flatten(2).transpose(1, 2)
+        if self.patch_norm:
+            assert isinstance(self.patch_embed, _Norm)
+            x = self.patch_embed.norm(x)
+        if self.ape:  # only at img_size, as the original
+            x = x + self.absolute_pos_embed
         for layer in self.layers:
             x = layer(x, size)
         x = self.norm(x)

@@ -33,7 +33,20 @@ class ModelSpec:
     img_range: float = 1.0
     img_size: int = 64
     num_out_ch: int | None = None
+    # the paper's ablation switches (defaults: the released architecture); ape and patch_norm show in the
+    # weights, rstb_residual and shift only in stored metadata
+    rstb_residual: bool = True
+    shift: bool = True
+    ape: bool = False
+    patch_norm: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def switches(self) -> dict[str, bool]:
+        """The ablation switches that differ from the released architecture."""
+        return {k: v for k, v in zip(SWITCHES, self._switch_values()) if v != SWITCH_DEFAULTS[k]}
+
+    def _switch_values(self) -> tuple[bool, ...]:
+        return (self.rstb_residual, self.shift, self.ape, self.patch_norm)
 
     @property
     def scale(self) -> int:
@@ -80,6 +93,7 @@ class ModelSpec:
         }
         if self.num_out_ch and self.num_out_ch != self.in_chans:
             kw["num_out_ch"] = self.num_out_ch
+        kw.update(self.switches())
         return kw
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +121,10 @@ class ModelSpec:
             if not isinstance(kw.get("img_size"), (list, tuple))
             else int(kw["img_size"][0]),
             num_out_ch=kw.get("num_out_ch"),
+            rstb_residual=bool(kw.get("rstb_residual", True)),
+            shift=bool(kw.get("shift", True)),
+            ape=bool(kw.get("ape", False)),
+            patch_norm=bool(kw.get("patch_norm", True)),
         )
 
     def with_(self, **changes: Any) -> ModelSpec:
@@ -118,7 +136,12 @@ class ModelSpec:
             f"SwinIR {self.task} {scale}{self.color}: embed_dim={self.embed_dim}, depths={list(self.depths)}, "
             f"heads={list(self.num_heads)}, window={self.window_size}, mlp_ratio={self.mlp_ratio:g}, "
             f"upsampler={self.upsampler or 'none'}, resi={self.resi_connection}, img_range={self.img_range:g}"
+            + "".join(f", {k}={'on' if v else 'off'}" for k, v in self.switches().items())
         )
+
+
+SWITCH_DEFAULTS = {"rstb_residual": True, "shift": True, "ape": False, "patch_norm": True}
+SWITCHES = tuple(SWITCH_DEFAULTS)
 
 
 _BLOCK = re.compile(r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
@@ -139,6 +162,8 @@ SHAPE_FIELDS = (
     "upsampler",
     "resi_connection",
     "num_out_ch",
+    "ape",
+    "patch_norm",
 )
 
 
@@ -223,17 +248,14 @@ def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
     depths = _depths(sd)
     heads, window_size = _heads_and_window(sd, len(depths))
     mlp_ratio = _shape(sd, "layers.0.residual_group.blocks.0.mlp.fc1.weight")[0] / embed_dim
-    if "conv_after_body.weight" in sd:
-        resi = "1conv"
-    elif "conv_after_body.0.weight" in sd:
-        resi = "3conv"
-    else:
-        raise SpecError("no conv_after_body weights: not a SwinIR state dict")
     upsampler, upscale, out_ch = _upsampling(sd, in_chans)
     img_size = 64
     mask_key = "layers.0.residual_group.blocks.1.attn_mask"
     if mask_key in sd:
         img_size = math.isqrt(_shape(sd, mask_key)[0]) * window_size
+    ape = "absolute_pos_embed" in sd
+    if ape:
+        img_size = _ape_side(sd)
     return ModelSpec(
         upscale=upscale,
         in_chans=in_chans,
@@ -243,11 +265,35 @@ def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
         window_size=window_size,
         mlp_ratio=float(mlp_ratio) if mlp_ratio != int(mlp_ratio) else float(int(mlp_ratio)),
         upsampler=upsampler,
-        resi_connection=resi,
+        resi_connection=_resi_connection(sd),
         img_range=255.0 if (upsampler == "" and window_size == 7) else 1.0,
         img_size=img_size,
         num_out_ch=out_ch if out_ch != in_chans else None,
+        ape=ape,
+        patch_norm="patch_embed.norm.weight" in sd,
     )
+
+
+def _resi_connection(sd: Mapping[str, Any]) -> str:
+    """The convolution closing the body (and each RSTB): 3x3 '1conv', 1x1 '1x1', bottleneck '3conv', or none."""
+    if "conv_after_body.weight" in sd:
+        k = _shape(sd, "conv_after_body.weight")[-1]
+        if k not in (1, 3):
+            raise SpecError(f"conv_after_body.weight is a {k}x{k} convolution; SwinIR uses 3x3 or 1x1")
+        return "1conv" if k == 3 else "1x1"
+    if "conv_after_body.0.weight" in sd:
+        return "3conv"
+    if any(k.startswith("layers.0.conv.") for k in sd):
+        raise SpecError("layers.0.conv has weights but conv_after_body has none: not a SwinIR state dict")
+    return "none"
+
+
+def _ape_side(sd: Mapping[str, Any]) -> int:
+    n = _shape(sd, "absolute_pos_embed")[1]
+    side = math.isqrt(n)
+    if side * side != n or side > MAX_IMG_SIZE:
+        raise SpecError(f"absolute_pos_embed has {n} positions, not img_size^2 (img_size <= {MAX_IMG_SIZE})")
+    return side
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -257,6 +303,7 @@ _INT_FIELDS = ("upscale", "in_chans", "embed_dim", "window_size", "img_size")
 _NUMBER_FIELDS = ("mlp_ratio", "img_range")
 _STR_FIELDS = ("upsampler", "resi_connection")
 _LIST_FIELDS = ("depths", "num_heads")
+_BOOL_FIELDS = ("rstb_residual", "shift", "ape", "patch_norm")
 
 
 def _is_int(v: object) -> bool:
@@ -277,6 +324,8 @@ def _check_types(stored: Mapping[str, Any]) -> None:
             isinstance(value, (list, tuple)) and value and all(_is_int(v) and v > 0 for v in value)
         ):
             raise SpecError(f"{key} must be a list of positive integers, got {value!r:.40}")
+        if key in _BOOL_FIELDS and not isinstance(value, bool):
+            raise SpecError(f"{key} must be true or false, got {value!r:.40}")
         if key == "num_out_ch" and value is not None and not (_is_int(value) and value > 0):
             raise SpecError(f"num_out_ch must be a positive integer or null, got {value!r:.40}")
 
@@ -295,7 +344,8 @@ def merge_metadata(detected: ModelSpec, stored: object) -> ModelSpec:
     if not isinstance(stored, Mapping):
         raise SpecError(f"the stored spec is a {type(stored).__name__}, not a mapping")
     _check_types(stored)
-    kw = {k: v for k, v in stored.items() if k in _INT_FIELDS + _NUMBER_FIELDS + _STR_FIELDS + _LIST_FIELDS}
+    fields = _INT_FIELDS + _NUMBER_FIELDS + _STR_FIELDS + _LIST_FIELDS + _BOOL_FIELDS
+    kw = {k: v for k, v in stored.items() if k in fields}
     if "num_out_ch" in stored:
         kw["num_out_ch"] = stored["num_out_ch"]
     merged = ModelSpec.from_kwargs({**detected.kwargs(), **kw})
@@ -309,6 +359,8 @@ def merge_metadata(detected: ModelSpec, stored: object) -> ModelSpec:
     hidden = int(detected.embed_dim * detected.mlp_ratio)
     if int(detected.embed_dim * merged.mlp_ratio) != hidden:
         raise SpecError(f"its metadata says mlp_ratio={merged.mlp_ratio:g} but the weights have {detected.mlp_ratio:g}")
+    if detected.ape and merged.img_size != detected.img_size:
+        raise SpecError(f"its metadata says img_size={merged.img_size} but absolute_pos_embed is {detected.img_size}^2")
     if not 1 <= merged.img_size <= MAX_IMG_SIZE:
         raise SpecError(f"its metadata says img_size={merged.img_size}; expected 1..{MAX_IMG_SIZE}")
     return merged.with_(mlp_ratio=detected.mlp_ratio, num_out_ch=detected.num_out_ch)

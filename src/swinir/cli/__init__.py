@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "train": "swinir.cli.train",
     "export": "swinir.cli.export",
     "degrade": "swinir.cli.degrade",
+    "ablate": "swinir.cli.ablate",
 }
 
 EPILOG = """examples:

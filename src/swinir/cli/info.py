@@ -72,10 +72,26 @@ def describe(path: Path) -> dict[str, Any]:
         "resi_connection": spec.resi_connection,
         "img_range": spec.img_range,
         "img_size": spec.img_size,
+        "rstb_residual": spec.rstb_residual,
+        "shift": spec.shift,
+        "ape": spec.ape,
+        "patch_norm": spec.patch_norm,
         "parameters": int(sum(v.numel() for v in weights.values())),
         "derived_buffers": len(sd) - len(weights),
         "config": spec.kwargs(),
     }
+
+
+def _switches(info: dict[str, Any]) -> str:
+    """The ablation switches: 'released' when all are at the released architecture's values."""
+    from swinir.spec import SWITCH_DEFAULTS
+
+    off = [f"{k}={'on' if info[k] else 'off'}" for k, v in SWITCH_DEFAULTS.items() if info[k] != v]
+    return (
+        ", ".join(off) + " (an ablation variant)"
+        if off
+        else "as released (rstb_residual, shift, patch_norm on; ape off)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         ("resi", info["resi_connection"]),
         ("img_range", f"{info['img_range']:g}"),
         ("img_size", f"{info['img_size']} (training patch; any input size works)"),
+        ("switches", _switches(info)),
         ("parameters", f"{info['parameters']:,}"),
         ("derived buffers", f"{info['derived_buffers']} (attn_mask / relative_position_index: rebuilt, not loaded)"),
     ]

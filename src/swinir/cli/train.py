@@ -37,6 +37,18 @@ def _duration(text: str) -> float:
     return value
 
 
+def add_set_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{what} (value parsed as YAML; repeatable)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "train",
@@ -46,14 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", nargs="?", help="YAML config file or preset name (see --list)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. train.lr=1e-4 (value parsed as YAML; repeatable)",
-    )
+    add_set_option(p, "override a config value, e.g. train.lr=1e-4")
     p.add_argument("--out", type=Path, help="output folder (default: runs/<config name>)")
     p.add_argument(
         "--resume", action="store_true", help="continue from OUT/checkpoints/latest.pt (starts fresh if there is none)"

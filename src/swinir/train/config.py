@@ -52,7 +52,13 @@ class ModelConfig:
     num_heads: list[int] = field(default_factory=lambda: [6, 6, 6, 6])
     mlp_ratio: float = 2.0
     upsampler: Literal["", "pixelshuffle", "pixelshuffledirect", "nearest+conv"] = ""
-    resi_connection: Literal["1conv", "3conv"] = "1conv"
+    # the convolution closing each RSTB and the body: 3x3 (released), bottleneck, or the ablations 1x1 / none
+    resi_connection: Literal["1conv", "3conv", "1x1", "none"] = "1conv"
+    # the paper's ablation switches; the defaults are the released architecture
+    rstb_residual: bool = True  # the residual connection around each RSTB
+    shift: bool = True  # shifted windows in every second Swin layer
+    ape: bool = False  # a learned absolute position embedding (at img_size)
+    patch_norm: bool = True  # the LayerNorm after the shallow features
     # fine-tuning: a checkpoint path or zoo name; tensors of matching name and shape are loaded
     init_from: str | None = None
     # re-initialise the scale-specific upsampler (``upsample.*``); None = only when the scale differs
@@ -90,6 +96,10 @@ class ModelConfig:
             "mlp_ratio": self.mlp_ratio,
             "upsampler": self.upsampler,
             "resi_connection": self.resi_connection,
+            "rstb_residual": self.rstb_residual,
+            "shift": self.shift,
+            "ape": self.ape,
+            "patch_norm": self.patch_norm,
         }
 
 
@@ -167,6 +177,7 @@ class DataConfig:
     cache: bool = True  # decode every image once and keep it in memory as uint8
     skip_bad: bool = False  # unreadable / too small images: warn and skip instead of failing
     augment: bool = True  # the 8 flips/rotations
+    max_images: int = 0  # train on the first N images (by folder, then name) only; 0 = all (an ablation axis)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
 
     def check(self, path: str) -> None:
@@ -176,6 +187,8 @@ class DataConfig:
         _positive(self.batch_size, f"{path}.batch_size")
         if self.num_workers < 0:
             raise ConfigError(f"{path}.num_workers: must be >= 0, got {self.num_workers}")
+        if self.max_images < 0:
+            raise ConfigError(f"{path}.max_images: must be >= 0 (0 = all), got {self.max_images}")
 
 
 @dataclass

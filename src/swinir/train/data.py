@@ -89,6 +89,8 @@ class TrainSet(Dataset[dict[str, torch.Tensor]]):
                         continue
                 self.records.append(Record(f, lq, si))
             self.weights.append(float(src.weight))
+        if cfg.max_images:
+            self.records = self.records[: cfg.max_images]
         self.cache: list[tuple[np.ndarray, np.ndarray | None]] | None = None
         self._validate()
         if not self.records:
