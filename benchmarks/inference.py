@@ -14,7 +14,7 @@ with other jobs, as this one is, wall time mostly measures the other jobs. Peak 
 warm-up forward, sampled every millisecond after returning freed heap to the OS (torch's allocations do
 not show in tracemalloc). ``max |diff|`` and PSNR are against the peer's fp32 output.
 
-    python benchmarks/inference.py                      # the full table (slow: ~30 min on one core)
+    python benchmarks/inference.py                      # the README's table (~4 min on one core)
     python benchmarks/inference.py --threads 2 --clock wall   # on a quiet machine
     python benchmarks/inference.py --small              # one configuration, one small size (CI smoke)
     python benchmarks/inference.py --configs classical_x2 --sizes 128 --compile
@@ -44,14 +44,26 @@ import torch
 from torch import Tensor, nn
 
 from swinir import kernels
-from swinir.model import SwinIR
+from swinir.model import SwinIR, flops, native_bf16
 from swinir.paths import shared_dir
 
-# (released configuration, input side) of the table in the README
-FULL = (("classical_x2", 128), ("classical_x2", 256), ("lightweight_x4", 256), ("color_dn", 256), ("real_L_x4", 128))
+# (released configuration, input side) of the table in the README: issue 13's seven cases, at sizes where the
+# original takes 3-11 s per image on one core, so that one table fits in ~4 minutes
+FULL = (
+    ("classical_x2", 64),
+    ("classical_x2", 128),
+    ("lightweight_x2", 128),
+    ("lightweight_x4", 128),
+    ("color_dn", 96),
+    ("color_dn", 128),
+    ("real_L_x4", 64),
+)
+# the earlier sessions' sizes (the original takes up to a minute per 256x256 image on one core)
+LARGE = (("classical_x2", 128), ("classical_x2", 256), ("lightweight_x4", 256), ("color_dn", 256), ("real_L_x4", 128))
 SMALL = (("lightweight_x4", 32),)
 LABELS = {
     "classical_x2": "classical SR x2 (M)",
+    "lightweight_x2": "lightweight SR x2",
     "lightweight_x4": "lightweight SR x4",
     "color_dn": "color denoising (M)",
     "real_L_x4": "real-world SR x4 (L)",
@@ -148,6 +160,8 @@ class Row:
     speedup: float
     speedup_same: float | None = None  # against the peer in the same reduced precision
     finite: bool = True
+    gflops: float = 0.0  # the model's FLOPs (swinir.model.flops) per second of ms/image
+    of_peak: float = 0.0  # gflops / the SGEMM peak measured in the same run
 
     def cells(self) -> list[str]:
         psnr = "inf" if math.isinf(self.psnr) else f"{self.psnr:.1f}"
@@ -166,6 +180,8 @@ class Row:
             psnr,
             f"{self.speedup:.2f}x",
             "-" if self.speedup_same is None else f"{self.speedup_same:.2f}x",
+            f"{self.gflops:.1f}",
+            f"{100 * self.of_peak:.0f}%",
         ]
 
 
@@ -182,7 +198,23 @@ HEADER = [
     "PSNR dB",
     "vs peer fp32",
     "vs peer same precision",
+    "GFLOP/s",
+    "of SGEMM peak",
 ]
+
+
+def sgemm_peak(clock: str, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of one large fp32 matmul (n x n x n) on this machine and thread count, best of ``repeats``:
+    the ceiling the model's GEMM-shaped work could reach here."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    timer = time.process_time if clock == "cpu" else time.perf_counter
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = timer()
+        torch.mm(a, b)
+        best = min(best, timer() - t0)
+    return 2 * n**3 / best / 1e9
 
 
 def _psnr(a: Tensor, b: Tensor) -> float:
@@ -252,6 +284,7 @@ def bench_case(
     clock: str,
     device: torch.device,
     without_kernels: bool = False,
+    peak: float = math.nan,
 ) -> list[Row]:
     peer, ours = build_pair(entry, peer_cls)
     peer, ours = peer.to(device), ours.to(device)
@@ -323,6 +356,7 @@ def bench_case(
         prec.split()[0]: statistics.median(times[k]) * 1000 for k, (impl, prec, _) in runs.items() if impl == peer_name
     }
     rows = []
+    work = flops(ours, size, size)
     for key, (impl, prec, _) in runs.items():
         ms = statistics.median(times[key]) * 1000
         out = outputs[key].float()
@@ -342,6 +376,8 @@ def bench_case(
                 peer_ms["fp32"] / ms,
                 same,
                 bool(torch.isfinite(outputs[key]).all()),
+                work / ms / 1e6,
+                work / ms / 1e6 / peak,
             )
         )
     return rows
@@ -363,9 +399,15 @@ def machine() -> str:
     except OSError:
         pass
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    caps = [
+        f"{k}={os.environ[k]}"
+        for k in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", kernels.ISA_ENV)
+        if k in os.environ
+    ]
     return (
-        f"{cpu} ({flags}), {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, load average {load}"
+        f"{cpu} ({flags}{'; ISA capped: ' + ' '.join(caps) if caps else ''}), {os.cpu_count()} logical CPUs, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16 {native_bf16()}, "
+        f"load average {load}"
     )
 
 
@@ -387,6 +429,7 @@ def gpu_name(device: torch.device) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="one configuration at 32x32, one repeat (CI smoke)")
+    ap.add_argument("--large", action="store_true", help="the earlier sessions' sizes (slow: ~30 min on one core)")
     ap.add_argument("--configs", nargs="*", help="released configuration names (default: the README's five)")
     ap.add_argument("--sizes", nargs="*", type=int, help="input sides, applied to every --configs entry")
     ap.add_argument(
@@ -454,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.small:
         cases = list(SMALL)
         repeats = min(repeats, 1)
+    elif args.large:
+        cases = list(LARGE)
     elif args.configs:
         cases = [(c, s) for c in args.configs for s in (args.sizes or [128])]
     else:
@@ -462,13 +507,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c, _ in cases if c not in configs]
     if unknown:
         raise SystemExit(f"unknown configuration(s) {unknown}; choose from {sorted(configs)}")
+    if not cuda and "bf16" in precisions and not native_bf16():
+        # emulated bf16 runs ~5x slower than fp32; swinir.engine then runs fp32 instead, and so does this table
+        precisions.remove("bf16")
     peer_cls, peer_name = peer_class(args.peer)
     where = gpu_name(device) if cuda else f"{machine()}; swinir CPU kernel: {kernels.status()}"
+    peak = math.nan if cuda else sgemm_peak(clock)
     header = (
         f"Machine: {where}. Peer: {peer_name}. Median of {repeats} alternating runs after "
         f"{'two warm-ups' if cuda else 'one warm-up'}; ms/image is "
-        f"{'process CPU' if clock == 'cpu' else 'wall'} time."
+        f"{'process CPU' if clock == 'cpu' else 'wall'} time. SGEMM peak (2048^3 fp32 matmul): {peak:.1f} GFLOP/s."
     )
+    if "bf16" not in precisions and not cuda and not native_bf16():
+        header += " No native bf16 here: bf16 runs as fp32 (swinir.engine falls back), so it has no rows."
     print(header, flush=True)
     rows: list[Row] = []
     for name, size in cases:
@@ -485,23 +536,38 @@ def main(argv: list[str] | None = None) -> int:
             clock,
             device,
             args.without_kernels,
+            peak,
         )
         rows += case
         print(render(case), file=sys.stderr, flush=True)
         if cuda:
             torch.cuda.empty_cache()
         if args.output:  # after every case: a run stopped at its time box keeps what it measured
-            write_output(args.output, header, rows, argv)
+            write_output(args.output, header, rows, argv, peer_name)
     print(render(rows))
+    print(summary(rows, peer_name))
     return 0
 
 
-def write_output(path: Path, header: str, rows: list[Row], argv: list[str] | None) -> None:
+def summary(rows: list[Row], peer_name: str) -> str:
+    """The smallest speed-up per (implementation, precision) over all cases."""
+    worst: dict[str, Row] = {}
+    for r in rows:
+        key = f"{r.impl} {r.precision}"
+        if r.impl != peer_name and (key not in worst or r.speedup < worst[key].speedup):
+            worst[key] = r
+    return "\n".join(
+        f"minimum vs peer fp32, {k}: {r.speedup:.2f}x ({LABELS.get(r.config, r.config)} {r.size}x{r.size})"
+        for k, r in worst.items()
+    )
+
+
+def write_output(path: Path, header: str, rows: list[Row], argv: list[str] | None, peer_name: str) -> None:
     from swinir.atomic import write_text
 
     write_text(
         path,
-        f"{header}\n\n{render(rows)}\n\nCommand: python benchmarks/inference.py "
+        f"{header}\n\n{render(rows)}\n\n{summary(rows, peer_name)}\n\nCommand: python benchmarks/inference.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}\n",
     )
 

@@ -133,6 +133,44 @@ def test_training_on_cuda(shared: Path, tmp_path: Path, amp: str) -> None:
     assert "device cuda" in (tmp_path / "run" / "train.log").read_text()
 
 
+def test_real_cuda_out_of_memory_halves_the_tile_until_it_fits() -> None:
+    """A real CUDA OOM (per-process memory capped just above what is in use): the whole-image forward
+    fails, the engine halves the tile until one fits, says so once, and the result matches that tile."""
+    model = swinir.load("builtin-x4", device="cuda")
+    img = np.random.default_rng(0).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(DEV).total_memory
+    cap = (torch.cuda.memory_allocated(DEV) + (600 << 20)) / total  # ~600 MB to work in
+    torch.cuda.set_per_process_memory_fraction(cap, DEV)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SwinIRNotice)
+            out = swinir.restore(model, img, tile=None)
+        said = [str(w.message) for w in caught if "out of memory" in str(w.message)]
+        assert len(said) == 1 and "halved until tile" in said[0]
+        tile = int(said[0].rsplit("tile ", 1)[1].split()[0])
+        assert tile < 1024
+        ref = swinir.restore(model, img, tile=tile, overlap=min(32, tile // 4))
+        assert np.abs(out.astype(int) - ref).max() <= 1
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, DEV)
+
+
+def test_auto_tile_on_cuda_measures_the_model_and_fits() -> None:
+    from swinir.fit import auto_tile, bytes_per_pixel
+
+    model = swinir.load("builtin-x4", device="cuda")
+    per_px = bytes_per_pixel(model, DEV)
+    assert 1000 < per_px < 200_000  # measured, in bytes per input pixel
+    tile = auto_tile(model, DEV, 8192, 8192)
+    assert tile is not None and tile % 8 == 0
+    img = np.random.default_rng(0).integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SwinIRNotice)
+        out = swinir.restore(model, img, tile="auto")
+    assert out.shape == (8192, 8192, 3) and not [w for w in caught if "out of memory" in str(w.message)]
+
+
 @pytest.mark.parametrize("name", ("classical_x2", "lightweight_x4"))
 def test_cuda_graph_equals_eager_and_rebuilds_on_shape_or_dtype(released_shapes: dict, name: str) -> None:
     """One captured graph per (shape, dtype): fp32 replay equals eager to 1e-6 with TF32 off."""

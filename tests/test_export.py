@@ -57,3 +57,34 @@ def test_export_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "missing.pth" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_reports_progress_and_drops_the_torchvision_noise(tmp_path: Path) -> None:
+    """Tracing takes ~100 s for an M model: each stage says when it starts. The exporter's four
+    "torchvision is not installed" warnings are dropped; its other log lines pass."""
+    import logging
+
+    from swinir.export import _quiet_exporter, export_onnx
+    from swinir.model import SwinIR
+
+    model = SwinIR(upscale=2, window_size=8, depths=[2], embed_dim=12, num_heads=[2], mlp_ratio=2, upsampler="")
+    stages: list[str] = []
+    export_onnx(model, tmp_path / "tiny.onnx", verify_sizes=[(8, 8)], progress=stages.append)
+    assert [s.split()[0] for s in stages] == ["tracing", "writing", "checking"] and "8x8" in stages[2]
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        with _quiet_exporter():
+            logger.warning("torchvision is not installed. Skipping torchvision::nms")
+            logger.warning("something else")
+        logger.warning("torchvision outside the export")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["something else", "torchvision outside the export"]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import swinir.model as swinir_model
+import swinir.model.cpu as swinir_cpu
 from swinir import kernels
 from swinir.model import SwinIR
 from swinir.reference import ReferenceSwinIR
@@ -88,7 +89,7 @@ def test_kernel_rejects_what_it_cannot_do() -> None:
 @pytest.mark.parametrize("chunk", (64, 4096))
 def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     """Whole blocks chunk by chunk (chunks crossing shift-mask groups at 64 tokens), batch 2, odd sizes."""
-    monkeypatch.setattr(swinir_model, "CPU_CHUNK_TOKENS", chunk)
+    monkeypatch.setattr(swinir_cpu, "CPU_CHUNK_TOKENS", chunk)
     cfg = dict(
         upscale=2,
         in_chans=3,
@@ -123,9 +124,8 @@ def test_cpu_path_does_not_touch_its_input() -> None:
     x = torch.randn(1, 256, 24)
     keep = x.clone()
     with torch.no_grad():
-        y = block(x, model_plan)
-        with kernels.disabled():
-            y_plain = block(x, model_plan)
+        y = block(x, model_plan, swinir_cpu.Exec(chunked=True))
+        y_plain = block(x, model_plan)
     assert torch.equal(x, keep)
     assert (y - y_plain).abs().max().item() < 1e-5
 
@@ -168,13 +168,27 @@ def test_build_is_cached_and_reused(tmp_path: Path) -> None:
 
 
 def test_falls_back_with_a_clear_warning_when_the_build_fails(tmp_path: Path) -> None:
-    if not {"avx512f", "avx512dq"} <= kernels._cpu_flags():
-        pytest.skip("no AVX-512 here: the kernel is never built, so its build cannot fail")
+    if kernels.choose_isa()[0] is None:
+        pytest.skip(f"no kernel ISA here ({kernels.choose_isa()[1]}): the kernel is never built")
     res = _python(_PROBE, tmp_path, CC="false")  # a "compiler" that always fails
     assert "AVAILABLE False True" in res.stdout, res.stderr
     assert "build failed" in res.stdout
     assert "could not be built" in res.stdout and "slower attention" in res.stdout
     assert not list((tmp_path / "kernels").glob("*"))  # nothing half-written left behind
+
+
+@pytest.mark.parametrize("isa", sorted(kernels.ISAS))
+def test_each_isa_build_can_be_forced(tmp_path: Path, isa: str) -> None:
+    """SWINIR_CPU_ISA builds and loads that ISA's variant (the CI's second pass forces avx2 this way); an
+    ISA the CPU lacks, or an unknown name, leaves the kernels off with the reason."""
+    res = _python(_PROBE, tmp_path, SWINIR_CPU_ISA=isa)
+    if set(kernels.ISAS[isa][0]) <= kernels._cpu_flags():
+        assert "AVAILABLE True True" in res.stdout and f"{isa} build loaded" in res.stdout, res.stderr
+        assert len(list((tmp_path / "kernels").glob(f"swinir_cpu-{isa}-*.so"))) == 1
+    else:
+        assert "AVAILABLE False True" in res.stdout and "lacks" in res.stdout, res.stderr
+    res = _python(_PROBE, tmp_path, SWINIR_CPU_ISA="sse2")
+    assert "AVAILABLE False True" in res.stdout and "'sse2' is not one of avx512, avx2" in res.stdout
 
 
 def test_can_be_switched_off(tmp_path: Path) -> None:
@@ -254,7 +268,7 @@ def test_model_convs_take_winograd_and_match(golden: Path, golden_index: dict) -
     assert {(32, 64), (64, 64)} <= set(expected) and (32, 8) not in expected  # 3conv's bottleneck stays direct
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kernels, "conv3x3", counting)
-        mp.setattr(swinir_model, "WINOGRAD_MIN_CHANNEL_PRODUCT", 2000)
+        mp.setattr(swinir_cpu, "WINOGRAD_MIN_CHANNEL_PRODUCT", 2000)
         with torch.no_grad():
             out = model(data["input"])
     assert sorted(calls) == sorted(expected) and calls
@@ -271,7 +285,7 @@ def test_golden_outputs_with_every_conv_on_winograd(
     """The golden networks have 24-32 channels: lower the threshold so that every 3x3 conv takes Winograd."""
     import swinir
 
-    monkeypatch.setattr(swinir_model, "WINOGRAD_MIN_CHANNEL_PRODUCT", 1)
+    monkeypatch.setattr(swinir_cpu, "WINOGRAD_MIN_CHANNEL_PRODUCT", 1)
     entry = golden_index[name]
     model = swinir.load(golden / entry["checkpoint"])
     for case in entry["cases"]:

@@ -18,6 +18,20 @@ def _golden_cases(golden):
     return json.loads((golden / "metrics" / "expected.json").read_text())
 
 
+def _tolerance(key: str, expected: float) -> float:
+    """1e-6, except one float32 ulp for Y-channel PSNR.
+
+    Y PSNR is a float32 value in the original (float32 Y, float32 mean, float32 log10), and numpy's float32
+    log10 is SIMD-dispatched: on butterfly_x2 the AVX-512 build (which made the golden values) returns
+    1.3873633 and the AVX2 build the correctly rounded 1.3873632, so the original's own result moves by one
+    ulp (1.9e-6 dB) between CPUs. We keep the original's arithmetic, so the number equals what the original
+    computes on the same CPU; every other metric is float64 and stays at 1e-6.
+    """
+    if key != "psnr_y":
+        return 1e-6
+    return max(1e-6, float(np.spacing(np.float32(expected))))
+
+
 def test_every_golden_value_matches(golden):
     cases = _golden_cases(golden)
     checked = 0
@@ -31,11 +45,12 @@ def test_every_golden_value_matches(golden):
                 continue
             kind, space = key.rsplit("_", 1)
             got = METRICS[kind](restored, reference, border, space == "y", color_order="bgr")
-            assert abs(got - expected) <= 1e-6, f"{case['restored']} {key}: {got!r} != {expected!r}"
+            tol = _tolerance(key, expected)
+            assert abs(got - expected) <= tol, f"{case['restored']} {key}: {got!r} != {expected!r}"
             # the same image in RGB order with the default color_order gives the same Y number
             if restored.ndim == 3 and space == "y":
                 got_rgb = METRICS[kind](restored[:, :, ::-1], reference[:, :, ::-1], border, space == "y")
-                assert abs(got_rgb - expected) <= 1e-6, f"RGB order {case['restored']} {key}"
+                assert abs(got_rgb - expected) <= tol, f"RGB order {case['restored']} {key}"
             checked += 1
     assert checked == sum(len(c) - 3 for c in cases) >= 30
 
@@ -46,7 +61,7 @@ def test_y_channel_depends_on_color_order(golden):
     b = cv2.imread(str(golden / case["reference"]))
     right = metrics.psnr(a, b, 2, True, color_order="bgr")
     wrong = metrics.psnr(a, b, 2, True, color_order="rgb")  # BGR data declared RGB: R and B swapped
-    assert abs(right - case["psnr_y"]) < 1e-6
+    assert abs(right - case["psnr_y"]) <= _tolerance("psnr_y", case["psnr_y"])
     assert abs(wrong - right) > 1e-3
 
 

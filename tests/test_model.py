@@ -179,3 +179,60 @@ def test_training_mode_matches_eval_numerically(golden: Path, golden_index: dict
     assert torch.allclose(out, ref, atol=1e-6, rtol=0)
     out.mean().backward()
     assert model.conv_first.weight.grad is not None
+
+
+def test_flops_of_one_block_by_hand() -> None:
+    """classical M's block (dim 180, window 8, MLP 2x) on a 64x64 map, counted by hand."""
+    from swinir.model.flops import block
+
+    tokens = 64 * 64
+    qkv = 2 * tokens * 180 * 540
+    scores = 2 * 4096 * 64 * 180  # each token against the 64 of its window, 6 heads x 30 dims
+    weighted = 2 * 4096 * 64 * 180
+    proj = 2 * tokens * 180 * 180
+    mlp = 2 * tokens * 180 * 360 * 2
+    assert block(180, 8, 2.0, tokens) == qkv + scores + weighted + proj + mlp == 2_312_110_080
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(upscale=2, upsampler="pixelshuffle"),
+        dict(upscale=3, upsampler="pixelshuffle"),
+        dict(upscale=4, upsampler="pixelshuffledirect"),
+        dict(upscale=4, upsampler="nearest+conv", resi_connection="3conv"),
+        dict(upscale=1, upsampler=""),
+        dict(upscale=2, upsampler="pixelshuffle", resi_connection="1x1"),  # the ablation variants
+        dict(upscale=1, upsampler="", resi_connection="none"),
+    ],
+)
+def test_flops_equal_torch_flop_counter_on_the_reference(kw: dict) -> None:
+    """The counter against torch's FlopCounterMode on the plain reference forward (every conv and matmul),
+    at a size that needs padding to the window."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from swinir.model import flops
+    from swinir.reference import ReferenceSwinIR
+
+    cfg = dict(img_size=16, window_size=8, embed_dim=24, depths=[2, 1], num_heads=[2, 3], mlp_ratio=2, **kw)
+    model = SwinIR(**cfg)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        ReferenceSwinIR(**cfg).eval()(torch.rand(1, 3, 16, 24))
+    assert flops(model, 13, 21) == flops(model.spec, 16, 24) == counter.get_total_flops() > 0
+
+
+def test_unknown_keyword_arguments_are_rejected() -> None:
+    with pytest.raises(TypeError, match="embed_dimm"):
+        SwinIR(embed_dimm=60)  # type: ignore[call-arg]
+
+
+def test_execution_path_is_chosen_on_placement() -> None:
+    """The backend's allowance follows .to()/.bfloat16(); a forward reads it instead of re-checking."""
+    model = SwinIR(upscale=1, embed_dim=12, depths=[2], num_heads=[2], window_size=8, mlp_ratio=2)
+    assert model.placement.cpu and model.placement.dtype == torch.float32 and model.placement.kernel_shapes
+    model.bfloat16()
+    assert model.placement.dtype == torch.bfloat16
+    model.float()
+    assert model.placement.dtype == torch.float32
+    wide = SwinIR(upscale=1, embed_dim=72, depths=[2], num_heads=[1], window_size=8, mlp_ratio=2)
+    assert not wide.placement.kernel_shapes  # head dim 72 is past the C kernel's 32

@@ -27,6 +27,7 @@ __all__ = [
     "save",
     "restore",
     "RestoreOptions",
+    "interpolate",
     "SwinIRError",
     "CheckpointError",
     "ImageReadError",
@@ -43,6 +44,7 @@ _LAZY = {
     "save": "swinir.checkpoint",
     "restore": "swinir.engine",
     "RestoreOptions": "swinir.options",
+    "interpolate": "swinir.blend",  # a model with weights (1 - alpha) * a + alpha * b
 }
 
 
@@ -64,6 +66,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from swinir.blend import interpolate
     from swinir.checkpoint import load, save
     from swinir.engine import restore
     from swinir.model import SwinIR

@@ -15,10 +15,11 @@ half cross-fades with complementary raised-cosine weights that sum to one: no se
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -29,7 +30,10 @@ from torch import Tensor, nn
 from swinir.capture import CapturedForward, resolve_capture
 from swinir.device import resolve_device
 from swinir.errors import SwinIRError
+from swinir.finish import apply_strength_tensor, resize_tensor
+from swinir.fit import TileOutOfMemory, auto_tile, is_oom, smaller_tile
 from swinir.io import BT601, SwinIRNotice, max_value
+from swinir.model.cpu import native_bf16
 from swinir.options import RestoreOptions
 
 __all__ = [
@@ -153,6 +157,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if dt == torch.float16 and device.type == "cpu":
         _notice("fp16 is not supported on CPU: using bf16 instead (same speed-up, wider range)")
         dt = torch.bfloat16
+    if dt == torch.bfloat16 and device.type == "cpu" and not native_bf16():
+        _notice("this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 runs ~5x slower than fp32: using fp32")
+        return None
     if dt == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         _notice("this GPU has no bf16 support: using fp16 (non-finite tiles are recomputed in fp32)")
         dt = torch.float16
@@ -320,13 +327,6 @@ def _captured(model: nn.Module, mode: str, device: torch.device) -> CapturedForw
     return cached
 
 
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc)
-    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
-
-
 @dataclass
 class _RunState:
     amp: torch.dtype | None
@@ -340,20 +340,17 @@ def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Ten
     try:
         y = _run(st.captured or model, x, ensemble, st.amp)
     except Exception as exc:
-        if st.captured is not None and not _is_oom(exc):
+        if st.captured is not None and not is_oom(exc):
             _notice(f"capturing the forward failed on {x.device} ({str(exc).splitlines()[0][:120]}): running eager")
             st.captured = None
             return _run_safe(model, x, ensemble, st)
-        if _is_oom(exc):
-            raise SwinIRError(
-                f"out of memory on {x.device} for a {x.shape[-2]}x{x.shape[-1]} tile (batch {x.shape[0]}): "
-                f"use a smaller tile (e.g. tile={max(32, x.shape[-1] // 2)}), batch size 1 or bf16"
-            ) from None
+        if is_oom(exc):
+            raise TileOutOfMemory((x.shape[-2], x.shape[-1]), x.shape[0], x.device) from None
         if st.amp is None or not isinstance(exc, RuntimeError):
             raise
         _notice(
-            f"{str(st.amp).replace('torch.', '')} failed on {x.device} ({str(exc).splitlines()[0][:120]}): "
-            "falling back to fp32"
+            f"{str(st.amp).replace('torch.', '')} failed on {x.device} "
+            f"({textwrap.shorten(str(exc).splitlines()[0], 160, placeholder=' ...')}): falling back to fp32"
         )
         st.amp = None
         y = _run(model, x, ensemble, None)
@@ -513,7 +510,8 @@ def _numpy_flush(out: np.ndarray, result_ch: int) -> Flush:
 
 
 def _restore_numpy(ctx: _Context, image: np.ndarray, allow_out_of_range: bool) -> np.ndarray:
-    from swinir.io import resize
+    from swinir.finish import apply_strength
+    from swinir.io import from_float, resize, to_float
 
     _check_numpy(image, allow_out_of_range)
     _, in_ch, out_ch, _ = _model_info(ctx.model)
@@ -526,12 +524,17 @@ def _restore_numpy(ctx: _Context, image: np.ndarray, allow_out_of_range: bool) -
     plan = _plan_for(img.shape[2], in_ch, out_ch)
     ho, wo = img.shape[0] * ctx.scale, img.shape[1] * ctx.scale
     result_ch = plan.out_channels
-    out = np.empty((ho, wo, result_ch + (alpha is not None)), dtype=image.dtype)
+    float_pass = ctx.options.changes_result  # resize and mix in float, then round once
+    out = np.empty((ho, wo, result_ch + (alpha is not None)), dtype=np.float32 if float_pass else image.dtype)
     src = _Source(img, plan.color_to_gray, plan.gray_to_color)
-    _tiled(ctx, src, plan, _numpy_flush(out, result_ch))
+    _tiled_fitting(ctx, src, plan, _numpy_flush(out, result_ch))
     if alpha is not None:
-        out[..., result_ch] = resize(np.ascontiguousarray(alpha), ho, wo)
-    out = resize(out, final_h, final_w)  # outscale: area down, bicubic up; the model's own size is kept as is
+        a = to_float(np.ascontiguousarray(alpha)) if float_pass else np.ascontiguousarray(alpha)
+        out[..., result_ch] = resize(a, ho, wo)
+    if float_pass:
+        out = resize(out, final_h, final_w)  # area down, bicubic up
+        apply_strength(out[..., :result_ch], img, ctx.options.strength)
+        out = from_float(out, image.dtype)
     if out.ndim == 3 and out.shape[2] == 1 and (squeeze or plan.color_to_gray):
         return out[..., 0]
     return out
@@ -547,15 +550,6 @@ def _check_tensor(image: Tensor, allow_out_of_range: bool) -> None:
             raise SwinIRError("the image contains NaN or infinite values")
         if not allow_out_of_range:
             _check_float_range(float(image.min()), float(image.max()))
-
-
-def _resize_tensor(t: Tensor, height: int, width: int) -> Tensor:
-    """NCHW float resize as ``io.resize`` does it: area averaging when shrinking, bicubic when enlarging."""
-    if tuple(t.shape[-2:]) == (height, width):
-        return t
-    shrink = height <= t.shape[-2] and width <= t.shape[-1]
-    mode = "area" if shrink else "bicubic"
-    return F.interpolate(t, size=(height, width), mode=mode, **({} if shrink else {"align_corners": False}))
 
 
 def _to_dtype(values: Tensor, dtype: torch.dtype) -> Tensor:
@@ -575,7 +569,7 @@ def _restore_tensor(ctx: _Context, image: Tensor, allow_out_of_range: bool) -> T
     plan = _plan_for(color_c, in_ch, out_ch)
     result_ch = plan.out_channels
     ho, wo = h * ctx.scale, w * ctx.scale
-    resized = (final_h, final_w) != (ho, wo)
+    resized = (final_h, final_w) != (ho, wo) or ctx.options.strength < 1.0
     out = torch.empty(n, result_ch + has_alpha, final_h, final_w, dtype=image.dtype)  # outside inference mode
     for i in range(n):
         cpu = batch[i].detach().to("cpu")
@@ -585,14 +579,16 @@ def _restore_tensor(ctx: _Context, image: Tensor, allow_out_of_range: bool) -> T
         def flush(r0: int, r1: int, c0: int, c1: int, values: Tensor, dst: Tensor = dst) -> None:
             dst[:result_ch, r0:r1, c0:c1] = values if resized else _to_dtype(values, image.dtype)
 
-        _tiled(ctx, _Source(cpu[:color_c], plan.color_to_gray, plan.gray_to_color), plan, flush)
+        _tiled_fitting(ctx, _Source(cpu[:color_c], plan.color_to_gray, plan.gray_to_color), plan, flush)
         if has_alpha:
             a = cpu[color_c:].to(torch.float32)[None]
             a = a / 255.0 if image.dtype == torch.uint8 else a
             a = F.interpolate(a, size=(ho, wo), mode="bicubic", align_corners=False)[0]
             dst[result_ch:] = a if resized else _to_dtype(a, image.dtype)
         if resized:
-            out[i] = _to_dtype(_resize_tensor(dst[None], final_h, final_w)[0], image.dtype)
+            final = resize_tensor(dst[None], final_h, final_w)[0]
+            final[:result_ch] = apply_strength_tensor(final[:result_ch], cpu[:color_c], ctx.options.strength)
+            out[i] = _to_dtype(final, image.dtype)
     if image.dim() == 2:
         out = out[0, 0]
     elif image.dim() == 3:
@@ -602,10 +598,41 @@ def _restore_tensor(ctx: _Context, image: Tensor, allow_out_of_range: bool) -> T
 
 def _spans(ctx: _Context, height: int, width: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     tile = ctx.options.tile
+    if tile == "auto":
+        tile = auto_tile(ctx.model, ctx.device, height, width, ctx.amp, ctx.options.batch_size)
     if not tile:
         return [(0, height)], [(0, width)]
     t, o = _round_tile(int(tile), int(ctx.options.overlap), ctx.window)
     return plan_axis(height, t, o, ctx.window), plan_axis(width, t, o, ctx.window)
+
+
+def _tiled_fitting(ctx: _Context, src: _Source, plan: _Plan, flush: Flush) -> None:
+    """``_tiled``, and after an out-of-memory error the same image again with half the tile, until it fits
+    (said once, with the tile that fitted) or the tile is two windows (then a one-line error)."""
+    first_failure: tuple[int, int] | None = None
+    tile = ctx.options.tile
+    while True:
+        try:
+            _tiled(ctx, src, plan, flush)
+            break
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            failed = exc.tile_hw if isinstance(exc, TileOutOfMemory) else (src.height, src.width)
+        first_failure = first_failure or failed
+        if ctx.device.type == "cuda":
+            torch.cuda.empty_cache()
+        current = max(failed) if tile == "auto" or not tile else int(tile)
+        tile = smaller_tile(current, src.height, src.width, ctx.window)
+        if tile is None:
+            raise SwinIRError(
+                f"out of memory on {ctx.device} even for the smallest tile ({current} pixels); "
+                "free memory on the device, use bf16 or another device"
+            )
+        ctx = replace(ctx, options=replace(ctx.options, tile=tile, overlap=min(ctx.options.overlap, tile // 4)))
+    if first_failure is not None:
+        h, w = first_failure
+        _notice(f"out of memory on {ctx.device} with a {h}x{w} tile: halved until tile {tile} fitted")
 
 
 @torch.inference_mode()

@@ -1,7 +1,7 @@
 """Export a SwinIR network to ONNX with dynamic batch, height and width, and check it with onnxruntime.
 
 The graph comes from ``torch.export`` (symbolic shapes) through ``torch.onnx``. While tracing, the model
-takes its shape-generic path (``swinir.model`` checks ``_tracing()``): the reflect padding is branch-free,
+takes its shape-generic path (``swinir.model.cpu.tracing()``): the reflect padding is branch-free,
 the shifted-window gather index and each window's mask group are computed from the dynamic size with
 ``arange`` comparisons, and attention is plain MatMul/Softmax with the bias looked up per window. So one
 file restores any input of at least one window per side, at any batch size, with the same numbers as
@@ -11,9 +11,11 @@ PyTorch. Needs ``onnxscript`` (``pip install -e .[export]``); verification needs
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,18 +52,50 @@ def _require(module: str, extra: str) -> None:
         )
 
 
+class _DropExporterNoise(logging.Filter):
+    """The exporter logs one warning per torchvision op it cannot register ("torchvision is not installed.
+    Skipping torchvision::nms", four lines): irrelevant to SwinIR, which uses no torchvision op."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "torchvision" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    noise = _DropExporterNoise()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx._internal.exporter._registration", "torch.onnx")]
+    for lg in loggers:
+        lg.addFilter(noise)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(noise)
+
+
+def _check_verify_sizes(sizes: Sequence[tuple[int, int]], ws: int) -> None:
+    for h, w in sizes:
+        if min(h, w) < ws:
+            raise SwinIRError(f"verify size {h}x{w}: the exported graph needs both sides >= the window ({ws})")
+
+
 def export_onnx(
     model: SwinIR,
     path: str | os.PathLike[str],
     opset: int = DEFAULT_OPSET,
     verify_sizes: Sequence[tuple[int, int]] = ((37, 29), (64, 48)),
     tolerance: float = 1e-4,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Write ``model`` (fp32, CPU) to ``path`` as ONNX with dynamic batch/height/width; verify it.
 
     ``verify_sizes``: input (height, width) pairs run through onnxruntime and PyTorch (batch 1); a
     difference above ``tolerance`` raises ``SwinIRError`` and nothing is written. Empty: no check.
+    ``progress`` is called with a short line as each stage starts (tracing takes ~100 s for an M model).
     """
+    say = progress or (lambda _: None)
     _require("onnxscript", "export")
     out = Path(path)
     if out.suffix.lower() != ".onnx":
@@ -70,16 +104,14 @@ def export_onnx(
         raise SwinIRError(f"{out.parent}: no such folder for the ONNX file")
     model = model.float().cpu().eval()
     ws = model.window_size
-    for h, w in verify_sizes:
-        if min(h, w) < ws:
-            raise SwinIRError(f"verify size {h}x{w}: the exported graph needs both sides >= the window ({ws})")
+    _check_verify_sizes(verify_sizes, ws)
     batch = torch.export.Dim("batch", min=1, max=1024)
     height = torch.export.Dim("height", min=ws, max=MAX_SIDE)
     width = torch.export.Dim("width", min=ws, max=MAX_SIDE)
     # an example that is not a window multiple and has batch 2: no size gets specialised into the graph
     example = torch.rand(2, model.in_chans, 2 * ws + 3, 3 * ws + 1, generator=torch.Generator().manual_seed(0))
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    say("tracing the model with torch.export and converting it to ONNX (the slow step)")
+    with _quiet_exporter(), torch.no_grad():
         try:
             program = torch.onnx.export(
                 model,
@@ -101,7 +133,10 @@ def export_onnx(
         "input_range": "0..1, (N, C, H, W) float32, H and W >= window_size",
     }
     with atomic_path(out, suffix=".onnx") as tmp:  # a failed check raises before the file is replaced
+        say("writing the ONNX file")
         _save(program, tmp, meta)
+        if verify_sizes:
+            say("checking it with onnxruntime at " + ", ".join(f"{h}x{w}" for h, w in verify_sizes))
         report = ExportReport(out, opset, ws, verify(model, tmp, verify_sizes) if verify_sizes else {})
         if report.worst > tolerance:
             raise SwinIRError(f"ONNX output differs from PyTorch by {report.worst:.2e} (> {tolerance:g}); not written")

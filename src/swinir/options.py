@@ -61,26 +61,41 @@ class RestoreOptions:
     ``device``: cpu, cuda, cuda:1, mps; None keeps the model's accelerator or picks the best available.
     ``batch_size``: tiles per forward pass.
     ``outscale``: final size as a factor of the input size (None: the model's scale); area averaging when
-    shrinking, bicubic when enlarging.
+    shrinking, bicubic when enlarging. ``width``/``height`` (one keeps the aspect ratio, both set it) and
+    ``long_side`` are the other ways to say the final size (one of the three); ``max_megapixels`` caps it.
+    The resize runs in float, before the one rounding to the output's bit depth.
+    ``strength``: 1 is the model's result, 0 the input at the output size (bicubic for SR), in between a mix.
+    ``tile="auto"`` picks the tile from the memory free on the device (``swinir.fit``). Whatever the tile,
+    a forward that runs out of memory halves it and retries the image, with a notice.
     ``capture``: replay one captured forward per tile shape (``swinir.capture``): ``auto`` is CUDA graphs on
     CUDA and eager elsewhere; ``compile`` is torch.compile with static shapes; ``off`` (default) is eager.
     """
 
-    tile: int | None = None
+    tile: int | str | None = None
     overlap: int = 32
     ensemble: bool = False
     precision: str = "fp32"
     device: Device = None
     batch_size: int = 1
     outscale: float | None = None
+    strength: float = 1.0
+    width: int | None = None
+    height: int | None = None
+    long_side: int | None = None
+    max_megapixels: float | None = None
     capture: str = "off"
 
     def __post_init__(self) -> None:
-        tile = None if self.tile is None else _int_field("tile", self.tile, 0)
+        if self.tile == "auto":
+            tile: int | str | None = "auto"
+        else:
+            if isinstance(self.tile, str) and not self.tile.isdigit():
+                raise OptionsError("tile", f"tile must be a number of pixels or 'auto', got {self.tile!r}")
+            tile = None if self.tile is None else _int_field("tile", self.tile, 0)
         object.__setattr__(self, "tile", tile or None)
         object.__setattr__(self, "overlap", _int_field("overlap", self.overlap, 0))
         object.__setattr__(self, "batch_size", _int_field("batch_size", self.batch_size, 1))
-        if self.tile is not None and self.overlap >= self.tile:
+        if isinstance(self.tile, int) and self.overlap >= self.tile:
             raise OptionsError(
                 "overlap", f"overlap ({self.overlap}) must be smaller than the tile ({self.tile}) it is part of"
             )
@@ -99,6 +114,26 @@ class RestoreOptions:
             if not (math.isfinite(scale) and 0 < scale <= MAX_OUTSCALE):
                 raise OptionsError("outscale", f"outscale must be in (0, {MAX_OUTSCALE:g}], got {self.outscale}")
             object.__setattr__(self, "outscale", scale)
+        self._check_size_and_strength()
+
+    def _check_size_and_strength(self) -> None:
+        for name in ("width", "height", "long_side"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _int_field(name, value, 1))
+        if self.max_megapixels is not None and not (0 < float(self.max_megapixels) < math.inf):
+            raise OptionsError("max_megapixels", f"max_megapixels must be > 0, got {self.max_megapixels}")
+        try:
+            strength = float(self.strength)
+        except (TypeError, ValueError):
+            strength = math.nan
+        if not 0.0 <= strength <= 1.0:
+            raise OptionsError("strength", f"strength must be in [0, 1], got {self.strength!r}")
+        object.__setattr__(self, "strength", strength)
+        given = [n for n in ("outscale", "width", "long_side") if getattr(self, n) or (n == "width" and self.height)]
+        if len(given) > 1:
+            names = " and ".join("width/height" if n == "width" else n for n in given)
+            raise OptionsError(given[1], f"give only one of {names} for the output size")
 
     @classmethod
     def build(cls, options: RestoreOptions | None = None, **overrides: Any) -> RestoreOptions:
@@ -111,17 +146,20 @@ class RestoreOptions:
         return replace(base, **overrides) if overrides else base
 
     def output_size(self, height: int, width: int, model_scale: int) -> tuple[int, int]:
-        """(height, width) of the final result for an input of that size; at least 1 pixel per side or an error."""
-        if self.outscale is None:
-            return height * model_scale, width * model_scale
-        out_h, out_w = round(height * self.outscale), round(width * self.outscale)
-        if out_h < 1 or out_w < 1:
-            raise OptionsError(
-                "outscale",
-                f"outscale {self.outscale:g} turns a {width}x{height} image into {out_w}x{out_h} pixels; "
-                "the result needs at least 1 pixel per side",
-            )
-        return out_h, out_w
+        """(height, width) of the final result for an input of that size; at least 1 pixel per side."""
+        from swinir.finish import final_size
+
+        return final_size(
+            height, width, model_scale, outscale=self.outscale, out_width=self.width, out_height=self.height,
+            long_side=self.long_side, max_megapixels=self.max_megapixels,
+        )  # fmt: skip
+
+    @property
+    def changes_result(self) -> bool:
+        """True when the model's result is resized or mixed after the model (a float pass is needed)."""
+        return self.strength < 1.0 or any(
+            v is not None for v in (self.outscale, self.width, self.height, self.long_side, self.max_megapixels)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

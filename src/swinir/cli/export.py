@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from swinir.errors import SwinIRError
@@ -57,8 +58,17 @@ def run(args: argparse.Namespace) -> int:
     model = swinir.load(args.model, device="cpu")
     t0 = time.perf_counter()
     print(f"exporting {model.spec.describe()} ...", flush=True)
+
+    def progress(stage: str) -> None:
+        print(f"  [{time.perf_counter() - t0:4.0f} s] {stage} ...", file=sys.stderr, flush=True)
+
     report = export_onnx(
-        model, args.onnx, opset=args.opset or DEFAULT_OPSET, verify_sizes=sizes, tolerance=args.tolerance
+        model,
+        args.onnx,
+        opset=args.opset or DEFAULT_OPSET,
+        verify_sizes=sizes,
+        tolerance=args.tolerance,
+        progress=progress,
     )
     checked = ", ".join(f"{h}x{w}: {d:.1e}" for (h, w), d in report.max_abs_diff.items()) or "not checked"
     print(

@@ -18,9 +18,12 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from swinir.cli.restore_controls import CONTROL_FLAGS, add_control_args, control_options, load_model, tile_value
+from swinir.cli.restore_video import add_video_args, restore_clip, run_videos, split_videos
 from swinir.errors import ImageWriteError, SwinIRError
 from swinir.options import MAX_OUTSCALE, OptionsError, RestoreOptions
 from swinir.restore_plan import Job, Plan, plan_restore, split_existing
@@ -39,6 +42,10 @@ EPILOG = """examples:
   swinir restore shot.jpg -o out/ --model realsr-x4 --outscale 2 --ext jpg --quality 92
   swinir restore noisy.png -o out/ --model my_run/best.safetensors --suffix _dn
   torchrun --nproc_per_node 4 -m swinir restore big_folder/ -o out/ -r --model realsr-x4-large
+  swinir restore clip.mp4 -o out/ --model realsr-x4 --codec libx265 --crf 20   # a video, audio copied
+  swinir restore noisy.png -o out/ --noise-level 35 --strength 0.8
+  swinir restore photo.jpg -o out/ --model realsr-x4 --outscale 1            # enhance only
+  swinir restore photo.jpg -o out/ --long-side 2000 --max-megapixels 4
 
 notes:
   Outputs keep the input's name (plus --suffix) under OUTDIR, mirroring subfolders with --recursive.
@@ -91,10 +98,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tile",
-        type=_int_in(0),
-        default=512,
-        metavar="N",
-        help="tile side in input pixels, rounded to the window size; 0 = whole image (default 512)",
+        type=tile_value,
+        default="auto",
+        metavar="N|auto",
+        help="tile side in input pixels, rounded to the window size; 0 = whole image; auto (default) = from the "
+        "free memory. An out-of-memory error halves the tile and retries",
     )
     p.add_argument(
         "--overlap", type=_int_in(0), default=32, metavar="N", help="overlap between tiles in input pixels (default 32)"
@@ -157,6 +165,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _add_file_args(p)
     _add_run_args(p)
+    add_control_args(p)
+    add_video_args(p)
     p.set_defaults(func=run)
 
 
@@ -170,6 +180,7 @@ FLAGS = {
     "precision": "--precision",
     "outscale": "--outscale",
     "capture": "--capture",
+    **CONTROL_FLAGS,
 }
 
 
@@ -198,6 +209,7 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
         batch_size=args.batch_size,
         outscale=args.outscale,
         capture=args.capture,
+        **control_options(args),
     )
 
 
@@ -440,14 +452,12 @@ def _restore_all(jobs: list[Job], run: _Run, guard: Any, info: DistInfo, debug: 
 
 
 def _load(args: argparse.Namespace, info: DistInfo, say: Callable[[str], None], n_mine: int, n_all: int) -> Any:
-    import swinir
-
-    if args.model is None:
+    if args.model is None and args.noise_level is None and args.jpeg_quality is None:
         from swinir import zoo
 
         desc = zoo.get(DEFAULT_MODEL).description if zoo.is_known(DEFAULT_MODEL) else "compact x4"
         say(f"using built-in model {DEFAULT_MODEL} ({desc}); for the released SwinIR use --model classical-x4 / ...")
-    model = swinir.load(args.model or DEFAULT_MODEL, device=_device_for(args.device, info))
+    model = load_model(args, DEFAULT_MODEL, _device_for(args.device, info), say)
     shard = f", {n_mine} of {n_all} on rank 0 of {info.world}" if info.enabled else ""
     say(f"model: {model.spec.describe()}{shard}")
     if args.verbose and next(model.parameters()).device.type == "cpu" and args.precision == "fp32":
@@ -489,14 +499,18 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.output).expanduser()
     say: Callable[[str], None] = (lambda line: print(line, file=sys.stderr)) if info.main else (lambda line: None)
 
-    plan = plan_restore(args.inputs, outdir, args.recursive, args.suffix, args.ext)
+    video_jobs, video_problems, image_inputs = split_videos(args.inputs, outdir, args.suffix)
+    plan = plan_restore(image_inputs, outdir, args.recursive, args.suffix, args.ext) if image_inputs else Plan()
     report_plan(plan, args, say)
-    if not plan.jobs and not plan.failed_sources:
+    _listed(video_problems, say)
+    if not plan.jobs and not plan.failed_sources and not video_jobs and not video_problems:
         raise SwinIRError("no images found in " + ", ".join(args.inputs))
-    if plan.onto_inputs and not plan.jobs:
+    if plan.onto_inputs and not plan.jobs and not video_jobs:
         raise SwinIRError(f"every output would overwrite its input in {outdir}; choose another -o or a --suffix")
     # each rank looks only at its own share of outputs: another rank's fresh files never count as existing
     mine, existing = split_existing(plan.jobs[info.rank :: info.world], args.overwrite)
+    video_jobs, video_existing = split_existing(video_jobs, args.overwrite)  # every rank works on every video
+    existing += video_existing if info.main else []
     if not args.skip_existing:
         _listed(_existing_lines(existing), lambda line: print(line, file=sys.stderr))
     from swinir.io import InputFiles
@@ -504,19 +518,23 @@ def run(args: argparse.Namespace) -> int:
     guard = InputFiles([j.src for j in plan.jobs + plan.onto_inputs] + [s for _, srcs in plan.clashes for s in srcs])
     start = time.perf_counter()
     counts = [0, 0]
-    if mine:
+    if mine or video_jobs:
         check_writable(outdir)
         model = _load(args, info, say, len(mine), len(plan.jobs))
         run_ = _Run(model, options, args.quality, args.overwrite, _Notices(say_always), lambda d, t: None)
         try:
             with _stop_on_signals():
                 counts = _restore_all(mine, run_, guard, info, getattr(args, "debug", False))
+                clip = partial(restore_clip, model, options=options)
+                videos = run_videos(video_jobs, clip, args, info.rank, info.world, say)
+            counts = [counts[0] + (videos[0] if info.main else 0), counts[1] + videos[2]]
         except Stopped as stop:
             name = signal.Signals(stop.signum).name
             print(
                 f"stopped by {name}: finished outputs are kept; rerun with --skip-existing to resume", file=sys.stderr
             )
             return 128 + stop.signum
+    counts[1] += len(video_problems) if info.main else 0
     return _summary([*counts, len(existing)], plan, info, time.perf_counter() - start, outdir, args.skip_existing)
 
 

@@ -6,8 +6,10 @@ window-attention kernel in ``window_attention.c`` computes each window and head 
 in L1 and reads q, k, v straight from the qkv projection's output. ``winograd.c`` holds the transforms of
 Winograd F(2x2, 3x3) for the larger 3x3 convolutions.
 
-Optional by design: on anything but Linux x86-64 with AVX-512, without a C compiler, when the build fails,
-or with ``SWINIR_CPU_KERNELS=0``, ``available()`` is False and the model uses
+Built per instruction set from one source (``simd.h``): AVX-512 where the CPU has it, else AVX2 + FMA;
+``SWINIR_CPU_ISA=avx512|avx2|none`` forces one (CI runs the AVX2 build on AVX-512 machines this way).
+Optional by design: on anything but Linux x86-64 with AVX2 or AVX-512, without a C compiler, when the build
+fails, or with ``SWINIR_CPU_KERNELS=0``, ``available()`` is False and the model uses
 ``F.scaled_dot_product_attention`` and oneDNN's direct convolutions (the same numbers to ~1e-6).
 ``status()`` says which and why. The shared library (both .c files) lives in ``<cache>/kernels/`` under a
 name that hashes the sources, the flags and the compiler, so an edit or another compiler rebuilds it; it is
@@ -37,7 +39,15 @@ from swinir.atomic import atomic_path
 from swinir.paths import cache_dir
 
 SOURCES = tuple(Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c"))
-CFLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-fPIC", "-shared")
+HEADERS = (Path(__file__).with_name("simd.h"),)
+CFLAGS = ("-O3", "-fPIC", "-shared")
+# One source, built once per instruction set; chosen from the CPU's flags, or forced with SWINIR_CPU_ISA
+# (``avx512``, ``avx2``, ``none``), e.g. to test the AVX2 build on an AVX-512 machine.
+ISAS = {
+    "avx512": (("avx512f", "avx512dq", "fma"), ("-mavx512f", "-mavx512dq", "-mfma", "-DSWINIR_ISA_AVX512")),
+    "avx2": (("avx2", "fma"), ("-mavx2", "-mfma", "-DSWINIR_ISA_AVX2")),
+}
+ISA_ENV = "SWINIR_CPU_ISA"
 # PyTorch's Linux wheels run their CPU threads on libgomp; a kernel built with -fopenmp then shares that very
 # pool (the loader reuses the loaded libgomp.so.1), so its threads are the ones already spinning after a GEMM.
 OPENMP = "OpenMP" in torch.__config__.parallel_info()
@@ -49,6 +59,7 @@ _lib: ctypes.CDLL | None = None
 _tried = False
 _status = "not loaded yet"
 _enabled = True
+_isa: str | None = None
 
 
 def _cpu_flags() -> set[str]:
@@ -69,30 +80,49 @@ def _compiler() -> str | None:
     return None
 
 
-def _flags() -> list[str]:
-    return [*CFLAGS, "-fopenmp"] if OPENMP else list(CFLAGS)
+def _flags(isa: str) -> list[str]:
+    flags = [*CFLAGS, *ISAS[isa][1]]
+    return [*flags, "-fopenmp"] if OPENMP else flags
 
 
-def _build(cc: str, target: Path) -> None:
+def choose_isa() -> tuple[str | None, str]:
+    """The kernels' instruction set here (or None) and, when None, why: forced by SWINIR_CPU_ISA, else
+    the widest that the CPU's flags allow."""
+    forced = os.environ.get(ISA_ENV, "").strip().lower()
+    flags = _cpu_flags()
+    if forced in ("none", "off", "0"):
+        return None, f"{ISA_ENV}={forced}"
+    if forced and forced not in ISAS:
+        return None, f"{ISA_ENV}={forced!r} is not one of {', '.join(ISAS)}, none"
+    for name in (forced,) if forced else tuple(ISAS):
+        needs = ISAS[name][0]
+        if set(needs) <= flags:
+            return name, ""
+        if forced:
+            return None, f"{ISA_ENV}={forced} but this CPU lacks {', '.join(sorted(set(needs) - flags))}"
+    return None, "this CPU has neither AVX-512 nor AVX2+FMA"
+
+
+def _build(cc: str, isa: str, target: Path) -> None:
     with atomic_path(target) as tmp:  # a failed build leaves nothing behind; concurrent builds are safe
         res = subprocess.run(
-            [cc, *_flags(), "-o", str(tmp), *map(str, SOURCES)], capture_output=True, text=True, timeout=120
+            [cc, *_flags(isa), "-o", str(tmp), *map(str, SOURCES)], capture_output=True, text=True, timeout=120
         )
         if res.returncode != 0:
             raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-800:]}")
 
 
 def _load() -> ctypes.CDLL | None:
-    global _lib, _tried, _status
+    global _lib, _tried, _status, _isa
     if _tried:
         return _lib
     with _lock:
         if _tried:
             return _lib
         try:
-            _lib, _status = _try_load()
+            _lib, _isa, _status = _try_load()
         except Exception as exc:
-            _lib, _status = None, f"build failed ({exc}); using PyTorch's attention"
+            _lib, _isa, _status = None, None, f"build failed ({exc}); using PyTorch's attention"
             warnings.warn(
                 f"swinir: the CPU window-attention kernel could not be built, so CPU inference uses "
                 f"PyTorch's slower attention. Reason: {exc}",
@@ -103,23 +133,23 @@ def _load() -> ctypes.CDLL | None:
         return _lib
 
 
-def _try_load() -> tuple[ctypes.CDLL | None, str]:
+def _try_load() -> tuple[ctypes.CDLL | None, str | None, str]:
     if os.environ.get("SWINIR_CPU_KERNELS", "1").strip().lower() in ("0", "off", "false", "no"):
-        return None, "disabled by SWINIR_CPU_KERNELS=0"
+        return None, None, "disabled by SWINIR_CPU_KERNELS=0"
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        return None, f"not built on {platform.system()} {platform.machine()} (Linux x86-64 only)"
-    if not {"avx512f", "avx512dq"} <= _cpu_flags():
-        return None, "this CPU has no AVX-512"
+        return None, None, f"not built on {platform.system()} {platform.machine()} (Linux x86-64 only)"
+    isa, why = choose_isa()
+    if isa is None:
+        return None, None, why
     cc = _compiler()
     if cc is None:
-        return None, "no C compiler found (install gcc or set CC)"
+        return None, None, "no C compiler found (install gcc or set CC)"
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256(
-        b"".join(p.read_bytes() for p in SOURCES) + " ".join(_flags()).encode() + cc.encode() + version.encode()
-    )
-    target = cache_dir() / "kernels" / f"swinir_cpu-{key.hexdigest()[:16]}.so"
+    sources = b"".join(p.read_bytes() for p in (*SOURCES, *HEADERS))
+    key = hashlib.sha256(sources + " ".join(_flags(isa)).encode() + cc.encode() + version.encode())
+    target = cache_dir() / "kernels" / f"swinir_cpu-{isa}-{key.hexdigest()[:16]}.so"
     if not target.is_file():
-        _build(cc, target)
+        _build(cc, isa, target)
     lib = ctypes.CDLL(str(target))
     fn = lib.swinir_window_attention_f32
     fn.restype = ctypes.c_int
@@ -129,12 +159,17 @@ def _try_load() -> tuple[ctypes.CDLL | None, str]:
     lib.swinir_winograd23_input.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
     lib.swinir_winograd23_output.restype = None
     lib.swinir_winograd23_output.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
-    return lib, f"loaded {target}"
+    return lib, isa, f"{isa} build loaded from {target}"
 
 
 def available() -> bool:
     """Whether the window-attention kernel can run here (builds it on the first call)."""
     return _enabled and _load() is not None
+
+
+def isa() -> str | None:
+    """The instruction set of the loaded kernels ("avx512", "avx2"), or None when they are not used."""
+    return _isa if available() else None
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-/* Fused window attention for SwinIR inference on x86-64 CPUs with AVX-512 (fp32).
+/* Fused window attention for SwinIR inference on x86-64 CPUs (fp32), one source built per ISA (simd.h).
  *
  * One call handles `count` consecutive windows: for every window and head it computes
  * softmax(scale * q k^T + bias[group]) v with the whole 64x64 score tile kept in L1, reading q, k, v straight
@@ -13,38 +13,30 @@
  *                                    wbase + i < group_end[g] (windows are sorted by shift-mask group)
  *   out  (windows, n, heads, d)
  * Limits: n <= 64 (window 8), d <= 32. The caller checks them.
+ *
+ * Register blocking per ISA (32 vector registers on AVX-512, 16 on AVX2): scores in SROWS x SCVEC-vector
+ * tiles, p v in RV rows x NV vectors (NV = vectors per head dim).
  */
-#include <immintrin.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "simd.h"
+
 #define NMAX 64
 #define DMAX 32
-#define AI __attribute__((always_inline)) static inline
+#if VL == 16
+#define SROWS 4
+#define SCVEC 4
+#else
+#define SROWS 6
+#define SCVEC 2
+#endif
 
-AI __m512 exp_ps(__m512 x) {
-    /* Cephes expf: x = k ln2 + r, |r| <= ln2/2, degree-7 polynomial, 2^k by scalef; ~1 ulp */
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, k);
-}
-
+#if VL == 16
 /* dst[c * NMAX + r] = src[r * stride + c] for a 16x16 block; rows >= `rows` and masked-off columns read as 0 */
-AI void transpose16(const float *src, int64_t stride, int rows, __mmask16 cols, float *dst) {
+AI void transpose_block(const float *src, int64_t stride, int rows, vmask cols, float *dst) {
     __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = i < rows ? _mm512_maskz_loadu_ps(cols, src + i * stride) : _mm512_setzero_ps();
+    for (int i = 0; i < 16; i++) r[i] = i < rows ? vmload(cols, src + i * stride) : vzero();
     for (int i = 0; i < 16; i += 2) { /* per 128-bit lane: (r_i, r_i+1) interleaved */
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -66,90 +58,134 @@ AI void transpose16(const float *src, int64_t stride, int rows, __mmask16 cols, 
         _mm512_store_ps(dst + (12 + k) * NMAX, _mm512_shuffle_f32x4(c, e, 0xDD));
     }
 }
+#else
+/* the same for an 8x8 block */
+AI void transpose_block(const float *src, int64_t stride, int rows, vmask cols, float *dst) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = i < rows ? vmload(cols, src + i * stride) : vzero();
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) { /* r[i + k], lane L: rows i..i+3 of column 4L + k */
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm256_store_ps(dst + k * NMAX, _mm256_permute2f128_ps(r[k], r[4 + k], 0x20));
+        _mm256_store_ps(dst + (4 + k) * NMAX, _mm256_permute2f128_ps(r[k], r[4 + k], 0x31));
+    }
+}
+#endif
 
-/* scores for rows i0..i0+3, softmax numerators into p, 1/row sums into inv */
-AI void score_rows(const float *qb, int64_t row, float scale, const float *kt, const float *brow, int64_t n,
-                   int64_t d, int64_t i0, __mmask16 last, float *p, float *inv) {
-    const float *qr[4];
-    for (int r = 0; r < 4; r++) qr[r] = qb + (i0 + r < n ? i0 + r : n - 1) * row; /* tail rows: repeat the last */
-    __m512 acc[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+/* scale q k^T + bias for rows i0..i0+SROWS-1 and columns c0..c0+SCVEC*VL-1 into p (masked columns: -inf) */
+AI void score_block(const float *qb, int64_t row, float scale, const float *kt, const float *brow, int64_t n,
+                    int64_t d, int64_t i0, int64_t c0, float *p) {
+    const float *qr[SROWS];
+    for (int r = 0; r < SROWS; r++) qr[r] = qb + (i0 + r < n ? i0 + r : n - 1) * row; /* tail rows: repeat */
+    vf acc[SROWS][SCVEC];
+    for (int r = 0; r < SROWS; r++)
+        for (int c = 0; c < SCVEC; c++) acc[r][c] = vzero();
     for (int64_t e = 0; e < d; e++) {
-        const float *k = kt + e * NMAX;
-        __m512 k0 = _mm512_load_ps(k), k1 = _mm512_load_ps(k + 16), k2 = _mm512_load_ps(k + 32),
-               k3 = _mm512_load_ps(k + 48);
-        for (int r = 0; r < 4; r++) {
-            __m512 q = _mm512_set1_ps(qr[r][e]);
-            acc[r][0] = _mm512_fmadd_ps(q, k0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(q, k1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(q, k2, acc[r][2]);
-            acc[r][3] = _mm512_fmadd_ps(q, k3, acc[r][3]);
+        const float *k = kt + e * NMAX + c0;
+        vf kv[SCVEC];
+        for (int c = 0; c < SCVEC; c++) kv[c] = vloada(k + c * VL);
+        for (int r = 0; r < SROWS; r++) {
+            vf q = vset1(qr[r][e]);
+            for (int c = 0; c < SCVEC; c++) acc[r][c] = vfmadd(q, kv[c], acc[r][c]);
         }
     }
-    const __m512 ninf = _mm512_set1_ps(-__builtin_inff()), sc = _mm512_set1_ps(scale);
-    for (int r = 0; r < 4 && i0 + r < n; r++) {
+    const vf ninf = vset1(-__builtin_inff()), sc = vset1(scale);
+    for (int r = 0; r < SROWS && i0 + r < n; r++) {
         const float *b = brow + (i0 + r) * n;
-        __m512 s[4];
-        for (int c = 0; c < 4; c++) {
-            __mmask16 m = (c + 1) * 16 <= n ? (__mmask16)0xFFFF : (c * 16 < n ? last : 0);
-            __m512 bv = _mm512_maskz_loadu_ps(m, b + c * 16);
-            s[c] = _mm512_mask_mov_ps(ninf, m, _mm512_fmadd_ps(acc[r][c], sc, bv));
+        for (int c = 0; c < SCVEC; c++) {
+            const int64_t col = c0 + c * VL;
+            const vmask m = vmask_first(n - col);
+            vf bv = vmload(m, b + col);
+            vstorea(p + (i0 + r) * NMAX + col, vselect(m, vfmadd(acc[r][c], sc, bv), ninf));
         }
-        float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(s[0], s[1]), _mm512_max_ps(s[2], s[3])));
-        __m512 mv = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
-        for (int c = 0; c < 4; c++) {
-            __mmask16 m = (c + 1) * 16 <= n ? (__mmask16)0xFFFF : (c * 16 < n ? last : 0);
-            __m512 ev = _mm512_maskz_mov_ps(m, exp_ps(_mm512_sub_ps(s[c], mv)));
-            sum = _mm512_add_ps(sum, ev);
-            _mm512_store_ps(p + (i0 + r) * NMAX + c * 16, ev);
-        }
-        inv[i0 + r] = 1.0f / _mm512_reduce_add_ps(sum);
     }
 }
 
-/* out rows i0..i0+7 = (p v) / row sum; NV = number of 16-lane chunks of the head dim */
+/* softmax numerators of rows i0..i1-1 in place, 1/row sums into inv */
+AI void softmax_rows(float *p, float *inv, int64_t n, int64_t i0, int64_t i1) {
+    const int64_t nvec = (n + VL - 1) / VL;
+    for (int64_t i = i0; i < i1; i++) {
+        float *pr = p + i * NMAX;
+        vf mv = vloada(pr);
+        for (int64_t c = 1; c < nvec; c++) mv = vmax(mv, vloada(pr + c * VL));
+        const vf mx = vset1(vhmax(mv));
+        vf sum = vzero();
+        for (int64_t c = 0; c < nvec; c++) {
+            vf ev = vselect(vmask_first(n - c * VL), vexp(vsub(vloada(pr + c * VL), mx)), vzero());
+            sum = vadd(sum, ev);
+            vstorea(pr + c * VL, ev);
+        }
+        inv[i] = 1.0f / vhsum(sum);
+    }
+}
+
+/* out rows i0..i0+RV-1 = (p v) / row sum; NV = vectors per head dim (the last one masked by dm) */
 AI void value_rows(const float *p, const float *inv, const float *v, int64_t row, int64_t n, int64_t i0,
-                   __mmask16 dm, float *o, int64_t orow, const int NV) {
-    __m512 acc[8][2];
-    for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+                   vmask dm, float *o, int64_t orow, const int NV, const int RV) {
+    vf acc[12][4];
+    const float *pr[12];
+    for (int r = 0; r < RV; r++) {
+        pr[r] = p + (i0 + r < n ? i0 + r : n - 1) * NMAX;
+        for (int c = 0; c < NV; c++) acc[r][c] = vzero();
+    }
     for (int64_t j = 0; j < n; j++) {
         const float *vj = v + j * row;
-        __m512 v0 = NV == 2 ? _mm512_loadu_ps(vj) : _mm512_maskz_loadu_ps(dm, vj);
-        __m512 v1 = NV == 2 ? _mm512_maskz_loadu_ps(dm, vj + 16) : _mm512_setzero_ps();
-        for (int r = 0; r < 8; r++) {
-            __m512 pr = _mm512_set1_ps(p[(i0 + r) * NMAX + j]);
-            acc[r][0] = _mm512_fmadd_ps(pr, v0, acc[r][0]);
-            if (NV == 2) acc[r][1] = _mm512_fmadd_ps(pr, v1, acc[r][1]);
+        vf vv[4];
+        for (int c = 0; c < NV - 1; c++) vv[c] = vload(vj + c * VL);
+        vv[NV - 1] = vmload(dm, vj + (NV - 1) * VL);
+        for (int r = 0; r < RV; r++) {
+            vf pv = vset1(pr[r][j]);
+            for (int c = 0; c < NV; c++) acc[r][c] = vfmadd(pv, vv[c], acc[r][c]);
         }
     }
-    for (int r = 0; r < 8 && i0 + r < n; r++) {
-        __m512 s = _mm512_set1_ps(inv[i0 + r]);
+    for (int r = 0; r < RV && i0 + r < n; r++) {
+        vf s = vset1(inv[i0 + r]);
         float *dst = o + (i0 + r) * orow;
-        if (NV == 2) {
-            _mm512_storeu_ps(dst, _mm512_mul_ps(acc[r][0], s));
-            _mm512_mask_storeu_ps(dst + 16, dm, _mm512_mul_ps(acc[r][1], s));
-        } else {
-            _mm512_mask_storeu_ps(dst, dm, _mm512_mul_ps(acc[r][0], s));
-        }
+        for (int c = 0; c < NV - 1; c++) vstore(dst + c * VL, vmul(acc[r][c], s));
+        vmstore(dst + (NV - 1) * VL, dm, vmul(acc[r][NV - 1], s));
     }
 }
 
-/* returns 0, or 1 if a thread could not allocate its 64 KB scratch buffer */
+AI void head_values(const float *p, const float *inv, const float *vb, int64_t row, int64_t n, int64_t d, float *o,
+                    int64_t orow) {
+    const int nv = (int)((d + VL - 1) / VL);
+    const vmask dm = vmask_first(d - (nv - 1) * VL);
+#if VL == 16
+    for (int64_t i0 = 0; i0 < n; i0 += 8) {
+        if (nv == 1) value_rows(p, inv, vb, row, n, i0, dm, o, orow, 1, 8);
+        else value_rows(p, inv, vb, row, n, i0, dm, o, orow, 2, 8);
+    }
+#else
+    const int rv = nv == 1 ? 12 : (nv == 2 ? 6 : (nv == 3 ? 4 : 3));
+    for (int64_t i0 = 0; i0 < n; i0 += rv) {
+        if (nv == 1) value_rows(p, inv, vb, row, n, i0, dm, o, orow, 1, 12);
+        else if (nv == 2) value_rows(p, inv, vb, row, n, i0, dm, o, orow, 2, 6);
+        else if (nv == 3) value_rows(p, inv, vb, row, n, i0, dm, o, orow, 3, 4);
+        else value_rows(p, inv, vb, row, n, i0, dm, o, orow, 4, 3);
+    }
+#endif
+}
+
+/* returns 0, or 1 if a thread could not allocate its scratch buffer */
 int swinir_window_attention_f32(const float *qkv, const float *bias, const int64_t *group_end, int64_t groups,
                                  float *out, int64_t wbase, int64_t count, int64_t n, int64_t heads, int64_t d,
                                  float scale) {
     const int64_t C = heads * d, row = 3 * C;
-    const __mmask16 last = (n % 16) ? (__mmask16)((1u << (n % 16)) - 1) : (__mmask16)0xFFFF;
-    const int NV = d > 16 ? 2 : 1;
-    const __mmask16 dm = (__mmask16)((1u << (d - 16 * (NV - 1))) - 1);
     int failed = 0;
     /* built with -fopenmp and loaded into a process where PyTorch already loaded libgomp.so.1: this uses
        PyTorch's own OpenMP threads (hot after the qkv GEMM), not a second pool competing for the cores */
 #pragma omp parallel
     {
-        /* k of one window transposed, all heads: kt[(h * d + e) * NMAX + j], padded to 16 columns */
-        const int64_t cpad = (C + 15) / 16 * 16;
+        /* k of one window transposed, all heads: kt[(h * d + e) * NMAX + j], padded to VL columns */
+        const int64_t cpad = (C + VL - 1) / VL * VL;
         float *kt = aligned_alloc(64, (size_t)cpad * NMAX * sizeof(float));
         if (!kt) {
 #pragma omp atomic write
@@ -164,22 +200,20 @@ int swinir_window_attention_f32(const float *qkv, const float *bias, const int64
             int64_t g = 0;
             while (g < groups - 1 && wbase + w >= group_end[g]) g++;
             const float *win = qkv + w * n * row;
-            for (int64_t j0 = 0; j0 < NMAX; j0 += 16)
-                for (int64_t c0 = 0; c0 < C; c0 += 16) {
-                    __mmask16 cm = C - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - c0)) - 1);
-                    int rows = n - j0 >= 16 ? 16 : (n > j0 ? (int)(n - j0) : 0);
-                    transpose16(win + j0 * row + C + c0, row, rows, cm, kt + c0 * NMAX + j0);
+            for (int64_t j0 = 0; j0 < NMAX; j0 += VL)
+                for (int64_t c0 = 0; c0 < C; c0 += VL) {
+                    int rows = n - j0 >= VL ? VL : (n > j0 ? (int)(n - j0) : 0);
+                    transpose_block(win + j0 * row + C + c0, row, rows, vmask_first(C - c0), kt + c0 * NMAX + j0);
                 }
             for (int64_t h = 0; h < heads; h++) {
                 const float *qb = win + h * d, *vb = qb + 2 * C;
                 const float *brow = bias + (g * heads + h) * n * n;
-                for (int64_t i0 = 0; i0 < n; i0 += 4)
-                    score_rows(qb, row, scale, kt + h * d * NMAX, brow, n, d, i0, last, p, inv);
-                float *o = out + w * n * C + h * d;
-                for (int64_t i0 = 0; i0 < n; i0 += 8) {
-                    if (NV == 2) value_rows(p, inv, vb, row, n, i0, dm, o, C, 2);
-                    else value_rows(p, inv, vb, row, n, i0, dm, o, C, 1);
+                for (int64_t i0 = 0; i0 < n; i0 += SROWS) {
+                    for (int64_t c0 = 0; c0 < n; c0 += SCVEC * VL)
+                        score_block(qb, row, scale, kt + h * d * NMAX, brow, n, d, i0, c0, p);
+                    softmax_rows(p, inv, n, i0, i0 + SROWS < n ? i0 + SROWS : n);
                 }
+                head_values(p, inv, vb, row, n, d, out + w * n * C + h * d, C);
             }
         }
         free(kt);

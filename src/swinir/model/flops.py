@@ -1,0 +1,64 @@
+"""FLOPs of a SwinIR forward at a given input size: 2 per multiply-add of every convolution and matmul.
+
+LayerNorm, softmax, GELU and the adds are left out (well under 1% of the total at the released shapes);
+so are bias adds. The benchmark divides this count by the measured time to report GFLOP/s.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def conv3x3(cin: int, cout: int, h: int, w: int) -> int:
+    return 2 * 9 * cin * cout * h * w
+
+
+def block(dim: int, window_size: int, mlp_ratio: float, tokens: int) -> int:
+    """One Swin block over ``tokens`` tokens: qkv, q k^T, attn v, proj and the two MLP layers."""
+    hidden = int(dim * mlp_ratio)
+    n = window_size * window_size
+    linears = 2 * tokens * (3 * dim * dim + dim * dim + 2 * dim * hidden)
+    attention = 2 * 2 * tokens * n * dim  # every token against the n of its window, summed over heads
+    return linears + attention
+
+
+def resi_conv(dim: int, kind: str, h: int, w: int) -> int:
+    if kind == "3conv":
+        q = dim // 4
+        return conv3x3(dim, q, h, w) + 2 * q * q * h * w + conv3x3(q, dim, h, w)
+    if kind == "1x1":  # the ablation variants
+        return 2 * dim * dim * h * w
+    if kind == "none":
+        return 0
+    return conv3x3(dim, dim, h, w)
+
+
+def _reconstruction(spec: Any, out: int, h: int, w: int) -> int:
+    dim, s, kind = spec.embed_dim, spec.upscale, spec.upsampler
+    if kind == "pixelshuffle":
+        total, hh, ww = conv3x3(dim, 64, h, w), h, w
+        if s & (s - 1) == 0:
+            for _ in range(int(math.log2(s))):
+                total, hh, ww = total + conv3x3(64, 256, hh, ww), 2 * hh, 2 * ww
+        else:
+            total, hh, ww = total + conv3x3(64, 64 * s * s, hh, ww), s * hh, s * ww
+        return total + conv3x3(64, out, hh, ww)
+    if kind == "pixelshuffledirect":
+        return conv3x3(dim, s * s * out, h, w)
+    if kind == "nearest+conv":
+        ups = sum(conv3x3(64, 64, h * 2**i, w * 2**i) for i in range(1, int(math.log2(s)) + 1))
+        return conv3x3(dim, 64, h, w) + ups + conv3x3(64, 64, s * h, s * w) + conv3x3(64, out, s * h, s * w)
+    return conv3x3(dim, out, h, w)
+
+
+def flops(spec: Any, h: int, w: int, batch: int = 1) -> int:
+    """FLOPs of one forward of ``spec`` (a ``ModelSpec`` or a ``SwinIR``) on ``batch`` h x w inputs, after
+    the reflect padding to a window multiple that the forward does."""
+    ws = spec.window_size
+    h, w = -(-h // ws) * ws, -(-w // ws) * ws
+    dim, tokens = spec.embed_dim, h * w
+    out = spec.num_out_ch or spec.in_chans
+    body = sum(d * block(dim, ws, spec.mlp_ratio, tokens) for d in spec.depths)
+    body += (len(spec.depths) + 1) * resi_conv(dim, spec.resi_connection, h, w)
+    return int(batch * (conv3x3(spec.in_chans, dim, h, w) + body + _reconstruction(spec, out, h, w)))

@@ -1,0 +1,625 @@
+"""SwinIR's modules with the released parameter names: shallow conv -> residual Swin groups -> reconstruction.
+
+Read this file for the network; ``layout`` holds the window maths and ``cpu`` the CPU inference backend.
+Every forward takes an ``Exec`` (chosen once per forward by ``SwinIR``) that says which backend path runs;
+``PLAIN`` (the default) is plain PyTorch, which autograd, export and every device use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from swinir.model import cpu
+from swinir.model.cpu import PLAIN, Exec
+from swinir.model.layout import (
+    WindowPlan,
+    add_image_to_tokens,
+    group_masks,
+    image_to_tokens,
+    relative_position_index,
+    shifted_window_plan,
+    tokens_to_image,
+)
+
+if TYPE_CHECKING:
+    from swinir.spec import ModelSpec
+
+UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
+# the convolution closing each RSTB and the body: the released 3x3 ('1conv') and bottleneck ('3conv'), and the
+# paper's ablation variants ('1x1', 'none')
+RESI_CONNECTIONS = ("1conv", "3conv", "1x1", "none")
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
+# Derived buffers that released checkpoints carry but that we rebuild on demand.
+DERIVED_SUFFIXES = ("attn_mask", "relative_position_index")
+NUM_FEAT = 64  # channels of the pixelshuffle / nearest+conv reconstruction
+_PLAN_CACHE_SIZE = 8
+
+
+def _layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    """LayerNorm computed in the input's dtype (fp32 islands keep fp32 even when the weights are fp16)."""
+    w = norm.weight.to(x.dtype) if norm.weight.dtype != x.dtype else norm.weight
+    b = norm.bias.to(x.dtype) if norm.bias.dtype != x.dtype else norm.bias
+    return F.layer_norm(x, norm.normalized_shape, w, b, norm.eps)
+
+
+def _fp32(module: nn.Module, x: Tensor) -> Tensor:
+    """Run a conv / conv stack in fp32 whatever the weights' dtype or autocast (fp16-safe islands)."""
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float()
+        if isinstance(module, nn.Sequential):
+            for m in module:
+                x = _fp32(m, x)
+            return x
+        if isinstance(module, nn.Conv2d):
+            bias = None if module.bias is None else module.bias.float()
+            return F.conv2d(
+                x, module.weight.float(), bias, module.stride, module.padding, module.dilation, module.groups
+            )
+        return module(x)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor, residual: Tensor | None = None, ex: Exec = PLAIN) -> Tensor:
+        """fc2(GELU(fc1(x))) (+ residual), with the GELU and the add fused where the backend allows."""
+        return cpu.linear(self.fc2, cpu.linear(self.fc1, x, ex, gelu=True), ex, residual=residual)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside ws x ws windows with a learned relative-position bias."""
+
+    def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        state_dict.pop(prefix + "relative_position_index", None)  # derived; rebuilt from window_size
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def position_bias(self) -> Tensor:
+        """(heads, N, N) relative-position bias."""
+        n = self.window_size**2
+        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
+
+    def forward(
+        self,
+        x: Tensor,
+        bias: Tensor,
+        groups: Sequence[int] | None = None,
+        window_group: Tensor | None = None,
+        residual: Tensor | None = None,
+        ex: Exec = PLAIN,
+    ) -> Tensor:
+        """x: (windows, N, C). bias: (1, heads, N, N), or (G, 1, heads, N, N) with either ``groups`` giving
+        the number of consecutive windows that use each of the G biases, or ``window_group`` giving each
+        window's bias. ``residual`` (windows, N, C) is added to the output (fused where possible)."""
+        bn, n, c = x.shape
+        h = self.num_heads
+        # strided views into one qkv buffer; the CPU/GPU fused kernels take them without copies
+        q, k, v = cpu.linear(self.qkv, x, ex).view(bn, n, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
+        if window_group is not None:  # traced plans: one per-window bias looked up from the window's group
+            bias = bias[:, 0][window_group]
+        if cpu.tracing():
+            # exported graphs: plain ops (the fused kernel's output layout does not survive decomposition)
+            attn = torch.matmul(q, k.transpose(-2, -1)) * self.scale + bias.to(q.dtype)
+            out = torch.matmul(attn.softmax(-1), v).transpose(1, 2)
+        elif groups is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
+            out = out.transpose(1, 2)  # the fused kernels write (windows, N, heads, d): a free view
+        else:
+            outs, start = [], 0
+            for g, count in enumerate(groups):
+                s = slice(start, start + count)
+                start += count
+                o = F.scaled_dot_product_attention(q[s], k[s], v[s], attn_mask=bias[g].to(q.dtype), scale=self.scale)
+                outs.append(o.transpose(1, 2))
+            out = torch.cat(outs)
+        return cpu.linear(self.proj, out.reshape(bn, n, c), ex, residual=residual)
+
+
+class SwinTransformerBlock(nn.Module):
+    """LayerNorm -> (shifted) window attention -> residual -> LayerNorm -> MLP -> residual.
+
+    Works on tokens in window order; a shifted block reads/writes them through a ``WindowPlan``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, shift_size: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self._bias_key: tuple[Any, ...] | None = None
+        self._bias: Tensor | None = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        state_dict.pop(prefix + "attn_mask", None)  # derived from the input size; rebuilt per size
+        self.clear_cache()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def clear_cache(self) -> None:
+        self._bias_key = self._bias = None
+
+    def attn_bias(self, device: torch.device) -> Tensor:
+        """(1, heads, N, N) position bias, or (4, 1, heads, N, N) bias + mask per window group if shifted.
+
+        Independent of the input size. Cached while gradients are off, keyed on the table's storage and
+        version counter so that any in-place update of the weights rebuilds it.
+        """
+        if cpu.tracing() or torch.is_grad_enabled():
+            return self._make_bias(device)  # traced graphs compute it in-graph; training needs its grad
+        key = (device, *cpu.values_key(self.attn.relative_position_bias_table))
+        if key != self._bias_key or self._bias is None:
+            # a plain tensor without grad (fused attention skips masks that need grad), made outside
+            # inference mode so that it stays usable in any later mode
+            with torch.inference_mode(False), torch.no_grad():
+                self._bias = self._make_bias(device)
+            self._bias_key = key
+        return self._bias
+
+    def _make_bias(self, device: torch.device) -> Tensor:
+        bias = self.attn.position_bias().unsqueeze(0).to(device)
+        if self.shift_size > 0:
+            masks = group_masks(self.window_size, self.shift_size, device).to(bias.dtype)
+            bias = bias.unsqueeze(0) + masks[:, None, None]
+        return bias
+
+    def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None) -> Tensor:
+        """x: (B, H*W, C) in window order -> same. ``plan`` is needed by shifted blocks. ``out``: a buffer
+        of x's shape for the result of the chunked CPU path (which never writes into ``x``)."""
+        if ex.chunked:
+            return cpu.forward_chunked(self, x, plan, torch.empty_like(x) if out is None else out, ex)
+        b, length, c = x.shape
+        n = self.window_size**2
+        wdtype = self.attn.qkv.weight.dtype
+        y = _layer_norm(self.norm1, x)
+        if ex.fp16_safe and y.dtype != wdtype:
+            y = y.to(wdtype)
+        bias = self.attn_bias(x.device)
+        if self.shift_size == 0:
+            x = self.attn(y.view(-1, n, c), bias, residual=x.view(-1, n, c), ex=ex).view(b, length, c)
+        else:
+            assert plan is not None, "shifted blocks need a WindowPlan"
+            ys = y.reshape(b * length, c).index_select(0, plan.perm)
+            ys = self.attn(ys.view(-1, n, c), bias, plan.groups, plan.window_group, ex=ex).view(b * length, c)
+            x = x.reshape(b * length, c).index_add(0, plan.perm, ys.to(x.dtype)).view(b, length, c)
+        y = _layer_norm(self.norm2, x)
+        if ex.fp16_safe and y.dtype != wdtype:
+            y = y.to(wdtype)
+        return self.mlp(y, residual=x, ex=ex)
+
+
+class BasicLayer(nn.Module):
+    """A stack of Swin blocks alternating plain (W-MSA) and shifted (SW-MSA) windows."""
+
+    def __init__(
+        self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float, shift: bool = True
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(dim, num_heads, window_size, window_size // 2 if shift and i % 2 else 0, mlp_ratio)
+            for i in range(depth)
+        )
+        self.use_checkpoint = False
+
+    def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN) -> Tensor:
+        if ex.chunked and len(self.blocks):
+            # two buffers, alternated, for the chunked blocks' outputs (x itself is never written)
+            buffers = (torch.empty_like(x), torch.empty_like(x))
+            for i, blk in enumerate(self.blocks):
+                x = blk(x, plan, ex, out=buffers[i % 2])
+            return x
+        for blk in self.blocks:
+            if self.use_checkpoint and self.training and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(blk, x, plan, ex, use_reentrant=False)
+            else:
+                x = blk(x, plan, ex)
+        return x
+
+
+def _resi_conv(dim: int, kind: str) -> nn.Module:
+    if kind == "1conv":
+        return nn.Conv2d(dim, dim, 3, 1, 1)
+    if kind == "3conv":  # cheaper bottleneck used by the real-world L model
+        return nn.Sequential(
+            nn.Conv2d(dim, dim // 4, 3, 1, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(dim // 4, dim // 4, 1, 1, 0),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(dim // 4, dim, 3, 1, 1),
+        )
+    if kind == "1x1":  # ablation: no spatial mixing by the convolution
+        return nn.Conv2d(dim, dim, 1, 1, 0)
+    if kind == "none":  # ablation: no convolution
+        return nn.Identity()
+    raise ValueError(f"resi_connection must be one of {RESI_CONNECTIONS}, got {kind!r}")
+
+
+class RSTB(nn.Module):
+    """Residual Swin Transformer Block: Swin layers, then a conv, then a residual connection (``residual``
+    False drops it, the paper's ablation)."""
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float,
+        resi_connection: str,
+        residual: bool = True,
+        shift: bool = True,
+    ) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.residual = residual
+        self.residual_group = BasicLayer(dim, depth, num_heads, window_size, mlp_ratio, shift)
+        self.conv = _resi_conv(dim, resi_connection)
+
+    def forward(self, x: Tensor, size: tuple[int, int], plan: WindowPlan | None, ex: Exec = PLAIN) -> Tensor:
+        """x: (B, H*W, C) tokens in window order -> same."""
+        h, w = size
+        y = tokens_to_image(self.residual_group(x, plan, ex), h, w, self.window_size)
+        y = _fp32(self.conv, y) if ex.fp16_safe else cpu.conv(self.conv, y, ex)
+        if not self.residual:
+            return image_to_tokens(y, self.window_size)
+        return add_image_to_tokens(x, y, self.window_size)
+
+
+class Upsample(nn.Sequential):
+    """Conv + PixelShuffle stages: log2(scale) x2 stages, or one x3 stage."""
+
+    def __init__(self, scale: int, num_feat: int) -> None:
+        layers: list[nn.Module] = []
+        if scale & (scale - 1) == 0:
+            for _ in range(int(math.log2(scale))):
+                layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"pixelshuffle supports scales 2^n and 3, got {scale}")
+        super().__init__(*layers)
+
+
+class UpsampleOneStep(nn.Sequential):
+    """One conv straight to scale^2 * out_ch channels, then PixelShuffle (lightweight SR)."""
+
+    def __init__(self, scale: int, num_feat: int, num_out_ch: int) -> None:
+        super().__init__(nn.Conv2d(num_feat, scale**2 * num_out_ch, 3, 1, 1), nn.PixelShuffle(scale))
+
+
+def _check_args(
+    upsampler: str,
+    resi_connection: str,
+    depths: Sequence[int],
+    num_heads: Sequence[int],
+    upscale: int,
+    variant: dict[str, Any],
+) -> None:
+    if upsampler not in UPSAMPLERS:
+        raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
+    if resi_connection not in RESI_CONNECTIONS:
+        raise ValueError(f"resi_connection must be one of {RESI_CONNECTIONS}, got {resi_connection!r}")
+    if len(depths) != len(num_heads):
+        raise ValueError(f"depths {list(depths)} and num_heads {list(num_heads)} differ in length")
+    if upsampler == "nearest+conv" and upscale not in (2, 4):
+        raise ValueError(f"nearest+conv supports upscale 2 or 4, got {upscale}")
+    released = {"patch_size": 1, "qkv_bias": True, "qk_scale": None}
+    if any(variant[k] != v for k, v in released.items()):
+        raise ValueError("only patch_size=1, qkv_bias=True and qk_scale=None are supported (as released)")
+
+
+class SwinIR(nn.Module):
+    """SwinIR with the original constructor arguments and parameter names.
+
+    ``forward`` takes (N, C, H, W) in [0, 1] of any size and returns (N, C, H*upscale, W*upscale); inputs
+    are reflect-padded to a window multiple internally, as the original does. It runs in fp32, bf16
+    (``.to(torch.bfloat16)`` or autocast) or fp16; ``fp16_safe`` (default True) keeps the overflowing
+    parts in fp32 when it runs in fp16. Unknown keyword arguments are an error (a typo would otherwise
+    build a different network silently); dropout, drop-path and ``norm_layer`` are accepted for the
+    original's signature and unused (every released model runs in eval mode, where they are identities).
+    """
+
+    def __init__(
+        self,
+        img_size: int | Sequence[int] = 64,
+        patch_size: int = 1,
+        in_chans: int = 3,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (6, 6, 6, 6),
+        num_heads: Sequence[int] = (6, 6, 6, 6),
+        window_size: int = 7,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        ape: bool = False,
+        patch_norm: bool = True,
+        use_checkpoint: bool = False,
+        upscale: int = 2,
+        img_range: float = 1.0,
+        upsampler: str = "",
+        resi_connection: str = "1conv",
+        num_out_ch: int | None = None,
+        rstb_residual: bool = True,
+        shift: bool = True,
+    ) -> None:
+        super().__init__()
+        variant = {
+            "patch_size": patch_size,
+            "ape": ape,
+            "qkv_bias": qkv_bias,
+            "qk_scale": qk_scale,
+            "patch_norm": patch_norm,
+        }
+        _check_args(upsampler, resi_connection, depths, num_heads, upscale, variant)
+        del drop_rate, attn_drop_rate, drop_path_rate, norm_layer
+        self.img_size = img_size
+        self.in_chans = in_chans
+        self.num_out_ch = num_out_ch or in_chans
+        self.embed_dim = embed_dim
+        self.depths = list(depths)
+        self.num_heads = list(num_heads)
+        self.window_size = window_size
+        self.mlp_ratio = mlp_ratio
+        self.upscale = upscale if upsampler else 1
+        self.img_range = float(img_range)
+        self.upsampler = upsampler
+        self.resi_connection = resi_connection
+        # the paper's ablation switches; the defaults are the released architecture
+        self.rstb_residual, self.shift, self.ape, self.patch_norm = bool(rstb_residual), bool(shift), ape, patch_norm
+        self.fp16_safe = True
+        self._plans: dict[tuple[Any, ...], WindowPlan] = {}
+        mean = RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
+        self.register_buffer("mean", torch.tensor(mean).view(1, in_chans, 1, 1), persistent=False)
+
+        self._build_body()
+        self._build_reconstruction(upscale)
+
+        self.apply(_init_weights)
+        self.set_grad_checkpointing(use_checkpoint)
+        self._place()
+
+    def _build_body(self) -> None:
+        """Shallow conv, patch norm, the residual Swin groups, the final norm and conv (original names)."""
+        dim = self.embed_dim
+        self.conv_first = nn.Conv2d(self.in_chans, dim, 3, 1, 1)
+        self.patch_embed = _PatchNorm(dim) if self.patch_norm else nn.Identity()
+        if self.ape:  # learned absolute position embedding at img_size (resized for other sizes)
+            side = self.img_size if isinstance(self.img_size, int) else int(self.img_size[0])
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, side * side, dim))
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
+        self.layers = nn.ModuleList(
+            RSTB(dim, d, nh, self.window_size, self.mlp_ratio, self.resi_connection, self.rstb_residual, self.shift)
+            for d, nh in zip(self.depths, self.num_heads)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.conv_after_body = _resi_conv(dim, self.resi_connection)
+
+    def _build_reconstruction(self, upscale: int) -> None:
+        """The tail after the deep features, with the original's attribute names per upsampler."""
+        dim, out = self.embed_dim, self.num_out_ch
+        if self.upsampler in ("pixelshuffle", "nearest+conv"):
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(dim, NUM_FEAT, 3, 1, 1), nn.LeakyReLU(inplace=True))
+        if self.upsampler == "pixelshuffle":
+            self.upsample = Upsample(upscale, NUM_FEAT)
+            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
+        elif self.upsampler == "pixelshuffledirect":
+            self.upsample = UpsampleOneStep(upscale, dim, out)
+        elif self.upsampler == "nearest+conv":
+            self.conv_up1 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
+            if upscale == 4:
+                self.conv_up2 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
+            self.conv_hr = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
+            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
+            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        else:
+            self.conv_last = nn.Conv2d(dim, out, 3, 1, 1)
+
+    # -- configuration -------------------------------------------------------------------------------
+    @property
+    def scale(self) -> int:
+        return self.upscale
+
+    @property
+    def spec(self) -> ModelSpec:
+        """Hyperparameters and task description (see ``swinir.spec``)."""
+        from swinir.spec import ModelSpec
+
+        return ModelSpec(
+            upscale=self.upscale,
+            in_chans=self.in_chans,
+            embed_dim=self.embed_dim,
+            depths=tuple(self.depths),
+            num_heads=tuple(self.num_heads),
+            window_size=self.window_size,
+            mlp_ratio=float(self.mlp_ratio),
+            upsampler=self.upsampler,
+            resi_connection=self.resi_connection,
+            img_range=self.img_range,
+            img_size=self.img_size if isinstance(self.img_size, int) else int(self.img_size[0]),
+            num_out_ch=self.num_out_ch if self.num_out_ch != self.in_chans else None,
+            rstb_residual=self.rstb_residual,
+            shift=self.shift,
+            ape=self.ape,
+            patch_norm=self.patch_norm,
+        )
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    def extra_repr(self) -> str:
+        return self.spec.describe()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute Swin blocks in the backward pass: less activation memory for slower training."""
+        for layer in self.layers:
+            layer.residual_group.use_checkpoint = enable
+
+    def clear_cache(self) -> None:
+        """Drop cached biases and window orders (they are rebuilt on the next forward)."""
+        self._plans.clear()
+        for m in self.modules():
+            if isinstance(m, SwinTransformerBlock):
+                m.clear_cache()
+
+    def _place(self) -> None:
+        """Decide what the backend may do on the current device and weight dtype (see ``cpu.Placement``)."""
+        head_dims = [self.embed_dim // h for h in self.num_heads]
+        self.placement = cpu.placement(self.conv_first.weight, [self.window_size] * len(head_dims), head_dims)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        self.clear_cache()  # device or dtype changes invalidate cached tensors
+        result = super()._apply(fn, recurse)
+        self._place()
+        return result
+
+    def window_plan(self, b: int, h: int, w: int, device: torch.device) -> WindowPlan:
+        """The shifted-window order for a (b, h, w) feature map; cached per size when not tracing."""
+        ws = self.window_size
+        if cpu.tracing():
+            return shifted_window_plan(b, h, w, ws, ws // 2, device, grouped=False)
+        key = (b, h, w, device)
+        plan = self._plans.get(key)
+        if plan is None:
+            with torch.inference_mode(False), torch.no_grad():
+                plan = shifted_window_plan(b, h, w, ws, ws // 2, device)
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
+        return plan
+
+    def fp16_active(self, x: Tensor) -> bool:
+        """Whether this forward runs in fp16 (weights, input or autocast) with fp16_safe on."""
+        if not self.fp16_safe:
+            return False
+        if x.dtype == torch.float16 or self.conv_first.weight.dtype == torch.float16:
+            return True
+        dev = x.device.type
+        return torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.float16
+
+    # -- forward -----------------------------------------------------------------------------------
+    def pad_to_window(self, x: Tensor) -> Tensor:
+        """Reflect-pad right/bottom to a window multiple, as the original; repeats for tiny inputs."""
+        ws = self.window_size
+        h, w = x.shape[-2:]
+        ph, pw = (ws - h % ws) % ws, (ws - w % ws) % ws
+        if cpu.tracing():  # branch-free, so that an exported graph stays generic in H and W (both >= ws)
+            return F.pad(x, (0, pw, 0, ph), mode="reflect")
+        while ph or pw:
+            # reflect padding must be smaller than the side; pad in steps for inputs below one window
+            sh = min(ph, x.shape[-2] - 1)
+            sw = min(pw, x.shape[-1] - 1)
+            if (sh == 0 and ph) or (sw == 0 and pw):
+                x = F.pad(x, (0, pw if sw == 0 else 0, 0, ph if sh == 0 else 0), mode="replicate")
+                ph, pw = (ph if sh else 0), (pw if sw else 0)
+                continue
+            x = F.pad(x, (0, sw, 0, sh), mode="reflect")
+            ph, pw = ph - sh, pw - sw
+        return x
+
+    def forward_features(self, x: Tensor, ex: Exec = PLAIN) -> Tensor:
+        """(B, C, H, W) shallow features (H, W window multiples) -> deep features, channels-last."""
+        b, c, h, w = x.shape
+        ws = self.window_size
+        plan = self.window_plan(b, h, w, x.device) if self.shift and any(d > 1 for d in self.depths) else None
+        t = image_to_tokens(x, ws)
+        if isinstance(self.patch_embed, _PatchNorm):  # patch_norm
+            t = _layer_norm(self.patch_embed.norm, t)
+        if self.ape:
+            t = add_image_to_tokens(t, self._position_embedding(b, h, w, t.dtype), ws)
+        for layer in self.layers:
+            t = layer(t, (h, w), plan, ex)
+        t = _layer_norm(self.norm, t)
+        return tokens_to_image(t, h, w, ws)
+
+    def _position_embedding(self, b: int, h: int, w: int, dtype: torch.dtype) -> Tensor:
+        """The absolute position embedding as a (b, C, h, w) image: as learned at img_size x img_size,
+        bicubically resized for other sizes (the original only runs at img_size)."""
+        n, c = self.absolute_pos_embed.shape[1:]
+        side = math.isqrt(n)
+        pe = self.absolute_pos_embed.reshape(1, side, side, c).permute(0, 3, 1, 2)
+        if (h, w) != (side, side):
+            pe = F.interpolate(pe.float(), size=(h, w), mode="bicubic", align_corners=False)
+        return pe.to(dtype).expand(b, -1, -1, -1).contiguous()
+
+    def _body(self, first: Tensor, ex: Exec) -> Tensor:
+        """conv_after_body(forward_features(first)) + first; fp32 throughout when fp16_safe."""
+        if not ex.fp16_safe:
+            return cpu.conv(self.conv_after_body, self.forward_features(first, ex), ex) + first
+        f32 = first.float()
+        res = _fp32(self.conv_after_body, self.forward_features(f32, ex)) + f32
+        return res.to(first.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        x = self.pad_to_window(x)
+        ex = cpu.choose(self.placement, x, self.fp16_active(x))
+        mean = self.mean.to(x.dtype)
+        x = ((x - mean) * self.img_range).contiguous(memory_format=torch.channels_last)
+        x = self._reconstruct(x, ex)
+        x = x / self.img_range + mean
+        s = self.upscale
+        return x[..., : h * s, : w * s].contiguous()
+
+    def _reconstruct(self, x: Tensor, ex: Exec) -> Tensor:
+        conv = cpu.conv
+        if self.upsampler == "pixelshuffle":
+            x = self._body(self.conv_first(x), ex)
+            return conv(self.conv_last, conv(self.upsample, conv(self.conv_before_upsample, x, ex), ex), ex)
+        if self.upsampler == "pixelshuffledirect":
+            return conv(self.upsample, self._body(self.conv_first(x), ex), ex)
+        if self.upsampler == "nearest+conv":
+            x = conv(self.conv_before_upsample, self._body(self.conv_first(x), ex), ex)
+            x = self.lrelu(conv(self.conv_up1, F.interpolate(x, scale_factor=2, mode="nearest"), ex))
+            if self.upscale == 4:
+                x = self.lrelu(conv(self.conv_up2, F.interpolate(x, scale_factor=2, mode="nearest"), ex))
+            return self.conv_last(self.lrelu(conv(self.conv_hr, x, ex)))
+        return x + self.conv_last(self._body(self.conv_first(x), ex))
+
+
+class _PatchNorm(nn.Module):
+    """The original PatchEmbed with patch_size 1: only a LayerNorm on the flattened tokens."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x)
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
