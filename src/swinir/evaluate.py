@@ -400,7 +400,7 @@ class EvalReport:
     images: list[ImageResult] = field(default_factory=list)
     hr_dir: str | None = None
     lr_dir: str | None = None
-    tile: int | None = None
+    tile: int | str | None = None  # as RestoreOptions.tile: pixels, "auto" or none
     ensemble: bool = False
     precision: str = "fp32"
 
