@@ -32,6 +32,8 @@ from swinir.io import BT601, SwinIRNotice, max_value
 __all__ = ["restore", "plan_axis", "axis_weights", "resolve_precision", "ENSEMBLE_TRANSFORMS", "PRECISIONS"]
 
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, Tensor)
+# progress: True for a tqdm bar, or a callback given (tiles done, tiles in all) after each batch of tiles
+Progress = bool | Callable[[int, int], None]
 
 PRECISIONS: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -371,7 +373,7 @@ def restore(
     precision: str = "fp32",
     device: str | torch.device | None = None,
     batch_size: int = 1,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> ArrayOrTensor:
     """Restore ``image`` with ``model``; the result has the input's type, dtype and layout.
 
@@ -387,6 +389,8 @@ def restore(
     in reduced precision are recomputed in fp32, with a notice.
     ``device``: cpu, cuda, cuda:1, mps; None keeps the model's accelerator or picks the best available. The
     model is moved there (in place).
+    ``progress``: True shows a tile bar; a callable gets (tiles done, tiles in all) after each batch (the
+    server's progress and cancellation: an exception it raises stops the run).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (e.g. from swinir.load), got {type(model).__name__}")
@@ -429,7 +433,7 @@ def _restore_numpy(
     amp: torch.dtype | None,
     dev: torch.device,
     batch_size: int,
-    progress: bool,
+    progress: Progress,
 ) -> np.ndarray:
     from swinir.io import resize
 
@@ -483,7 +487,7 @@ def _restore_tensor(
     amp: torch.dtype | None,
     dev: torch.device,
     batch_size: int,
-    progress: bool,
+    progress: Progress,
 ) -> Tensor:
     if image.dim() not in (2, 3, 4):
         raise SwinIRError(f"expected a CHW or NCHW tensor, got shape {tuple(image.shape)}")
@@ -538,7 +542,7 @@ def _tiled(
     amp: torch.dtype | None,
     dev: torch.device,
     batch_size: int,
-    progress: bool,
+    progress: Progress,
     flush: Flush,
 ) -> None:
     from tqdm import tqdm
@@ -554,7 +558,8 @@ def _tiled(
     blender = _Blender(plan.out_channels, w * scale, [(a * scale, b * scale) for a, b in ys], flush)
     st = _RunState(amp, str(amp).replace("torch.", ""))
     luma = torch.tensor(BT601).view(1, 3, 1, 1)
-    bar = tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", leave=False, disable=not progress)
+    report = progress if callable(progress) else None
+    bar = tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", leave=False, disable=not progress or bool(report))
     try:
         for i, ((y0, y1), wyi) in enumerate(zip(ys, wy)):
             blender.begin_row(i)
@@ -569,6 +574,8 @@ def _tiled(
                     blender.add(xs[j][0] * scale, y[k] * weight)
                 st.tiles += len(group)
                 bar.update(len(group))
+                if report is not None:
+                    report(st.tiles, bar.total)
             blender.end_row()
     finally:
         bar.close()

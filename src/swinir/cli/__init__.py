@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "train": "swinir.cli.train",
     "export": "swinir.cli.export",
     "degrade": "swinir.cli.degrade",
+    "serve": "swinir.cli.serve",
 }
 
 EPILOG = """examples:
@@ -29,6 +30,7 @@ EPILOG = """examples:
   swinir restore photos/ -o out/ --model classical-x4 --tile 256
   swinir eval --task classical_sr --model classical-x2 --hr Set5/HR --scale 2
   swinir models
+  swinir serve                                     # web app + HTTP API on http://127.0.0.1:8000/
   swinir info 001_classicalSR_DIV2K_s48w8_SwinIR-M_x2.pth
 """
 
