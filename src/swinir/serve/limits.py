@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
@@ -38,12 +38,7 @@ class Limits:
     max_files: int = 16
 
     def to_dict(self) -> dict[str, int]:
-        return {
-            "max_upload_bytes": self.max_upload_bytes,
-            "max_input_pixels": self.max_input_pixels,
-            "max_output_pixels": self.max_output_pixels,
-            "max_files": self.max_files,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
