@@ -3,16 +3,17 @@
 >>> import swinir
 >>> model = swinir.load("classical-x4")          # zoo name, file path, or state dict
 >>> out = swinir.restore(model, image, tile=256)  # numpy uint8/uint16/float or tensor
+
+Importing ``swinir`` does not import torch (0.02 s instead of about 2 s): the names below and the
+submodules (``swinir.io``, ``swinir.zoo``, ...) load on first use, so ``swinir --help`` stays instant.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from swinir.checkpoint import load, save
 from swinir.errors import CheckpointError, ImageReadError, SwinIRError, ZooError
-from swinir.model import SwinIR
-from swinir.spec import ModelSpec, detect
 
 __version__ = "0.1.0"
 
@@ -30,13 +31,36 @@ __all__ = [
     "__version__",
 ]
 
+# public name -> module that defines it (imported on first access)
+_LAZY = {
+    "SwinIR": "swinir.model",
+    "ModelSpec": "swinir.spec",
+    "detect": "swinir.spec",
+    "load": "swinir.checkpoint",
+    "save": "swinir.checkpoint",
+    "restore": "swinir.engine",
+}
 
-def restore(*args: Any, **kwargs: Any) -> Any:
-    """See ``swinir.engine.restore``."""
-    from swinir.engine import restore as _restore
 
-    return _restore(*args, **kwargs)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    try:  # a submodule: `import swinir; swinir.io.read_image(...)`
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from swinir.checkpoint import load, save
     from swinir.engine import restore
+    from swinir.model import SwinIR
+    from swinir.spec import ModelSpec, detect

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import Tensor
 from swinir.atomic import atomic_path
 from swinir.errors import CheckpointError
 from swinir.model import DERIVED_SUFFIXES, SwinIR
-from swinir.spec import ModelSpec, SpecError, detect
+from swinir.spec import ModelSpec, SpecError, detect, merge_metadata
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "generator", "net_g")
 SPEC_KEY = "swinir_spec"  # our own metadata, stored beside the weights
@@ -53,11 +54,13 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
             tensors = load_file(str(p))
         except (SafetensorError, OSError, ValueError) as exc:
             raise _fail(p, f"found an unreadable safetensors file ({str(exc).splitlines()[0]})") from None
-        spec = json.loads(meta[SPEC_KEY]) if SPEC_KEY in meta else None
+        spec = _parse_spec_json(p, meta[SPEC_KEY]) if SPEC_KEY in meta else None
         out: dict[str, Any] = dict(tensors)
         return out, {"spec": spec, **{k: v for k, v in meta.items() if k != SPEC_KEY}}
     try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=weights_only)
+        with warnings.catch_warnings():  # torch warns about non-default pickle protocols before refusing them
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            obj = torch.load(str(p), map_location="cpu", weights_only=weights_only)
     except zipfile.BadZipFile:
         raise _fail(p, f"found a damaged or truncated zip archive ({size} bytes)") from None
     except Exception as exc:  # garbage makes torch/pickle raise many types (KeyError, IndexError, ...)
@@ -81,8 +84,14 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
         raise _fail(p, f"found an unreadable file ({type(exc).__name__}: {msg[:160]})") from None
     if not isinstance(obj, Mapping):
         raise _fail(p, f"found a {type(obj).__name__}, not a dict")
-    meta = {"spec": obj.get(SPEC_KEY)} if isinstance(obj.get(SPEC_KEY), Mapping) else {"spec": None}
-    return dict(obj), meta
+    return dict(obj), {"spec": obj.get(SPEC_KEY)}
+
+
+def _parse_spec_json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        raise _fail(path, f"found a {SPEC_KEY} metadata entry that is not valid JSON") from None
 
 
 def unwrap(obj: Mapping[str, Any], source: object = "state dict") -> tuple[dict[str, Tensor], str]:
@@ -122,45 +131,66 @@ def drop_derived(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v for k, v in sd.items() if not k.endswith(DERIVED_SUFFIXES)}
 
 
+def resolve_spec(sd: Mapping[str, Tensor], stored: object, source: object = "state dict") -> ModelSpec:
+    """The spec of ``sd``: detected from its tensors, completed by stored metadata that must agree.
+
+    Every weight is then checked against the spec on the meta device, so a file whose metadata or
+    shapes ask for more than it holds fails here, in one line, before anything is allocated.
+    """
+    try:
+        spec = detect(sd)
+    except SpecError as exc:
+        raise _fail(source, f"found {len(sd)} tensors that are not SwinIR weights ({exc})") from None
+    if stored is not None:
+        try:
+            spec = merge_metadata(spec, stored)
+        except SpecError as exc:
+            raise _fail(source, f"found SwinIR weights with inconsistent {SPEC_KEY} metadata: {exc}") from None
+    check_weights(spec, drop_derived(sd), source)
+    return spec
+
+
+def check_weights(spec: ModelSpec, sd: Mapping[str, Tensor], source: object = "state dict") -> None:
+    """Every weight of ``spec``'s architecture is present with its shape, and nothing else is."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SwinIR(**spec.kwargs()).state_dict().items()}
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != expected[k]]
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if wrong:
+        k = wrong[0]
+        parts.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(sd[k].shape)}, expected {expected[k]})")
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    raise _fail(source, f"found weights that do not match the detected architecture: {'; '.join(parts)}")
+
+
 def read_state_dict(
     source: str | os.PathLike[str] | Mapping[str, Any], weights_only: bool = True
 ) -> tuple[dict[str, Tensor], ModelSpec]:
-    """A clean state dict and its detected spec, from a file or an in-memory (possibly wrapped) dict."""
+    """A clean state dict and its checked spec, from a file or an in-memory (possibly wrapped) dict."""
     if isinstance(source, Mapping):
         obj, meta, name = dict(source), {"spec": source.get(SPEC_KEY)}, "state dict"
     else:
         obj, meta = read_file(source, weights_only=weights_only)
         name = str(source)
     sd, _ = unwrap(obj, name)
-    try:
-        spec = detect(sd)
-    except SpecError as exc:
-        raise _fail(name, f"found {len(sd)} tensors that are not SwinIR weights ({exc})") from None
-    stored = meta.get("spec")
-    if isinstance(stored, Mapping):
-        spec = ModelSpec.from_kwargs({**spec.kwargs(), **stored})
+    spec = resolve_spec(sd, meta.get("spec"), name)
     return drop_derived(sd), spec
 
 
 def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, source: object = "state dict") -> SwinIR:
+    """A SwinIR for ``spec``; with ``state_dict``, its weights are checked before the model is allocated."""
+    if state_dict is not None:
+        check_weights(spec, drop_derived(state_dict), source)
     model = SwinIR(**spec.kwargs())
     if state_dict is not None:
-        own = model.state_dict()
-        wrong = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-        missing, unexpected = ([], []) if wrong else model.load_state_dict(dict(state_dict), strict=False)
-        if missing or unexpected or wrong:
-            parts = []
-            if wrong:
-                k = wrong[0]
-                parts.append(
-                    f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(state_dict[k].shape)}, "
-                    f"expected {tuple(own[k].shape)})"
-                )
-            if missing:
-                parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-            raise _fail(source, f"found weights that do not match the detected architecture: {'; '.join(parts)}")
+        model.load_state_dict(dict(state_dict), strict=False)
     return model
 
 

@@ -36,7 +36,11 @@ import torch
 from swinir import metrics
 from swinir.atomic import write_bytes
 from swinir.degrade import add_gaussian_noise_test, imresize, jpeg_compress, jpeg_gray_from_color
-from swinir.errors import ImageReadError, ImageWriteError, SwinIRError
+from swinir.errors import ImageWriteError, SwinIRError
+from swinir.io import list_images, read_like_release, write_image
+from swinir.tasks import DENOISE_TASKS, EVAL_TASKS, GRAY_TASKS, JPEG_TASKS, SR_TASKS, eval_task
+
+TASKS = EVAL_TASKS
 
 __all__ = [
     "TASKS",
@@ -60,10 +64,6 @@ __all__ = [
     "task_for_model",
 ]
 
-TASKS = ("classical_sr", "lightweight_sr", "real_sr", "gray_dn", "color_dn", "jpeg_car", "color_jpeg_car")
-SR_TASKS = ("classical_sr", "lightweight_sr", "real_sr")
-GRAY_TASKS = ("gray_dn", "jpeg_car")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 BICUBIC = "bicubic"  # the MATLAB-bicubic upsampling baseline, usable wherever a model is expected
 
 Model = torch.nn.Module | str
@@ -86,9 +86,9 @@ class Protocol:
             raise SwinIRError(f"task {self.task} needs a scale of 2 or more (give --scale)")
         if self.task not in SR_TASKS and self.scale != 1:
             raise SwinIRError(f"task {self.task} does not upscale; drop --scale {self.scale}")
-        if self.task in ("gray_dn", "color_dn") and (self.noise is None or self.noise < 0):
+        if self.task in DENOISE_TASKS and (self.noise is None or self.noise < 0):
             raise SwinIRError(f"task {self.task} needs a noise level: give --noise SIGMA (15, 25 or 50 in the paper)")
-        if self.task in ("jpeg_car", "color_jpeg_car") and (self.jpeg is None or not 0 <= self.jpeg <= 100):
+        if self.task in JPEG_TASKS and (self.jpeg is None or not 0 <= self.jpeg <= 100):
             raise SwinIRError(f"task {self.task} needs a JPEG quality 0..100: give --jpeg Q (10, 20, 30 or 40)")
 
     @property
@@ -106,10 +106,10 @@ class Protocol:
 
     @property
     def is_jpeg(self) -> bool:
-        return self.task in ("jpeg_car", "color_jpeg_car")
+        return self.task in JPEG_TASKS
 
     def describe(self) -> str:
-        if self.task in ("gray_dn", "color_dn"):
+        if self.task in DENOISE_TASKS:
             extra = f" sigma={self.noise:g}"
         elif self.is_jpeg:
             extra = f" q={self.jpeg}"
@@ -126,12 +126,7 @@ def task_for_model(model: Model) -> str | None:
     spec = getattr(model, "spec", None)
     if spec is None:
         return None
-    task = spec.task
-    if task == "denoise":
-        return "gray_dn" if spec.in_chans == 1 else "color_dn"
-    if task == "jpeg":
-        return "jpeg_car" if spec.in_chans == 1 else "color_jpeg_car"
-    return task
+    return eval_task(spec.task, spec.in_chans)
 
 
 # ------------------------------------------------------------------------------------------ samples
@@ -151,24 +146,6 @@ class Sample:
     def lq_uint8(self) -> np.ndarray:
         """The input as a viewable uint8 image (noise clipped)."""
         return np.clip(np.round(self.lq * 255.0), 0, 255).astype(np.uint8)
-
-
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files in ``folder`` (not recursive), sorted by name."""
-    p = Path(folder)
-    if not p.is_dir():
-        raise SwinIRError(f"image folder {p} does not exist or is not a folder")
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise SwinIRError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {p}")
-    return files
-
-
-def _imread(path: Path, flags: int) -> np.ndarray:
-    img = cv2.imread(str(path), flags)
-    if img is None:
-        raise ImageReadError(f"cannot read image {path}: not an image OpenCV can decode (or unreadable)")
-    return img
 
 
 def _bgr_to_rgb(img: np.ndarray) -> np.ndarray:
@@ -200,10 +177,10 @@ def load_sample(
     task = protocol.task
     if task in ("classical_sr", "lightweight_sr"):
         s = protocol.scale
-        hr = _imread(path, cv2.IMREAD_COLOR)
+        hr = read_like_release(path, "color")
         if lr_dir is not None:
             lr_path = _find_lr(Path(lr_dir), name, path.suffix, s)
-            lr = _imread(lr_path, cv2.IMREAD_COLOR)
+            lr = read_like_release(lr_path, "color")
         else:
             lr_path = None
             h, w = hr.shape[:2]
@@ -219,18 +196,18 @@ def load_sample(
         gt = hr[: lh * s, : lw * s]
         return Sample(name, _bgr_to_rgb(lr).astype(np.float32) / 255.0, _bgr_to_rgb(gt), lr_path, path)
     if task == "real_sr":
-        lq = _imread(path, cv2.IMREAD_COLOR)
+        lq = read_like_release(path, "color")
         return Sample(name, _bgr_to_rgb(lq).astype(np.float32) / 255.0, None, path, None)
     if task == "gray_dn":
-        gt = _imread(path, cv2.IMREAD_GRAYSCALE)
+        gt = read_like_release(path, "gray")
         noisy = add_gaussian_noise_test(gt.astype(np.float32) / 255.0, float(protocol.noise))
         return Sample(name, noisy[:, :, None].astype(np.float32), gt[:, :, None], None, path)
     if task == "color_dn":
-        gt = _imread(path, cv2.IMREAD_COLOR)
+        gt = read_like_release(path, "color")
         noisy = add_gaussian_noise_test(gt.astype(np.float32) / 255.0, float(protocol.noise))  # BGR layout
         return Sample(name, _bgr_to_rgb(noisy).astype(np.float32), _bgr_to_rgb(gt), None, path)
     if task == "jpeg_car":
-        img = _imread(path, cv2.IMREAD_UNCHANGED)
+        img = read_like_release(path, "unchanged")
         if img.dtype != np.uint8:
             raise SwinIRError(f"{path}: the JPEG task needs 8-bit images, got {img.dtype}")
         if img.ndim == 3 and img.shape[2] == 4:
@@ -238,7 +215,7 @@ def load_sample(
         gt, lq = jpeg_gray_from_color(img, int(protocol.jpeg), color_order="bgr")
         return Sample(name, lq[:, :, None].astype(np.float32) / 255.0, gt[:, :, None], None, path)
     # color_jpeg_car
-    gt = _imread(path, cv2.IMREAD_COLOR)
+    gt = read_like_release(path, "color")
     lq = jpeg_compress(gt, int(protocol.jpeg), color_order="bgr")
     return Sample(name, _bgr_to_rgb(lq).astype(np.float32) / 255.0, _bgr_to_rgb(gt), None, path)
 
@@ -575,17 +552,6 @@ def _atomic_write(path: Path, data: bytes) -> Path:
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def save_png(path: str | os.PathLike[str], img: np.ndarray) -> Path:
-    """Write an RGB (or gray, HxW or HxWx1) uint8 image as PNG, atomically."""
-    arr = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
-    if arr.ndim == 3:
-        arr = arr[:, :, ::-1]
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr))
-    if not ok:
-        raise ImageWriteError(f"cannot encode {path} as PNG")
-    return _atomic_write(Path(path), buf.tobytes())
-
-
 # ------------------------------------------------------------------------------------------ sheets
 def _label(panel: np.ndarray, text: str) -> np.ndarray:
     """Panel with a black caption band on top (cv2.putText)."""
@@ -607,7 +573,7 @@ def comparison_sheet(
     the largest panel's pixels, or None for whole images.
     """
     if not panels:
-        raise ValueError("comparison_sheet needs at least one panel")
+        raise SwinIRError("a comparison sheet needs at least one image")
     rgb = [
         (
             lbl,
@@ -635,7 +601,11 @@ def comparison_sheet(
             top, left = (th - size) // 2, (tw - size) // 2
         else:
             top, left, size = crop
-            top, left = max(0, min(top, th - 1)), max(0, min(left, tw - 1))
+            if top < 0 or left < 0 or top + size > th or left + size > tw:
+                raise SwinIRError(
+                    f"crop {top},{left},{size} (top,left,size) does not fit in the {tw}x{th} image: "
+                    f"it needs top + size <= {th} and left + size <= {tw}"
+                )
         big = [(lbl, p[top : top + size, left : left + size]) for lbl, p in big]
     cols = [_label(np.ascontiguousarray(p), lbl) for lbl, p in big]
     spacer = np.full((cols[0].shape[0], gap, 3), 255, np.uint8)
@@ -707,14 +677,16 @@ def evaluate_samples(
             sc = score(out, sample.gt, protocol) if sample.gt is not None else None
             res = ImageResult(sample.name, sc, _input_psnr(sample, protocol), seconds, tuple(out.shape))
             if out_dir is not None:
-                res.output_path = str(save_png(out_dir / f"{sample.name}_{suffix}.png", out))
+                res.output_path = str(write_image(out_dir / f"{sample.name}_{suffix}.png", out))
                 if sheet:
                     panels = [("input", sample.lq_uint8()), ("output", out)]
                     if sample.gt is not None:
                         panels.append(("ground truth", sample.gt))
                     crop = 256 if sample.gt is not None else None
                     res.sheet_path = str(
-                        save_png(out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop))
+                        write_image(
+                            out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop)
+                        )
                     )
             report.images.append(res)
             if on_result is not None:

@@ -7,15 +7,23 @@ Decoding uses Pillow (strict about truncated files, knows EXIF), except for 16-b
 Pillow reduces to 8 bits: those go through OpenCV's ``IMREAD_UNCHANGED``. Encoding uses OpenCV (fast,
 16-bit PNG/TIFF) and Pillow for 8-bit gray+alpha PNG. Every write is atomic: a temporary file in the
 destination folder, then ``os.replace``, so an interrupted run never leaves a half image behind.
+
+This is the one image-file layer: every command lists (``list_images``), reads and writes images here.
+``read_like_release`` is the evaluation reader: the same OpenCV decode as the released test script
+(bit-exact with the paper's numbers), behind the same guard as ``read_image`` (Pillow checks the header
+first, so a decompression bomb or a non-image is refused in one line before OpenCV allocates anything).
+Error messages describe a file (its kind and size), never quote its bytes.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -30,7 +38,12 @@ __all__ = [
     "SwinIRNotice",
     "READ_EXTENSIONS",
     "WRITE_FORMATS",
+    "list_images",
     "read_image",
+    "read_like_release",
+    "read_uint8",
+    "image_size",
+    "to_8bit",
     "write_image",
     "encode_image",
     "check_not_input",
@@ -45,7 +58,7 @@ __all__ = [
 ]
 
 # Extensions picked up when a folder is given; an explicitly named file is read whatever its name.
-READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp")
+READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # Output extension -> (format name, holds 16 bit, holds alpha)
 WRITE_FORMATS: dict[str, tuple[str, bool, bool]] = {
     ".png": ("PNG", True, True),
@@ -116,7 +129,7 @@ def max_value(dtype: np.dtype | type) -> float:
 # reading
 # ---------------------------------------------------------------------------------------------------
 def _describe_bytes(path: Path) -> str:
-    """What the file looks like, for an error message."""
+    """What the file looks like, for an error message: its kind and size, never its contents."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
@@ -141,8 +154,89 @@ def _describe_bytes(path: Path) -> str:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return f"a WebP header, {size} bytes"
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
-        return f"text, not an image ({size} bytes, starts {head[:12].decode('ascii', 'replace')!r})"
-    return f"unrecognised data ({size} bytes, starts {head[:8].hex()})"
+        return f"text, not an image ({size} bytes)"
+    return f"unrecognised data ({size} bytes)"
+
+
+def list_images(folder: str | os.PathLike[str], what: str = "image folder") -> list[Path]:
+    """Image files (``READ_EXTENSIONS``) directly in ``folder``, sorted by name; hidden files skipped."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise ImageReadError(f"{what} {p}: does not exist or is not a folder")
+    files = sorted(
+        f for f in p.iterdir() if not f.name.startswith(".") and f.suffix.lower() in READ_EXTENSIONS and f.is_file()
+    )
+    if not files:
+        raise ImageReadError(f"{what} {p}: no images ({', '.join(READ_EXTENSIONS)}) in it")
+    return files
+
+
+def _check_file(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageReadError(f"{p}: is a folder, not an image file")
+    return p
+
+
+@contextmanager
+def _decoding(p: Path) -> Iterator[None]:
+    """Turn whatever Pillow or OpenCV raise on a bad file into one ``ImageReadError`` line."""
+    try:
+        yield
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{p}: not a readable image: found {_describe_bytes(p)}") from None
+    except PILImage.DecompressionBombError as exc:
+        raise ImageReadError(f"{p}: refused, too many pixels for a safe decode ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, cv2.error) as exc:
+        what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImageReadError(f"{p}: cannot decode it ({_describe_bytes(p)}): {what[:200]}") from None
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(H, W) from the file header only; refuses what ``read_image`` refuses (bombs, non-images)."""
+    p = _check_file(path)
+    with _decoding(p), PILImage.open(p) as im:
+        w, h = im.size
+    return int(h), int(w)
+
+
+_CV2_MODES = {"color": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE, "unchanged": cv2.IMREAD_UNCHANGED}
+
+
+def read_like_release(
+    path: str | os.PathLike[str], mode: Literal["color", "gray", "unchanged"] = "color", anydepth: bool = False
+) -> np.ndarray:
+    """Exactly what the released test script's ``cv2.imread(path, flag)`` gives (BGR order, OpenCV's
+    gray conversion), so evaluation stays bit-exact with the paper; but the header is checked first
+    and every failure is one ``ImageReadError`` line."""
+    p = _check_file(path)
+    image_size(p)  # Pillow's header check: decompression bombs and non-images stop here
+    flags = _CV2_MODES[mode] | (cv2.IMREAD_ANYDEPTH if anydepth else 0)
+    with _decoding(p):
+        arr = cv2.imread(str(p), flags)
+    if arr is None or arr.size == 0:
+        raise ImageReadError(f"{p}: OpenCV cannot decode it ({_describe_bytes(p)})")
+    return arr
+
+
+def to_8bit(array: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8 by rounding ``x / 257`` (65535 -> 255); uint8 unchanged."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype != np.uint16:
+        raise ImageReadError(f"unsupported sample type {array.dtype}; expected 8- or 16-bit")
+    return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def read_uint8(path: str | os.PathLike[str], channels: int = 3) -> np.ndarray:
+    """uint8 HxWxC: RGB for 3 channels, OpenCV luma for 1 (as the release's gray tasks), 16-bit files
+    rounded to 8 bits. Training data and comparison sheets read images this way."""
+    img = to_8bit(read_like_release(path, "gray" if channels == 1 else "color", anydepth=True))
+    if channels == 1:
+        return img.reshape(img.shape[0], img.shape[1], 1)
+    return np.ascontiguousarray(img[:, :, ::-1])
 
 
 def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -233,40 +327,28 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     Raises ``ImageReadError`` naming the file and what it holds when it is missing, truncated or not an
     image.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ImageReadError(f"{p}: no such file")
-    if p.is_dir():
-        raise ImageReadError(f"{p}: is a folder, not an image file")
-    try:
-        with PILImage.open(p) as im:
-            fmt = im.format
+    p = _check_file(path)
+    with _decoding(p), PILImage.open(p) as im:
+        fmt = im.format
+        orientation = 1
+        try:
+            orientation = int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
+        except Exception:  # malformed EXIF must not make the picture unreadable
             orientation = 1
-            try:
-                orientation = int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
-            except Exception:  # malformed EXIF must not make the picture unreadable
-                orientation = 1
-            bits = _source_bit_depth(im, p)
-            if bits > 8 and fmt in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA", "LA", "RGBX"):
-                was_la = im.mode == "LA"
-                im.load()  # Pillow validates the stream (truncation) even though cv2 decodes the samples
-                arr = _decode_cv2(p)
-                if arr.dtype != np.uint16:
-                    raise ValueError(f"expected 16-bit samples, OpenCV gave {arr.dtype}")
-                alpha = None
-                if arr.ndim == 3 and arr.shape[2] == 4:
-                    arr, alpha = arr[..., :3], np.ascontiguousarray(arr[..., 3])
-                    arr = np.ascontiguousarray(arr[..., 0]) if was_la else np.ascontiguousarray(arr)
-            else:
-                im.load()
-                arr, alpha = _from_pil(im)
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{p}: not a readable image: found {_describe_bytes(p)}") from None
-    except PILImage.DecompressionBombError as exc:
-        raise ImageReadError(f"{p}: refused, too many pixels for a safe decode ({exc})") from None
-    except (OSError, ValueError, SyntaxError, EOFError, cv2.error) as exc:
-        what = str(exc).strip() or type(exc).__name__
-        raise ImageReadError(f"{p}: cannot decode it ({_describe_bytes(p)}): {what}") from None
+        bits = _source_bit_depth(im, p)
+        if bits > 8 and fmt in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA", "LA", "RGBX"):
+            was_la = im.mode == "LA"
+            im.load()  # Pillow validates the stream (truncation) even though cv2 decodes the samples
+            arr = _decode_cv2(p)
+            if arr.dtype != np.uint16:
+                raise ValueError(f"expected 16-bit samples, OpenCV gave {arr.dtype}")
+            alpha = None
+            if arr.ndim == 3 and arr.shape[2] == 4:
+                arr, alpha = arr[..., :3], np.ascontiguousarray(arr[..., 3])
+                arr = np.ascontiguousarray(arr[..., 0]) if was_la else np.ascontiguousarray(arr)
+        else:
+            im.load()
+            arr, alpha = _from_pil(im)
     if arr.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(f"{p}: unsupported sample type {arr.dtype}; expected 8- or 16-bit")
     if orientation != 1:
@@ -297,7 +379,7 @@ def check_not_input(output: str | os.PathLike[str], inputs: Iterable[str | os.Pa
                 same = False
         if same:
             raise ImageWriteError(
-                f"{out}: refusing to overwrite the input image {s}; choose another output folder or --suffix"
+                f"{out}: refusing to overwrite the input image {s}; choose another output name or folder"
             )
 
 
@@ -309,6 +391,8 @@ def _to_storable(array: np.ndarray, bit_depth: int | None) -> tuple[np.ndarray, 
         raise ImageWriteError(
             f"cannot store an array of shape {a.shape}: expected HxW or HxWx3 (alpha goes separately)"
         )
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageWriteError(f"cannot store an empty {a.shape[1]}x{a.shape[0]} image: it has no pixels")
     if bit_depth is None:
         bit_depth = 16 if a.dtype == np.uint16 else 8
     if bit_depth not in (8, 16):
@@ -318,7 +402,7 @@ def _to_storable(array: np.ndarray, bit_depth: int | None) -> tuple[np.ndarray, 
         if a.dtype.kind == "f":
             a = from_float(a, target)
         elif a.dtype == np.uint16 and target == np.uint8:
-            a = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+            a = to_8bit(a)
         elif a.dtype == np.uint8 and target == np.uint16:
             a = a.astype(np.uint16) * 257
         else:
@@ -381,7 +465,10 @@ def encode_image(
         params = [cv2.IMWRITE_WEBP_QUALITY, 101 if quality > 100 else q]  # above 100: lossless
     elif fmt == "PNG":
         params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
-    ok, buf = cv2.imencode(ext if ext != ".jpeg" else ".jpg", a, params)
+    try:
+        ok, buf = cv2.imencode(ext if ext != ".jpeg" else ".jpg", a, params)
+    except cv2.error as exc:
+        raise ImageWriteError(f"OpenCV could not encode a {a.shape} {a.dtype} image as {fmt}: {exc.err}") from None
     if not ok:
         raise ImageWriteError(f"OpenCV could not encode a {a.shape} {a.dtype} image as {fmt}")
     return buf.tobytes()

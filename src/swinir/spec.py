@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-TASKS = ("classical_sr", "lightweight_sr", "real_sr", "denoise", "jpeg")
+from swinir.tasks import MODEL_TASKS
+
+TASKS = MODEL_TASKS  # kept for callers of swinir.spec.TASKS
 
 
 class SpecError(ValueError):
@@ -121,9 +123,91 @@ class ModelSpec:
 
 _BLOCK = re.compile(r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
 
+# Limits on values that size buffers the weights do not show: the relative-position index holds
+# window^4 entries (8 MB at window 32; window 1024 would ask for 17.6 TB) and a saved attention mask
+# grows with img_size^2. The released models use windows 7-8 and img_size 48-128.
+MAX_WINDOW = 32
+MAX_IMG_SIZE = 2048
+# Fields that the tensor shapes determine: stored metadata may repeat them, never change them.
+SHAPE_FIELDS = (
+    "upscale",
+    "in_chans",
+    "embed_dim",
+    "depths",
+    "num_heads",
+    "window_size",
+    "upsampler",
+    "resi_connection",
+    "num_out_ch",
+)
+
 
 def _shape(sd: Mapping[str, Any], key: str) -> tuple[int, ...]:
-    return tuple(sd[key].shape)
+    return tuple(int(n) for n in sd[key].shape)
+
+
+def _depths(sd: Mapping[str, Any]) -> tuple[int, ...]:
+    depth_of: dict[int, int] = {}
+    for k in sd:
+        m = _BLOCK.match(k)
+        if m:
+            i, j = int(m.group(1)), int(m.group(2))
+            depth_of[i] = max(depth_of.get(i, 0), j + 1)
+    if not depth_of:
+        raise SpecError("no 'layers.N.residual_group.blocks.M' keys: not a SwinIR state dict")
+    n_layers = max(depth_of) + 1
+    if sorted(depth_of) != list(range(n_layers)):
+        raise SpecError(f"residual groups are not numbered 0..{n_layers - 1}: {sorted(depth_of)}")
+    return tuple(depth_of[i] for i in range(n_layers))
+
+
+def _heads_and_window(sd: Mapping[str, Any], n_layers: int) -> tuple[tuple[int, ...], int]:
+    heads = []
+    table_len = 0
+    for i in range(n_layers):
+        key = f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"
+        if key not in sd:
+            raise SpecError(f"missing {key}")
+        table_len, h = _shape(sd, key)
+        heads.append(h)
+    side = math.isqrt(table_len)
+    if side * side != table_len or side % 2 == 0:
+        raise SpecError(f"relative_position_bias_table has {table_len} rows, not (2*window-1)^2")
+    window_size = (side + 1) // 2
+    if window_size > MAX_WINDOW:
+        raise SpecError(f"window {window_size} is larger than {MAX_WINDOW}; no SwinIR uses such windows")
+    return tuple(heads), window_size
+
+
+def _pixelshuffle_scale(sd: Mapping[str, Any]) -> int:
+    num_feat = _shape(sd, "conv_before_upsample.0.weight")[0]
+    keys = [k for k in sd if k.startswith("upsample.") and k.endswith(".weight")]
+    upscale = 1
+    for k in sorted(keys, key=lambda s: int(s.split(".")[1])):
+        ch = _shape(sd, k)[0]
+        if ch == 4 * num_feat:
+            upscale *= 2
+        elif ch == 9 * num_feat:
+            upscale *= 3
+        else:
+            raise SpecError(f"{k} has {ch} output channels; expected 4x or 9x {num_feat}")
+    return upscale
+
+
+def _upsampling(sd: Mapping[str, Any], in_chans: int) -> tuple[str, int, int]:
+    """(upsampler, upscale, output channels) from the tail of the network."""
+    if "conv_up1.weight" in sd:
+        return "nearest+conv", 4 if "conv_up2.weight" in sd else 2, _shape(sd, "conv_last.weight")[0]
+    if "conv_before_upsample.0.weight" in sd:
+        return "pixelshuffle", _pixelshuffle_scale(sd), _shape(sd, "conv_last.weight")[0]
+    if "upsample.0.weight" in sd:
+        out_total = _shape(sd, "upsample.0.weight")[0]
+        upscale = math.isqrt(out_total // in_chans)
+        if upscale * upscale * in_chans != out_total:
+            raise SpecError(f"upsample.0.weight has {out_total} outputs, not scale^2 x {in_chans}")
+        return "pixelshuffledirect", upscale, in_chans
+    out_ch = _shape(sd, "conv_last.weight")[0] if "conv_last.weight" in sd else in_chans
+    return "", 1, out_ch
 
 
 def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
@@ -136,87 +220,26 @@ def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
     if "conv_first.weight" not in sd:
         raise SpecError("no 'conv_first.weight' key: not a SwinIR state dict")
     embed_dim, in_chans = _shape(sd, "conv_first.weight")[:2]
-
-    depth_of: dict[int, int] = {}
-    for k in sd:
-        m = _BLOCK.match(k)
-        if m:
-            i, j = int(m.group(1)), int(m.group(2))
-            depth_of[i] = max(depth_of.get(i, 0), j + 1)
-    if not depth_of:
-        raise SpecError("no 'layers.N.residual_group.blocks.M' keys: not a SwinIR state dict")
-    n_layers = max(depth_of) + 1
-    if sorted(depth_of) != list(range(n_layers)):
-        raise SpecError(f"residual groups are not numbered 0..{n_layers - 1}: {sorted(depth_of)}")
-    depths = tuple(depth_of[i] for i in range(n_layers))
-
-    heads = []
-    table_len = None
-    for i in range(n_layers):
-        key = f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"
-        if key not in sd:
-            raise SpecError(f"missing {key}")
-        t_len, h = _shape(sd, key)
-        heads.append(h)
-        table_len = t_len
-    assert table_len is not None
-    side = math.isqrt(table_len)
-    if side * side != table_len or side % 2 == 0:
-        raise SpecError(f"relative_position_bias_table has {table_len} rows, not (2*window-1)^2")
-    window_size = (side + 1) // 2
-
-    hidden = _shape(sd, "layers.0.residual_group.blocks.0.mlp.fc1.weight")[0]
-    mlp_ratio = hidden / embed_dim
-
+    depths = _depths(sd)
+    heads, window_size = _heads_and_window(sd, len(depths))
+    mlp_ratio = _shape(sd, "layers.0.residual_group.blocks.0.mlp.fc1.weight")[0] / embed_dim
     if "conv_after_body.weight" in sd:
         resi = "1conv"
     elif "conv_after_body.0.weight" in sd:
         resi = "3conv"
     else:
         raise SpecError("no conv_after_body weights: not a SwinIR state dict")
-
-    num_feat_keys = [k for k in sd if k.startswith("upsample.") and k.endswith(".weight")]
-    if "conv_up1.weight" in sd:
-        upsampler = "nearest+conv"
-        upscale = 4 if "conv_up2.weight" in sd else 2
-        out_ch = _shape(sd, "conv_last.weight")[0]
-    elif "conv_before_upsample.0.weight" in sd:
-        upsampler = "pixelshuffle"
-        num_feat = _shape(sd, "conv_before_upsample.0.weight")[0]
-        upscale = 1
-        for k in sorted(num_feat_keys, key=lambda s: int(s.split(".")[1])):
-            ch = _shape(sd, k)[0]
-            if ch == 4 * num_feat:
-                upscale *= 2
-            elif ch == 9 * num_feat:
-                upscale *= 3
-            else:
-                raise SpecError(f"{k} has {ch} output channels; expected 4x or 9x {num_feat}")
-        out_ch = _shape(sd, "conv_last.weight")[0]
-    elif num_feat_keys:
-        upsampler = "pixelshuffledirect"
-        out_total = _shape(sd, "upsample.0.weight")[0]
-        out_ch = in_chans
-        upscale = math.isqrt(out_total // out_ch)
-        if upscale * upscale * out_ch != out_total:
-            raise SpecError(f"upsample.0.weight has {out_total} outputs, not scale^2 x {out_ch}")
-    else:
-        upsampler = ""
-        upscale = 1
-        out_ch = _shape(sd, "conv_last.weight")[0] if "conv_last.weight" in sd else in_chans
-
+    upsampler, upscale, out_ch = _upsampling(sd, in_chans)
     img_size = 64
     mask_key = "layers.0.residual_group.blocks.1.attn_mask"
     if mask_key in sd:
-        n_windows = _shape(sd, mask_key)[0]
-        img_size = math.isqrt(n_windows) * window_size
-
+        img_size = math.isqrt(_shape(sd, mask_key)[0]) * window_size
     return ModelSpec(
         upscale=upscale,
         in_chans=in_chans,
         embed_dim=embed_dim,
         depths=depths,
-        num_heads=tuple(heads),
+        num_heads=heads,
         window_size=window_size,
         mlp_ratio=float(mlp_ratio) if mlp_ratio != int(mlp_ratio) else float(int(mlp_ratio)),
         upsampler=upsampler,
@@ -225,3 +248,67 @@ def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
         img_size=img_size,
         num_out_ch=out_ch if out_ch != in_chans else None,
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# stored metadata: a hint checked against the tensors, never trusted over them
+# ---------------------------------------------------------------------------------------------------
+_INT_FIELDS = ("upscale", "in_chans", "embed_dim", "window_size", "img_size")
+_NUMBER_FIELDS = ("mlp_ratio", "img_range")
+_STR_FIELDS = ("upsampler", "resi_connection")
+_LIST_FIELDS = ("depths", "num_heads")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_types(stored: Mapping[str, Any]) -> None:
+    for key, value in stored.items():
+        if key in _INT_FIELDS and not (_is_int(value) or (key == "img_size" and _is_int_pair(value))):
+            raise SpecError(f"{key} must be an integer, got {value!r:.40}")
+        if key in _NUMBER_FIELDS and not (
+            (_is_int(value) or isinstance(value, float)) and math.isfinite(value) and value > 0
+        ):
+            raise SpecError(f"{key} must be a positive number, got {value!r:.40}")
+        if key in _STR_FIELDS and not isinstance(value, str):
+            raise SpecError(f"{key} must be a string, got {value!r:.40}")
+        if key in _LIST_FIELDS and not (
+            isinstance(value, (list, tuple)) and value and all(_is_int(v) and v > 0 for v in value)
+        ):
+            raise SpecError(f"{key} must be a list of positive integers, got {value!r:.40}")
+        if key == "num_out_ch" and value is not None and not (_is_int(value) and value > 0):
+            raise SpecError(f"num_out_ch must be a positive integer or null, got {value!r:.40}")
+
+
+def _is_int_pair(v: object) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) for x in v)
+
+
+def merge_metadata(detected: ModelSpec, stored: object) -> ModelSpec:
+    """``detected`` (from the tensors) completed by stored metadata, which must agree with it.
+
+    Metadata only adds what shapes cannot show (``img_range``, ``img_size``); every shape field it
+    repeats must equal the detected value, and values are bounded before anything is allocated.
+    Raises ``SpecError`` naming the first problem.
+    """
+    if not isinstance(stored, Mapping):
+        raise SpecError(f"the stored spec is a {type(stored).__name__}, not a mapping")
+    _check_types(stored)
+    kw = {k: v for k, v in stored.items() if k in _INT_FIELDS + _NUMBER_FIELDS + _STR_FIELDS + _LIST_FIELDS}
+    if "num_out_ch" in stored:
+        kw["num_out_ch"] = stored["num_out_ch"]
+    merged = ModelSpec.from_kwargs({**detected.kwargs(), **kw})
+    for name in SHAPE_FIELDS:
+        if name in kw and getattr(merged, name) != getattr(detected, name):
+            if name == "num_out_ch" and merged.out_chans == detected.out_chans:
+                continue
+            raise SpecError(
+                f"its metadata says {name}={getattr(merged, name)!r} but the weights have {getattr(detected, name)!r}"
+            )
+    hidden = int(detected.embed_dim * detected.mlp_ratio)
+    if int(detected.embed_dim * merged.mlp_ratio) != hidden:
+        raise SpecError(f"its metadata says mlp_ratio={merged.mlp_ratio:g} but the weights have {detected.mlp_ratio:g}")
+    if not 1 <= merged.img_size <= MAX_IMG_SIZE:
+        raise SpecError(f"its metadata says img_size={merged.img_size}; expected 1..{MAX_IMG_SIZE}")
+    return merged.with_(mlp_ratio=detected.mlp_ratio, num_out_ch=detected.num_out_ch)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from swinir.errors import ImageReadError, SwinIRError
+from swinir.errors import SwinIRError
 
 EPILOG = """examples:
   swinir compare Set5/LR_bicubic/X4/babyx4.png out/baby_SwinIR.png Set5/HR/baby.png -o sheet.png
@@ -36,16 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _read(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise ImageReadError(f"image {p} does not exist")
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageReadError(f"cannot read image {p}: not an image OpenCV can decode")
-    return np.ascontiguousarray(img[:, :, ::-1])
-
-
 def _parse_crop(text: str) -> int | tuple[int, int, int]:
     try:
         parts = [int(v) for v in text.split(",")]
@@ -59,18 +46,18 @@ def _parse_crop(text: str) -> int | tuple[int, int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from swinir.evaluate import comparison_sheet, save_png
+    from swinir.evaluate import comparison_sheet
+    from swinir.io import check_not_input, read_uint8, write_image
 
     if args.labels and len(args.labels) != len(args.images):
         raise SwinIRError(f"{len(args.labels)} labels for {len(args.images)} images; give one label per image")
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise SwinIRError(f"the sheet is written as PNG; name it .png, not {out.name}")
-    if any(out.resolve() == Path(i).resolve() for i in args.images):
-        raise SwinIRError(f"{out} is one of the inputs; choose another output name")
+    check_not_input(out, args.images)
     labels = args.labels or [Path(i).stem for i in args.images]
-    panels = [(lbl, _read(i)) for lbl, i in zip(labels, args.images)]
+    panels = [(lbl, read_uint8(i)) for lbl, i in zip(labels, args.images)]
     crop = None if args.full else _parse_crop(args.crop)
     sheet = comparison_sheet(panels, crop=crop)
-    print(f"wrote {save_png(out, sheet)} ({sheet.shape[1]}x{sheet.shape[0]})")
+    print(f"wrote {write_image(out, sheet)} ({sheet.shape[1]}x{sheet.shape[0]})")
     return 0

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,31 +158,18 @@ def make_pipeline(
 
 
 def _collect(inputs: list[str]) -> list[Path]:
-    from swinir.io import READ_EXTENSIONS
+    from swinir.io import list_images
 
     files: list[Path] = []
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in READ_EXTENSIONS)
-            if not found:
-                raise SwinIRError(f"{p}: no images ({', '.join(READ_EXTENSIONS)}) in this folder")
-            files += found
+            files += list_images(p)
         elif p.is_file():
             files.append(p)
         else:
             raise SwinIRError(f"{p}: no such file or folder")
     return files
-
-
-def _read_uint8(path: Path) -> np.ndarray:
-    from swinir.io import read_image
-
-    img = read_image(path)
-    arr = img.array
-    if arr.dtype == np.uint16:
-        arr = ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    return arr
 
 
 def _sheet_row(hr: np.ndarray, lrs: list[np.ndarray], crop: int) -> np.ndarray:
@@ -201,10 +189,59 @@ def _stack_rows(rows: list[np.ndarray], gap: int = 6) -> np.ndarray:
     return np.concatenate(out, 0)
 
 
+def _output_folder(path: str, files: list[Path]) -> Path:
+    out_dir = Path(path).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SwinIRError(f"{out_dir}: exists and is not a folder; choose another -o")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _unique_stem(path: Path, seen: dict[str, int]) -> str:
+    """The input's stem, numbered when two inputs from different folders share it."""
+    seen[path.stem] = seen.get(path.stem, 0) + 1
+    return path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}"
+
+
+def _degrade_one(
+    args: argparse.Namespace, choice: PipelineChoice, i: int, path: Path, stem: str, files: list[Path], bar: Any
+) -> tuple[np.ndarray, list[np.ndarray], list[dict[str, Any]]]:
+    """All samples of input ``i``: written to disk; returns (HR used, samples, their records)."""
+    from swinir.io import check_not_input, read_image, to_8bit, write_image
+
+    hr = to_8bit(read_image(path).array)
+    hr_used, lrs, records = hr, [], []
+    for k in range(args.samples if choice.random else 1):
+        rng = np.random.default_rng([args.seed, i, k])
+        trace: list[str] = []
+        try:
+            lr, hr_used = choice.fn(hr, rng, trace)
+        except ValueError as exc:
+            raise SwinIRError(f"{path}: {exc}") from None
+        dest = Path(args.output).expanduser() / f"{stem}_{choice.name}_{k}.png"
+        check_not_input(dest, files)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            write_image(dest, lr)
+        records.append(
+            {
+                "input": str(path),
+                "output": dest.name,
+                "seed": [args.seed, i, k],
+                "pipeline": choice.name,
+                "scale": choice.scale,
+                "lr_size": [int(lr.shape[1]), int(lr.shape[0])],
+                "steps": trace,
+            }
+        )
+        lrs.append(lr)
+        bar.update(1)
+    return hr_used, lrs, records
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from swinir.evaluate import save_png
     from swinir.io import check_not_input, write_image
 
     if args.samples < 1:
@@ -218,48 +255,16 @@ def run(args: argparse.Namespace) -> int:
         _parse_range(args.quality, "quality", 1, 100),
     )
     files = _collect(args.inputs)
-    out_dir = Path(args.output).expanduser()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SwinIRError(f"{out_dir}: exists and is not a folder; choose another -o")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n = args.samples if choice.random else 1
-    records: list[dict] = []
+    out_dir = _output_folder(args.output, files)
+    records: list[dict[str, Any]] = []
     rows: list[np.ndarray] = []
     stems: dict[str, int] = {}
-    with tqdm(total=len(files) * n, unit="img", desc=choice.name, disable=None) as bar:
+    with tqdm(
+        total=len(files) * (args.samples if choice.random else 1), unit="img", desc=choice.name, disable=None
+    ) as bar:
         for i, path in enumerate(files):
-            hr = _read_uint8(path)
-            stem = path.stem
-            stems[stem] = stems.get(stem, 0) + 1
-            if stems[stem] > 1:  # two inputs with the same name from different folders
-                stem = f"{stem}-{stems[stem]}"
-            lrs = []
-            hr_used = hr
-            for k in range(n):
-                rng = np.random.default_rng([args.seed, i, k])
-                trace: list[str] = []
-                try:
-                    lr, hr_used = choice.fn(hr, rng, trace)
-                except ValueError as exc:
-                    raise SwinIRError(f"{path}: {exc}") from None
-                dest = out_dir / f"{stem}_{choice.name}_{k}.png"
-                check_not_input(dest, files)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    write_image(dest, lr)
-                records.append(
-                    {
-                        "input": str(path),
-                        "output": dest.name,
-                        "seed": [args.seed, i, k],
-                        "pipeline": choice.name,
-                        "scale": choice.scale,
-                        "lr_size": [int(lr.shape[1]), int(lr.shape[0])],
-                        "steps": trace,
-                    }
-                )
-                lrs.append(lr)
-                bar.update(1)
+            hr_used, lrs, recs = _degrade_one(args, choice, i, path, _unique_stem(path, stems), files, bar)
+            records += recs
             if not args.no_sheet:
                 rows.append(_sheet_row(hr_used, lrs, args.crop))
     meta = out_dir / "samples.json"
@@ -270,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         sheet = out_dir / "sheet.png"
         check_not_input(sheet, files)
         grid = _stack_rows(rows)
-        save_png(sheet, grid)
+        write_image(sheet, grid)
         msg += f"; sheet {sheet} ({grid.shape[1]}x{grid.shape[0]})"
     print(msg)
     return 0

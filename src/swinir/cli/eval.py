@@ -26,7 +26,7 @@ Writes <save>/results.json and results.csv with --save (or where --json / --csv 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from swinir.evaluate import TASKS
+    from swinir.tasks import EVAL_TASKS
 
     p = subparsers.add_parser(
         "eval",
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", choices=TASKS, help="protocol (default: what the model was built for)")
+    p.add_argument("--task", choices=EVAL_TASKS, help="protocol (default: what the model was built for)")
     p.add_argument("--model", required=True, help="zoo name, checkpoint path, or 'bicubic'")
     p.add_argument("--hr", metavar="DIR", help="ground-truth folder (for real_sr: the input folder)")
     p.add_argument("--lr", metavar="DIR", help="LR folder with NAMEx{scale}.ext (SR); default: MATLAB bicubic of HR")
@@ -78,7 +78,8 @@ def _zoo_entry(name: str):  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
-    from swinir.evaluate import BICUBIC, SR_TASKS, Protocol, evaluate, task_for_model
+    from swinir.evaluate import BICUBIC, Protocol, evaluate, task_for_model
+    from swinir.tasks import DENOISE_TASKS, JPEG_TASKS, SR_TASKS
 
     if args.sheet and not args.save:
         raise SwinIRError("--sheet needs --save DIR (the folder the sheets go to)")
@@ -111,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     protocol = Protocol(
         task,
         scale=scale,
-        noise=noise if task in ("gray_dn", "color_dn") else None,
-        jpeg=jpeg if task in ("jpeg_car", "color_jpeg_car") else None,
+        noise=noise if task in DENOISE_TASKS else None,
+        jpeg=jpeg if task in JPEG_TASKS else None,
     )
 
     report = evaluate(

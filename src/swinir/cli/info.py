@@ -5,16 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from swinir import checkpoint, zoo
+from swinir import zoo
 from swinir.errors import CheckpointError
-from swinir.model import SwinIR
-from swinir.spec import ModelSpec, SpecError, detect
 
 EPILOG = """examples:
   swinir info 001_classicalSR_DIV2K_s48w8_SwinIR-M_x2.pth
@@ -38,48 +33,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _locate(source: str) -> Path:
+    from swinir.checkpoint import SUFFIXES
+
     p = Path(source).expanduser()
     if p.exists():
         return p
-    if os.sep not in source and (zoo.is_known(source) or not source.endswith(checkpoint.SUFFIXES)):
+    if os.sep not in source and (zoo.is_known(source) or not source.endswith(SUFFIXES)):
         return zoo.resolve(source)
     raise CheckpointError(f"{p}: no such checkpoint file (and not a zoo name; `swinir models` lists them)")
 
 
-def _check_weights(spec: ModelSpec, sd: Mapping[str, torch.Tensor], path: Path) -> None:
-    """Every weight of the detected architecture is present with its shape, and nothing else is."""
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in SwinIR(**spec.kwargs()).state_dict().items()}
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != expected[k]]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {tuple(sd[k].shape)}, expected {expected[k]})")
-        raise CheckpointError(f"{path}: weights do not match the detected SwinIR architecture: {'; '.join(parts)}")
-
-
 def describe(path: Path) -> dict[str, Any]:
     """Everything `swinir info` reports, as a dict."""
+    from swinir import checkpoint
+
     obj, meta = checkpoint.read_file(path)
     sd, wrapper = checkpoint.unwrap(obj, path)
-    try:
-        spec = detect(sd)
-    except SpecError as exc:
-        raise CheckpointError(
-            f"{path}: expected a SwinIR checkpoint, found {len(sd)} tensors that are not SwinIR weights ({exc})"
-        ) from None
-    stored = meta.get("spec")
-    if isinstance(stored, Mapping):
-        spec = ModelSpec.from_kwargs({**spec.kwargs(), **stored})
+    spec = checkpoint.resolve_spec(sd, meta.get("spec"), path)
     weights = checkpoint.drop_derived(sd)
-    _check_weights(spec, weights, path)
     entry = zoo.get(path.name) if zoo.is_known(path.name) else None
     return {
         "file": str(path),

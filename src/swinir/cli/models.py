@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from swinir import paths, zoo
-from swinir.spec import TASKS
+from swinir.tasks import MODEL_TASKS
 
 EPILOG = """examples:
   swinir models                      # everything: built-ins first, then the released checkpoints
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", choices=TASKS, help="only models for this task")
+    p.add_argument("--task", choices=MODEL_TASKS, help="only models for this task")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--cache-dir", default=None, help="weights cache folder (default: $SWINIR_CACHE or ~/.cache/swinir)")
     p.set_defaults(func=run)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
+from typing import Any
+
+from swinir.errors import ConfigError
 
 EPILOG = """examples:
   swinir train builtin-x2                                  # a shipped preset, outputs in runs/builtin-x2
@@ -69,8 +73,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_output_folder(out: Path) -> None:
+    """``out`` is (or can be made) a folder this process can write in; else one ``ConfigError`` line."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose another --out") from None
+
+
+def validation_summary(result: Any) -> str | None:
+    """First and last validation PSNR, each with the iteration it was measured at."""
+    fv, lv = result.first_val, result.last_val
+    if not (fv and lv):
+        return None
+    return (
+        f"validation PSNR: {fv['psnr']:.3f} dB at iteration {int(fv.get('iter', 0))} -> "
+        f"{lv['psnr']:.3f} dB at iteration {int(lv.get('iter', result.iteration))} (input {lv['psnr_input']:.3f} dB)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from swinir.errors import ConfigError
     from swinir.train.config import load_config, preset_names, raw_config
 
     if args.list:
@@ -99,17 +125,15 @@ def run(args: argparse.Namespace) -> int:
         print(cfg.to_yaml(), end="")
         return 0
     out = args.out or Path("runs") / cfg.name
+    check_output_folder(out)
     from swinir.train.distributed import from_env
     from swinir.train.trainer import train
 
     result = train(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
     if not from_env().main:
         return 130 if result.interrupted else 0
-    fv, lv = result.first_val, result.last_val
-    if fv and lv:
-        print(
-            f"validation PSNR: {fv['psnr']:.3f} dB at iteration {int(fv.get('iter', 0))} -> "
-            f"{lv['psnr']:.3f} dB at {result.iteration} (input {lv['psnr_input']:.3f} dB)"
-        )
+    summary = validation_summary(result)
+    if summary:
+        print(summary)
     print(f"outputs in {out}" + (" (stopped early; continue with --resume)" if result.interrupted else ""))
     return 130 if result.interrupted else 0

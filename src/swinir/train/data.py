@@ -23,58 +23,16 @@ from torch.utils.data import Dataset, Sampler
 
 from swinir.degrade import add_gaussian_noise, add_gaussian_noise_test, imresize, jpeg_compress
 from swinir.errors import ConfigError, ImageReadError, SwinIRError
+from swinir.io import image_size, list_images
+from swinir.io import read_uint8 as read_image
 from swinir.train.config import DataConfig, ValConfig
 
 log = logging.getLogger("swinir.train")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
 
 # --------------------------------------------------------------------------------------------------
-# images
+# images: listed and read by swinir.io (list_images, read_uint8 as read_image, image_size)
 # --------------------------------------------------------------------------------------------------
-def list_images(folder: str | Path, what: str = "folder") -> list[Path]:
-    p = Path(folder)
-    if not p.is_dir():
-        raise ConfigError(f"{what} {p}: no such folder")
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ConfigError(f"{what} {p}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-    return files
-
-
-def read_image(path: str | Path, channels: int) -> np.ndarray:
-    """uint8 HxWxC, RGB for 3 channels, luma (OpenCV) for 1; 16-bit images are scaled to 8 bits."""
-    p = Path(path)
-    try:
-        buf = np.fromfile(str(p), dtype=np.uint8)
-    except OSError as exc:
-        raise ImageReadError(f"{p}: cannot read ({exc.strerror})") from None
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    img = cv2.imdecode(buf, flag | cv2.IMREAD_ANYDEPTH) if buf.size else None
-    if img is None:
-        raise ImageReadError(f"{p}: not a readable image (corrupt or unsupported format)")
-    if img.dtype == np.uint16:
-        img = np.round(img.astype(np.float64) / 257.0).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise ImageReadError(f"{p}: unsupported pixel type {img.dtype}; use 8- or 16-bit images")
-    if channels == 1:
-        return img.reshape(img.shape[0], img.shape[1], 1)
-    return np.ascontiguousarray(img[:, :, ::-1])
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) from the file header only."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (OSError, UnidentifiedImageError, ValueError):
-        raise ImageReadError(f"{path}: not a readable image (corrupt or unsupported format)") from None
-    return h, w
-
-
 def augment(img: np.ndarray, mode: int) -> np.ndarray:
     """One of the 8 dihedral transforms of an HxWxC array (0 = identity)."""
     if mode >= 4:

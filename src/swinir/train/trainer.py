@@ -349,7 +349,7 @@ class Trainer:
             return
         t0 = time.time()
         res = self.validate()
-        self.last_val = res
+        self.last_val = dict(res, iter=self.iteration)  # the summary names the iteration it ran at
         if not self.first_val:
             self.first_val = dict(res, iter=self.iteration)
         self.monitor.scalars(self.iteration, res, kind="val")
