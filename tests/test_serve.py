@@ -165,7 +165,7 @@ def test_page_and_its_assets_are_served(server: ServeProcess) -> None:
 def test_result_is_byte_identical_to_the_cli(server: ServeProcess, tmp_path: Path, model: str, options: dict) -> None:
     from swinir.serve.restore_call import JobOptions
 
-    data = png_bytes(noise_image(24, 28))
+    data = png_bytes(noise_image(16, 20))
     job = submit(server, [("photo.png", data)], model=model, **options).json()["jobs"][0]
     assert job["state"] in ("queued", "running") and len(job["id"]) == 36
     done = wait_done(server, job["id"])
@@ -197,7 +197,7 @@ def test_several_images_in_one_request_make_one_job_each(server: ServeProcess) -
 
 
 def test_events_stream_tile_progress_until_done(server: ServeProcess) -> None:
-    job = submit(server, [("big.png", png_bytes(noise_image(48, 48)))], model="builtin-x2", tile=16, overlap=8)
+    job = submit(server, [("big.png", png_bytes(noise_image(64, 64)))], model="builtin-x2", tile=16, overlap=8)
     job_id = job.json()["jobs"][0]["id"]
     states = []
     with requests.get(server.api(f"/api/jobs/{job_id}/events"), stream=True, timeout=120) as resp:
@@ -207,7 +207,7 @@ def test_events_stream_tile_progress_until_done(server: ServeProcess) -> None:
                 states.append(json.loads(line[6:]))
     assert states[-1]["state"] == "done"
     progress = [s["progress"] for s in states if s["progress"]["tiles_total"]]
-    assert progress[-1]["tiles_done"] == progress[-1]["tiles_total"] == 25  # tiles of 16 every 8 px: 5x5 in 48
+    assert progress[-1]["tiles_done"] == progress[-1]["tiles_total"] == 49  # tiles of 16 every 8 px: 7x7 in 64
     done_counts = [p["tiles_done"] for p in progress]
     assert done_counts == sorted(done_counts) and len(set(done_counts)) > 1
 
@@ -292,7 +292,7 @@ def test_limits_upload_input_and_output_pixels(tmp_path: Path) -> None:
 def test_a_full_queue_answers_429_and_loses_nothing(tmp_path: Path) -> None:
     srv = ServeProcess(tmp_path, "--queue", "2", "--models", "builtin-x4")
     try:
-        slow = png_bytes(noise_image(96, 96))
+        slow = png_bytes(noise_image(64, 64))
         first = submit(srv, [("a.png", slow)], tile=16, overlap=8, ensemble="true").json()["jobs"][0]
         deadline = time.monotonic() + 60
         while requests.get(srv.api(f"/api/jobs/{first['id']}"), timeout=10).json()["state"] == "queued":
@@ -314,7 +314,7 @@ def test_a_full_queue_answers_429_and_loses_nothing(tmp_path: Path) -> None:
 def test_cancel_a_queued_and_a_running_job(tmp_path: Path) -> None:
     srv = ServeProcess(tmp_path, "--models", "builtin-x4")
     try:
-        running = submit(srv, [("a.png", png_bytes(noise_image(96, 96)))], tile=16, overlap=8, ensemble="true")
+        running = submit(srv, [("a.png", png_bytes(noise_image(64, 64)))], tile=16, overlap=8, ensemble="true")
         queued = submit(srv, [("b.png", png_bytes(noise_image(8, 8)))])
         run_id, queued_id = running.json()["jobs"][0]["id"], queued.json()["jobs"][0]["id"]
         assert requests.delete(srv.api(f"/api/jobs/{queued_id}"), timeout=10).json()["state"] == "cancelled"
@@ -380,6 +380,12 @@ def test_binding_beyond_loopback_without_a_token_refuses_to_start(tmp_path: Path
     assert done.returncode == 1
     assert done.stderr.startswith("error: refusing to bind 0.0.0.0") and "--token" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_bad_device_refuses_to_start() -> None:
+    cmd = [sys.executable, "-m", "swinir", "serve", "--port", "0", "--device", "gpu9"]
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.startswith("error: --device gpu9:") and "Traceback" not in done.stderr
 
 
 # -- released models --------------------------------------------------------------------------------------

@@ -79,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
         max_output_pixels=int(args.max_output_mp * 1e6),
     )
     devices: list[str | None] = [d.strip() for d in args.device.split(",")] if args.device else [None]
+    from swinir.device import resolve_device
+
+    for dev in devices:
+        try:
+            resolve_device(dev)  # an unavailable device stops here, not in every job
+        except RuntimeError as exc:  # torch's own parse error for a malformed name
+            raise SwinIRError(f"--device {dev}: {exc}") from None
     config = ServeConfig(
         devices=devices,
         models=models,

@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 
@@ -108,13 +109,10 @@ def create_app(config: ServeConfig, queue: JobQueue) -> FastAPI:
     ) -> dict[str, Any]:
         options = JobOptions(tile, overlap, ensemble, precision, outscale, format, quality)
         name = _check_request(config, offered, model, options, len(files))
-        limit = config.limits
-        uploads = [
-            inspect_upload(f.filename or "", await _read_capped(f, limit.max_upload_bytes), limit) for f in files
-        ]
-        factor = options.outscale or zoo.get(name).scale
-        sizes = [check_output_size(up, factor, limit) for up in uploads]
-        jobs = queue.submit(name, options, uploads, sizes)
+        cap = config.limits.max_upload_bytes
+        received = [(f.filename or "", await _read_capped(f, cap)) for f in files]
+        # decoding checks and file writes run off the event loop, so progress streams keep flowing
+        jobs = await run_in_threadpool(_accept, config.limits, queue, name, options, received)
         return {"jobs": [j.to_dict() for j in jobs]}
 
     @app.get("/api/jobs", summary="All jobs still kept, oldest first")
@@ -147,6 +145,15 @@ def create_app(config: ServeConfig, queue: JobQueue) -> FastAPI:
         return queue.cancel(_job(queue, job_id)).to_dict()
 
     return app
+
+
+def _accept(
+    limits: Limits, queue: JobQueue, model: str, options: JobOptions, received: list[tuple[str, bytes]]
+) -> list[Job]:
+    uploads = [inspect_upload(name, data, limits) for name, data in received]
+    factor = options.outscale or zoo.get(model).scale
+    sizes = [check_output_size(up, factor, limits) for up in uploads]
+    return queue.submit(model, options, uploads, sizes)
 
 
 def _why(job: Job) -> str:
