@@ -137,3 +137,14 @@ def test_refused_protocol4_pickle_emits_no_warning(tmp_path: Path) -> None:
         with pytest.raises(CheckpointError):
             swinir.load(path)
     assert not [w for w in caught if issubclass(w.category, UserWarning)], [str(w.message) for w in caught]
+
+
+def test_checkpoint_errors_do_not_quote_file_bytes(tmp_path: Path) -> None:
+    secret = tmp_path / "notes.txt"
+    secret.write_text("api_key=SECRET-0123456789\n")
+    link = tmp_path / "model.pth"
+    link.symlink_to(secret)
+    with pytest.raises(CheckpointError) as exc:
+        swinir.load(link)
+    assert "SECRET" not in str(exc.value) and "api_key" not in str(exc.value), str(exc.value)
+    assert "neither a torch zip archive nor a pickle" in str(exc.value)

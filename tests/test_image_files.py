@@ -172,3 +172,18 @@ def test_training_reader_scales_16_bit_to_8_by_rounding(tmp_path: Path) -> None:
     got = io.read_uint8(tmp_path / "a.png", 3)
     assert got.dtype == np.uint8 and got.tolist() == [[[0, 0, 255], [1, 2, 1]]]
     assert io.read_uint8(tmp_path / "a.png", 1).shape == (1, 2, 1)
+
+
+def test_eval_refuses_to_save_into_the_ground_truth_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    _ok_png(hr / "a.png")
+    before = sorted(p.name for p in hr.iterdir())
+    err = _one_line_error(capsys, ["eval", "--model", "bicubic", "--scale", "2", "--hr", str(hr), "--save", str(hr)])
+    assert "holds the test images" in err
+    assert sorted(p.name for p in hr.iterdir()) == before
+    assert (
+        main(["eval", "--model", "bicubic", "--scale", "2", "--hr", str(hr), "--save", str(tmp_path / "o"), "--quiet"])
+        == 0
+    )
+    assert (tmp_path / "o" / "a_SwinIR.png").is_file()

@@ -45,8 +45,8 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
     if size == 0:
         raise _fail(p, "found an empty file")
     if p.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, safe_open
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
 
         try:
             with safe_open(str(p), framework="pt") as f:
@@ -77,10 +77,12 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
             raise _fail(p, f"found a truncated file ({size} bytes)") from None
         with open(p, "rb") as f:
             head = f.read(8)
-        if not (head.startswith(b"PK") or head[:1] == b"\x80") or "Unsupported operand" in str(exc):
+        if head[:1] == b"\x80" and "Unsupported operand" in str(exc):
             raise _fail(
-                p, f"found a file that is neither a torch zip archive nor a pickle (it starts {head!r})"
+                p, f"found a plain pickle ({size} bytes) that the safe loader cannot read; re-save it with torch.save"
             ) from None
+        if not (head.startswith(b"PK") or head[:1] == b"\x80") or "Unsupported operand" in str(exc):
+            raise _fail(p, f"found a file that is neither a torch zip archive nor a pickle ({size} bytes)") from None
         raise _fail(p, f"found an unreadable file ({type(exc).__name__}: {msg[:160]})") from None
     if not isinstance(obj, Mapping):
         raise _fail(p, f"found a {type(obj).__name__}, not a dict")

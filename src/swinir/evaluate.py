@@ -19,6 +19,7 @@ Real-world SR has no ground truth: outputs (and sheets) are saved, nothing is sc
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -306,10 +307,8 @@ def restore_sample(
     x = pad_like_release(x, window)
     with torch.inference_mode():
         if tile or ensemble or precision != "fp32":
-            try:
-                from swinir.engine import restore as engine_restore
-            except ModuleNotFoundError as exc:  # pragma: no cover - until the engine lands
-                raise SwinIRError("--tile/--ensemble need swinir.engine, which is not installed") from exc
+            from swinir.engine import restore as engine_restore
+
             out = _as_chw_tensor(
                 engine_restore(
                     model, x.to(dev), tile=tile, overlap=overlap, ensemble=ensemble, precision=precision, device=dev
@@ -654,40 +653,19 @@ def evaluate_samples(
     was_training = isinstance(model, torch.nn.Module) and model.training
     if was_training:
         model.eval()  # validation during training: restored to train mode below
-    it: Iterable[Sample] = samples
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=f"eval {protocol.describe()}", unit="img", dynamic_ncols=True)
+    run = functools.partial(
+        restore_sample, tile=tile, overlap=overlap, ensemble=ensemble, precision=precision, device=device
+    )
+    bar = _progress_bar(f"eval {protocol.describe()}", total) if progress else None
     try:
-        for sample in it:
+        for sample in samples:
             t0 = time.perf_counter()
-            out = restore_sample(
-                model,
-                sample.lq,
-                protocol.scale,
-                tile=tile,
-                overlap=overlap,
-                ensemble=ensemble,
-                precision=precision,
-                device=device,
-            )
+            out = run(model, sample.lq, protocol.scale)
             seconds = time.perf_counter() - t0
             sc = score(out, sample.gt, protocol) if sample.gt is not None else None
             res = ImageResult(sample.name, sc, _input_psnr(sample, protocol), seconds, tuple(out.shape))
             if out_dir is not None:
-                res.output_path = str(write_image(out_dir / f"{sample.name}_{suffix}.png", out))
-                if sheet:
-                    panels = [("input", sample.lq_uint8()), ("output", out)]
-                    if sample.gt is not None:
-                        panels.append(("ground truth", sample.gt))
-                    crop = 256 if sample.gt is not None else None
-                    res.sheet_path = str(
-                        write_image(
-                            out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop)
-                        )
-                    )
+                _save_result(res, sample, out, out_dir, suffix, sheet)
             report.images.append(res)
             if on_result is not None:
                 on_result(res)
@@ -701,6 +679,25 @@ def evaluate_samples(
         if was_training:
             model.train()
     return report
+
+
+def _progress_bar(desc: str, total: int | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True)
+
+
+def _save_result(res: ImageResult, sample: Sample, out: np.ndarray, out_dir: Path, suffix: str, sheet: bool) -> None:
+    """Write the restored image (and its input | output | ground truth sheet); paths go into ``res``."""
+    res.output_path = str(write_image(out_dir / f"{sample.name}_{suffix}.png", out))
+    if sheet:
+        panels = [("input", sample.lq_uint8()), ("output", out)]
+        if sample.gt is not None:
+            panels.append(("ground truth", sample.gt))
+        crop = 256 if sample.gt is not None else None
+        res.sheet_path = str(
+            write_image(out_dir / "sheets" / f"{sample.name}_sheet.png", comparison_sheet(panels, crop=crop))
+        )
 
 
 def evaluate(
@@ -734,6 +731,7 @@ def evaluate(
         raise SwinIRError("give the image folder with --hr (or --lr for real_sr)")
     if lr_arg is not None and not Path(lr_arg).is_dir():
         raise SwinIRError(f"LR folder {lr_arg} does not exist or is not a folder")
+    _check_save_dir(save_dir, [folder, lr_arg])
     files = list_images(folder)[: limit or None]
     if lr_arg is not None:  # fail before any work if an LR partner is missing
         for f in files:
@@ -758,6 +756,20 @@ def evaluate(
     report.hr_dir = str(hr_dir) if hr_dir is not None else None
     report.lr_dir = str(lr_dir) if lr_dir is not None else None
     return report
+
+
+def _check_save_dir(save_dir: str | os.PathLike[str] | None, inputs: Sequence[object]) -> None:
+    """Restored images saved among the test images would be read as test images by the next run
+    (Set5 x2 then scored 46.98 dB against its own outputs instead of 40.50): refuse that folder."""
+    if save_dir is None:
+        return
+    target = Path(save_dir).resolve()
+    for folder in inputs:
+        if folder is not None and Path(str(folder)).resolve() == target:
+            raise SwinIRError(
+                f"{save_dir} holds the test images: restored images saved there would be read as test "
+                "images by the next run; save them to another folder"
+            )
 
 
 def _check_model(model: Model, protocol: Protocol) -> None:

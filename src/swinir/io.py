@@ -410,6 +410,15 @@ def _to_storable(array: np.ndarray, bit_depth: int | None) -> tuple[np.ndarray, 
     return a, bit_depth
 
 
+def _flatten_onto_white(a: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    maxv = max_value(a.dtype)
+    w = alpha.astype(np.float32) / maxv
+    if a.ndim == 3:
+        w = w[..., None]
+    blended: np.ndarray = np.clip(np.rint(a.astype(np.float32) * w + maxv * (1.0 - w)), 0, maxv)
+    return blended.astype(a.dtype)
+
+
 def encode_image(
     array: np.ndarray,
     ext: str,
@@ -438,19 +447,14 @@ def encode_image(
             al, _ = _to_storable(al, 8)
     if al is not None and not holds_alpha:
         notice(f"{fmt} has no alpha channel: transparent areas are flattened onto white (use .png to keep alpha)")
-        maxv = max_value(a.dtype)
-        w = al.astype(np.float32) / maxv
-        if a.ndim == 3:
-            w = w[..., None]
-        a = np.clip(np.rint(a.astype(np.float32) * w + maxv * (1.0 - w)), 0, maxv).astype(a.dtype)
-        al = None
+        a, al = _flatten_onto_white(a, al), None
 
     if al is not None and a.ndim == 2 and bits == 8 and fmt == "PNG":
         import io as _io
 
-        buf = _io.BytesIO()
-        PILImage.fromarray(np.stack([a, al], axis=-1), mode="LA").save(buf, format="PNG", compress_level=3)
-        return buf.getvalue()
+        stream = _io.BytesIO()
+        PILImage.fromarray(np.stack([a, al], axis=-1), mode="LA").save(stream, format="PNG", compress_level=3)
+        return stream.getvalue()
     if a.ndim == 2 and al is not None:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.ndim == 3:
@@ -471,7 +475,7 @@ def encode_image(
         raise ImageWriteError(f"OpenCV could not encode a {a.shape} {a.dtype} image as {fmt}: {exc.err}") from None
     if not ok:
         raise ImageWriteError(f"OpenCV could not encode a {a.shape} {a.dtype} image as {fmt}")
-    return buf.tobytes()
+    return bytes(buf.tobytes())
 
 
 def write_image(

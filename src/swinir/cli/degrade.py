@@ -99,11 +99,8 @@ def make_pipeline(
     quality: tuple[float, float] = (40.0, 40.0),
 ) -> PipelineChoice:
     """Build a pipeline by name (see ``PIPELINE_NAMES``); raises SwinIRError on bad options."""
-    from swinir.degrade.bsrgan import BSRGANDegradation, to_uint8
-    from swinir.degrade.jpeg import jpeg_compress
-    from swinir.degrade.noise import add_gaussian_noise
+    from swinir.degrade.bsrgan import BSRGANDegradation
     from swinir.degrade.realesrgan import RealESRGANDegradation
-    from swinir.degrade.resize import imresize
 
     if name not in PIPELINE_NAMES:
         raise SwinIRError(f"unknown pipeline {name!r}; use one of {', '.join(PIPELINE_NAMES)}")
@@ -122,39 +119,50 @@ def make_pipeline(
             raise SwinIRError(f"{name}: {exc}") from None
         return PipelineChoice(name, scale, deg, True)
 
-    def modcrop(img: np.ndarray) -> np.ndarray:
+    if name == "bicubic":
+        return PipelineChoice(name, scale, _bicubic(scale), False)
+    if name == "noise":
+        return PipelineChoice(name, 1, _noise(sigma), True)
+    lo, hi = int(round(quality[0])), int(round(quality[1]))
+    return PipelineChoice(name, 1, _jpeg(lo, hi), lo != hi)
+
+
+def _bicubic(scale: int) -> Pipeline:
+    from swinir.degrade.resize import imresize
+
+    def bicubic(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
         h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
         if h < 1 or w < 1:
             raise ValueError(f"image {img.shape[1]}x{img.shape[0]} is smaller than the scale {scale}")
-        return img[:h, :w]
+        hr = img[:h, :w]
+        trace.append(f"matlab bicubic 1/{scale}")
+        return imresize(hr, scale=1.0 / scale, mode="uint8"), hr
 
-    if name == "bicubic":
+    return bicubic
 
-        def bicubic(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
-            hr = modcrop(img)
-            trace.append(f"matlab bicubic 1/{scale}")
-            return imresize(hr, scale=1.0 / scale, mode="uint8"), hr
 
-        return PipelineChoice(name, scale, bicubic, False)
+def _noise(sigma: tuple[float, float]) -> Pipeline:
+    from swinir.degrade.bsrgan import to_uint8
+    from swinir.degrade.noise import add_gaussian_noise
 
-    if name == "noise":
+    def noise(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
+        s = float(rng.uniform(*sigma)) if sigma[0] != sigma[1] else sigma[0]
+        trace.append(f"gaussian noise sigma {s:.2f}")
+        x = img.astype(np.float32) / 255.0
+        return to_uint8(add_gaussian_noise(x, s, rng, clip=True)), img
 
-        def noise(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
-            s = float(rng.uniform(*sigma)) if sigma[0] != sigma[1] else sigma[0]
-            trace.append(f"gaussian noise sigma {s:.2f}")
-            x = img.astype(np.float32) / 255.0
-            return to_uint8(add_gaussian_noise(x, s, rng, clip=True)), img
+    return noise
 
-        return PipelineChoice(name, 1, noise, True)
 
-    lo, hi = int(round(quality[0])), int(round(quality[1]))
+def _jpeg(lo: int, hi: int) -> Pipeline:
+    from swinir.degrade.jpeg import jpeg_compress
 
     def jpeg(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
         q = int(rng.integers(lo, hi + 1)) if lo != hi else lo
         trace.append(f"jpeg quality {q}")
         return jpeg_compress(img, q), img
 
-    return PipelineChoice(name, 1, jpeg, lo != hi)
+    return jpeg
 
 
 def _collect(inputs: list[str]) -> list[Path]:

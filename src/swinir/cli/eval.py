@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from swinir.errors import SwinIRError
 
@@ -77,18 +78,10 @@ def _zoo_entry(name: str):  # type: ignore[no-untyped-def]
         return None
 
 
-def run(args: argparse.Namespace) -> int:
-    from swinir.evaluate import BICUBIC, Protocol, evaluate, task_for_model
+def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The model (or 'bicubic') and the protocol, defaults taken from the model and its zoo entry."""
+    from swinir.evaluate import BICUBIC, Protocol, task_for_model
     from swinir.tasks import DENOISE_TASKS, JPEG_TASKS, SR_TASKS
-
-    if args.sheet and not args.save:
-        raise SwinIRError("--sheet needs --save DIR (the folder the sheets go to)")
-    if args.tile is not None and args.tile < 0:
-        raise SwinIRError(f"--tile must be positive, got {args.tile}")
-    if args.limit is not None and args.limit < 1:
-        raise SwinIRError(f"--limit must be at least 1, got {args.limit}")
-    if args.hr is None and args.lr is None:
-        raise SwinIRError("give the test folder with --hr DIR (for real_sr the inputs: --hr or --lr)")
 
     entry = _zoo_entry(args.model) if args.model != BICUBIC else None
     if args.model == BICUBIC:
@@ -116,6 +109,22 @@ def run(args: argparse.Namespace) -> int:
         jpeg=jpeg if task in JPEG_TASKS else None,
     )
 
+    return model, protocol
+
+
+def run(args: argparse.Namespace) -> int:
+    from swinir.evaluate import evaluate
+
+    if args.sheet and not args.save:
+        raise SwinIRError("--sheet needs --save DIR (the folder the sheets go to)")
+    if args.tile is not None and args.tile < 0:
+        raise SwinIRError(f"--tile must be positive, got {args.tile}")
+    if args.limit is not None and args.limit < 1:
+        raise SwinIRError(f"--limit must be at least 1, got {args.limit}")
+    if args.hr is None and args.lr is None:
+        raise SwinIRError("give the test folder with --hr DIR (for real_sr the inputs: --hr or --lr)")
+
+    model, protocol = _model_and_protocol(args)
     report = evaluate(
         model,
         args.hr,
