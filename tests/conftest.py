@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -39,3 +43,46 @@ def golden_index(golden: Path) -> dict:
 @pytest.fixture(scope="session")
 def released_shapes(golden: Path) -> dict:
     return json.loads((golden / "released_state_dicts.json").read_text())
+
+
+# -- spandrel (chaiNNer, ComfyUI): installed as the benchmark installs it, `pip install --no-deps spandrel` --
+@pytest.fixture(scope="session")
+def spandrel_swinir() -> type:
+    """spandrel's SwinIR architecture (its detection and loader) without spandrel/__init__, which imports
+    torchvision and einops (absent beside this torch)."""
+    if "spandrel" not in sys.modules:  # else already imported (maybe bare, by this test or the benchmark)
+        found = importlib.util.find_spec("spandrel")
+        if found is None or found.origin is None:
+            pytest.skip("spandrel is not installed (pip install --no-deps spandrel)")
+        bare = types.ModuleType("spandrel")
+        bare.__path__ = [str(Path(found.origin).parent)]  # submodules import, __init__ does not run
+        sys.modules["spandrel"] = bare
+    name = "spandrel.architectures.SwinIR"
+    if name in sys.modules and not hasattr(sys.modules[name], "SwinIRArch"):
+        del sys.modules[name]  # registered bare by the benchmark's shim: import the package itself
+    try:
+        return importlib.import_module(name).SwinIRArch
+    except Exception as exc:  # a spandrel version whose SwinIR module needs more of the package
+        pytest.skip(f"spandrel's SwinIR architecture does not import here ({type(exc).__name__}: {exc})")
+
+
+@pytest.fixture(scope="session")
+def tiny_x2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A very small x2 SwinIR (window 4, one block) saved in the released layout: restores in milliseconds."""
+    import torch
+
+    import swinir
+
+    torch.manual_seed(0)
+    model = swinir.SwinIR(
+        upscale=2,
+        in_chans=3,
+        img_size=8,
+        window_size=4,
+        depths=[1],
+        embed_dim=8,
+        num_heads=[2],
+        mlp_ratio=2,
+        upsampler="pixelshuffledirect",
+    )
+    return swinir.save(model, tmp_path_factory.mktemp("tiny") / "tiny_x2.pth")

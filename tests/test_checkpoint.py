@@ -12,7 +12,7 @@ from torch import nn
 
 import swinir
 from swinir import checkpoint
-from swinir.checkpoint import read_state_dict, save, unwrap
+from swinir.checkpoint import read_state_dict, save, unwrap, with_derived
 from swinir.cli import main
 from swinir.errors import CheckpointError
 from swinir.model import SwinIR
@@ -115,9 +115,10 @@ def test_pth_uses_the_released_layout(tmp_path: Path) -> None:
     path = save(model, tmp_path / "m.pth", key="params_ema")
     raw = torch.load(path, weights_only=True)
     assert "params_ema" in raw
-    assert raw["params_ema"].keys() == model.state_dict().keys()
+    assert raw["params_ema"].keys() == with_derived(model.state_dict(), model.spec).keys()
+    assert raw["params_ema"].keys() > model.state_dict().keys()  # + relative_position_index, attn_mask
     plain = save(model.state_dict(), tmp_path / "plain.pth")
-    assert list(torch.load(plain, weights_only=True)) == ["params"]
+    assert list(torch.load(plain, weights_only=True)) == ["params", "swinir_spec"]  # the spec detected
 
 
 def test_save_replaces_an_existing_file_atomically(tmp_path: Path) -> None:

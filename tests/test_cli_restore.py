@@ -9,10 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import swinir
-from swinir.checkpoint import save
 from swinir.cli import main
 from swinir.engine import restore
 from swinir.io import read_image, write_image
@@ -31,21 +29,8 @@ def x2(golden: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A very small x2 SwinIR saved in the released layout by swinir.checkpoint.save."""
-    torch.manual_seed(0)
-    m = swinir.SwinIR(
-        upscale=2,
-        in_chans=3,
-        img_size=8,
-        window_size=4,
-        depths=[1],
-        embed_dim=8,
-        num_heads=[2],
-        mlp_ratio=2,
-        upsampler="pixelshuffledirect",
-    )
-    return save(m, tmp_path_factory.mktemp("tiny") / "tiny_x2.pth")
+def tiny(tiny_x2_checkpoint: Path) -> Path:
+    return tiny_x2_checkpoint
 
 
 def test_mixed_folder_formats_alpha_bit_depth(tmp_path: Path, x2: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,12 +116,17 @@ def test_recursive_mirrors_the_tree(tmp_path: Path, tiny: Path, capsys: pytest.C
     write_image(src / "sub" / "deep" / "low.jpg", _rgb(6, 6))
     assert main(["restore", str(src), "-o", str(out), "--model", str(tiny)]) == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == ["top.png"]
-    assert main(["restore", str(src), "-o", str(out), "-r", "--ext", "same", "--model", str(tiny)]) == 0
+    assert (
+        main(["restore", str(src), "-o", str(out), "-r", "--ext", "same", "--skip-existing", "--model", str(tiny)]) == 0
+    )
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == ["sub/deep/low.jpg", "top.png"]
-    # an output folder inside the input tree is not read back as input
+    # an output folder inside the input tree is not read back as input, and that is said with a count
     assert main(["restore", str(src), "-o", str(src / "restored"), "-r", "--model", str(tiny)]) == 0
-    assert main(["restore", str(src), "-o", str(src / "restored"), "-r", "--model", str(tiny)]) == 0
-    assert "done: 2 restored" in capsys.readouterr().out.splitlines()[-1]
+    capsys.readouterr()
+    assert main(["restore", str(src), "-o", str(src / "restored"), "-r", "--overwrite", "--model", str(tiny)]) == 0
+    cap = capsys.readouterr()
+    assert "done: 2 restored" in cap.out.splitlines()[-1]
+    assert "2 image(s) inside the output folder" in cap.err
 
 
 @pytest.mark.parametrize("factor,size", [(2, (22, 14)), (3.5, (38, 24)), (0.5, (6, 4)), (1, (11, 7))])
@@ -215,7 +205,7 @@ def test_argument_and_model_errors_are_one_line(tmp_path: Path, tiny: Path, caps
         )
         == 1
     )
-    assert "--overlap 40 must be smaller than --tile 32" in capsys.readouterr().err
+    assert "error: --overlap: overlap (40) must be smaller than the tile (32)" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["restore", str(empty), "-o", str(tmp_path / "o"), "--model", str(tiny)]) == 1

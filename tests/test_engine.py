@@ -347,3 +347,78 @@ def test_non_finite_tiles_are_recomputed_in_fp32(dn: nn.Module, crop: np.ndarray
         out = restore(model, img, tile=16, overlap=8, precision="bf16")
     assert np.isfinite(out).all()
     assert np.abs(out - restore(dn, img, tile=16, overlap=8)).max() < 1e-6
+
+
+# ---------------------------------------------------------------------------------------------------
+# RestoreOptions, input range, progress callback, outscale (issues 12 and 14)
+# ---------------------------------------------------------------------------------------------------
+def test_options_object_and_keywords_give_the_same_result() -> None:
+    model = NearestUpscaler(2, 4)
+    img = RNG_IMG.integers(0, 256, size=(21, 30, 3)).astype(np.uint8)
+    opts = swinir.RestoreOptions(tile=8, overlap=4, batch_size=2)
+    assert np.array_equal(restore(model, img, opts), restore(model, img, tile=8, overlap=4, batch_size=2))
+    calls: list[tuple[int, int]] = []
+    restore(model, img, opts, tile=16, on_tile=lambda done, total: calls.append((done, total)))  # keyword wins
+    assert calls[-1] == (calls[-1][1], calls[-1][1]) and calls[-1][1] == 2 * 3  # 16-pixel tiles: 2 rows, 3 columns
+    assert [d for d, _ in calls] == sorted({d for d, _ in calls})  # advances per batch of tiles
+
+
+def test_api_rejects_overlap_not_smaller_than_tile_like_the_cli() -> None:
+    from swinir.options import OptionsError
+
+    model = NearestUpscaler(2, 4)
+    with pytest.raises(OptionsError, match=r"overlap \(16\) must be smaller than the tile \(16\)") as ei:
+        restore(model, np.zeros((8, 8, 3), np.uint8), tile=16, overlap=16)
+    assert ei.value.field == "overlap" and "--" not in str(ei.value)
+    with pytest.raises(TypeError, match="unknown restore option.*tiles"):
+        restore(model, np.zeros((8, 8, 3), np.uint8), tiles=16)
+    for bad in (dict(batch_size=0), dict(precision="fp8"), dict(outscale=0.0), dict(outscale=float("nan"))):
+        with pytest.raises(OptionsError):
+            swinir.RestoreOptions(**bad)  # type: ignore[arg-type]
+
+
+def test_float_input_outside_unit_range_raises_naming_the_range() -> None:
+    model = NearestUpscaler(1, 4)
+    img = RNG_IMG.integers(0, 256, size=(8, 8, 3)).astype(np.float32)  # 0..255 floats: a common mistake
+    with pytest.raises(SwinIRError, match=r"float images must hold values in \[0, 1\]; this one spans \[\d+, 255\]"):
+        restore(model, img)
+    with pytest.raises(SwinIRError, match=r"\[0, 1\]"):
+        restore(model, torch.from_numpy(img).permute(2, 0, 1) / 127.5 - 1)  # [-1, 1] tensors too
+    slightly = np.clip(img / 255, 0, 1) * 1.02 - 0.01  # resampling overshoot stays accepted
+    assert restore(model, slightly).shape == (8, 8, 3)
+    assert restore(model, img, allow_out_of_range=True).max() > 1  # the denoising protocol's unclipped input
+
+
+def test_library_errors_name_no_cli_flags() -> None:
+    import re
+
+    import swinir.device
+    import swinir.engine
+    import swinir.options
+    import swinir.restore_plan
+
+    for module in (swinir.engine, swinir.options, swinir.restore_plan, swinir.device):
+        source = Path(module.__file__).read_text()
+        flags = re.findall(r"""["'][^"'\n]*\s--[a-z][^"'\n]*["']""", source)
+        assert not flags, (module.__name__, flags)
+
+
+def test_outscale_in_the_api_numpy_alpha_and_tensor() -> None:
+    model = NearestUpscaler(2, 4)
+    rgba = RNG_IMG.integers(0, 256, size=(10, 14, 4)).astype(np.uint8)
+    rgba[..., 3] = 77
+    out = restore(model, rgba, outscale=0.5)
+    assert out.shape == (5, 7, 4) and np.all(out[..., 3] == 77)
+    t = torch.from_numpy(rgba[..., :3]).permute(2, 0, 1).contiguous()
+    assert tuple(restore(model, t, outscale=3).shape) == (3, 30, 42)
+    assert torch.equal(restore(model, t, outscale=2), restore(model, t))  # the model's own size: no resampling
+    with pytest.raises(SwinIRError, match="at least 1 pixel per side"):
+        restore(model, rgba, outscale=0.01)
+
+
+def test_nonfinite_output_raises_instead_of_a_notice() -> None:
+    model = NearestUpscaler(1, 4)
+    with torch.no_grad():
+        model.dummy.fill_(float("nan"))
+    with pytest.raises(SwinIRError, match="NaN or infinite even in fp32"):
+        restore(model, np.zeros((8, 8, 3), np.uint8))

@@ -183,30 +183,22 @@ def test_can_be_switched_off(tmp_path: Path) -> None:
     assert "disabled by SWINIR_CPU_KERNELS=0" in res.stdout
 
 
-def test_restore_cli_says_when_the_kernel_is_not_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_restore_cli_says_when_the_kernel_is_not_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_x2_checkpoint: Path
+) -> None:
     import numpy as np
 
-    from swinir.checkpoint import save
     from swinir.cli import main
     from swinir.io import write_image
 
-    torch.manual_seed(0)
-    model = SwinIR(
-        upscale=2,
-        img_size=8,
-        window_size=4,
-        depths=[1],
-        embed_dim=8,
-        num_heads=[2],
-        mlp_ratio=2,
-        upsampler="pixelshuffledirect",
-    )
-    ckpt = save(model, tmp_path / "tiny_x2.pth")
     write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    args = ["restore", str(tmp_path / "a.png"), "--model", str(tiny_x2_checkpoint)]
     with kernels.disabled():
-        assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o1"), "--model", str(ckpt)]) == 0
+        assert main([*args, "-o", str(tmp_path / "o0")]) == 0
+        assert "CPU attention kernel" not in capsys.readouterr().err  # the note only with --verbose (issue 13)
+        assert main([*args, "-o", str(tmp_path / "o1"), "--verbose"]) == 0
     assert "CPU attention kernel is not in use (switched off" in capsys.readouterr().err
-    assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o2"), "--model", str(ckpt)]) == 0
+    assert main([*args, "-o", str(tmp_path / "o2"), "--verbose"]) == 0
     said = capsys.readouterr().err
     assert ("not in use" in said) != kernels.available()  # said exactly when it is not used
 

@@ -15,12 +15,14 @@ import pytest
 import torch
 
 import swinir
+from swinir.checkpoint import with_derived
 from swinir.errors import ConfigError
 from swinir.evaluate import Protocol, evaluate, restore_sample, score
+from swinir.reference import ReferenceSwinIR
 from swinir.train import Trainer, load_config, train
 from swinir.train.config import LossTerm
 from swinir.train.data import load_val_set
-from swinir.train.losses import LOSSES
+from swinir.train.losses import PixelLoss, WeightedLoss, build_loss
 
 ITERS = 40
 
@@ -85,14 +87,34 @@ def test_run_writes_its_outputs(run: Path) -> None:
     assert state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.99)
 
 
+def test_exported_model_is_detected_by_spandrel(run: Path, spandrel_swinir: type) -> None:
+    """chaiNNer / ComfyUI read training exports: spandrel's detection gets scale, width, depths, window."""
+    raw = torch.load(run / "models" / f"model_{ITERS:07d}.pth", weights_only=True)
+    arch = spandrel_swinir()
+    assert arch.detect(raw["params_ema"])
+    desc = arch.load(dict(raw["params_ema"]))
+    hp = desc.model.hyperparameters
+    spec = swinir.load(run / "models" / f"model_{ITERS:07d}.pth").spec
+    assert desc.scale == spec.upscale == 2
+    assert (hp["embed_dim"], list(hp["depths"]), hp["window_size"]) == (
+        spec.embed_dim,
+        list(spec.depths),
+        spec.window_size,
+    )
+
+
 def test_saved_model_loads_with_swinir_load(run: Path, shared: Path) -> None:
     path = run / "models" / f"model_{ITERS:07d}.pth"
     raw = torch.load(path, weights_only=True)
     assert {"params", "params_ema"} <= set(raw)
     model = swinir.load(path)
     sd = model.state_dict()
-    assert all(torch.equal(sd[k], v) for k, v in raw["params_ema"].items())  # EMA preferred
-    assert any(not torch.equal(raw["params"][k], v) for k, v in raw["params_ema"].items())
+    assert all(torch.equal(raw["params_ema"][k], v) for k, v in sd.items())  # EMA preferred
+    assert any(not torch.equal(raw["params"][k], v) for k, v in sd.items())
+    # both state dicts are in the released layout: strict into the original architecture, released key set
+    for key in ("params", "params_ema"):
+        ReferenceSwinIR(**model.spec.kwargs()).load_state_dict(raw[key], strict=True)
+        assert set(raw[key]) == set(with_derived(sd, model.spec))
     assert model.upscale == 2 and model.embed_dim == 16
     # the loaded model reproduces the run's last validation PSNR
     cfg = load_config(run / "config.yaml")
@@ -198,9 +220,18 @@ def test_precision_and_grad_checkpointing(images: Path, tmp_path: Path) -> None:
 
 def test_losses() -> None:
     a, b = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
-    ch = LOSSES["charbonnier"](LossTerm("charbonnier", eps=1e-3))
+    term = LossTerm("charbonnier", weight=0.5, eps=1e-3).term()
+    assert term == WeightedLoss("charbonnier", 0.5, {"eps": 1e-3})
+    ch = build_loss(term.name, **term.options)
     assert ch(a, b).item() == pytest.approx(torch.sqrt((a - b) ** 2 + 1e-3).mean().item(), rel=1e-6)
-    assert LOSSES["l1"](LossTerm("l1"))(a, b).item() == pytest.approx((a - b).abs().mean().item(), rel=1e-6)
+    assert LossTerm("l1").term().options == {}  # eps is Charbonnier's only
+    assert build_loss("l1")(a, b).item() == pytest.approx((a - b).abs().mean().item(), rel=1e-6)
+    total, parts = PixelLoss([term, LossTerm("l2").term()])(a, b)
+    assert total.item() == pytest.approx(0.5 * parts["charbonnier"].item() + parts["l2"].item(), rel=1e-6)
+    with pytest.raises(ConfigError, match="takes no option 'eps'"):
+        build_loss("l1", eps=1e-3)
+    with pytest.raises(ConfigError, match="unknown loss 'l3'"):
+        build_loss("l3")
 
 
 def test_time_limit_replans_iterations_and_milestones(images: Path, tmp_path: Path) -> None:

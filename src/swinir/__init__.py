@@ -3,6 +3,8 @@
 >>> import swinir
 >>> model = swinir.load("classical-x4")          # zoo name, file path, or state dict
 >>> out = swinir.restore(model, image, tile=256)  # numpy uint8/uint16/float or tensor
+>>> opts = swinir.RestoreOptions(tile=256, precision="bf16")  # validated once, passed whole
+>>> out = swinir.restore(model, image, opts)
 
 Importing ``swinir`` does not import torch (0.02 s instead of about 2 s): the names below and the
 submodules (``swinir.io``, ``swinir.zoo``, ...) load on first use, so ``swinir --help`` stays instant.
@@ -24,6 +26,7 @@ __all__ = [
     "load",
     "save",
     "restore",
+    "RestoreOptions",
     "SwinIRError",
     "CheckpointError",
     "ImageReadError",
@@ -39,6 +42,7 @@ _LAZY = {
     "load": "swinir.checkpoint",
     "save": "swinir.checkpoint",
     "restore": "swinir.engine",
+    "RestoreOptions": "swinir.options",
 }
 
 
@@ -63,4 +67,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from swinir.checkpoint import load, save
     from swinir.engine import restore
     from swinir.model import SwinIR
+    from swinir.options import RestoreOptions
     from swinir.spec import ModelSpec, detect

@@ -4,10 +4,19 @@ Reading is safe by default (``weights_only``). Wrappers used by the release and 
 unwrapped (``params_ema`` preferred, then ``params``, ``state_dict``, ``model``), ``module.`` prefixes from
 DataParallel are stripped, and derived buffers (``attn_mask``, ``relative_position_index``) are dropped so
 that loading can be strict about every real weight.
+
+Writing a ``.pth`` puts those derived buffers back, computed as the original computes them for the spec's
+``img_size``: the original ``main_test_swinir.py``, KAIR and BasicSR load with ``strict=True``, and
+spandrel's detection (chaiNNer, ComfyUI) keys on ``relative_position_index`` and reads ``img_size`` from the
+mask's window count. One index tensor and one mask tensor are shared by every block, so a file grows by
+one copy of each, not one per block (classical x2: 32 KiB + 1 MiB instead of 18 masks; the built-in x2
+.pth measures 2.87 MB beside its 1.74 MB of weights). ``.safetensors`` files keep only the weights and
+say so in their metadata (``derived_buffers: omitted``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,12 +31,13 @@ from torch import Tensor
 
 from swinir.atomic import atomic_path
 from swinir.errors import CheckpointError
-from swinir.model import DERIVED_SUFFIXES, SwinIR
+from swinir.model import DERIVED_SUFFIXES, SwinIR, relative_position_index, shift_mask
 from swinir.spec import ModelSpec, SpecError, detect, merge_metadata
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "generator", "net_g")
 SPEC_KEY = "swinir_spec"  # our own metadata, stored beside the weights
 SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
+DERIVED_META = "derived_buffers"  # safetensors metadata: the buffers a strict loader rebuilds are not stored
 
 
 def _fail(path: object, found: str) -> CheckpointError:
@@ -196,6 +206,39 @@ def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, sourc
     return model
 
 
+def layout_img_size(spec: ModelSpec) -> int:
+    """The ``img_size`` the released-layout buffers are computed for: the spec's, when the original could be
+    built with it (a window multiple above one window), else the next size it could be built with."""
+    ws, size = spec.window_size, spec.img_size
+    return size if size > ws and size % ws == 0 else ws * max(2, -(-size // ws))
+
+
+def with_derived(sd: Mapping[str, Tensor], spec: ModelSpec) -> dict[str, Tensor]:
+    """``sd`` in the released layout: each block's ``attn.relative_position_index`` after its bias table and,
+    on shifted (odd) blocks, ``attn_mask`` first, for a ``layout_img_size(spec)`` square input."""
+    ws, size = spec.window_size, layout_img_size(spec)
+    index = relative_position_index(ws)
+    mask = shift_mask(size, size, ws, ws // 2).float().contiguous()
+    out: dict[str, Tensor] = {}
+    for k, v in drop_derived(sd).items():
+        block = re.fullmatch(r"(layers\.\d+\.residual_group\.blocks\.(\d+)\.)norm1\.weight", k)
+        if block and int(block.group(2)) % 2 == 1:
+            out[block.group(1) + "attn_mask"] = mask
+        out[k] = v
+        if k.endswith(".attn.relative_position_bias_table"):
+            out[k[: -len("relative_position_bias_table")] + "relative_position_index"] = index
+    return out
+
+
+def _is_state_dict(value: object) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(t, Tensor) for t in value.values())
+
+
+def _weights(model: SwinIR | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    sd = model.state_dict() if isinstance(model, SwinIR) else dict(model)
+    return {k: v.detach().cpu().contiguous() for k, v in drop_derived(sd).items()}
+
+
 def save(
     model: SwinIR | Mapping[str, Tensor],
     path: str | os.PathLike[str],
@@ -203,29 +246,31 @@ def save(
     spec: ModelSpec | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write atomically. ``.pth``: the released layout ``{key: state_dict}`` (+ our spec);
-    ``.safetensors``: the tensors with the spec as metadata."""
+    """Write atomically. ``.pth``: the released layout ``{key: state_dict}`` with the derived buffers (+ our
+    spec), and every state dict among ``extra`` (e.g. ``params_ema``) in that layout too; ``.safetensors``:
+    the weights only, with the spec and ``derived_buffers: omitted`` as metadata."""
     p = Path(path)
     if isinstance(model, SwinIR):
         spec = spec or model.spec
-        sd = model.state_dict()
-    else:
-        sd = dict(model)
-    sd = {k: v.detach().cpu().contiguous() for k, v in drop_derived(sd).items()}
+    sd = _weights(model)
+    if spec is None:
+        try:
+            spec = detect(sd)
+        except SpecError as exc:
+            raise CheckpointError(f"{p}: cannot save: the tensors are not SwinIR weights ({exc})") from None
+    spec = dataclasses.replace(spec, img_size=layout_img_size(spec))
     with atomic_path(p) as tmp:
         if p.suffix == ".safetensors":
             from safetensors.torch import save_file
 
             meta = {k: str(v) for k, v in (extra or {}).items()}
-            if spec is not None:
-                meta[SPEC_KEY] = json.dumps(spec.to_dict())
+            meta[SPEC_KEY] = json.dumps(spec.to_dict())
+            meta[DERIVED_META] = "omitted (" + ", ".join(DERIVED_SUFFIXES) + " are rebuilt from the spec)"
             save_file(sd, str(tmp), metadata=meta)
         else:
-            obj: dict[str, Any] = {key: sd}
-            if spec is not None:
-                obj[SPEC_KEY] = spec.to_dict()
-            if extra:
-                obj.update(extra)
+            obj: dict[str, Any] = {key: with_derived(sd, spec), SPEC_KEY: spec.to_dict()}
+            for name, value in (extra or {}).items():
+                obj[name] = with_derived(_weights(value), spec) if _is_state_dict(value) else value
             torch.save(obj, tmp)
     return p
 

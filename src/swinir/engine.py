@@ -18,7 +18,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -28,12 +28,21 @@ from torch import Tensor, nn
 from swinir.device import resolve_device
 from swinir.errors import SwinIRError
 from swinir.io import BT601, SwinIRNotice, max_value
+from swinir.options import RestoreOptions
 
-__all__ = ["restore", "plan_axis", "axis_weights", "resolve_precision", "ENSEMBLE_TRANSFORMS", "PRECISIONS"]
+__all__ = [
+    "restore",
+    "RestoreOptions",
+    "TileProgress",
+    "plan_axis",
+    "axis_weights",
+    "resolve_precision",
+    "ENSEMBLE_TRANSFORMS",
+    "PRECISIONS",
+    "FLOAT_RANGE_TOLERANCE",
+]
 
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, Tensor)
-# progress: True for a tqdm bar, or a callback given (tiles done, tiles in all) after each batch of tiles
-Progress = bool | Callable[[int, int], None]
 
 PRECISIONS: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -46,6 +55,10 @@ PRECISIONS: dict[str, torch.dtype] = {
 }
 # (rot90 count, horizontal flip) for the x8 self-ensemble
 ENSEMBLE_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for k in range(4) for f in (False, True))
+# Float inputs must lie in [0, 1] up to this much: bicubic resampling of a [0, 1] image overshoots by a few
+# percent at sharp edges, while a 0..255 image or a [-1, 1] one is off by far more (and restores to garbage).
+FLOAT_RANGE_TOLERANCE = 0.05
+TileProgress = Callable[[int, int], None]  # (tiles done, tiles in this image), called after each batch of tiles
 
 
 def _notice(message: str) -> None:
@@ -130,7 +143,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     """The autocast dtype for ``precision`` on ``device`` (None = plain fp32), with fallbacks + notice."""
     key = str(precision).lower()
     if key not in PRECISIONS:
-        raise SwinIRError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+        raise SwinIRError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")  # pragma: no cover
     dt = PRECISIONS[key]
     if dt == torch.float32:
         return None
@@ -301,7 +314,6 @@ class _RunState:
     amp: torch.dtype | None
     requested: str = "fp32"
     recomputed: int = 0
-    nonfinite: int = 0
     tiles: int = 0
 
 
@@ -312,7 +324,7 @@ def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Ten
         if _is_oom(exc):
             raise SwinIRError(
                 f"out of memory on {x.device} for a {x.shape[-2]}x{x.shape[-1]} tile (batch {x.shape[0]}): "
-                f"use a smaller tile (e.g. --tile {max(32, x.shape[-1] // 2)}), --batch-size 1 or bf16"
+                f"use a smaller tile (e.g. tile={max(32, x.shape[-1] // 2)}), batch size 1 or bf16"
             ) from None
         if st.amp is None or not isinstance(exc, RuntimeError):
             raise
@@ -327,7 +339,10 @@ def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Ten
             st.recomputed += x.shape[0]
             y = _run(model, x, ensemble, None)
         if not bool(torch.isfinite(y).all()):
-            st.nonfinite += x.shape[0]
+            raise SwinIRError(
+                "the model's output is NaN or infinite even in fp32 (are the checkpoint's weights finite?); "
+                "nothing was produced for this image"
+            )
     return y
 
 
@@ -364,42 +379,22 @@ def _split_alpha(channels: int, in_ch: int) -> bool:
     return channels in (2, 4) and channels != in_ch
 
 
-def restore(
-    model: nn.Module,
-    image: ArrayOrTensor,
-    tile: int | None = None,
-    overlap: int = 32,
-    ensemble: bool = False,
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
-    batch_size: int = 1,
-    progress: Progress = False,
-) -> ArrayOrTensor:
-    """Restore ``image`` with ``model``; the result has the input's type, dtype and layout.
+@dataclass
+class _Context:
+    """What every tile of one ``restore`` call shares."""
 
-    ``image``: numpy HxW or HxWxC (uint8, uint16 or float in [0, 1]) or a tensor CHW / NCHW (uint8 or float
-    in [0, 1]). Integer results are rounded and clipped; float results are the raw model output (not
-    clipped). A trailing alpha channel (RGBA, gray+alpha) is upscaled separately (bicubic) and kept.
-    Gray images on color models and color images on gray models are converted, with a notice.
+    model: nn.Module
+    options: RestoreOptions
+    amp: torch.dtype | None
+    device: torch.device
+    scale: int
+    window: int
+    progress: bool
+    on_tile: TileProgress | None
 
-    ``tile``: tile side in input pixels (rounded to the window size); None or 0 runs the image whole.
-    ``overlap``: input pixels shared by neighbouring tiles, blended with feathered weights.
-    ``ensemble``: average the 8 flips/rotations (x8 slower; the paper's "SwinIR+" results).
-    ``precision``: fp32, bf16 or fp16 (autocast). fp16 on CPU becomes bf16; tiles that come out non-finite
-    in reduced precision are recomputed in fp32, with a notice.
-    ``device``: cpu, cuda, cuda:1, mps; None keeps the model's accelerator or picks the best available. The
-    model is moved there (in place).
-    ``progress``: True shows a tile bar; a callable gets (tiles done, tiles in all) after each batch (the
-    server's progress and cancellation: an exception it raises stops the run).
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (e.g. from swinir.load), got {type(model).__name__}")
-    if tile is not None and tile < 0:
-        raise SwinIRError(f"tile must be positive (or 0/None for no tiling), got {tile}")
-    if overlap < 0:
-        raise SwinIRError(f"overlap must be >= 0, got {overlap}")
-    if batch_size < 1:
-        raise SwinIRError(f"batch size must be >= 1, got {batch_size}")
+
+def _place(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """The device to run on (the model is moved there, in place)."""
     p = _param(model)
     if device is None:
         dev = p.device if p is not None and p.device.type != "cpu" else resolve_device(None)
@@ -409,57 +404,81 @@ def restore(
         dev = torch.device("cuda", torch.cuda.current_device())
     if p is not None and p.device != dev:
         model.to(dev)
-    amp = resolve_precision(precision, dev)
+    return dev
 
+
+def _check_float_range(low: float, high: float) -> None:
+    tol = FLOAT_RANGE_TOLERANCE
+    if low < -tol or high > 1 + tol:
+        raise SwinIRError(
+            f"float images must hold values in [0, 1]; this one spans [{low:.4g}, {high:.4g}] "
+            "(divide 8-bit data by 255, or pass the uint8/uint16 array itself)"
+        )
+
+
+def restore(
+    model: nn.Module,
+    image: ArrayOrTensor,
+    options: RestoreOptions | None = None,
+    *,
+    progress: bool = False,
+    on_tile: TileProgress | None = None,
+    allow_out_of_range: bool = False,
+    **overrides: Any,
+) -> ArrayOrTensor:
+    """Restore ``image`` with ``model``; the result has the input's type, dtype and layout.
+
+    ``image``: numpy HxW or HxWxC (uint8, uint16 or float in [0, 1]) or a tensor CHW / NCHW (uint8 or float
+    in [0, 1]). Integer results are rounded and clipped; float results are the raw model output (not
+    clipped). A trailing alpha channel (RGBA, gray+alpha) is upscaled separately (bicubic) and kept.
+    Gray images on color models and color images on gray models are converted, with a notice.
+
+    ``options``: a ``RestoreOptions`` (tile, overlap, ensemble, precision, device, batch_size, outscale);
+    its fields may also be given as keywords (``restore(model, img, tile=256)``), which override ``options``.
+    Tiles that come out non-finite in reduced precision are recomputed in fp32, with a notice; an output
+    that is non-finite even in fp32 raises ``SwinIRError``. The model is moved to the device (in place).
+    ``progress``: a tqdm bar of tiles; ``on_tile(done, total)`` is called after each batch of tiles.
+    ``allow_out_of_range``: accept float inputs outside [0, 1] (the unclipped noisy inputs of the
+    denoising protocol); otherwise they raise, since a 0..255 float image restores to garbage.
+    """
+    opts = RestoreOptions.build(options, **overrides)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (e.g. from swinir.load), got {type(model).__name__}")
+    if not isinstance(image, (np.ndarray, Tensor)):
+        raise TypeError(f"image must be a numpy array or a torch tensor, got {type(image).__name__}")
+    dev = _place(model, opts.device)
+    scale, _, _, window = _model_info(model)
+    ctx = _Context(model, opts, resolve_precision(opts.precision, dev), dev, scale, window, progress, on_tile)
     was_training = model.training
     model.eval()
     try:
         if isinstance(image, np.ndarray):
-            return _restore_numpy(model, image, tile, overlap, ensemble, amp, dev, batch_size, progress)
-        if isinstance(image, Tensor):
-            return _restore_tensor(model, image, tile, overlap, ensemble, amp, dev, batch_size, progress)
-        raise TypeError(f"image must be a numpy array or a torch tensor, got {type(image).__name__}")
+            return _restore_numpy(ctx, image, allow_out_of_range)
+        return _restore_tensor(ctx, image, allow_out_of_range)
     finally:
         if was_training:
             model.train()
 
 
-def _restore_numpy(
-    model: nn.Module,
-    image: np.ndarray,
-    tile: int | None,
-    overlap: int,
-    ensemble: bool,
-    amp: torch.dtype | None,
-    dev: torch.device,
-    batch_size: int,
-    progress: Progress,
-) -> np.ndarray:
-    from swinir.io import resize
-
+def _check_numpy(image: np.ndarray, allow_out_of_range: bool) -> None:
     if image.ndim not in (2, 3):
         raise SwinIRError(f"expected an HxW or HxWxC image, got shape {image.shape}")
     if image.dtype not in (np.uint8, np.uint16) and image.dtype.kind != "f":
         raise SwinIRError(f"unsupported image dtype {image.dtype}; use uint8, uint16 or float in [0, 1]")
-    if image.dtype.kind == "f" and not np.isfinite(image).all():
-        raise SwinIRError("the image contains NaN or infinite values")
-    scale, in_ch, out_ch, _ = _model_info(model)
-    squeeze = image.ndim == 2
-    img = image[..., None] if squeeze else image
-    alpha = None
-    if _split_alpha(img.shape[2], in_ch):
-        img, alpha = img[..., :-1], img[..., -1]
-    plan = _plan_for(img.shape[2], in_ch, out_ch)
-    h, w = img.shape[:2]
-    ho, wo = h * scale, w * scale
-    result_ch = plan.out_channels
-    out = np.empty((ho, wo, result_ch + (alpha is not None)), dtype=image.dtype)
-    maxv = max_value(image.dtype)
+    if image.dtype.kind == "f" and image.size:
+        if not np.isfinite(image).all():
+            raise SwinIRError("the image contains NaN or infinite values")
+        if not allow_out_of_range:
+            _check_float_range(float(image.min()), float(image.max()))
+
+
+def _numpy_flush(out: np.ndarray, result_ch: int) -> Flush:
+    maxv = max_value(out.dtype)
 
     def flush(r0: int, r1: int, c0: int, c1: int, values: Tensor) -> None:
         a = values.permute(1, 2, 0).numpy()
         dst = out[r0:r1, c0:c1, :result_ch]
-        if image.dtype.kind == "f":
+        if out.dtype.kind == "f":
             dst[...] = a
         else:
             t = a * np.float32(maxv)
@@ -467,62 +486,90 @@ def _restore_numpy(
             np.clip(t, 0, maxv, out=t)
             dst[...] = t
 
+    return flush
+
+
+def _restore_numpy(ctx: _Context, image: np.ndarray, allow_out_of_range: bool) -> np.ndarray:
+    from swinir.io import resize
+
+    _check_numpy(image, allow_out_of_range)
+    _, in_ch, out_ch, _ = _model_info(ctx.model)
+    squeeze = image.ndim == 2
+    img = image[..., None] if squeeze else image
+    final_h, final_w = ctx.options.output_size(img.shape[0], img.shape[1], ctx.scale)
+    alpha = None
+    if _split_alpha(img.shape[2], in_ch):
+        img, alpha = img[..., :-1], img[..., -1]
+    plan = _plan_for(img.shape[2], in_ch, out_ch)
+    ho, wo = img.shape[0] * ctx.scale, img.shape[1] * ctx.scale
+    result_ch = plan.out_channels
+    out = np.empty((ho, wo, result_ch + (alpha is not None)), dtype=image.dtype)
     src = _Source(img, plan.color_to_gray, plan.gray_to_color)
-    _tiled(model, src, plan, scale, tile, overlap, ensemble, amp, dev, batch_size, progress, flush)
+    _tiled(ctx, src, plan, _numpy_flush(out, result_ch))
     if alpha is not None:
         out[..., result_ch] = resize(np.ascontiguousarray(alpha), ho, wo)
-    if squeeze and out.shape[2] == 1:
-        return out[..., 0]
-    if plan.color_to_gray and alpha is None:
+    out = resize(out, final_h, final_w)  # outscale: area down, bicubic up; the model's own size is kept as is
+    if out.ndim == 3 and out.shape[2] == 1 and (squeeze or plan.color_to_gray):
         return out[..., 0]
     return out
 
 
-def _restore_tensor(
-    model: nn.Module,
-    image: Tensor,
-    tile: int | None,
-    overlap: int,
-    ensemble: bool,
-    amp: torch.dtype | None,
-    dev: torch.device,
-    batch_size: int,
-    progress: Progress,
-) -> Tensor:
+def _check_tensor(image: Tensor, allow_out_of_range: bool) -> None:
     if image.dim() not in (2, 3, 4):
         raise SwinIRError(f"expected a CHW or NCHW tensor, got shape {tuple(image.shape)}")
     if image.dtype != torch.uint8 and not image.dtype.is_floating_point:
         raise SwinIRError(f"unsupported tensor dtype {image.dtype}; use float in [0, 1] or uint8")
-    if image.dtype.is_floating_point and not bool(torch.isfinite(image).all()):
-        raise SwinIRError("the image contains NaN or infinite values")
-    scale, in_ch, out_ch, _ = _model_info(model)
+    if image.dtype.is_floating_point and image.numel():
+        if not bool(torch.isfinite(image).all()):
+            raise SwinIRError("the image contains NaN or infinite values")
+        if not allow_out_of_range:
+            _check_float_range(float(image.min()), float(image.max()))
+
+
+def _resize_tensor(t: Tensor, height: int, width: int) -> Tensor:
+    """NCHW float resize as ``io.resize`` does it: area averaging when shrinking, bicubic when enlarging."""
+    if tuple(t.shape[-2:]) == (height, width):
+        return t
+    shrink = height <= t.shape[-2] and width <= t.shape[-1]
+    mode = "area" if shrink else "bicubic"
+    return F.interpolate(t, size=(height, width), mode=mode, **({} if shrink else {"align_corners": False}))
+
+
+def _to_dtype(values: Tensor, dtype: torch.dtype) -> Tensor:
+    if dtype == torch.uint8:
+        return values.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return values.to(dtype)
+
+
+def _restore_tensor(ctx: _Context, image: Tensor, allow_out_of_range: bool) -> Tensor:
+    _check_tensor(image, allow_out_of_range)
+    _, in_ch, out_ch, _ = _model_info(ctx.model)
     batch = image.reshape(1, 1, *image.shape) if image.dim() == 2 else image[None] if image.dim() == 3 else image
     n, c, h, w = batch.shape
+    final_h, final_w = ctx.options.output_size(h, w, ctx.scale)
     has_alpha = _split_alpha(c, in_ch)
     color_c = c - 1 if has_alpha else c
     plan = _plan_for(color_c, in_ch, out_ch)
     result_ch = plan.out_channels
-    ho, wo = h * scale, w * scale
-    out = torch.empty(n, result_ch + has_alpha, ho, wo, dtype=image.dtype)  # allocated outside inference mode
+    ho, wo = h * ctx.scale, w * ctx.scale
+    resized = (final_h, final_w) != (ho, wo)
+    out = torch.empty(n, result_ch + has_alpha, final_h, final_w, dtype=image.dtype)  # outside inference mode
     for i in range(n):
         cpu = batch[i].detach().to("cpu")
-        color = cpu[:color_c]
+        # the model's size is written straight into the result; an outscale goes through one float image
+        dst = torch.empty(result_ch + has_alpha, ho, wo) if resized else out[i]
 
-        def flush(r0: int, r1: int, c0: int, c1: int, values: Tensor, i: int = i) -> None:
-            if image.dtype == torch.uint8:
-                out[i, :result_ch, r0:r1, c0:c1] = values.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-            else:
-                out[i, :result_ch, r0:r1, c0:c1] = values.to(image.dtype)
+        def flush(r0: int, r1: int, c0: int, c1: int, values: Tensor, dst: Tensor = dst) -> None:
+            dst[:result_ch, r0:r1, c0:c1] = values if resized else _to_dtype(values, image.dtype)
 
-        src = _Source(color, plan.color_to_gray, plan.gray_to_color)
-        _tiled(model, src, plan, scale, tile, overlap, ensemble, amp, dev, batch_size, progress, flush)
+        _tiled(ctx, _Source(cpu[:color_c], plan.color_to_gray, plan.gray_to_color), plan, flush)
         if has_alpha:
             a = cpu[color_c:].to(torch.float32)[None]
+            a = a / 255.0 if image.dtype == torch.uint8 else a
             a = F.interpolate(a, size=(ho, wo), mode="bicubic", align_corners=False)[0]
-            if image.dtype == torch.uint8:
-                out[i, result_ch:] = a.round_().clamp_(0, 255).to(torch.uint8)
-            else:
-                out[i, result_ch:] = a.to(image.dtype)
+            dst[result_ch:] = a if resized else _to_dtype(a, image.dtype)
+        if resized:
+            out[i] = _to_dtype(_resize_tensor(dst[None], final_h, final_w)[0], image.dtype)
     if image.dim() == 2:
         out = out[0, 0]
     elif image.dim() == 3:
@@ -530,43 +577,33 @@ def _restore_tensor(
     return out.to(image.device)
 
 
+def _spans(ctx: _Context, height: int, width: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    tile = ctx.options.tile
+    if not tile:
+        return [(0, height)], [(0, width)]
+    t, o = _round_tile(int(tile), int(ctx.options.overlap), ctx.window)
+    return plan_axis(height, t, o, ctx.window), plan_axis(width, t, o, ctx.window)
+
+
 @torch.inference_mode()
-def _tiled(
-    model: nn.Module,
-    src: _Source,
-    plan: _Plan,
-    scale: int,
-    tile: int | None,
-    overlap: int,
-    ensemble: bool,
-    amp: torch.dtype | None,
-    dev: torch.device,
-    batch_size: int,
-    progress: Progress,
-    flush: Flush,
-) -> None:
+def _tiled(ctx: _Context, src: _Source, plan: _Plan, flush: Flush) -> None:
     from tqdm import tqdm
 
-    _, _, _, window = _model_info(model)
-    h, w = src.height, src.width
-    if tile:
-        t, o = _round_tile(int(tile), int(overlap), window)
-        ys, xs = plan_axis(h, t, o, window), plan_axis(w, t, o, window)
-    else:
-        ys, xs = [(0, h)], [(0, w)]
+    ys, xs = _spans(ctx, src.height, src.width)
+    scale = ctx.scale
     wy, wx = axis_weights(ys, scale), axis_weights(xs, scale)
-    blender = _Blender(plan.out_channels, w * scale, [(a * scale, b * scale) for a, b in ys], flush)
-    st = _RunState(amp, str(amp).replace("torch.", ""))
+    blender = _Blender(plan.out_channels, src.width * scale, [(a * scale, b * scale) for a, b in ys], flush)
+    st = _RunState(ctx.amp, str(ctx.amp).replace("torch.", ""))
     luma = torch.tensor(BT601).view(1, 3, 1, 1)
-    report = progress if callable(progress) else None
-    bar = tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", leave=False, disable=not progress or bool(report))
+    total = len(ys) * len(xs)
+    bar = tqdm(total=total, desc="tiles", unit="tile", leave=False, disable=not ctx.progress)
     try:
         for i, ((y0, y1), wyi) in enumerate(zip(ys, wy)):
             blender.begin_row(i)
             wyt = torch.from_numpy(wyi)
-            for group in _batches(xs, batch_size):
-                x = torch.stack([src.tile(y0, y1, *xs[j]) for j in group]).to(dev, non_blocking=True)
-                y = _run_safe(model, x, ensemble, st).cpu()
+            for group in _batches(xs, ctx.options.batch_size):
+                x = torch.stack([src.tile(y0, y1, *xs[j]) for j in group]).to(ctx.device, non_blocking=True)
+                y = _run_safe(ctx.model, x, ctx.options.ensemble, st).cpu()
                 if plan.gray_to_color:
                     y = (y * luma).sum(1, keepdim=True)
                 for k, j in enumerate(group):
@@ -574,12 +611,10 @@ def _tiled(
                     blender.add(xs[j][0] * scale, y[k] * weight)
                 st.tiles += len(group)
                 bar.update(len(group))
-                if report is not None:
-                    report(st.tiles, bar.total)
+                if ctx.on_tile is not None:
+                    ctx.on_tile(st.tiles, total)
             blender.end_row()
     finally:
         bar.close()
     if st.recomputed:
         _notice(f"{st.recomputed} of {st.tiles} tile(s) overflowed in {st.requested} and were recomputed in fp32")
-    if st.nonfinite:
-        _notice(f"{st.nonfinite} of {st.tiles} tile(s) have non-finite output even in fp32 (NaN/inf in the model?)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from swinir.atomic import write_text
+from swinir.degrade.registry import PIPELINES, Pipeline
 from swinir.errors import SwinIRError
 
 EPILOG = """examples:
@@ -37,9 +37,8 @@ pipelines:
 Outputs: OUTDIR/<name>_<pipeline>_<k>.png, OUTDIR/sheet.png, OUTDIR/samples.json.
 """
 
-PIPELINE_NAMES = ("bsrgan", "realesrgan", "bicubic", "noise", "jpeg")
+PIPELINE_NAMES = tuple(PIPELINES)
 # (lr_uint8, hr_uint8) from (hr_uint8, rng, trace)
-Pipeline = Callable[[np.ndarray, np.random.Generator, list], tuple[np.ndarray, np.ndarray]]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -98,9 +97,9 @@ def make_pipeline(
     sigma: tuple[float, float] = (25.0, 25.0),
     quality: tuple[float, float] = (40.0, 40.0),
 ) -> PipelineChoice:
-    """Build a pipeline by name (see ``PIPELINE_NAMES``); raises SwinIRError on bad options."""
-    from swinir.degrade.bsrgan import BSRGANDegradation
-    from swinir.degrade.realesrgan import RealESRGANDegradation
+    """Build a pipeline by name from ``swinir.degrade``'s registry; raises SwinIRError on bad options."""
+    from swinir.degrade.registry import is_random
+    from swinir.degrade.registry import make_pipeline as build
 
     if name not in PIPELINE_NAMES:
         raise SwinIRError(f"unknown pipeline {name!r}; use one of {', '.join(PIPELINE_NAMES)}")
@@ -111,58 +110,12 @@ def make_pipeline(
     scale = 4 if scale is None else scale
     if scale < 1 or scale > 8:
         raise SwinIRError(f"--scale must be 1..8, got {scale}")
-
-    if name in ("bsrgan", "realesrgan"):
-        try:
-            deg = BSRGANDegradation(scale=scale) if name == "bsrgan" else RealESRGANDegradation(scale=scale)
-        except ValueError as exc:
-            raise SwinIRError(f"{name}: {exc}") from None
-        return PipelineChoice(name, scale, deg, True)
-
-    if name == "bicubic":
-        return PipelineChoice(name, scale, _bicubic(scale), False)
-    if name == "noise":
-        return PipelineChoice(name, 1, _noise(sigma), True)
-    lo, hi = int(round(quality[0])), int(round(quality[1]))
-    return PipelineChoice(name, 1, _jpeg(lo, hi), lo != hi)
-
-
-def _bicubic(scale: int) -> Pipeline:
-    from swinir.degrade.resize import imresize
-
-    def bicubic(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
-        h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
-        if h < 1 or w < 1:
-            raise ValueError(f"image {img.shape[1]}x{img.shape[0]} is smaller than the scale {scale}")
-        hr = img[:h, :w]
-        trace.append(f"matlab bicubic 1/{scale}")
-        return imresize(hr, scale=1.0 / scale, mode="uint8"), hr
-
-    return bicubic
-
-
-def _noise(sigma: tuple[float, float]) -> Pipeline:
-    from swinir.degrade.bsrgan import to_uint8
-    from swinir.degrade.noise import add_gaussian_noise
-
-    def noise(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
-        s = float(rng.uniform(*sigma)) if sigma[0] != sigma[1] else sigma[0]
-        trace.append(f"gaussian noise sigma {s:.2f}")
-        x = img.astype(np.float32) / 255.0
-        return to_uint8(add_gaussian_noise(x, s, rng, clip=True)), img
-
-    return noise
-
-
-def _jpeg(lo: int, hi: int) -> Pipeline:
-    from swinir.degrade.jpeg import jpeg_compress
-
-    def jpeg(img: np.ndarray, rng: np.random.Generator, trace: list) -> tuple[np.ndarray, np.ndarray]:
-        q = int(rng.integers(lo, hi + 1)) if lo != hi else lo
-        trace.append(f"jpeg quality {q}")
-        return jpeg_compress(img, q), img
-
-    return jpeg
+    options = {"noise": {"sigma": sigma}, "jpeg": {"quality": quality}}.get(name, {"scale": scale})
+    try:
+        fn = build(name, **options)
+    except ValueError as exc:
+        raise SwinIRError(str(exc)) from None
+    return PipelineChoice(name, scale, fn, is_random(fn))
 
 
 def _collect(inputs: list[str]) -> list[Path]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from swinir.errors import SwinIRError
+from swinir.options import RestoreOptions
 
 EPILOG = """examples:
   # classical SR x2 on Set5 with the MATLAB LR images, as in the paper (Y channel, border = scale)
@@ -78,8 +80,17 @@ def _zoo_entry(name: str):  # type: ignore[no-untyped-def]
         return None
 
 
+def _options(args: argparse.Namespace) -> RestoreOptions:
+    """The engine options of this evaluation; a bad value is one line naming the flag."""
+    from swinir.cli.restore import build_options
+
+    flags = {"tile": "--tile", "overlap": "--tile-overlap", "precision": "--precision"}
+    values = {"tile": args.tile or None, "overlap": args.tile_overlap, "ensemble": args.ensemble}
+    return build_options(flags, precision=args.precision, device=args.device, **values)
+
+
 def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The model (or 'bicubic') and the protocol, defaults taken from the model and its zoo entry."""
+    """The model (or the bicubic baseline) and the test protocol the arguments ask for."""
     from swinir.evaluate import BICUBIC, Protocol, task_for_model
     from swinir.tasks import DENOISE_TASKS, JPEG_TASKS, SR_TASKS
 
@@ -108,7 +119,6 @@ def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
         noise=noise if task in DENOISE_TASKS else None,
         jpeg=jpeg if task in JPEG_TASKS else None,
     )
-
     return model, protocol
 
 
@@ -124,23 +134,26 @@ def run(args: argparse.Namespace) -> int:
     if args.hr is None and args.lr is None:
         raise SwinIRError("give the test folder with --hr DIR (for real_sr the inputs: --hr or --lr)")
 
+    options = _options(args)
     model, protocol = _model_and_protocol(args)
-    report = evaluate(
-        model,
-        args.hr,
-        protocol,
-        lr_dir=args.lr,
-        limit=args.limit,
-        model_name=args.model,
-        tile=args.tile or None,
-        overlap=args.tile_overlap,
-        ensemble=args.ensemble,
-        precision=args.precision,
-        device=args.device,
-        save_dir=args.save,
-        sheet=args.sheet,
-        progress=not args.quiet,
-    )
+    from swinir.io import SwinIRNotice
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SwinIRNotice)
+        report = evaluate(
+            model,
+            args.hr,
+            protocol,
+            lr_dir=args.lr,
+            limit=args.limit,
+            model_name=args.model,
+            options=options,
+            save_dir=args.save,
+            sheet=args.sheet,
+            progress=not args.quiet,
+        )
+    for line in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, SwinIRNotice)):
+        print(f"notice: {line}", file=sys.stderr)
     table = report.table()
     if args.quiet:
         table = "\n".join(line for line in table.splitlines() if line.startswith("-- "))

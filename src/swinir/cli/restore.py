@@ -1,26 +1,35 @@
 """`swinir restore`: restore image files and folders with a SwinIR model.
 
-Reads any PNG/JPEG/BMP/TIFF/WebP (8/16-bit, gray/RGB, alpha, EXIF orientation), runs ``swinir.restore``
-with tiles, writes each result atomically, and keeps going when one file fails. Under ``torchrun`` the
-sorted file list is split across ranks (``files[rank::world]``); every rank writes its own outputs.
+Parsing and printing only: ``swinir.restore_plan`` decides what is read and written (whole plan checked before
+the first write), ``swinir.engine.restore`` runs the model with one ``RestoreOptions``, ``swinir.io`` reads and
+writes. Under ``torchrun`` the sorted job list is split across ranks (``jobs[rank::world]``); every rank
+writes its own outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from swinir.errors import ImageWriteError, SwinIRError
-from swinir.io import READ_EXTENSIONS, WRITE_FORMATS
+from swinir.options import MAX_OUTSCALE, OptionsError, RestoreOptions
+from swinir.restore_plan import Job, Plan, plan_restore, split_existing
+from swinir.torchrun import DistInfo, from_env
 
 DEFAULT_MODEL = "builtin-x4"
 EXTS = ("png", "jpg", "webp", "tif", "bmp", "same")
+LOSSLESS_WEBP = 101
+LISTED = 10  # per-file lines of one kind before "... and N more"
 
 EPILOG = """examples:
   swinir restore photo.jpg -o out/                       # built-in x4 model, works offline
@@ -33,35 +42,102 @@ EPILOG = """examples:
 
 notes:
   Outputs keep the input's name (plus --suffix) under OUTDIR, mirroring subfolders with --recursive.
-  An input is never overwritten. Bit depth follows the input (16-bit PNG/TIFF stay 16-bit); alpha is
-  upscaled separately with bicubic interpolation and kept. Gray images on color models (and color on
-  gray) are converted with a notice. --outscale resizes the model's result to the given factor of the
-  input size: area averaging when shrinking, bicubic when enlarging.
+  Existing files: an input is never written, whatever -o, --suffix or --ext (the run refuses those images).
+  An output that already exists is not replaced: it is listed and the exit status is 1, unless
+  --overwrite (replace it) or --skip-existing (leave it, quietly, exit 0) is given. Two inputs that would
+  write the same output (a.png and a.jpg) both fail. The whole plan is checked before the first write.
+  Left out of a folder, with a count: subfolders without -r, the output folder when it lies inside the
+  input folder, and earlier outputs of the same --suffix beside their source (a_x4.png next to a.png).
+  Bit depth follows the input (16-bit PNG/TIFF stay 16-bit); alpha is upscaled separately with bicubic
+  interpolation and kept. Gray images on color models (and color on gray) are converted with a notice.
+  Animated images: the first frame is restored, with a notice. --outscale resizes the model's result to
+  the given factor of the input size: area averaging when shrinking, bicubic when enlarging.
   Each bad file is reported on one line and the rest continue; the exit status is 1 if any failed.
+  Ctrl-C or SIGTERM stops after cleaning up the file being written (exit 130 / 143).
 """
 
 
-def _int_at_least(lo: int) -> Any:
+def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        if v < lo or (hi is not None and v > hi):
+            allowed = f"in {lo}-{hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {v}")
         return v
 
     return parse
 
 
-def _positive_float(text: str) -> float:
+def _outscale(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0 or v > 64:
-        raise argparse.ArgumentTypeError(f"must be in (0, 64], got {text}")
+    if not 0 < v <= MAX_OUTSCALE:
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_OUTSCALE:g}], got {text}")
     return v
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
+        help=f"model-zoo name (`swinir models`) or checkpoint file (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--tile",
+        type=_int_in(0),
+        default=512,
+        metavar="N",
+        help="tile side in input pixels, rounded to the window size; 0 = whole image (default 512)",
+    )
+    p.add_argument(
+        "--overlap", type=_int_in(0), default=32, metavar="N", help="overlap between tiles in input pixels (default 32)"
+    )
+    p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower, a bit better)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="compute precision (default fp32; fp16 on CPU falls back to bf16)",
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--batch-size", type=_int_in(1), default=1, metavar="N", help="tiles per forward pass (default 1)")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print notes on the CPU kernels in use")
+
+
+def _add_file_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders of folder inputs")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    existing.add_argument(
+        "--skip-existing", action="store_true", help="leave existing outputs alone, quietly (resume a run)"
+    )
+    p.add_argument("--suffix", default="", help="appended to each output's name, e.g. _x4 (default: none)")
+    p.add_argument(
+        "--ext", choices=EXTS, default="png", help="output format; 'same' keeps the input's (default png: lossless)"
+    )
+    p.add_argument(
+        "--quality",
+        type=_int_in(1, LOSSLESS_WEBP),
+        default=95,
+        metavar="Q",
+        help=f"JPEG/WebP quality 1-100 (default 95); {LOSSLESS_WEBP} = lossless WebP",
+    )
+    p.add_argument(
+        "--outscale",
+        type=_outscale,
+        default=None,
+        metavar="F",
+        help="final size as a factor of the input size, e.g. 2 or 3.5 (default: the model's scale)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,191 +149,101 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
-    p.add_argument(
-        "-m",
-        "--model",
-        default=None,
-        metavar="NAME|PATH",
-        help=f"model-zoo name (`swinir models`) or checkpoint file (default: {DEFAULT_MODEL})",
-    )
-    p.add_argument(
-        "--tile",
-        type=_int_at_least(0),
-        default=512,
-        metavar="N",
-        help="tile side in input pixels, rounded to the window size; 0 = whole image (default 512)",
-    )
-    p.add_argument(
-        "--overlap",
-        type=_int_at_least(0),
-        default=32,
-        metavar="N",
-        help="overlap between tiles in input pixels (default 32)",
-    )
-    p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower, a bit better)")
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default="fp32",
-        help="compute precision (default fp32; fp16 on CPU falls back to bf16)",
-    )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument(
-        "--batch-size", type=_int_at_least(1), default=1, metavar="N", help="tiles per forward pass (default 1)"
-    )
-    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders of folder inputs")
-    p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists (resume)")
-    p.add_argument("--suffix", default="", help="appended to each output's name, e.g. _x4 (default: none)")
-    p.add_argument(
-        "--ext",
-        choices=EXTS,
-        default="png",
-        help="output format; 'same' keeps the input's (default png: lossless, 16-bit, alpha)",
-    )
-    p.add_argument(
-        "--quality",
-        type=_int_at_least(1),
-        default=95,
-        metavar="Q",
-        help="JPEG/WebP quality 1-100 (default 95; above 100 makes WebP lossless)",
-    )
-    p.add_argument(
-        "--outscale",
-        type=_positive_float,
-        default=None,
-        metavar="F",
-        help="final size as a factor of the input size, e.g. 2 or 3.5 (default: the model's scale)",
-    )
+    _add_file_args(p)
+    _add_run_args(p)
     p.set_defaults(func=run)
 
 
 # ---------------------------------------------------------------------------------------------------
-# what to do
+# checks before any work
 # ---------------------------------------------------------------------------------------------------
-@dataclass
-class Job:
-    src: Path
-    dst: Path
+FLAGS = {
+    "tile": "--tile",
+    "overlap": "--overlap",
+    "batch_size": "--batch-size",
+    "precision": "--precision",
+    "outscale": "--outscale",
+}
 
 
-@dataclass
-class Plan:
-    jobs: list[Job] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # one line per input that cannot even start
-    inputs: int = 0
-
-
-def _out_ext(src: Path, ext: str) -> str:
-    if ext == "same":
-        suffix = src.suffix.lower()
-        return suffix if suffix in WRITE_FORMATS else ".png"
-    return "." + ext
-
-
-def _is_hidden(rel: Path) -> bool:
-    return any(part.startswith(".") for part in rel.parts)
-
-
-def _within(path: Path, folder: Path) -> bool:
+def build_options(flags: dict[str, str], **values: Any) -> RestoreOptions:
+    """RestoreOptions from parsed arguments; a bad value is one line naming the flag (``flags``: field -> flag)."""
     try:
-        path.relative_to(folder)
-        return True
-    except ValueError:
-        return False
+        return RestoreOptions(**values)
+    except OptionsError as exc:
+        raise SwinIRError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
 
 
-def collect(inputs: list[str], outdir: Path, recursive: bool, suffix: str, ext: str) -> Plan:
-    """Jobs for every image under ``inputs``, sorted by output path; inputs that cannot start as problems."""
-    plan = Plan()
-    out_res = outdir.resolve()
-    seen_src: set[Path] = set()
-    by_dst: dict[Path, Job] = {}
-
-    def add(src: Path, rel_parent: Path) -> None:
-        key = src.resolve()
-        if key in seen_src:
-            return
-        seen_src.add(key)
-        dst = outdir / rel_parent / f"{src.stem}{suffix}{_out_ext(src, ext)}"
-        if dst in by_dst:
-            plan.problems.append(
-                f"failed: {src}: its output {dst} would also be written for {by_dst[dst].src}; "
-                "use --ext same or a --suffix"
-            )
-            return
-        by_dst[dst] = Job(src, dst)
-
-    for text in inputs:
-        p = Path(text).expanduser()
-        if p.is_dir():
-            walker = p.rglob("*") if recursive else p.iterdir()
-            found = 0
-            for f in sorted(walker):
-                rel = f.relative_to(p)
-                if _is_hidden(rel) or f.suffix.lower() not in READ_EXTENSIONS or not f.is_file():
-                    continue
-                if _within(f.resolve(), out_res) and out_res != p.resolve():
-                    continue  # our own outputs inside an input tree
-                found += 1
-                add(f, rel.parent)
-            if not found:
-                sub = (
-                    "" if recursive or not any(c.is_dir() for c in p.iterdir()) else " (use --recursive for subfolders)"
-                )
-                plan.problems.append(f"notice: {p}: no images found{sub}")
-            plan.inputs += found
-        elif p.exists():
-            plan.inputs += 1
-            add(p, Path())
-        else:
-            plan.inputs += 1
-            plan.problems.append(f"failed: {p}: no such file or folder")
-    plan.jobs = sorted(by_dst.values(), key=lambda j: str(j.dst))
-    return plan
+def options_from(args: argparse.Namespace) -> RestoreOptions:
+    return build_options(
+        FLAGS,
+        tile=args.tile or None,
+        overlap=args.overlap,
+        ensemble=args.ensemble,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        outscale=args.outscale,
+    )
 
 
-class InputGuard:
-    """Refuses any output that is one of the inputs (same path, symlink or hard link)."""
+def _check_args(args: argparse.Namespace) -> None:
+    if args.quality == LOSSLESS_WEBP and args.ext not in ("webp", "same"):
+        raise SwinIRError(f"--quality {LOSSLESS_WEBP} (lossless) applies to WebP only; use 1-100 for --ext {args.ext}")
+    if args.device is not None:
+        from swinir.device import resolve_device
 
-    def __init__(self, sources: list[Path]) -> None:
-        self.paths = {s.resolve() for s in sources}
-        self.inodes = set()
-        for s in sources:
-            try:
-                st = s.stat()
-                self.inodes.add((st.st_dev, st.st_ino))
-            except OSError:
-                pass
+        try:
+            resolve_device(args.device)
+        except SwinIRError as exc:
+            raise SwinIRError(f"--device {args.device}: {exc}") from None
+    outdir = Path(args.output).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise SwinIRError(f"{outdir}: the output must be a folder, and this is a file; choose another -o")
 
-    def check(self, dst: Path) -> None:
-        hit = dst.resolve() in self.paths
-        if not hit and dst.exists():
-            st = dst.stat()
-            hit = (st.st_dev, st.st_ino) in self.inodes
-        if hit:
-            raise ImageWriteError(
-                f"{dst}: refusing to overwrite an input image; choose another output folder or a --suffix"
-            )
+
+def check_writable(outdir: Path) -> None:
+    """Create ``outdir`` and write a file there once, so a read-only or full target fails before any work."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir, prefix=".swinir-probe-"):
+            pass
+    except OSError as exc:
+        raise SwinIRError(f"{outdir}: cannot write there ({exc.strerror or exc}); choose another -o") from None
+
+
+def _listed(lines: list[str], say: Callable[[str], None]) -> None:
+    for line in lines[:LISTED]:
+        say(line)
+    if len(lines) > LISTED:
+        say(f"... and {len(lines) - LISTED} more like the above")
+
+
+def report_plan(plan: Plan, args: argparse.Namespace, say: Callable[[str], None]) -> None:
+    """One line per exclusion (with its count) and per input that cannot start."""
+    for folder, n in plan.subfolders_not_read.items():
+        say(f"notice: {folder}: {n} subfolder(s) not read (use --recursive)")
+    for folder, n in plan.under_output.items():
+        say(f"notice: {folder}: {n} image(s) inside the output folder {args.output} left out")
+    for folder, n in plan.earlier_outputs.items():
+        say(f"notice: {folder}: {n} earlier output(s) (*{args.suffix} beside their source) left out")
+    for folder in plan.empty:
+        say(f"notice: {folder}: no images found")
+    _listed([f"failed: {p}: no such file or folder" for p in plan.missing], say)
+    clash = [
+        f"failed: {', '.join(map(str, srcs))}: all would be written to {dst}; use --ext same or a --suffix"
+        for dst, srcs in plan.clashes
+    ]
+    _listed(clash, say)
+    onto = [
+        f"failed: {j.src}: refusing to overwrite the input image {j.dst}; choose another -o or a --suffix"
+        for j in plan.onto_inputs
+    ]
+    _listed(onto, say)
 
 
 # ---------------------------------------------------------------------------------------------------
 # distributed sharding (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
 # ---------------------------------------------------------------------------------------------------
-def dist_env() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from the environment; (0, 1, 0) outside torchrun."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    except ValueError:
-        return 0, 1, 0
-    if world < 2 or not 0 <= rank < world:
-        return 0, 1, 0
-    return rank, world, local
-
-
 def _sum_across_ranks(counts: list[int]) -> list[int] | None:
     """Totals over all ranks through a gloo all-reduce, or None when no process group can be formed.
 
@@ -288,13 +274,13 @@ def _sum_across_ranks(counts: list[int]) -> list[int] | None:
         return None
 
 
-def _device_for(requested: str | None, local_rank: int, world: int) -> str | None:
-    if world < 2:
+def _device_for(requested: str | None, info: DistInfo) -> str | None:
+    if not info.enabled:
         return requested
     import torch
 
     if requested in (None, "auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
+        return f"cuda:{info.local_rank % torch.cuda.device_count()}"
     return requested
 
 
@@ -304,7 +290,7 @@ def _device_for(requested: str | None, local_rank: int, world: int) -> str | Non
 class _Notices:
     """Print each distinct notice once per run, above the progress bar."""
 
-    def __init__(self, write: Any) -> None:
+    def __init__(self, write: Callable[[str], None]) -> None:
         self.seen: set[str] = set()
         self.write = write
 
@@ -316,35 +302,65 @@ class _Notices:
                 self.write(f"notice: {src.name}: {msg}")
 
 
-def restore_file(
-    job: Job, model: Any, args: argparse.Namespace, device: str | None, progress: bool, notices: _Notices
-) -> None:
-    """Read, restore, resize alpha/outscale, write atomically."""
+class _ImageBar:
+    """The per-image bar, advanced by fractions of an image as its tiles finish (with the tile count)."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar, self.done, self.name, self.shown = bar, 0, "", 0.0
+
+    def start(self, name: str) -> None:
+        self.name = name
+        self.bar.set_postfix_str(name, refresh=False)
+
+    def on_tile(self, done: int, total: int) -> None:
+        self.bar.n = self.done + done / total
+        now = time.monotonic()
+        if done == 1 or done == total or now - self.shown >= 0.1:  # small tiles on a GPU: 10 redraws/s at most
+            self.shown = now
+            self.bar.set_postfix_str(f"{self.name} tile {done}/{total}")
+
+    def finish(self) -> None:
+        self.done += 1
+        self.bar.n = self.done
+        self.bar.refresh()
+
+
+@dataclass
+class _Run:
+    """What every image of one run shares."""
+
+    model: Any
+    options: RestoreOptions
+    quality: int
+    overwrite: bool
+    notices: _Notices
+    on_tile: Callable[[int, int], None]
+
+
+def restore_file(job: Job, run: _Run, guard: Any) -> None:
+    """Read, restore (alpha and outscale included), write atomically; an existing output is left alone."""
+    import numpy as np
+
     from swinir.engine import restore
-    from swinir.io import SwinIRNotice, read_image, resize, write_image
+    from swinir.io import SwinIRNotice, frame_count, notice, read_image, write_image
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SwinIRNotice)
         img = read_image(job.src)
-        out = restore(
-            model,
-            img.array,
-            tile=args.tile or None,
-            overlap=args.overlap,
-            ensemble=args.ensemble,
-            precision=args.precision,
-            device=device,
-            batch_size=args.batch_size,
-            progress=progress,
-        )
-        h, w = out.shape[:2]
-        alpha = resize(img.alpha, h, w) if img.alpha is not None else None  # bicubic up, area down
-        if args.outscale:
-            th, tw = max(1, round(img.height * args.outscale)), max(1, round(img.width * args.outscale))
-            out = resize(out, th, tw)
-            alpha = resize(alpha, th, tw) if alpha is not None else None
-        write_image(job.dst, out, alpha=alpha, bit_depth=img.bit_depth, quality=args.quality)
-    notices.emit(job.src, [c for c in caught if issubclass(c.category, SwinIRNotice)])
+        frames = frame_count(job.src)
+        if frames > 1:
+            notice(f"an animated image of {frames} frames: only the first frame is restored")
+        data = img.array if img.alpha is None else np.dstack([img.array, img.alpha])
+        out = restore(run.model, data, run.options, on_tile=run.on_tile)
+        alpha = None
+        if img.alpha is not None:
+            out, alpha = out[..., :-1], out[..., -1]
+            out = out[..., 0] if out.shape[2] == 1 else out
+        guard.check(job.dst)  # again at write time: the files may have changed during the run
+        if not run.overwrite and (job.dst.exists() or job.dst.is_symlink()):
+            raise ImageWriteError(f"{job.dst}: appeared while this run was working; not replaced")
+        write_image(job.dst, out, alpha=alpha, bit_depth=img.bit_depth, quality=run.quality)
+    run.notices.emit(job.src, [c for c in caught if issubclass(c.category, SwinIRNotice)])
 
 
 def _fail_line(src: Path, exc: BaseException) -> str:
@@ -356,104 +372,140 @@ def _fail_line(src: Path, exc: BaseException) -> str:
     return f"failed: {src}: {type(exc).__name__}: {msg[:300]}"
 
 
-def run(args: argparse.Namespace) -> int:
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the run stops; the exit status is 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise ``Stopped``, so the file being written is cleaned up (atomic_path)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _restore_all(jobs: list[Job], run: _Run, guard: Any, info: DistInfo, debug: bool) -> list[int]:
+    """[restored, failed] of this rank's jobs, with a bar that moves per tile."""
     from tqdm import tqdm
 
-    import swinir
-
-    rank, world, local_rank = dist_env()
-    outdir = Path(args.output).expanduser()
-    if outdir.exists() and not outdir.is_dir():
-        raise SwinIRError(f"{outdir}: the output must be a folder, and this is a file")
-    if args.overlap >= args.tile > 0:
-        raise SwinIRError(f"--overlap {args.overlap} must be smaller than --tile {args.tile}")
-    say = (lambda line: tqdm.write(line, file=sys.stderr)) if rank == 0 else (lambda line: None)
-
-    plan = collect(args.inputs, outdir, args.recursive, args.suffix, args.ext)
-    guard = InputGuard([j.src for j in plan.jobs])
-    jobs: list[Job] = []
-    refused: list[str] = []
-    for job in plan.jobs:
-        try:
-            guard.check(job.dst)
-            jobs.append(job)
-        except ImageWriteError as exc:
-            refused.append(_fail_line(job.src, exc))
-    failed_lines = [line for line in plan.problems if line.startswith("failed:")] + refused
-    for line in plan.problems + refused:
-        say(line)
-    if not jobs and not failed_lines:
-        raise SwinIRError("no images found in " + ", ".join(args.inputs))
-    if refused and not jobs:
-        raise SwinIRError(f"every output would overwrite its input in {outdir}; choose another -o or a --suffix")
-
-    mine = jobs[rank::world]
-    if args.model is None:
-        from swinir import zoo
-
-        desc = zoo.get(DEFAULT_MODEL).description if zoo.is_known(DEFAULT_MODEL) else "compact x4"
-        say(
-            f"using built-in model {DEFAULT_MODEL} ({desc}); for the released SwinIR use "
-            "--model classical-x4 / realsr-x4 ..."
-        )
-    device = _device_for(args.device, local_rank, world)
-    model = swinir.load(args.model or DEFAULT_MODEL, device=device) if mine else None
-    if model is not None and rank == 0:
-        shard = f", {len(mine)} of {len(jobs)} on rank 0 of {world}" if world > 1 else ""
-        say(f"model: {model.spec.describe()}{shard}")
-        if next(model.parameters()).device.type == "cpu" and args.precision == "fp32":
-            from swinir import kernels
-
-            if not kernels.available():
-                say(
-                    f"note: swinir's CPU attention kernel is not in use ({kernels.status()}), so CPU inference "
-                    "takes PyTorch's attention, ~10% slower"
-                )
-
-    notices = _Notices(lambda line: tqdm.write(line, file=sys.stderr))
-    ok = skipped = 0
-    failures = 0
-    start = time.perf_counter()
-    inner = sys.stderr.isatty() and world == 1
-    bar = tqdm(mine, desc="restore", unit="img", file=sys.stderr, disable=rank != 0, dynamic_ncols=True)
-    try:
-        for job in bar:
-            bar.set_postfix_str(job.src.name, refresh=False)
-            if args.skip_existing and job.dst.exists():
-                skipped += 1
-                continue
+    ok = failures = 0
+    with tqdm(
+        total=len(jobs), desc="restore", unit="img", file=sys.stderr, disable=not info.main, dynamic_ncols=True
+    ) as bar:
+        images = _ImageBar(bar)
+        run.on_tile = images.on_tile
+        for job in jobs:
+            images.start(job.src.name)
             try:
-                restore_file(job, model, args, device, inner, notices)
+                restore_file(job, run, guard)
                 ok += 1
             except KeyboardInterrupt:
                 raise
             except Exception as exc:
-                if getattr(args, "debug", False):
+                if debug:
                     raise
                 failures += 1
                 tqdm.write(_fail_line(job.src, exc), file=sys.stderr)
-    except KeyboardInterrupt:
-        bar.close()
-        print(
-            f"interrupted after {ok} image(s); finished outputs are kept: rerun with --skip-existing to resume",
-            file=sys.stderr,
-        )
-        raise
-    finally:
-        bar.close()
+            images.finish()
+    return [ok, failures]
 
-    own = [ok, skipped, failures]
-    totals = _sum_across_ranks(own) if world > 1 else own
-    scope = f" across {world} ranks" if world > 1 else ""
+
+def _load(args: argparse.Namespace, info: DistInfo, say: Callable[[str], None], n_mine: int, n_all: int) -> Any:
+    import swinir
+
+    if args.model is None:
+        from swinir import zoo
+
+        desc = zoo.get(DEFAULT_MODEL).description if zoo.is_known(DEFAULT_MODEL) else "compact x4"
+        say(f"using built-in model {DEFAULT_MODEL} ({desc}); for the released SwinIR use --model classical-x4 / ...")
+    model = swinir.load(args.model or DEFAULT_MODEL, device=_device_for(args.device, info))
+    shard = f", {n_mine} of {n_all} on rank 0 of {info.world}" if info.enabled else ""
+    say(f"model: {model.spec.describe()}{shard}")
+    if args.verbose and next(model.parameters()).device.type == "cpu" and args.precision == "fp32":
+        from swinir import kernels
+
+        if not kernels.available():
+            say(f"note: swinir's CPU attention kernel is not in use ({kernels.status()}); PyTorch attention is used")
+    return model
+
+
+def _summary(counts: list[int], plan: Plan, info: DistInfo, elapsed: float, outdir: Path, skip: bool) -> int:
+    """Print the totals (rank 0) and return the exit status."""
+    totals = _sum_across_ranks(counts) if info.enabled else counts
+    scope = f" across {info.world} ranks" if info.enabled else ""
     if totals is None:  # no process group could be formed: rank 0 reports its share, others their failures
-        totals, scope = own, f" on rank 0 of {world} (other ranks report their own failures)"
-        if rank != 0 and failures:
-            print(f"rank {rank} of {world}: {ok} restored, {failures} failed", file=sys.stderr)
-    n_failed = totals[2] + len(failed_lines)
-    if rank == 0:
-        parts = [f"{totals[0]} restored"]
-        if totals[1]:
-            parts.append(f"{totals[1]} skipped (output exists)")
-        parts.append(f"{n_failed} failed")
-        print(f"done: {', '.join(parts)}{scope} in {time.perf_counter() - start:.1f} s -> {outdir}")
-    return 1 if failures or (rank == 0 and n_failed) else 0
+        totals, scope = counts, f" on rank 0 of {info.world} (other ranks report their own failures)"
+        if not info.main and counts[1]:
+            print(f"rank {info.rank} of {info.world}: {counts[0]} restored, {counts[1]} failed", file=sys.stderr)
+    restored, failed, existing = totals[0], totals[1] + plan.failed_sources, totals[2]
+    parts = [f"{restored} restored"]
+    if existing:
+        parts.append(f"{existing} skipped (output exists)" if skip else f"{existing} not replaced (output exists)")
+    parts.append(f"{failed} failed")
+    if info.main:
+        print(f"done: {', '.join(parts)}{scope} in {elapsed:.1f} s -> {outdir}")
+    own_kept_back = counts[2] and not skip
+    everything_kept_back = existing and not skip
+    return 1 if counts[1] or own_kept_back or (info.main and (failed or everything_kept_back)) else 0
+
+
+def _existing_lines(existing: list[Job]) -> list[str]:
+    return [f"exists: {j.dst}: not replaced (from {j.src}); --overwrite replaces it" for j in existing]
+
+
+def run(args: argparse.Namespace) -> int:
+    info = from_env()
+    options = options_from(args)
+    _check_args(args)
+    outdir = Path(args.output).expanduser()
+    say: Callable[[str], None] = (lambda line: print(line, file=sys.stderr)) if info.main else (lambda line: None)
+
+    plan = plan_restore(args.inputs, outdir, args.recursive, args.suffix, args.ext)
+    report_plan(plan, args, say)
+    if not plan.jobs and not plan.failed_sources:
+        raise SwinIRError("no images found in " + ", ".join(args.inputs))
+    if plan.onto_inputs and not plan.jobs:
+        raise SwinIRError(f"every output would overwrite its input in {outdir}; choose another -o or a --suffix")
+    # each rank looks only at its own share of outputs: another rank's fresh files never count as existing
+    mine, existing = split_existing(plan.jobs[info.rank :: info.world], args.overwrite)
+    if not args.skip_existing:
+        _listed(_existing_lines(existing), lambda line: print(line, file=sys.stderr))
+    from swinir.io import InputFiles
+
+    guard = InputFiles([j.src for j in plan.jobs + plan.onto_inputs] + [s for _, srcs in plan.clashes for s in srcs])
+    start = time.perf_counter()
+    counts = [0, 0]
+    if mine:
+        check_writable(outdir)
+        model = _load(args, info, say, len(mine), len(plan.jobs))
+        run_ = _Run(model, options, args.quality, args.overwrite, _Notices(say_always), lambda d, t: None)
+        try:
+            with _stop_on_signals():
+                counts = _restore_all(mine, run_, guard, info, getattr(args, "debug", False))
+        except Stopped as stop:
+            name = signal.Signals(stop.signum).name
+            print(
+                f"stopped by {name}: finished outputs are kept; rerun with --skip-existing to resume", file=sys.stderr
+            )
+            return 128 + stop.signum
+    return _summary([*counts, len(existing)], plan, info, time.perf_counter() - start, outdir, args.skip_existing)
+
+
+def say_always(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)

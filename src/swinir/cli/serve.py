@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from swinir.cli.restore import DEFAULT_MODEL, _int_at_least, _positive_float
+from swinir.cli.restore import DEFAULT_MODEL, _int_in
 from swinir.errors import SwinIRError
 
 EPILOG = """examples:
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_int_at_least(0), default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--port", type=_int_in(0), default=8000, help="port (default 8000; 0 = any free port)")
     p.add_argument(
         "--token",
         default=os.environ.get("SWINIR_TOKEN") or None,
@@ -40,20 +40,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="device(s), comma-separated, one worker each (default: best)")
     p.add_argument("--models", default=None, metavar="A,B,...", help="zoo names to offer (default: all)")
     p.add_argument("--default-model", default=DEFAULT_MODEL, metavar="NAME", help=f"default {DEFAULT_MODEL}")
-    p.add_argument("--queue", type=_int_at_least(1), default=8, metavar="N", help="jobs waiting at most (default 8)")
-    p.add_argument("--workers", type=_int_at_least(1), default=1, metavar="N", help="workers per device (default 1)")
-    p.add_argument("--keep", type=_positive_float_s, default=3600.0, metavar="S", help="keep results S s (3600)")
-    p.add_argument("--max-upload-mb", type=_positive_float, default=64.0, metavar="MB", help="per file (default 64)")
-    p.add_argument("--max-input-mp", type=_positive_float, default=16.0, metavar="MP", help="input megapixels (16)")
-    p.add_argument("--max-output-mp", type=_positive_float, default=256.0, metavar="MP", help="output MP (256)")
+    p.add_argument("--queue", type=_int_in(1), default=8, metavar="N", help="jobs waiting at most (default 8)")
+    p.add_argument("--workers", type=_int_in(1), default=1, metavar="N", help="workers per device (default 1)")
+    p.add_argument("--keep", type=_positive, default=3600.0, metavar="S", help="keep results S s (3600)")
+    p.add_argument("--max-upload-mb", type=_positive, default=64.0, metavar="MB", help="per file (default 64)")
+    p.add_argument("--max-input-mp", type=_positive, default=16.0, metavar="MP", help="input megapixels (16)")
+    p.add_argument("--max-output-mp", type=_positive, default=256.0, metavar="MP", help="output MP (256)")
     p.set_defaults(func=run)
 
 
-def _positive_float_s(text: str) -> float:
+def _positive(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return v

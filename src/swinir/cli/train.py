@@ -126,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = args.out or Path("runs") / cfg.name
     check_output_folder(out)
+    from swinir.train import train
     from swinir.train.distributed import from_env
-    from swinir.train.trainer import train
 
     result = train(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
     if not from_env().main:

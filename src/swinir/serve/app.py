@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from swinir import zoo
 from swinir.serve.jobs import FINISHED, Job, JobQueue
 from swinir.serve.limits import Limits, UploadRefused, check_output_size, inspect_upload
-from swinir.serve.restore_call import JobOptions
+from swinir.serve.restore_call import JobOptions, output_size
 
 TOKEN_COOKIE = "swinir_token"
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -151,8 +151,8 @@ def _accept(
     limits: Limits, queue: JobQueue, model: str, options: JobOptions, received: list[tuple[str, bytes]]
 ) -> list[Job]:
     uploads = [inspect_upload(name, data, limits) for name, data in received]
-    factor = options.outscale or zoo.get(model).scale
-    sizes = [check_output_size(up, factor, limits) for up in uploads]
+    scale = zoo.get(model).scale
+    sizes = [check_output_size(up, output_size(options, up.height, up.width, scale), limits) for up in uploads]
     return queue.submit(model, options, uploads, sizes)
 
 

@@ -103,9 +103,9 @@ def inspect_upload(name: str, data: bytes, limits: Limits) -> Upload:
     return Upload(name=name, data=data, format=fmt, width=width, height=height)
 
 
-def check_output_size(upload: Upload, factor: float, limits: Limits) -> tuple[int, int]:
-    """The result's size for ``factor`` (model scale or outscale); 413 past the output limit."""
-    out_w, out_h = max(1, round(upload.width * factor)), max(1, round(upload.height * factor))
+def check_output_size(upload: Upload, size: tuple[int, int], limits: Limits) -> tuple[int, int]:
+    """``size`` (height, width of the result); 413 past the output limit."""
+    out_h, out_w = size
     if out_w * out_h > limits.max_output_pixels:
         raise UploadRefused(
             413,

@@ -1,28 +1,26 @@
 """The one place where the server calls the restore code path: the very function `swinir restore` runs per
-file (``swinir.cli.restore.restore_file``: read, engine.restore, alpha/outscale resize, atomic write), so an
-API result is byte-identical to the CLI's output for the same input and options.
-
-Built against today's API (restore_file takes an argparse namespace); when ``engine.RestoreOptions`` lands,
-only this module changes.
+file (``swinir.cli.restore.restore_file``: guarded read, ``engine.restore`` with a ``RestoreOptions`` (alpha
+and outscale included), atomic write), so an API result is byte-identical to the CLI's output for the same
+input and options.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from swinir.cli.restore import EXTS, Job, _Notices, _out_ext, restore_file
+from swinir.cli.restore import EXTS, LOSSLESS_WEBP, _Notices, _Run, restore_file
+from swinir.options import OptionsError, RestoreOptions
+from swinir.restore_plan import Job, output_extension
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 FORMATS = EXTS  # png jpg webp tif bmp same
 
 
 @dataclass(frozen=True)
 class JobOptions:
-    """The options of `swinir restore` that a job can set, with the CLI's defaults."""
+    """What a job can set: the engine's RestoreOptions as the API's form fields, plus the output format."""
 
     tile: int = 512
     overlap: int = 32
@@ -32,23 +30,30 @@ class JobOptions:
     format: str = "png"
     quality: int = 95
 
+    def restore_options(self, device: str | None = None) -> RestoreOptions:
+        """Raises ``OptionsError`` (one line, the same as the CLI's) for a bad value."""
+        return RestoreOptions(
+            tile=self.tile or None,
+            overlap=self.overlap,
+            ensemble=self.ensemble,
+            precision=self.precision,
+            device=device,
+            outscale=self.outscale,
+        )
+
     def problems(self) -> list[str]:
-        """What is wrong with these options, as the CLI would say it (empty when they are valid)."""
+        """What is wrong with these options (empty when they are valid)."""
         found = []
-        if self.tile < 0:
-            found.append(f"tile must be >= 0 (0 = whole image), got {self.tile}")
-        if self.overlap < 0:
-            found.append(f"overlap must be >= 0, got {self.overlap}")
-        elif self.tile > 0 and self.overlap >= self.tile:
-            found.append(f"overlap {self.overlap} must be smaller than tile {self.tile}")
-        if self.precision not in PRECISIONS:
-            found.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.outscale is not None and not 0 < self.outscale <= 64:
-            found.append(f"outscale must be in (0, 64], got {self.outscale}")
+        try:
+            self.restore_options()
+        except OptionsError as exc:
+            found.append(str(exc))
         if self.format not in FORMATS:
             found.append(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.quality < 1:
-            found.append(f"quality must be >= 1, got {self.quality}")
+        if not 1 <= self.quality <= LOSSLESS_WEBP:
+            found.append(f"quality must be 1-100 ({LOSSLESS_WEBP} = lossless WebP), got {self.quality}")
+        elif self.quality == LOSSLESS_WEBP and self.format not in ("webp", "same"):
+            found.append(f"quality {LOSSLESS_WEBP} (lossless) applies to WebP only")
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,7 +72,12 @@ class JobOptions:
 
 def output_suffix(input_path: Path, options: JobOptions) -> str:
     """The result's extension, chosen as `swinir restore --ext` chooses it."""
-    return _out_ext(input_path, options.format)
+    return output_extension(input_path, options.format)
+
+
+def output_size(options: JobOptions, height: int, width: int, model_scale: int) -> tuple[int, int]:
+    """(height, width) of the result, as the engine will make it."""
+    return options.restore_options().output_size(height, width, model_scale)
 
 
 def load_model(name: str, device: str | None, on_bytes: Callable[[int, int | None], None]) -> Any:
@@ -88,15 +98,9 @@ def restore_to_file(
     on_tile: Callable[[int, int], None],
 ) -> list[str]:
     """Restore ``src`` into ``dst`` (atomic) through the CLI's per-file function; the notices it gave."""
-    args = argparse.Namespace(
-        tile=options.tile,
-        overlap=options.overlap,
-        ensemble=options.ensemble,
-        precision=options.precision,
-        batch_size=1,
-        outscale=options.outscale,
-        quality=options.quality,
-    )
+    from swinir.io import InputFiles
+
     lines: list[str] = []
-    restore_file(Job(src, dst), model, args, device, on_tile, _Notices(lines.append))  # type: ignore[arg-type]
+    run = _Run(model, options.restore_options(device), options.quality, False, _Notices(lines.append), on_tile)
+    restore_file(Job(src, dst), run, InputFiles([src]))
     return [line.split(": ", 2)[-1] for line in lines]  # drop "notice: <server-side file name>: "

@@ -24,11 +24,10 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from swinir.degrade.registry import REAL_WORLD
 from swinir.errors import ConfigError
 from swinir.train.gan import GANConfig
-
-UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
-PIPELINES = ("bsrgan", "realesrgan")
+from swinir.train.losses import LOSSES, WeightedLoss, loss_options
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,8 +135,10 @@ class DegradeConfig:
         return value
 
     def check(self, path: str) -> None:
-        if self.pipeline is not None and self.pipeline not in PIPELINES:
-            raise ConfigError(f"{path}.pipeline: expected one of {', '.join(PIPELINES)} or null, got {self.pipeline!r}")
+        if self.pipeline is not None and self.pipeline not in REAL_WORLD:
+            raise ConfigError(
+                f"{path}.pipeline: expected one of {', '.join(REAL_WORLD)} or null, got {self.pipeline!r}"
+            )
         if self.pipeline and (self.noise_sigma or self.jpeg_quality):
             raise ConfigError(
                 f"{path}.pipeline: {self.pipeline} makes its own noise and JPEG; remove noise_sigma / jpeg_quality"
@@ -206,10 +207,13 @@ class LossTerm:
         return {"type": value} if isinstance(value, str) else value
 
     def check(self, path: str) -> None:
-        from swinir.train.losses import LOSSES
-
         if self.type not in LOSSES:
             raise ConfigError(f"{path}.type: unknown loss {self.type!r}; known: {', '.join(sorted(LOSSES))}")
+
+    def term(self) -> WeightedLoss:
+        """The loss factory's keyword arguments are the fields it names (``eps`` for Charbonnier)."""
+        fields = {"eps": self.eps}
+        return WeightedLoss(self.type, self.weight, {k: v for k, v in fields.items() if k in loss_options(self.type)})
 
 
 @dataclass
@@ -282,14 +286,6 @@ class Config:
     def scale(self) -> int:
         return self.model.upscale if self.model.upsampler else 1
 
-    @property
-    def task(self) -> str:
-        if self.model.upsampler:
-            return {"pixelshuffle": "classical_sr", "pixelshuffledirect": "lightweight_sr"}.get(
-                self.model.upsampler, "real_sr"
-            )
-        return "jpeg" if self.data.degrade.jpeg_quality else "denoise"
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -314,19 +310,11 @@ def _show(v: Any) -> str:
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
+    """``value`` as type ``tp`` of the schema, or a ``ConfigError`` naming ``path``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        errors = []
-        for a in inner:
-            try:
-                return _convert(a, value, path)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0])
+        return _to_union(args, value, path)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{path}: expected one of {', '.join(repr(a) for a in args)}, got {_show(value)}")
@@ -341,38 +329,64 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {_show(value)}")
         return [_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {_show(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
-        if isinstance(value, int):
-            return value
-        try:
-            f = float(value)  # accepts 5e5 / "5e5"
-        except (TypeError, ValueError):
-            f = None
-        if f is None or not f.is_integer():
-            raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
-        return int(f)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{path}: expected a number, got {_show(value)}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return float(str(value))  # YAML reads 2e-4 (no dot) as a string
-        except ValueError:
-            raise ConfigError(f"{path}: expected a number, got {_show(value)}") from None
-    if tp is str:
-        if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-            raise ConfigError(f"{path}: expected a string, got {_show(value)}")
-        return str(value)
     if tp is Any:
         return value
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, path)
     raise ConfigError(f"{path}: unsupported type {tp}")  # pragma: no cover - schema bug
+
+
+def _to_union(args: tuple[Any, ...], value: Any, path: str) -> Any:
+    """The first member type that accepts ``value`` (None for an Optional); else the first member's error."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for a in (a for a in args if a is not type(None)):
+        try:
+            return _convert(a, value, path)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0])
+
+
+def _to_bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected true or false, got {_show(value)}")
+    return value
+
+
+def _to_int(value: Any, path: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
+    if isinstance(value, int):
+        return value
+    try:
+        f = float(value)  # accepts 5e5 / "5e5"
+    except (TypeError, ValueError):
+        f = None
+    if f is None or not f.is_integer():
+        raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
+    return int(f)
+
+
+def _to_float(value: Any, path: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{path}: expected a number, got {_show(value)}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value))  # YAML reads 2e-4 (no dot) as a string
+    except ValueError:
+        raise ConfigError(f"{path}: expected a number, got {_show(value)}") from None
+
+
+def _to_str(value: Any, path: str) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        raise ConfigError(f"{path}: expected a string, got {_show(value)}")
+    return str(value)
+
+
+_SCALARS: dict[Any, Any] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def from_dict(cls: type, data: Any, path: str = "") -> Any:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from swinir.degrade import add_gaussian_noise, add_gaussian_noise_test, imresize, jpeg_compress
+from swinir.degrade import REAL_WORLD, add_gaussian_noise, add_gaussian_noise_test, imresize, jpeg_compress
+from swinir.degrade import make_pipeline as build_pipeline
 from swinir.errors import ConfigError, ImageReadError, SwinIRError
 from swinir.io import image_size, list_images
 from swinir.io import read_uint8 as read_image
@@ -243,21 +244,14 @@ class TrainSet(Dataset):
 
 
 def make_pipeline(name: str | None, options: dict[str, Any], scale: int) -> Callable[..., Any] | None:
-    """A real-world degradation ``(hr_uint8, rng) -> (lq_uint8, hr_uint8)`` from ``swinir.degrade``."""
+    """A real-world degradation ``(hr_uint8, rng) -> (lq_uint8, hr_uint8)`` from ``swinir.degrade``'s registry."""
     if not name:
         return None
+    if name not in REAL_WORLD:
+        raise ConfigError(f"data.degrade.pipeline: unknown pipeline {name!r}; known: {', '.join(REAL_WORLD)}")
     try:
-        if name == "bsrgan":
-            from swinir.degrade.bsrgan import BSRGANDegradation as cls
-        elif name == "realesrgan":
-            from swinir.degrade.realesrgan import RealESRGANDegradation as cls
-        else:
-            raise ConfigError(f"data.degrade.pipeline: unknown pipeline {name!r}")
-    except ImportError as exc:
-        raise ConfigError(f"data.degrade.pipeline: {name} is not available ({exc})") from None
-    try:
-        return cls(scale=scale, **options)
-    except (TypeError, ValueError) as exc:
+        return build_pipeline(name, scale=scale, **options)
+    except ValueError as exc:
         raise ConfigError(f"data.degrade.pipeline_options: {exc}") from None
 
 

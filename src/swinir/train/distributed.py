@@ -5,35 +5,13 @@ One process per device: nccl on CUDA, gloo on CPU. Without those variables train
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 
 from swinir.device import resolve_device
+from swinir.torchrun import DistInfo, from_env
 
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def from_env() -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    return DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+__all__ = ["DistInfo", "from_env", "setup", "barrier", "broadcast_flag", "cleanup"]
 
 
 def setup(info: DistInfo, device_name: str = "auto") -> torch.device:

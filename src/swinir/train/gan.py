@@ -22,7 +22,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import spectral_norm
 
-__all__ = ["GANConfig", "UNetDiscriminatorSN", "GANLoss", "GANStep", "gan_step", "set_requires_grad"]
+__all__ = [
+    "GANConfig",
+    "UNetDiscriminatorSN",
+    "GANLoss",
+    "GANLosses",
+    "gan_step",
+    "generator_loss",
+    "set_requires_grad",
+]
 
 
 @dataclass
@@ -150,68 +158,84 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+class GANLosses(nn.Module):
+    """The generator's loss terms in one module, so ``.to(device)`` moves the VGG too. ``pixel`` returns
+    ``(total, parts)`` (the trainer's ``PixelLoss``); either of ``pixel`` and ``perceptual`` may be None."""
+
+    def __init__(
+        self, pixel: nn.Module | None, perceptual: nn.Module | None, gan: GANLoss, perceptual_weight: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.pixel = pixel
+        self.perceptual = perceptual if perceptual_weight > 0 else None
+        self.gan = gan
+        self.perceptual_weight = float(perceptual_weight)
+
+
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
+Backward = Callable[[Tensor, torch.optim.Optimizer], None]
+
+
+def _step(loss: Tensor, opt: torch.optim.Optimizer) -> None:
+    loss.backward()
+    opt.step()
+
+
+def generator_loss(
+    net_d: nn.Module, out: Tensor, gt: Tensor, losses: GANLosses, autocast: Autocast, logs: dict[str, Tensor]
+) -> Tensor:
+    """Pixel + weighted perceptual + GAN loss of G's output ``out`` (D frozen by the caller); logs each."""
+    total = out.new_zeros((), dtype=torch.float32)
+    if losses.pixel is not None:
+        l_pix, _ = losses.pixel(out.float(), gt.float())
+        total = total + l_pix
+        logs["l_g_pix"] = l_pix.detach()
+    if losses.perceptual is not None:
+        l_per = losses.perceptual_weight * losses.perceptual(out.float(), gt.float())
+        total = total + l_per
+        logs["l_g_percep"] = l_per.detach()
+    with autocast():
+        fake_g = net_d(out)
+    l_gan = losses.gan(fake_g, True, is_disc=False)
+    total = total + l_gan
+    logs["l_g_gan"] = l_gan.detach()
+    logs["l_g_total"] = total.detach()
+    return total
+
+
 def gan_step(
-    net_g: nn.Module,
-    net_d: nn.Module,
+    nets: tuple[nn.Module, nn.Module],
+    optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
     lq: Tensor,
     gt: Tensor,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-    pixel_loss: Callable[[Tensor, Tensor], tuple[Tensor, dict[str, Tensor]]] | None,
-    perceptual_loss: Callable[[Tensor, Tensor], Tensor] | None,
-    gan_loss: GANLoss,
-    perceptual_weight: float = 1.0,
+    losses: GANLosses,
     update_g: bool = True,
-    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-    backward: Callable[[Tensor, torch.optim.Optimizer], None] | None = None,
+    autocast: Autocast = contextlib.nullcontext,
+    backward: Backward = _step,
 ) -> dict[str, Tensor]:
-    """One alternating step: G (pixel + perceptual + GAN, D frozen), then D on real and detached fake.
+    """One alternating step: G (pixel + perceptual + GAN, D frozen) unless ``update_g`` is False (the
+    ``d_init_iters`` warm-up), then D on real and detached fake. ``nets`` and ``optimizers`` are (G, D).
 
-    ``pixel_loss`` returns ``(total, parts)`` (the trainer's ``PixelLoss``); ``backward(loss, opt)``
-    lets a trainer route through its grad scaler and clipping (default: ``loss.backward(); opt.step()``).
-    Returns detached logs: ``l_g_pix``, ``l_g_percep``, ``l_g_gan``, ``l_g_total``, ``l_d_real``,
-    ``l_d_fake``, ``out_d_real``, ``out_d_fake`` (mean logits).
+    ``backward(loss, opt)`` lets a trainer route through its grad scaler and clipping (default:
+    ``loss.backward(); opt.step()``). Returns detached logs: ``l_g_pix``, ``l_g_percep``, ``l_g_gan``,
+    ``l_g_total`` (when G is updated), ``l_d_real``, ``l_d_fake``, ``out_d_real``, ``out_d_fake`` (mean logits).
     """
-
-    def _bwd(loss: Tensor, opt: torch.optim.Optimizer) -> None:
-        if backward is None:
-            loss.backward()
-            opt.step()
-        else:
-            backward(loss, opt)
-
+    (net_g, net_d), (opt_g, opt_d) = nets, optimizers
     logs: dict[str, Tensor] = {}
-    # -- generator
     set_requires_grad(net_d, False)
     opt_g.zero_grad(set_to_none=True)
     with autocast():
         out = net_g(lq)
     if update_g:
-        total = out.new_zeros((), dtype=torch.float32)
-        if pixel_loss is not None:
-            l_pix, _ = pixel_loss(out.float(), gt.float())
-            total = total + l_pix
-            logs["l_g_pix"] = l_pix.detach()
-        if perceptual_loss is not None and perceptual_weight > 0:
-            l_per = perceptual_weight * perceptual_loss(out.float(), gt.float())
-            total = total + l_per
-            logs["l_g_percep"] = l_per.detach()
-        with autocast():
-            fake_g = net_d(out)
-        l_gan = gan_loss(fake_g, True, is_disc=False)
-        total = total + l_gan
-        logs["l_g_gan"] = l_gan.detach()
-        logs["l_g_total"] = total.detach()
-        _bwd(total, opt_g)
-    # -- discriminator
+        backward(generator_loss(net_d, out, gt, losses, autocast, logs), opt_g)
     set_requires_grad(net_d, True)
     opt_d.zero_grad(set_to_none=True)
     with autocast():
         real_d = net_d(gt)
         fake_d = net_d(out.detach())
-    l_real = gan_loss(real_d, True, is_disc=True)
-    l_fake = gan_loss(fake_d, False, is_disc=True)
-    _bwd(l_real + l_fake, opt_d)
+    l_real = losses.gan(real_d, True, is_disc=True)
+    l_fake = losses.gan(fake_d, False, is_disc=True)
+    backward(l_real + l_fake, opt_d)
     logs.update(
         l_d_real=l_real.detach(),
         l_d_fake=l_fake.detach(),
@@ -219,59 +243,3 @@ def gan_step(
         out_d_fake=fake_d.detach().float().mean(),
     )
     return logs
-
-
-class GANStep:
-    """Self-contained GAN fine-tuning state (G, D, optimisers, losses, optional EMA of G) for use
-    outside the trainer; ``step(lq, gt)`` runs :func:`gan_step` and updates the EMA."""
-
-    def __init__(
-        self,
-        net_g: nn.Module,
-        cfg: GANConfig | None = None,
-        perceptual: nn.Module | None = None,
-        g_lr: float = 1e-4,
-        g_betas: tuple[float, float] = (0.9, 0.99),
-        pixel_weight: float = 1.0,
-        ema_decay: float = 0.999,
-        in_chans: int = 3,
-    ) -> None:
-        self.cfg = cfg or GANConfig()
-        self.net_g = net_g
-        self.net_d = UNetDiscriminatorSN(in_chans, self.cfg.d_num_feat, self.cfg.d_skip_connection)
-        dev = next(net_g.parameters()).device
-        self.net_d.to(dev)
-        self.opt_g = torch.optim.Adam([p for p in net_g.parameters() if p.requires_grad], lr=g_lr, betas=g_betas)
-        self.opt_d = torch.optim.Adam(self.net_d.parameters(), lr=self.cfg.d_lr, betas=tuple(self.cfg.d_betas))
-        self.perceptual = perceptual
-        self.gan_loss = GANLoss(self.cfg.gan_weight)
-        self.pixel_weight = float(pixel_weight)
-        self.ema = None
-        if ema_decay > 0:
-            from swinir.train.ema import EMA
-
-            self.ema = EMA(net_g, ema_decay, warmup=True)
-        self.iteration = 0
-
-    def _pixel(self, out: Tensor, gt: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        v = self.pixel_weight * F.l1_loss(out, gt)
-        return v, {"l1": v.detach()}
-
-    def step(self, lq: Tensor, gt: Tensor) -> dict[str, float]:
-        logs = gan_step(
-            self.net_g,
-            self.net_d,
-            lq,
-            gt,
-            self.opt_g,
-            self.opt_d,
-            self._pixel if self.pixel_weight > 0 else None,
-            self.perceptual,
-            self.gan_loss,
-            self.cfg.perceptual_weight,
-            update_g=self.iteration >= self.cfg.d_init_iters,
-        )
-        if self.ema is not None:
-            self.ema.update(self.net_g)
-        self.iteration += 1
-        return {k: float(v) for k, v in logs.items()}

@@ -1,5 +1,5 @@
 """The GAN stage on top of the standard ``Trainer``: a config with a ``gan:`` section trains with
-``GANTrainer`` (``swinir.train.train`` picks it).
+``GANTrainer`` (``swinir.train.TRAINERS`` maps it).
 
 What it adds to the pixel-loss loop: a U-Net discriminator (``UNetDiscriminatorSN``) with its own Adam
 optimiser and the same step schedule (``gan.d_lr``), the VGG19 perceptual loss, the vanilla GAN loss,
@@ -20,23 +20,13 @@ from torch import Tensor, nn
 
 from swinir.errors import ConfigError
 from swinir.train import distributed as dist_utils
-from swinir.train.gan import GANConfig, GANLoss, UNetDiscriminatorSN, gan_step
+from swinir.train.gan import GANConfig, GANLoss, GANLosses, UNetDiscriminatorSN, gan_step
 from swinir.train.losses import PixelLoss
-from swinir.train.trainer import Trainer, atomic_torch_save, lr_factor
+from swinir.train.trainer import Trainer, atomic_torch_save
 
 log = logging.getLogger("swinir.train")
 
-__all__ = ["GANTrainer", "GANLosses"]
-
-
-class GANLosses(nn.Module):
-    """The generator's loss terms in one module, so ``.to(device)`` moves the VGG too."""
-
-    def __init__(self, pixel: PixelLoss, perceptual: nn.Module | None, gan: GANLoss) -> None:
-        super().__init__()
-        self.pixel = pixel
-        self.perceptual = perceptual
-        self.gan = gan
+__all__ = ["GANTrainer"]
 
 
 class GANTrainer(Trainer):
@@ -62,13 +52,13 @@ class GANTrainer(Trainer):
         self.optimizer_d = torch.optim.Adam(
             self.net_d_module.parameters(), lr=gc.d_lr, betas=(gc.d_betas[0], gc.d_betas[1])
         )
-        self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer_d, lambda it: lr_factor(it, list(t.milestones), t.gamma, t.warmup_iters)
-        )
+        self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(self.optimizer_d, self.lr_factor)
         perceptual = None
         if gc.perceptual_weight > 0:
             perceptual = self._build_perceptual(gc)
-        return GANLosses(PixelLoss(t.loss), perceptual, GANLoss(gc.gan_weight))
+        return GANLosses(
+            PixelLoss([term.term() for term in t.loss]), perceptual, GANLoss(gc.gan_weight), gc.perceptual_weight
+        )
 
     def _build_perceptual(self, gc: GANConfig) -> nn.Module:
         from swinir.train.vgg import PerceptualLoss, load_vgg19, vgg19_weights_path
@@ -106,16 +96,11 @@ class GANTrainer(Trainer):
 
         update_g = self.iteration >= gc.d_init_iters
         logs = gan_step(
-            self.net,
-            self.net_d,
+            (self.net, self.net_d),
+            (self.optimizer, self.optimizer_d),
             lq,
             gt,
-            self.optimizer,
-            self.optimizer_d,
-            losses.pixel,
-            losses.perceptual,
-            losses.gan,
-            gc.perceptual_weight,
+            losses,
             update_g=update_g,
             autocast=self.autocast,
             backward=backward,
@@ -146,12 +131,7 @@ class GANTrainer(Trainer):
         self.net_d_module.load_state_dict(state["net_d"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
         self.scheduler_d.load_state_dict(state["scheduler_d"])
-        t, gc = self.cfg.train, self.gan_cfg  # the schedule follows the current config, as for G
-        self.scheduler_d.base_lrs = [gc.d_lr for _ in self.optimizer_d.param_groups]
-        self.scheduler_d.last_epoch = self.iteration
-        for g in self.optimizer_d.param_groups:
-            g["initial_lr"] = gc.d_lr
-            g["lr"] = gc.d_lr * lr_factor(self.iteration, list(t.milestones), t.gamma, t.warmup_iters)
+        self.restore_lr(self.optimizer_d, self.scheduler_d, self.gan_cfg.d_lr)  # as for G
 
     def export_weights(self, path: Path) -> Path:
         """G in the released layout (as the base class), and D beside it as ``net_d_*.pth``."""

@@ -1,24 +1,42 @@
-"""Pixel losses in a registry, so other trainers (e.g. GAN fine-tuning) add theirs by name."""
+"""Pixel losses in a registry of factories that take plain keyword arguments (as BasicSR's ``build_loss``),
+so other trainers (e.g. GAN fine-tuning) add theirs by name. Knows nothing of the config schema."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from swinir.train.config import LossTerm
+from swinir.errors import ConfigError
 
-# name -> factory(term) -> module computing loss(output, target)
-LOSSES: dict[str, Callable[[LossTerm], nn.Module]] = {}
+# name -> factory(**options) -> module computing loss(output, target)
+LOSSES: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_loss(name: str) -> Callable[[Callable[[LossTerm], nn.Module]], Callable[[LossTerm], nn.Module]]:
-    def deco(factory: Callable[[LossTerm], nn.Module]) -> Callable[[LossTerm], nn.Module]:
+def register_loss(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         LOSSES[name] = factory
         return factory
 
     return deco
+
+
+def loss_options(name: str) -> tuple[str, ...]:
+    """The keyword arguments the factory of loss ``name`` takes."""
+    return tuple(inspect.signature(LOSSES[name]).parameters)
+
+
+def build_loss(name: str, **options: Any) -> nn.Module:
+    """One loss module by registry name; unknown names and options are a ``ConfigError``."""
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
+    unknown = sorted(set(options) - set(loss_options(name)))
+    if unknown:
+        raise ConfigError(f"loss {name!r} takes no option {unknown[0]!r}; it takes: {', '.join(loss_options(name))}")
+    return LOSSES[name](**options)
 
 
 class CharbonnierLoss(nn.Module):
@@ -33,29 +51,27 @@ class CharbonnierLoss(nn.Module):
         return torch.sqrt(diff * diff + self.eps).mean()
 
 
-@register_loss("l1")
-def _l1(term: LossTerm) -> nn.Module:
-    return nn.L1Loss()
+register_loss("l1")(nn.L1Loss)
+register_loss("l2")(nn.MSELoss)
+register_loss("charbonnier")(CharbonnierLoss)
 
 
-@register_loss("l2")
-def _l2(term: LossTerm) -> nn.Module:
-    return nn.MSELoss()
+class WeightedLoss(NamedTuple):
+    """One term of a ``PixelLoss``: a registry name, its weight and its factory's keyword arguments."""
 
-
-@register_loss("charbonnier")
-def _charbonnier(term: LossTerm) -> nn.Module:
-    return CharbonnierLoss(term.eps)
+    name: str
+    weight: float = 1.0
+    options: Mapping[str, Any] = {}
 
 
 class PixelLoss(nn.Module):
-    """Weighted sum of the configured terms; ``forward`` returns (total, {name: value})."""
+    """Weighted sum of the terms; ``forward`` returns (total, {name: value})."""
 
-    def __init__(self, terms: list[LossTerm]) -> None:
+    def __init__(self, terms: Sequence[WeightedLoss]) -> None:
         super().__init__()
-        self.names = [t.type for t in terms]
+        self.names = [t.name for t in terms]
         self.weights = [float(t.weight) for t in terms]
-        self.fns = nn.ModuleList(LOSSES[t.type](t) for t in terms)
+        self.fns = nn.ModuleList(build_loss(t.name, **t.options) for t in terms)
 
     def forward(self, out: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         total: Tensor | None = None

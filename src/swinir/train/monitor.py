@@ -43,8 +43,10 @@ class Monitor:
                     from torch.utils.tensorboard import SummaryWriter
 
                     self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start_iter or None)
-                except ImportError:  # pragma: no cover - tensorboard is a dependency
-                    log.warning("tensorboard is not installed; TensorBoard logging is off")
+                except ImportError:  # the [train] extra
+                    log.warning(
+                        "tensorboard is not installed (pip install 'swinir[train]'); TensorBoard logging is off"
+                    )
 
     def _truncate_after(self, it: int) -> None:
         """On resume, drop records written after the checkpoint, so the history has no duplicates."""
@@ -106,8 +108,11 @@ def plot_curves(jsonl: Path, png: Path, title: str = "") -> Path | None:
     val = [r for r in recs if r.get("kind") == "val" and r.get("psnr") is not None]
     if not train and not val:
         return None
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'swinir[train]'): no %s", png.name)
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import logging
 import math
 import os
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from swinir.checkpoint import save as save_weights
 from swinir.errors import CheckpointError, ConfigError
 from swinir.model import SwinIR
 from swinir.train import distributed as dist_utils
+from swinir.train.budget import Schedule, TimeBudget
 from swinir.train.config import Config
 from swinir.train.data import TrainSet, ValImage, input_baseline, load_val_set, make_loader, val_protocol
 from swinir.train.ema import EMA
@@ -108,7 +110,7 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     return path
 
 
-def lr_factor(it: int, milestones: list[int], gamma: float, warmup: int) -> float:
+def lr_factor(it: int, milestones: Sequence[int], gamma: float, warmup: int) -> float:
     """MultiStepLR in closed form (gamma per milestone passed), times an optional linear warm-up."""
     f = gamma ** bisect.bisect_right(milestones, it)
     if warmup > 0 and it < warmup:
@@ -193,8 +195,10 @@ class Trainer:
         self.first_val: dict[str, float] = {}
         self.last_val: dict[str, float] = {}
         self.train_seconds = 0.0  # time spent in the training loop, summed over resumes (for time_limit)
-        # time_limit runs: the original (iterations, milestones) that re-planning keeps the proportions of
-        self.plan: tuple[int, list[int]] | None = None
+        # what the loop runs; a time_limit re-plan replaces it (the config is never changed)
+        self.schedule = Schedule(cfg.train.iterations, tuple(cfg.train.milestones))
+        # time_limit runs: the original schedule whose proportions re-planning keeps
+        self.plan: Schedule | None = None
 
         self.model = self.build_model().to(self.device)
         self.ema = EMA(self.model, cfg.train.ema_decay, cfg.train.ema_warmup) if cfg.train.ema_decay > 0 else None
@@ -205,18 +209,11 @@ class Trainer:
         self.loss_fn = self.build_loss().to(self.device)
         self.optimizer = self.build_optimizer()
         t = cfg.train
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda it: lr_factor(it, list(t.milestones), t.gamma, t.warmup_iters)
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
 
-        self.train_set = TrainSet(cfg.data, cfg.scale, cfg.model.in_chans, seed=t.seed)
-        self.val_set: list[ValImage] = (
-            load_val_set(cfg.val, cfg.scale, cfg.model.in_chans) if self.main and cfg.val.hr else []
-        )
-        self._val_inputs: dict[str, tuple[float, float]] = {}
-        self.val_protocol = val_protocol(cfg.val, cfg.scale, cfg.model.in_chans) if self.val_set else None
+        self._build_data()
         if resume:
             latest = self.out / "checkpoints" / "latest.pt"
             if latest.exists():
@@ -227,6 +224,28 @@ class Trainer:
         self.monitor = Monitor(self.out, self.main, cfg.log.tensorboard, start_iter=self.iteration)
         if self.main:
             write_text(self.out / "config.yaml", cfg.to_yaml())
+
+    def lr_factor(self, it: int) -> float:
+        """The learning-rate multiplier at ``it`` under the current schedule (read at every step)."""
+        t = self.cfg.train
+        return lr_factor(it, self.schedule.milestones, t.gamma, t.warmup_iters)
+
+    def restore_lr(self, optimizer: torch.optim.Optimizer, scheduler: Any, lr: float) -> None:
+        """On resume, the learning rate follows the current config (lr or milestones may have been edited)."""
+        scheduler.base_lrs = [lr for _ in optimizer.param_groups]
+        scheduler.last_epoch = self.iteration
+        for g in optimizer.param_groups:
+            g["initial_lr"] = lr
+            g["lr"] = lr * self.lr_factor(self.iteration)
+
+    def _build_data(self) -> None:
+        cfg = self.cfg
+        self.train_set = TrainSet(cfg.data, cfg.scale, cfg.model.in_chans, seed=cfg.train.seed)
+        self.val_set: list[ValImage] = (
+            load_val_set(cfg.val, cfg.scale, cfg.model.in_chans) if self.main and cfg.val.hr else []
+        )
+        self._val_inputs: dict[str, tuple[float, float]] = {}
+        self.val_protocol = val_protocol(cfg.val, cfg.scale, cfg.model.in_chans) if self.val_set else None
 
     def _check_same_iteration(self) -> None:
         """Every process must resume from the same checkpoint (multi-node runs need a shared --out)."""
@@ -268,7 +287,7 @@ class Trainer:
         return model
 
     def build_loss(self) -> nn.Module:
-        return PixelLoss(self.cfg.train.loss)
+        return PixelLoss([t.term() for t in self.cfg.train.loss])
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg.train
@@ -389,7 +408,7 @@ class Trainer:
             "best_psnr": self.best_psnr,
             "first_val": self.first_val,
             "train_seconds": self.train_seconds,
-            "plan": list(self.plan) if self.plan is not None else None,
+            "plan": self.plan.to_list() if self.plan is not None else None,
             "rng": rng_state(),
             "world": self.dist.world,
             "config": self.cfg.to_dict(),
@@ -398,12 +417,9 @@ class Trainer:
         }
 
     def export_weights(self, path: Path) -> Path:
-        """The released layout: ``{'params': ..., 'params_ema': ...}`` (+ our spec), loadable by ``swinir.load``."""
-        extra: dict[str, Any] = {}
-        if self.ema is not None:
-            extra["params_ema"] = {
-                k: v.detach().cpu().contiguous() for k, v in drop_derived(self.ema.module.state_dict()).items()
-            }
+        """The released layout: ``{'params': ..., 'params_ema': ...}`` with the derived buffers (+ our spec),
+        loadable by ``swinir.load`` and strictly by the original test script."""
+        extra = {"params_ema": self.ema.module.state_dict()} if self.ema is not None else {}
         return save_weights(self.model, path, key="params", extra=extra)
 
     def save_checkpoint(self, best: bool = False) -> None:
@@ -452,16 +468,12 @@ class Trainer:
         self.first_val = dict(state.get("first_val") or {})
         self.train_seconds = float(state.get("train_seconds", 0.0))
         plan = state.get("plan")
-        self.plan = (int(plan[0]), [int(m) for m in plan[1]]) if plan else None
+        self.plan = Schedule.from_list(plan) if plan else None
+        if self.cfg.train.time_limit and self.train_seconds < self.cfg.train.time_limit:
+            self.schedule = self.schedule.resumed(self.plan, self.iteration)
         set_rng_state(state["rng"])
         self.load_extra_state(state.get("extra") or {})
-        # the learning-rate schedule follows the current config (milestones or lr may be edited on resume)
-        t = self.cfg.train
-        self.scheduler.base_lrs = [t.lr for _ in self.optimizer.param_groups]
-        self.scheduler.last_epoch = self.iteration
-        for g in self.optimizer.param_groups:
-            g["initial_lr"] = t.lr
-            g["lr"] = t.lr * lr_factor(self.iteration, list(t.milestones), t.gamma, t.warmup_iters)
+        self.restore_lr(self.optimizer, self.scheduler, self.cfg.train.lr)
         if self.main:
             log.info("resumed from %s at iteration %d", path, self.iteration)
 
@@ -481,57 +493,40 @@ class Trainer:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop = True
 
-    def _replan(self, rate: float) -> None:
-        """Fit ``iterations`` into what is left of ``time_limit`` at ``rate`` (it/s), and move the milestones
-        not yet passed with it, so that they keep their place in the original plan."""
-        t = self.cfg.train
+    def _replan(self, total: int, rate: float, left: float) -> None:
+        """Run ``total`` iterations, the milestones not yet passed moved to keep their place in the plan."""
         if self.plan is None:
-            self.plan = (t.iterations, list(t.milestones))
-        left = max(t.time_limit - self.train_seconds, 0.0)
-        # validations and checkpoints also take time: keep 3% of what is left for them
-        new_total = self.iteration + max(1, int(rate * left * 0.97))
+            self.plan = self.schedule
         if self.dist.enabled:  # every process must stop at the same iteration: take the slowest plan
-            v = torch.tensor([new_total], dtype=torch.int64, device=self.device)
+            v = torch.tensor([total], dtype=torch.int64, device=self.device)
             torch.distributed.all_reduce(v, op=torch.distributed.ReduceOp.MIN)
-            new_total = int(v.item())
-        planned, planned_ms = self.plan
-        factor = new_total / planned
-        old = (t.iterations, list(t.milestones))
-        t.milestones = [
-            cur if cur <= self.iteration else max(self.iteration + 1, round(m * factor))
-            for m, cur in zip(planned_ms, t.milestones)
-        ]
-        t.iterations = new_total
+            total = int(v.item())
+        old, self.schedule = self.schedule, self.schedule.fitted(self.plan, total, self.iteration)
         if self.main:
             log.info(
                 "time limit %.0fs: %.2f it/s, %.0fs left -> %d iterations (were %d), milestones %s (were %s)",
-                t.time_limit,
+                self.cfg.train.time_limit,
                 rate,
                 left,
-                new_total,
-                old[0],
-                t.milestones,
-                old[1],
+                self.schedule.iterations,
+                old.iterations,
+                list(self.schedule.milestones),
+                list(old.milestones),
             )
-            write_text(self.out / "config.yaml", self.cfg.to_yaml())  # resume follows the new plan
+            write_text(self.out / "config.yaml", self.planned_config().to_yaml())  # resume follows the new plan
 
-    def _budget(self, it: int, now: float, clock: dict[str, Any]) -> bool:
-        """Time-limit bookkeeping after each step: re-plan from the rate so far (after a short probe, then
-        every tenth of the budget or so) and say whether the budget is spent. In DDP, rank 0's clock decides,
+    def planned_config(self) -> Config:
+        """The config with the current schedule: what a resume reads from the run's ``config.yaml``."""
+        s = self.schedule
+        train_cfg = dataclasses.replace(self.cfg.train, iterations=s.iterations, milestones=list(s.milestones))
+        return dataclasses.replace(self.cfg, train=train_cfg)
+
+    def _budget_step(self, budget: TimeBudget, it: int, now: float) -> bool:
+        """After each step: re-plan when due; True when the budget is spent. In DDP, rank 0's clock decides,
         at logging steps only (a collective)."""
-        limit = self.cfg.train.time_limit
-        if not limit:
+        if not budget.measuring(it, now):
             return False
-        if clock.get("from") is None:
-            if it - clock["start"] >= 5:  # skip the first steps (allocator, autotuning)
-                clock["from"] = (it, now)
-            return False
-        first = "last" not in clock  # no re-plan yet
-        interval = max(min(30.0, limit / 10), limit / 20)
-        it0, t0 = clock["from"]  # the rate is averaged from here (validations, checkpoints included)
-        last = clock.get("last", t0)
-        due = now - last >= interval or (first and it - it0 >= 100)
-        over = self.train_seconds >= limit
+        due, over = budget.due(it, now), budget.over(self.train_seconds)
         if self.dist.enabled:
             if it % self.cfg.log.every:
                 return False
@@ -539,103 +534,32 @@ class Trainer:
             torch.distributed.broadcast(v, src=0)
             due, over = bool(v[0]), bool(v[1])
         if due and not over:
-            self._replan((it - it0) / max(now - t0, 1e-9))
-            clock["last"] = now
+            rate, left = budget.rate(it, now), budget.left(self.train_seconds)
+            self._replan(budget.plan(it, now, self.train_seconds), rate, left)
         return over
 
     def fit(self) -> TrainResult:
-        cfg = self.cfg
-        total = cfg.train.iterations
         t_start = time.time()
-        if self.main:
-            n_params = sum(p.numel() for p in self.model.parameters())
-            log.info(
-                "run %s: %s, %.3fM parameters, %d training images (epoch %d samples), batch %d on %d "
-                "process(es), device %s, amp %s",
-                cfg.name,
-                self.model.spec.describe(),
-                n_params / 1e6,
-                len(self.train_set.records),
-                self.train_set.epoch_length,
-                cfg.data.batch_size,
-                self.dist.world,
-                self.device,
-                cfg.train.amp,
-            )
-        old_handlers = {}
-        if not self.dist.enabled:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(ValueError):  # not the main thread
-                    old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._log_start()
+        old_handlers = self._catch_signals()
         bar = None
         try:
             if self.iteration == 0 and self.val_set:
                 self._run_validation()  # the "before training" reference
-            t = cfg.train
-            if t.time_limit and self.plan is not None and self.train_seconds < t.time_limit:
-                # resumed with budget left (raised, or the last run stopped at its limit before its planned
-                # end because it slowed down): plan again from the original length; the probe fits it to
-                # the time left (milestones already passed stay passed)
-                t.iterations = total = max(self.plan[0], self.iteration + 1)
-            if self.iteration >= total:
+            if self.iteration >= self.schedule.iterations:
                 return self._finish(t_start)
-            batches = self._batches()
             if self.main and self.progress:
                 from tqdm import tqdm
 
                 bar = tqdm(
-                    total=total, initial=self.iteration, unit="it", dynamic_ncols=True, desc=cfg.name, smoothing=0.05
+                    total=self.schedule.iterations,
+                    initial=self.iteration,
+                    unit="it",
+                    dynamic_ncols=True,
+                    desc=self.cfg.name,
+                    smoothing=0.05,
                 )
-            acc: dict[str, Tensor] = {}
-            n_acc = 0
-            t_log = time.time()
-            loop_t0, spent0, start_it = time.time(), self.train_seconds, self.iteration
-            clock: dict[str, Any] = {"start": start_it}  # the time-limit state: rate window, re-plans
-            while self.iteration < total and not self._stop:
-                logs = self.training_step(next(batches))
-                self.iteration += 1
-                it = self.iteration
-                now = time.time()
-                self.train_seconds = spent0 + (now - loop_t0)
-                over = self._budget(it, now, clock)
-                if cfg.train.iterations != total:  # re-planned
-                    total = max(cfg.train.iterations, it)
-                    if bar is not None:
-                        bar.total = total
-                        bar.refresh()
-                if over and it < total:
-                    if self.main:
-                        log.info("time limit %.0fs reached at iteration %d of %d", cfg.train.time_limit, it, total)
-                    total = it
-                for k, v in logs.items():
-                    # summed on the device: a float() here would wait for the GPU at every step
-                    acc[k] = acc[k] + v.detach().float() if k in acc else v.detach().float()
-                n_acc += 1
-                if bar is not None:
-                    bar.update(1)
-                if it % cfg.log.every == 0 or it == total:
-                    vals = {k: float(v) / n_acc for k, v in acc.items()}
-                    vals = self._reduce_logs(vals)
-                    vals["lr"] = self.optimizer.param_groups[0]["lr"]
-                    vals["it_per_s"] = n_acc / max(time.time() - t_log, 1e-9)
-                    if self.main:
-                        self.monitor.scalars(it, vals, kind="train")
-                        if bar is not None:
-                            bar.set_postfix(loss=f"{vals['loss']:.4g}", lr=f"{vals['lr']:.2g}")
-                        log.info(
-                            "iter %d/%d: loss %.5f, lr %.3g, %.2f it/s",
-                            it,
-                            total,
-                            vals["loss"],
-                            vals["lr"],
-                            vals["it_per_s"],
-                        )
-                    acc, n_acc, t_log = {}, 0, time.time()
-                if cfg.val.every and it % cfg.val.every == 0 and it != total:
-                    self._run_validation()
-                    dist_utils.barrier(self.dist)
-                if it % cfg.log.checkpoint_every == 0 and it != total:
-                    self.save_checkpoint()
+            self._loop(bar)
             if self._stop:
                 log.info("stopped by a signal at iteration %d", self.iteration)
                 self.save_checkpoint()
@@ -649,6 +573,78 @@ class Trainer:
                 bar.close()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
+
+    def _log_start(self) -> None:
+        if not self.main:
+            return
+        cfg = self.cfg
+        log.info(
+            "run %s: %s, %.3fM parameters, %d training images (epoch %d samples), batch %d on %d "
+            "process(es), device %s, amp %s",
+            cfg.name,
+            self.model.spec.describe(),
+            sum(p.numel() for p in self.model.parameters()) / 1e6,
+            len(self.train_set.records),
+            self.train_set.epoch_length,
+            cfg.data.batch_size,
+            self.dist.world,
+            self.device,
+            cfg.train.amp,
+        )
+
+    def _catch_signals(self) -> dict[int, Any]:
+        """SIGINT/SIGTERM stop the loop after the current step (and save); returns the old handlers."""
+        old: dict[int, Any] = {}
+        if not self.dist.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(ValueError):  # not the main thread
+                    old[sig] = signal.signal(sig, self._on_signal)
+        return old
+
+    def _loop(self, bar: Any) -> None:
+        """Steps until the schedule's end, the time budget or a signal; logs, validates, checkpoints."""
+        cfg = self.cfg
+        budget = TimeBudget(cfg.train.time_limit, self.iteration) if cfg.train.time_limit else None
+        batches = self._batches()
+        window = LogWindow()
+        loop_t0, spent0 = time.time(), self.train_seconds
+        total = self.schedule.iterations
+        while self.iteration < total and not self._stop:
+            logs = self.training_step(next(batches))
+            self.iteration += 1
+            it, now = self.iteration, time.time()
+            self.train_seconds = spent0 + (now - loop_t0)
+            over = budget is not None and self._budget_step(budget, it, now)
+            if self.schedule.iterations != total:  # re-planned
+                total = max(self.schedule.iterations, it)
+                if bar is not None:
+                    bar.total = total
+                    bar.refresh()
+            if over and it < total:
+                if self.main:
+                    log.info("time limit %.0fs reached at iteration %d of %d", cfg.train.time_limit, it, total)
+                total = it
+            window.add(logs)
+            if bar is not None:
+                bar.update(1)
+            if it % cfg.log.every == 0 or it == total:
+                self._log_train(window.take(), total, bar)
+            if cfg.val.every and it % cfg.val.every == 0 and it != total:
+                self._run_validation()
+                dist_utils.barrier(self.dist)
+            if it % cfg.log.checkpoint_every == 0 and it != total:
+                self.save_checkpoint()
+
+    def _log_train(self, vals: dict[str, float], total: int, bar: Any) -> None:
+        vals = self._reduce_logs(vals)
+        vals["lr"] = self.optimizer.param_groups[0]["lr"]
+        if not self.main:
+            return
+        it = self.iteration
+        self.monitor.scalars(it, vals, kind="train")
+        if bar is not None:
+            bar.set_postfix(loss=f"{vals['loss']:.4g}", lr=f"{vals['lr']:.2g}")
+        log.info("iter %d/%d: loss %.5f, lr %.3g, %.2f it/s", it, total, vals["loss"], vals["lr"], vals["it_per_s"])
 
     def _reduce_logs(self, vals: dict[str, float]) -> dict[str, float]:
         """Average logged values over processes (each holds the loss of its share of the batch)."""
@@ -693,6 +689,28 @@ class Trainer:
             self._log_handler = None
 
 
+class LogWindow:
+    """Logged values summed between logging steps, on the device: a float() per step would wait for the GPU."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.steps = 0
+        self.t0 = time.time()
+
+    def add(self, logs: dict[str, Tensor]) -> None:
+        for k, v in logs.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.steps += 1
+
+    def take(self) -> dict[str, float]:
+        """Means since the last ``take`` and the step rate (``it_per_s``); starts a new window."""
+        out = {k: float(v) / self.steps for k, v in self.sums.items()}
+        out["it_per_s"] = self.steps / max(time.time() - self.t0, 1e-9)
+        self.sums, self.steps, self.t0 = {}, 0, time.time()
+        return out
+
+
 def _psnr_ssim(out: np.ndarray, gt: np.ndarray, protocol: Any, border: int, y: bool) -> tuple[float, float]:
     """PSNR and SSIM on Y or RGB: ``swinir.evaluate.score`` (the release's exact channel order) when the
     validation follows a paper protocol, ``swinir.metrics`` otherwise."""
@@ -712,21 +730,3 @@ def _write_png(path: Path, img: np.ndarray) -> None:
     bgr = img[:, :, ::-1] if img.shape[2] == 3 else img[:, :, 0]
     with atomic_path(path, suffix=".tmp.png") as tmp:
         cv2.imwrite(str(tmp), np.ascontiguousarray(bgr))
-
-
-def train(
-    cfg: Config, out_dir: str | os.PathLike[str], resume: bool = False, progress: bool | None = None
-) -> TrainResult:
-    """Run a whole training (one process, or this rank of a torchrun group)."""
-    info = dist_utils.from_env()
-    cls: type[Trainer] = Trainer
-    if cfg.gan is not None:
-        from swinir.train.gan_trainer import GANTrainer
-
-        cls = GANTrainer
-    trainer = cls(cfg, out_dir, resume=resume, dist=info, progress=progress)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.close()
-        dist_utils.cleanup(info)

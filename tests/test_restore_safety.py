@@ -1,0 +1,246 @@
+"""Issue 12 regressions for `swinir restore` (and `swinir eval --save`): each test is named after the behaviour
+and failed before the fix. Files are tiny and the model is the 8-channel x2 of ``tiny_x2_checkpoint``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+import swinir
+from swinir.cli import main
+from swinir.errors import SwinIRError
+from swinir.io import read_image, write_image
+
+RNG = np.random.default_rng(12)
+
+
+def _rgb(h: int = 8, w: int = 8) -> np.ndarray:
+    return RNG.integers(0, 256, size=(h, w, 3)).astype(np.uint8)
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_restore_never_writes_an_input_when_two_inputs_share_an_output(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "d"
+    write_image(d / "a.png", _rgb())
+    write_image(d / "a.jpg", _rgb())
+    before = _snapshot(d)
+    for extra in ([], ["--ext", "same"], ["--ext", "jpg"], ["--overwrite"]):
+        assert main(["restore", str(d), "-o", str(d), "--model", str(tiny_x2_checkpoint), *extra]) == 1
+        assert _snapshot(d) == before, extra
+    err = capsys.readouterr().err
+    assert "all would be written to" in err and "refusing to overwrite the input image" in err
+
+
+def test_existing_output_is_not_replaced_without_overwrite(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d2 = tmp_path / "d2"
+    write_image(d2 / "a.jpg", _rgb())
+    write_image(d2 / "a.png", _rgb(5, 5))  # an unrelated image that happens to have the output's name
+    before = (d2 / "a.png").read_bytes()
+    model = ["--model", str(tiny_x2_checkpoint)]
+    assert main(["restore", str(d2 / "a.jpg"), "-o", str(d2), *model]) == 1
+    cap = capsys.readouterr()
+    assert (d2 / "a.png").read_bytes() == before
+    assert f"exists: {d2 / 'a.png'}: not replaced" in cap.err and "--overwrite" in cap.err
+    assert "0 restored, 1 not replaced (output exists)" in cap.out
+    assert main(["restore", str(d2 / "a.jpg"), "-o", str(d2), "--skip-existing", *model]) == 0
+    assert (d2 / "a.png").read_bytes() == before
+    assert main(["restore", str(d2 / "a.jpg"), "-o", str(d2), "--overwrite", *model]) == 0
+    assert read_image(d2 / "a.png").array.shape == (16, 16, 3)
+
+
+def test_output_folder_inside_the_input_tree_is_reported_with_a_count(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f2 = tmp_path / "f2"
+    write_image(f2 / "a.png", _rgb())
+    write_image(f2 / "sub" / "a.png", _rgb(6, 6))
+    write_image(f2 / "sub" / "a.jpg", _rgb(6, 6))
+    before = _snapshot(f2 / "sub")
+    assert main(["restore", str(f2), "-o", str(f2 / "sub"), "-r", "--model", str(tiny_x2_checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert f"notice: {f2}: 2 image(s) inside the output folder" in err
+    assert _snapshot(f2 / "sub") == before  # f2/sub/a.png (the output of f2/a.png) exists: not replaced
+
+
+def test_rerun_with_a_suffix_does_not_restore_its_earlier_outputs(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "d"
+    write_image(d / "ok.png", _rgb())
+    args = ["restore", str(d), "-o", str(d), "--suffix", "_x4", "--model", str(tiny_x2_checkpoint)]
+    assert main(args) == 0
+    assert main([*args, "--overwrite"]) == 0
+    assert sorted(p.name for p in d.iterdir()) == ["ok.png", "ok_x4.png"]
+    assert "1 earlier output(s) (*_x4 beside their source) left out" in capsys.readouterr().err
+
+
+def test_eval_save_into_the_ground_truth_folder_does_not_score_its_outputs(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hr, out = tmp_path / "hr", tmp_path / "out"
+    for name in ("baby", "bird"):
+        write_image(hr / f"{name}.png", read_image(data_dir / "Set5" / "HR" / f"{name}.png").array[:48, :48])
+    args = ["eval", "--model", "bicubic", "--scale", "2", "--hr", str(hr), "--quiet"]
+    assert main([*args, "--save", str(hr)]) == 1  # saving among the test images is refused
+    assert "holds the test images" in capsys.readouterr().err
+    assert main([*args, "--save", str(out)]) == 0
+    first = capsys.readouterr().out
+    assert len(json.loads((out / "results.json").read_text())["images"]) == 2
+    for result in out.glob("*_SwinIR.png"):  # as an earlier version, which saved there, left them
+        result.rename(hr / result.name)
+    assert main(args) == 0
+    cap = capsys.readouterr()
+    assert "Average PSNR/SSIM(RGB)" in first and cap.out == first  # the same two images, the same scores
+    assert "2 earlier output(s) (*_SwinIR.png beside their source)" in cap.err
+
+
+def test_unknown_device_is_one_line(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_image(tmp_path / "x.png", _rgb())
+    rc = main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--device", "tpu"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: --device tpu: unknown device 'tpu'")
+    with pytest.raises(SwinIRError, match="unknown device"):
+        swinir.load(tiny_x2_checkpoint, device="tpu")
+
+
+def test_nonfinite_output_fails_the_image_and_writes_nothing(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    model = swinir.load(tiny_x2_checkpoint, device="cpu")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    bad = swinir.save(model, tmp_path / "nan.pth")
+    write_image(tmp_path / "in" / "x.png", _rgb())
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--model", str(bad)]) == 1
+    cap = capsys.readouterr()
+    assert "NaN or infinite" in cap.err and "0 restored" in cap.out
+    assert not list((tmp_path / "o").glob("*"))  # no file, not even a temporary one
+
+
+def test_unwritable_output_folder_fails_before_any_work(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in range(3):
+        write_image(tmp_path / "in" / f"{i}.png", _rgb())
+    (tmp_path / "file").write_text("a file, not a folder")
+    out = tmp_path / "file" / "out"  # cannot be created (root ignores permission bits, not this)
+    assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_x2_checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "model:" not in err and "failed:" not in err  # nothing loaded, nothing computed
+    assert err.strip().splitlines()[-1].startswith(f"error: {out}: cannot write there")
+
+
+def test_quality_outside_1_to_100_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_image(tmp_path / "x.png", _rgb())
+    with pytest.raises(SystemExit) as ei:
+        main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--ext", "jpg", "--quality", "1000"])
+    assert ei.value.code == 2 and "must be in 1-101" in capsys.readouterr().err
+    assert (
+        main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--ext", "jpg", "--quality", "101"]) == 1
+    )
+    assert "applies to WebP only" in capsys.readouterr().err
+
+
+def test_outscale_below_one_pixel_is_rejected(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_image(tmp_path / "x.png", _rgb())
+    args = ["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", str(tiny_x2_checkpoint)]
+    assert main([*args, "--outscale", "1e-9"]) == 1
+    assert "at least 1 pixel per side" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "x.png").exists()
+
+
+def test_animated_gif_says_only_the_first_frame_is_restored(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = [PILImage.fromarray(_rgb()) for _ in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    rc = main(["restore", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "o"), "--model", str(tiny_x2_checkpoint)])
+    assert rc == 0
+    assert "animated image of 3 frames: only the first frame is restored" in capsys.readouterr().err
+
+
+def test_progress_bar_advances_per_tile_with_the_tile_count(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_image(tmp_path / "big.png", _rgb(24, 24))
+    args = ["--tile", "8", "--overlap", "4", "--model", str(tiny_x2_checkpoint)]
+    assert main(["restore", str(tmp_path / "big.png"), "-o", str(tmp_path / "o"), *args]) == 0
+    err = capsys.readouterr().err
+    assert "big.png tile 1/25" in err and "big.png tile 25/25" in err  # 5 x 5 tiles of 8 with overlap 4
+
+
+def test_kernel_note_only_with_verbose(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from swinir import kernels
+
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    write_image(tmp_path / "x.png", _rgb())
+    args = ["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--device", "cpu"]
+    assert main([*args, "--model", str(tiny_x2_checkpoint)]) == 0
+    assert "CPU attention kernel" not in capsys.readouterr().err
+    assert main([*args, "--overwrite", "-v", "--model", str(tiny_x2_checkpoint)]) == 0
+    assert capsys.readouterr().err.count("CPU attention kernel is not in use") == 1
+
+
+def test_sigterm_stops_with_a_message_and_no_partial_file(tmp_path: Path, tiny_x2_checkpoint: Path) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(40):
+        write_image(src / f"{i:02d}.png", _rgb(48, 48))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "swinir", "restore", str(src), "-o", str(out), "--tile", "8", "--overlap", "4"]
+    proc = subprocess.Popen(
+        [*cmd, "--model", str(tiny_x2_checkpoint)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if "stopped by" in line]
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0] and "Traceback" not in stderr
+    written = list(out.iterdir())
+    assert 0 < len(written) < 40 and not [p for p in written if p.name.startswith(".")]
+    for p in written:
+        assert read_image(p).array.shape == (96, 96, 3)
+
+
+def test_one_torchrun_parser_for_training_and_restore(monkeypatch: pytest.MonkeyPatch) -> None:
+    import swinir.cli.restore as cli_restore
+    import swinir.train.distributed as train_dist
+    from swinir.torchrun import DistInfo, from_env
+
+    assert train_dist.from_env is from_env and cli_restore.from_env is from_env
+    assert not hasattr(cli_restore, "dist_env") and not hasattr(cli_restore, "InputGuard")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert from_env() == DistInfo(2, 4, 2)  # local rank defaults to the rank (one node)
+    for rank, world in (("x", "4"), ("5", "4"), ("0", "two")):  # malformed: one process, not a crash
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", world)
+        assert from_env() == DistInfo()
