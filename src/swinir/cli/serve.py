@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for dev in devices:
         try:
             resolve_device(dev)  # an unavailable device stops here, not in every job
-        except RuntimeError as exc:  # torch's own parse error for a malformed name
+        except (SwinIRError, RuntimeError) as exc:  # RuntimeError: torch's own parse error
             raise SwinIRError(f"--device {dev}: {exc}") from None
     config = ServeConfig(
         devices=devices,
