@@ -394,10 +394,11 @@ def test_library_errors_name_no_cli_flags() -> None:
 
     import swinir.device
     import swinir.engine
+    import swinir.evaluate
     import swinir.options
     import swinir.restore_plan
 
-    for module in (swinir.engine, swinir.options, swinir.restore_plan, swinir.device):
+    for module in (swinir.engine, swinir.options, swinir.restore_plan, swinir.device, swinir.evaluate):
         source = Path(module.__file__).read_text()
         flags = re.findall(r"""["'][^"'\n]*\s--[a-z][^"'\n]*["']""", source)
         assert not flags, (module.__name__, flags)

@@ -244,3 +244,22 @@ def test_one_torchrun_parser_for_training_and_restore(monkeypatch: pytest.Monkey
         monkeypatch.setenv("RANK", rank)
         monkeypatch.setenv("WORLD_SIZE", world)
         assert from_env() == DistInfo()
+
+
+def test_eval_errors_name_the_flag_while_the_library_names_the_parameter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swinir.evaluate import Protocol
+    from swinir.options import OptionsError
+
+    with pytest.raises(OptionsError, match="needs a scale of 2 or more") as ei:
+        Protocol("classical_sr", scale=1)
+    assert ei.value.field == "scale" and "--" not in str(ei.value)
+    write_image(tmp_path / "hr" / "a.png", _rgb())
+    args = ["eval", "--model", "bicubic", "--task", "classical_sr", "--scale", "1", "--hr", str(tmp_path / "hr")]
+    assert main(args) == 1
+    assert capsys.readouterr().err.strip() == "error: --scale: task classical_sr needs a scale of 2 or more"
+    assert (
+        main(["eval", "--model", "bicubic", "--scale", "2", "--hr", str(tmp_path / "hr"), "--tile-overlap", "-1"]) == 1
+    )
+    assert capsys.readouterr().err.strip() == "error: --tile-overlap: overlap must be >= 0, got -1"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from swinir.capture import CapturedForward, resolve_capture
 from swinir.device import resolve_device
 from swinir.errors import SwinIRError
 from swinir.io import BT601, SwinIRNotice, max_value
@@ -42,6 +44,7 @@ __all__ = [
     "FLOAT_RANGE_TOLERANCE",
 ]
 
+Forward = nn.Module | CapturedForward  # what a tile runs through
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, Tensor)
 
 PRECISIONS: dict[str, torch.dtype] = {
@@ -274,7 +277,7 @@ def _param(model: nn.Module) -> Tensor | None:
     return next(iter(model.parameters()), None)
 
 
-def _forward(model: nn.Module, x: Tensor, amp: torch.dtype | None) -> Tensor:
+def _forward(model: Forward, x: Tensor, amp: torch.dtype | None) -> Tensor:
     if amp is None:
         p = _param(model)
         if p is not None and p.dtype != x.dtype:
@@ -284,7 +287,7 @@ def _forward(model: nn.Module, x: Tensor, amp: torch.dtype | None) -> Tensor:
         return model(x).float()
 
 
-def _run(model: nn.Module, x: Tensor, ensemble: bool, amp: torch.dtype | None) -> Tensor:
+def _run(model: Forward, x: Tensor, ensemble: bool, amp: torch.dtype | None) -> Tensor:
     """Model output for a batch, averaged over the 8 flips/rotations when ``ensemble``."""
     if not ensemble:
         return _forward(model, x, amp)
@@ -302,6 +305,21 @@ def _run(model: nn.Module, x: Tensor, ensemble: bool, amp: torch.dtype | None) -
     return acc.div_(len(ENSEMBLE_TRANSFORMS))
 
 
+_CAPTURED: weakref.WeakKeyDictionary[nn.Module, CapturedForward] = weakref.WeakKeyDictionary()
+
+
+def _captured(model: nn.Module, mode: str, device: torch.device) -> CapturedForward | None:
+    """The model's captured forward for ``mode``, kept with the model so later images of the same tile shape
+    replay the graphs of earlier ones (a folder of photos, the frames of a video)."""
+    resolved = resolve_capture(mode, device)
+    if resolved == "off":
+        return None
+    cached = _CAPTURED.get(model)
+    if cached is None or cached.mode != resolved:
+        cached = _CAPTURED[model] = CapturedForward(model, resolved)
+    return cached
+
+
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
@@ -313,14 +331,19 @@ def _is_oom(exc: BaseException) -> bool:
 class _RunState:
     amp: torch.dtype | None
     requested: str = "fp32"
+    captured: CapturedForward | None = None  # the model's forward, captured per tile shape
     recomputed: int = 0
     tiles: int = 0
 
 
 def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Tensor:
     try:
-        y = _run(model, x, ensemble, st.amp)
+        y = _run(st.captured or model, x, ensemble, st.amp)
     except Exception as exc:
+        if st.captured is not None and not _is_oom(exc):
+            _notice(f"capturing the forward failed on {x.device} ({str(exc).splitlines()[0][:120]}): running eager")
+            st.captured = None
+            return _run_safe(model, x, ensemble, st)
         if _is_oom(exc):
             raise SwinIRError(
                 f"out of memory on {x.device} for a {x.shape[-2]}x{x.shape[-1]} tile (batch {x.shape[0]}): "
@@ -593,7 +616,7 @@ def _tiled(ctx: _Context, src: _Source, plan: _Plan, flush: Flush) -> None:
     scale = ctx.scale
     wy, wx = axis_weights(ys, scale), axis_weights(xs, scale)
     blender = _Blender(plan.out_channels, src.width * scale, [(a * scale, b * scale) for a, b in ys], flush)
-    st = _RunState(ctx.amp, str(ctx.amp).replace("torch.", ""))
+    st = _RunState(ctx.amp, str(ctx.amp).replace("torch.", ""), _captured(ctx.model, ctx.options.capture, ctx.device))
     luma = torch.tensor(BT601).view(1, 3, 1, 1)
     total = len(ys) * len(xs)
     bar = tqdm(total=total, desc="tiles", unit="tile", leave=False, disable=not ctx.progress)

@@ -39,7 +39,7 @@ from swinir.atomic import write_bytes
 from swinir.degrade import add_gaussian_noise_test, imresize, jpeg_compress, jpeg_gray_from_color
 from swinir.errors import ImageWriteError, SwinIRError
 from swinir.io import SwinIRNotice, list_images, read_like_release, write_image
-from swinir.options import RestoreOptions
+from swinir.options import OptionsError, RestoreOptions
 from swinir.tasks import DENOISE_TASKS, EVAL_TASKS, GRAY_TASKS, JPEG_TASKS, SR_TASKS, eval_task
 
 TASKS = EVAL_TASKS
@@ -86,13 +86,13 @@ class Protocol:
         if self.task not in TASKS:
             raise SwinIRError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.task in SR_TASKS and self.scale < 2:
-            raise SwinIRError(f"task {self.task} needs a scale of 2 or more (give --scale)")
+            raise OptionsError("scale", f"task {self.task} needs a scale of 2 or more")
         if self.task not in SR_TASKS and self.scale != 1:
-            raise SwinIRError(f"task {self.task} does not upscale; drop --scale {self.scale}")
+            raise OptionsError("scale", f"task {self.task} does not upscale; its scale is 1, not {self.scale}")
         if self.task in DENOISE_TASKS and (self.noise is None or self.noise < 0):
-            raise SwinIRError(f"task {self.task} needs a noise level: give --noise SIGMA (15, 25 or 50 in the paper)")
+            raise OptionsError("noise", f"task {self.task} needs a noise level sigma >= 0 (15, 25 or 50 in the paper)")
         if self.task in JPEG_TASKS and (self.jpeg is None or not 0 <= self.jpeg <= 100):
-            raise SwinIRError(f"task {self.task} needs a JPEG quality 0..100: give --jpeg Q (10, 20, 30 or 40)")
+            raise OptionsError("jpeg", f"task {self.task} needs a JPEG quality 0..100 (10, 20, 30 or 40 in the paper)")
 
     @property
     def border(self) -> int:
@@ -165,9 +165,10 @@ def _find_lr(lr_dir: Path, name: str, ext: str, scale: int) -> Path:
     hits = sorted(lr_dir.glob(f"{name}x{scale}.*")) or sorted(lr_dir.glob(f"{name}.*"))
     if hits:
         return hits[0]
-    raise SwinIRError(
-        f"no LR image for {name} in {lr_dir} (expected {name}x{scale}{ext}); "
-        "check --lr and --scale, or leave out --lr to make LR by MATLAB bicubic"
+    raise OptionsError(
+        "lr_dir",
+        f"no LR image for {name} in {lr_dir} (expected {name}x{scale}{ext}); check the LR folder and the scale, "
+        "or give no LR folder to make LR by MATLAB bicubic",
     )
 
 
@@ -192,9 +193,10 @@ def load_sample(
             lr = imresize(hr[: h - h % s, : w - w % s], 1.0 / s, mode="uint8")
         lh, lw = lr.shape[:2]
         if hr.shape[0] < lh * s or hr.shape[1] < lw * s:
-            raise SwinIRError(
+            raise OptionsError(
+                "scale",
                 f"LR {lr_path} ({lw}x{lh}) times {s} exceeds HR {path} "
-                f"({hr.shape[1]}x{hr.shape[0]}); wrong --scale or --lr folder?"
+                f"({hr.shape[1]}x{hr.shape[0]}); wrong scale or LR folder?",
             )
         gt = hr[: lh * s, : lw * s]
         return Sample(name, _bgr_to_rgb(lr).astype(np.float32) / 255.0, _bgr_to_rgb(gt), lr_path, path)
@@ -714,7 +716,7 @@ def evaluate(
     else:
         folder, lr_arg = hr_dir, lr_dir
     if folder is None:
-        raise SwinIRError("give the image folder with --hr (or --lr for real_sr)")
+        raise OptionsError("hr_dir", "give the image folder (the LR folder for real_sr)")
     if lr_arg is not None and not Path(lr_arg).is_dir():
         raise SwinIRError(f"LR folder {lr_arg} does not exist or is not a folder")
     _check_save_dir(save_dir, [folder, lr_arg])
@@ -781,11 +783,12 @@ def _check_model(model: Model, protocol: Protocol) -> None:
     in_ch = int(getattr(model, "in_chans", protocol.channels))
     if in_ch != protocol.channels:
         kind = "gray" if in_ch == 1 else "color"
-        raise SwinIRError(
+        raise OptionsError(
+            "task",
             f"the model takes {kind} ({in_ch}-channel) input but task {protocol.task} "
-            f"needs {protocol.channels}-channel images; pick the matching --task or model"
+            f"needs {protocol.channels}-channel images; pick the matching task or model",
         )
     s = int(getattr(model, "upscale", 1) or 1)
     want = protocol.scale if protocol.task in SR_TASKS else 1
     if s != want:
-        raise SwinIRError(f"the model upscales x{s} but the protocol asks for x{want}; fix --scale or --task")
+        raise OptionsError("scale", f"the model upscales x{s} but the protocol asks for x{want}; fix the scale or task")

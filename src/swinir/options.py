@@ -16,17 +16,20 @@ from swinir.errors import SwinIRError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["RestoreOptions", "OptionsError", "PRECISION_NAMES", "MAX_OUTSCALE"]
+__all__ = ["RestoreOptions", "OptionsError", "PRECISION_NAMES", "CAPTURE_NAMES", "MAX_OUTSCALE"]
 
 # accepted spellings; the engine maps them to dtypes
 PRECISION_NAMES = ("fp32", "float32", "bf16", "bfloat16", "fp16", "float16", "half")
+# forward capture (swinir.capture): off, auto (CUDA graphs on CUDA, eager elsewhere), graph, compile
+CAPTURE_NAMES = ("off", "auto", "graph", "compile")
 MAX_OUTSCALE = 64.0
 
 Device = Union[str, "torch.device", None]
 
 
 class OptionsError(SwinIRError, ValueError):
-    """An option value is out of range; ``field`` names the RestoreOptions field it concerns."""
+    """A parameter value is wrong; ``field`` names the parameter (a RestoreOptions field, a protocol's scale,
+    ...), so a surface can point at its own spelling of it (a CLI flag) without the library naming flags."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -59,6 +62,8 @@ class RestoreOptions:
     ``batch_size``: tiles per forward pass.
     ``outscale``: final size as a factor of the input size (None: the model's scale); area averaging when
     shrinking, bicubic when enlarging.
+    ``capture``: replay one captured forward per tile shape (``swinir.capture``): ``auto`` is CUDA graphs on
+    CUDA and eager elsewhere; ``compile`` is torch.compile with static shapes; ``off`` (default) is eager.
     """
 
     tile: int | None = None
@@ -68,6 +73,7 @@ class RestoreOptions:
     device: Device = None
     batch_size: int = 1
     outscale: float | None = None
+    capture: str = "off"
 
     def __post_init__(self) -> None:
         tile = None if self.tile is None else _int_field("tile", self.tile, 0)
@@ -82,6 +88,9 @@ class RestoreOptions:
             raise OptionsError("precision", f"unknown precision {self.precision!r}; use fp32, bf16 or fp16")
         object.__setattr__(self, "precision", str(self.precision).lower())
         object.__setattr__(self, "ensemble", bool(self.ensemble))
+        if str(self.capture).lower() not in CAPTURE_NAMES:
+            raise OptionsError("capture", f"unknown capture mode {self.capture!r}; use {', '.join(CAPTURE_NAMES)}")
+        object.__setattr__(self, "capture", str(self.capture).lower())
         if self.outscale is not None:
             try:
                 scale = float(self.outscale)

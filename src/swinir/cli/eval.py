@@ -80,13 +80,26 @@ def _zoo_entry(name: str):  # type: ignore[no-untyped-def]
         return None
 
 
+# library parameter -> flag, for the one-line errors
+FLAGS = {
+    "tile": "--tile",
+    "overlap": "--tile-overlap",
+    "precision": "--precision",
+    "scale": "--scale",
+    "noise": "--noise",
+    "jpeg": "--jpeg",
+    "lr_dir": "--lr",
+    "hr_dir": "--hr",
+    "task": "--task",
+}
+
+
 def _options(args: argparse.Namespace) -> RestoreOptions:
     """The engine options of this evaluation; a bad value is one line naming the flag."""
     from swinir.cli.restore import build_options
 
-    flags = {"tile": "--tile", "overlap": "--tile-overlap", "precision": "--precision"}
     values = {"tile": args.tile or None, "overlap": args.tile_overlap, "ensemble": args.ensemble}
-    return build_options(flags, precision=args.precision, device=args.device, **values)
+    return build_options(FLAGS, precision=args.precision, device=args.device, **values)
 
 
 def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -134,11 +147,12 @@ def run(args: argparse.Namespace) -> int:
     if args.hr is None and args.lr is None:
         raise SwinIRError("give the test folder with --hr DIR (for real_sr the inputs: --hr or --lr)")
 
-    options = _options(args)
-    model, protocol = _model_and_protocol(args)
+    from swinir.cli.restore import flag_hints
     from swinir.io import SwinIRNotice
 
-    with warnings.catch_warnings(record=True) as caught:
+    options = _options(args)
+    with flag_hints(FLAGS), warnings.catch_warnings(record=True) as caught:
+        model, protocol = _model_and_protocol(args)
         warnings.simplefilter("always", SwinIRNotice)
         report = evaluate(
             model,

@@ -107,6 +107,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="compute precision (default fp32; fp16 on CPU falls back to bf16)",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument(
+        "--capture",
+        choices=("off", "auto", "graph", "compile"),
+        default="off",
+        help="capture the forward once per tile shape and replay it: auto = CUDA graphs on CUDA (default off)",
+    )
     p.add_argument("--batch-size", type=_int_in(1), default=1, metavar="N", help="tiles per forward pass (default 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="also print notes on the CPU kernels in use")
 
@@ -163,15 +169,23 @@ FLAGS = {
     "batch_size": "--batch-size",
     "precision": "--precision",
     "outscale": "--outscale",
+    "capture": "--capture",
 }
+
+
+@contextlib.contextmanager
+def flag_hints(flags: dict[str, str]) -> Iterator[None]:
+    """A library ``OptionsError`` becomes one line that starts with the flag of its field (``flags``)."""
+    try:
+        yield
+    except OptionsError as exc:
+        raise SwinIRError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
 
 
 def build_options(flags: dict[str, str], **values: Any) -> RestoreOptions:
     """RestoreOptions from parsed arguments; a bad value is one line naming the flag (``flags``: field -> flag)."""
-    try:
+    with flag_hints(flags):
         return RestoreOptions(**values)
-    except OptionsError as exc:
-        raise SwinIRError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
@@ -183,6 +197,7 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
         precision=args.precision,
         batch_size=args.batch_size,
         outscale=args.outscale,
+        capture=args.capture,
     )
 
 
