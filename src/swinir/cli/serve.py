@@ -20,7 +20,7 @@ API (schema at /openapi.json):
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "serve",
         help="a local web app and HTTP API for restoring images",
