@@ -52,7 +52,7 @@ class _Graph:
 
     def __init__(self, fn: Callable[[Tensor], Tensor], example: Tensor, warmup: int) -> None:
         self.static_in = example.clone()
-        stream = torch.cuda.Stream(device=example.device)
+        stream = torch.cuda.Stream(device=example.device)  # type: ignore[no-untyped-call]  # unannotated in torch
         stream.wait_stream(torch.cuda.current_stream(example.device))
         with torch.cuda.stream(stream), torch.no_grad():
             for _ in range(warmup):  # lazy inits (cuBLAS handles, our bias caches) must not happen in capture
@@ -102,7 +102,7 @@ class CapturedForward:
                 raise SwinIRError(f"CUDA graphs need a CUDA tensor, got one on {x.device}")
             return _Graph(self.fn, x, self.warmup)
         compiled = torch.compile(self.fn, dynamic=False, backend=self.compile_backend)
-        return compiled  # type: ignore[return-value]
+        return compiled
 
     def _key(self, x: Tensor) -> Key:
         """Shape, dtype and device of the input, the autocast dtype in force, and where the weights live: a

@@ -280,7 +280,7 @@ def _model_info(model: nn.Module) -> tuple[int, int, int, int]:
     return scale, in_ch, out_ch, window
 
 
-def _param(model: nn.Module) -> Tensor | None:
+def _param(model: Forward) -> Tensor | None:
     return next(iter(model.parameters()), None)
 
 

@@ -205,10 +205,12 @@ def load_sample(
         return Sample(name, _bgr_to_rgb(lq).astype(np.float32) / 255.0, None, path, None)
     if task == "gray_dn":
         gt = read_like_release(path, "gray")
+        assert protocol.noise is not None  # Protocol checks it for denoising tasks
         noisy = add_gaussian_noise_test(gt.astype(np.float32) / 255.0, float(protocol.noise))
         return Sample(name, noisy[:, :, None].astype(np.float32), gt[:, :, None], None, path)
     if task == "color_dn":
         gt = read_like_release(path, "color")
+        assert protocol.noise is not None  # Protocol checks it for denoising tasks
         noisy = add_gaussian_noise_test(gt.astype(np.float32) / 255.0, float(protocol.noise))  # BGR layout
         return Sample(name, _bgr_to_rgb(noisy).astype(np.float32), _bgr_to_rgb(gt), None, path)
     if task == "jpeg_car":
@@ -217,10 +219,12 @@ def load_sample(
             raise SwinIRError(f"{path}: the JPEG task needs 8-bit images, got {img.dtype}")
         if img.ndim == 3 and img.shape[2] == 4:
             img = img[:, :, :3]
+        assert protocol.jpeg is not None  # Protocol checks it for JPEG tasks
         gt, lq = jpeg_gray_from_color(img, int(protocol.jpeg), color_order="bgr")
         return Sample(name, lq[:, :, None].astype(np.float32) / 255.0, gt[:, :, None], None, path)
     # color_jpeg_car
     gt = read_like_release(path, "color")
+    assert protocol.jpeg is not None  # Protocol checks it for JPEG tasks
     lq = jpeg_compress(gt, int(protocol.jpeg), color_order="bgr")
     return Sample(name, _bgr_to_rgb(lq).astype(np.float32) / 255.0, _bgr_to_rgb(gt), None, path)
 
@@ -258,7 +262,8 @@ def to_uint8(output: np.ndarray | torch.Tensor) -> np.ndarray:
         output = output.detach().float().cpu().clamp_(0, 1).numpy()
     else:
         output = np.clip(np.asarray(output, dtype=np.float32), 0, 1)
-    return (output * 255.0).round().astype(np.uint8)
+    pixels: np.ndarray = (output * 255.0).round().astype(np.uint8)
+    return pixels
 
 
 def _as_chw_tensor(result: Any, channels: int) -> torch.Tensor:
@@ -299,8 +304,8 @@ def restore_sample(
         if model != BICUBIC:
             raise SwinIRError(f"unknown baseline {model!r}; the only built-in baseline is 'bicubic'")
         lq8 = np.clip(np.round(lq * 255.0), 0, 255).astype(np.uint8)
-        out = imresize(lq8[:, :, 0] if c == 1 else lq8, float(scale), mode="uint8")
-        return out[:, :, None] if out.ndim == 2 else out
+        upsampled: np.ndarray = imresize(lq8[:, :, 0] if c == 1 else lq8, float(scale), mode="uint8")
+        return upsampled[:, :, None] if upsampled.ndim == 2 else upsampled
     window = int(getattr(model, "window_size", 8))
     s = int(getattr(model, "upscale", scale) or 1)
     dev = torch.device(opts.device) if opts.device is not None else _model_device(model)
@@ -316,7 +321,8 @@ def restore_sample(
         else:
             out = model(x.to(dev))[0]
     out = out[:, : h * s, : w * s]
-    return to_uint8(out).transpose(1, 2, 0)
+    hwc: np.ndarray = to_uint8(out).transpose(1, 2, 0)
+    return hwc
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -349,7 +355,7 @@ def score(output: np.ndarray, gt: np.ndarray, protocol: Protocol) -> Scores:
         o, g = output[:, :, 0], gt[:, :, 0]
     else:
         o, g = output[:, :, ::-1], gt[:, :, ::-1]
-    kw = {"color_order": "bgr"}
+    kw: dict[str, Any] = {"color_order": "bgr"}
     sc = Scores(psnr=metrics.psnr(o, g, b, **kw), ssim=metrics.ssim(o, g, b, **kw))
     if o.ndim == 3:
         sc.psnr_y = metrics.psnr(o, g, b, True, **kw)
@@ -394,7 +400,7 @@ class EvalReport:
     images: list[ImageResult] = field(default_factory=list)
     hr_dir: str | None = None
     lr_dir: str | None = None
-    tile: int | None = None
+    tile: int | str | None = None  # as RestoreOptions.tile: pixels, "auto" or none
     ensemble: bool = False
     precision: str = "fp32"
 
@@ -645,9 +651,9 @@ def evaluate_samples(
     out_dir = Path(save_dir) if save_dir is not None else None
     if total is None and hasattr(samples, "__len__"):
         total = len(samples)  # type: ignore[arg-type]
-    was_training = isinstance(model, torch.nn.Module) and model.training
-    if was_training:
-        model.eval()  # validation during training: restored to train mode below
+    training_model = model if isinstance(model, torch.nn.Module) and model.training else None
+    if training_model is not None:
+        training_model.eval()  # validation during training: restored to train mode below
     bar = _progress_bar(f"eval {protocol.describe()}", total) if progress else None
     try:
         for sample in samples:
@@ -668,8 +674,8 @@ def evaluate_samples(
     finally:
         if bar is not None:
             bar.close()
-        if was_training:
-            model.train()
+        if training_model is not None:
+            training_model.train()
     return report
 
 

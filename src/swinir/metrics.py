@@ -51,6 +51,7 @@ def bgr2ycbcr(img: np.ndarray, y_only: bool = False) -> np.ndarray:
         f /= np.float32(255.0)
     elif x.dtype != np.float32 and x.dtype != np.float64:
         raise TypeError(f"bgr2ycbcr expects uint8 or float in [0, 1], got {x.dtype}")
+    out: np.ndarray
     if y_only:
         out = np.dot(f, list(_Y_BGR)) + 16.0
     else:
@@ -69,7 +70,8 @@ def bgr2y(img: np.ndarray) -> np.ndarray:
     """Unrounded float32 Y (16..235 scale) of a BGR image on the 0..255 scale, as the metrics use it."""
     f = np.asarray(img).astype(np.float32) / np.float32(255.0)
     y = bgr2ycbcr(f, y_only=True)  # float32 on [0, 1]
-    return y * np.float32(255.0)
+    scaled: np.ndarray = y * np.float32(255.0)
+    return scaled
 
 
 def rgb2y(img: np.ndarray) -> np.ndarray:
@@ -229,4 +231,5 @@ def psnr_b(
         mse = ((ta[c] - tb[c]) ** 2).reshape(-1).mean()
         bef = _blocking_effect_factor(ta[c])
         total = total + 10 * torch.log10(1 / (mse + bef))
-    return float(total) / a.shape[2]
+    channels: int = a.shape[2]
+    return float(total) / channels

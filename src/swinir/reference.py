@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from swinir.model import SwinIR
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -74,10 +78,13 @@ class RefMlp(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.fc1(x)
         x = self.act(x)
-        return self.fc2(x)
+        out: Tensor = self.fc2(x)
+        return out
 
 
 class RefWindowAttention(nn.Module):
+    relative_position_index: Tensor
+
     def __init__(self, dim: int, ws: int, heads: int) -> None:
         super().__init__()
         self.ws = ws
@@ -103,7 +110,8 @@ class RefWindowAttention(nn.Module):
             attn = attn.view(-1, self.heads, n, n)
         attn = attn.softmax(dim=-1)
         x = (attn @ v).transpose(1, 2).reshape(bn, n, c)
-        return self.proj(x)
+        out: Tensor = self.proj(x)
+        return out
 
 
 class RefBlock(nn.Module):
@@ -140,7 +148,8 @@ class RefBlock(nn.Module):
         if self.shift > 0:
             x = torch.roll(x, shifts=(self.shift, self.shift), dims=(1, 2))
         x = shortcut + x.view(b, h * w, c)
-        return x + self.mlp(self.norm2(x))
+        out: Tensor = x + self.mlp(self.norm2(x))
+        return out
 
 
 class RefLayer(nn.Module):
@@ -195,7 +204,7 @@ class RefRSTB(nn.Module):
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         b, _, c = x.shape
-        y = self.residual_group(x, size)
+        y: Tensor = self.residual_group(x, size)
         y = y.transpose(1, 2).view(b, c, size[0], size[1])  # unembed
         y = self.conv(y)
         y = y.flatten(2).transpose(1, 2)  # embed
@@ -243,7 +252,7 @@ class ReferenceSwinIR(nn.Module):
         self.mean = torch.tensor(mean).view(1, in_chans, 1, 1)
         feat = 64
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
-        self.patch_embed = _Norm(embed_dim) if patch_norm else nn.Module()
+        self.patch_embed: nn.Module = _Norm(embed_dim) if patch_norm else nn.Module()
         if ape:  # the original's: (1, img_size^2, C), added to the tokens in row-major order
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, size[0] * size[1], embed_dim))
         self.layers = nn.ModuleList(
@@ -256,7 +265,7 @@ class ReferenceSwinIR(nn.Module):
             self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
             stages: list[nn.Module] = []
             if upscale & (upscale - 1) == 0:
-                for _ in range(int(math.log2(upscale))):
+                for _level in range(int(math.log2(upscale))):
                     stages += [nn.Conv2d(feat, 4 * feat, 3, 1, 1), nn.PixelShuffle(2)]
             else:
                 stages += [nn.Conv2d(feat, 9 * feat, 3, 1, 1), nn.PixelShuffle(3)]
@@ -276,7 +285,7 @@ class ReferenceSwinIR(nn.Module):
             self.conv_last = nn.Conv2d(embed_dim, out_ch, 3, 1, 1)
 
     @classmethod
-    def from_model(cls, model: nn.Module) -> ReferenceSwinIR:
+    def from_model(cls, model: SwinIR) -> ReferenceSwinIR:
         """A reference network with the weights of a ``swinir.model.SwinIR`` (same device and dtype)."""
         ref = cls(**model.spec.kwargs())
         missing, unexpected = ref.load_state_dict(model.state_dict(), strict=False)
@@ -296,6 +305,7 @@ class ReferenceSwinIR(nn.Module):
         size = (x.shape[2], x.shape[3])
         x = x.flatten(2).transpose(1, 2)
         if self.patch_norm:
+            assert isinstance(self.patch_embed, _Norm)
             x = self.patch_embed.norm(x)
         if self.ape:  # only at img_size, as the original
             x = x + self.absolute_pos_embed

@@ -21,7 +21,7 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,6 +37,8 @@ URL_ENV = "SWINIR_ZOO_URL"
 BUILTIN_DIR = "builtin"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 30.0
+# True for a tqdm bar, or a callback given (bytes so far, total bytes or None) as a download goes
+DownloadProgress = bool | Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -356,7 +358,7 @@ def is_cached(entry: ZooEntry, cache_dir: str | os.PathLike[str] | None = None) 
 def resolve(
     name: str,
     cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
+    progress: DownloadProgress = True,
     base_url: str | None = None,
 ) -> Path:
     """A local file for a zoo name: the packaged file of a built-in, or the cached (downloaded once)
@@ -395,9 +397,10 @@ def _chunks(resp: Any) -> Iterator[bytes]:
         yield chunk
 
 
-def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: bool = True) -> Path:
+def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: DownloadProgress = True) -> Path:
     """Fetch ``url`` to ``dest`` atomically: temp file in dest's folder, size and sha256 checked, then
-    ``os.replace``. Any failure leaves no file behind and raises ZooError naming the URL and ``dest``."""
+    ``os.replace``. Any failure leaves no file behind and raises ZooError naming the URL and ``dest``.
+    ``progress``: True for a bar, or a callback given (bytes so far, total or None) after each chunk."""
     from tqdm import tqdm
 
     url = url or entry.url
@@ -417,7 +420,7 @@ def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: bool
                         unit_scale=True,
                         unit_divisor=1024,
                         desc=entry.name,
-                        disable=not progress,
+                        disable=not progress or callable(progress),
                         leave=False,
                     ) as bar:
                         for chunk in _chunks(resp):
@@ -425,6 +428,8 @@ def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: bool
                             digest.update(chunk)
                             written += len(chunk)
                             bar.update(len(chunk))
+                            if callable(progress):
+                                progress(written, total)
                     if total is not None and written != total:
                         raise _Incomplete(f"connection closed after {written} of {total} bytes")
             except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError, _Incomplete) as exc:

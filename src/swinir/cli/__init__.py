@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "export": "swinir.cli.export",
     "degrade": "swinir.cli.degrade",
     "ablate": "swinir.cli.ablate",
+    "serve": "swinir.cli.serve",
 }
 
 EPILOG = """examples:
@@ -32,6 +33,7 @@ EPILOG = """examples:
   swinir restore photos/ -o out/ --model classical-x4 --tile 256
   swinir eval --task classical_sr --model classical-x2 --hr Set5/HR --scale 2
   swinir models
+  swinir serve                                     # web app + HTTP API on http://127.0.0.1:8000/
   swinir info 001_classicalSR_DIV2K_s48w8_SwinIR-M_x2.pth
 """
 

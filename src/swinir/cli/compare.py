@@ -17,7 +17,7 @@ same region lines up in every panel. The crop is given in the largest image's pi
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "compare",
         help="write a side-by-side image sheet (LR | output | HR crops)",

@@ -41,7 +41,7 @@ PIPELINE_NAMES = tuple(PIPELINES)
 # (lr_uint8, hr_uint8) from (hr_uint8, rng, trace)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "degrade",
         help="apply a degradation pipeline (bsrgan, realesrgan, bicubic, noise, jpeg) to images",

@@ -6,10 +6,13 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swinir.errors import SwinIRError
 from swinir.options import RestoreOptions
+
+if TYPE_CHECKING:
+    from torch import nn
 
 EPILOG = """examples:
   # classical SR x2 on Set5 with the MATLAB LR images, as in the paper (Y channel, border = scale)
@@ -28,7 +31,7 @@ Writes <save>/results.json and results.csv with --save (or where --json / --csv 
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from swinir.tasks import EVAL_TASKS
 
     p = subparsers.add_parser(
@@ -108,6 +111,7 @@ def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
     from swinir.tasks import DENOISE_TASKS, JPEG_TASKS, SR_TASKS
 
     entry = _zoo_entry(args.model) if args.model != BICUBIC else None
+    model: nn.Module | str
     if args.model == BICUBIC:
         model = BICUBIC
         task = args.task or "classical_sr"

@@ -19,7 +19,7 @@ the JPEG models) and returns (N, C, H*scale, W*scale). It is checked with onnxru
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "export",
         help="export a model to ONNX (dynamic batch, height and width)",

@@ -155,7 +155,7 @@ def _add_file_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "restore",
         help="restore images (super-resolution, denoising, JPEG artifacts) with a SwinIR model",
@@ -423,7 +423,7 @@ def _stop_on_signals() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise Stopped(signum)
 
-    old: dict[int, Any] = {}
+    old: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError):  # not the main thread
             old[sig] = signal.signal(sig, handler)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import TYPE_CHECKING, TypeVar
 
 import cv2
 import numpy as np
@@ -32,6 +33,11 @@ from swinir.degrade.jpeg import jpeg_compress
 from swinir.degrade.kernels import eigen_gaussian_kernel, filter2d, matlab_gaussian_kernel, shifted_gaussian_kernel
 from swinir.degrade.noise import add_gaussian_noise
 from swinir.degrade.resize import imresize
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+ConfigT = TypeVar("ConfigT", bound="DataclassInstance")
 
 __all__ = [
     "BSRGANBlurConfig",
@@ -65,12 +71,14 @@ def to_float(img: np.ndarray) -> np.ndarray:
     x = x[:, :, :3]
     if x.shape[2] == 1:
         x = np.repeat(x, 3, axis=2)
-    return x.astype(np.float32) * np.float32(1.0 / 255.0)
+    scaled: np.ndarray = x.astype(np.float32) * np.float32(1.0 / 255.0)
+    return scaled
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
     """float [0, 1] -> uint8, rounded and saturated."""
-    return np.clip(np.rint(np.asarray(img, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    rounded: np.ndarray = np.clip(np.rint(np.asarray(img, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return rounded
 
 
 def cv2_resize(img: np.ndarray, size_hw: tuple[int, int], interpolation: str) -> np.ndarray:
@@ -91,13 +99,15 @@ def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
 
 def add_jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """JPEG round trip of a float RGB image (quantised to uint8 first, as a real file would be)."""
-    return jpeg_compress(to_uint8(img), int(quality)).astype(np.float32) * np.float32(1.0 / 255.0)
+    decoded: np.ndarray = jpeg_compress(to_uint8(img), int(quality)).astype(np.float32) * np.float32(1.0 / 255.0)
+    return decoded
 
 
 def add_gray_gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """The same N(0, (sigma/255)^2) draw added to every channel (luminance-only noise), clipped."""
     n = rng.standard_normal(img.shape[:2], dtype=np.float32) * np.float32(sigma / 255.0)
-    return np.clip(img + n[:, :, None], 0.0, 1.0)
+    noisy: np.ndarray = np.clip(img + n[:, :, None], 0.0, 1.0)
+    return noisy
 
 
 def random_covariance(rng: np.random.Generator, level: float, channels: int = 3) -> np.ndarray:
@@ -105,7 +115,8 @@ def random_covariance(rng: np.random.Generator, level: float, channels: int = 3)
     d = rng.uniform(size=channels)
     q, r = np.linalg.qr(rng.uniform(size=(channels, channels)))
     u = q * np.sign(np.diag(r))  # orthonormal basis of a random matrix
-    return (level / 255.0) ** 2 * (u.T @ np.diag(d) @ u)
+    cov: np.ndarray = (level / 255.0) ** 2 * (u.T @ np.diag(d) @ u)
+    return cov
 
 
 def add_correlated_gaussian_noise(img: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -113,7 +124,8 @@ def add_correlated_gaussian_noise(img: np.ndarray, cov: np.ndarray, rng: np.rand
     w, v = np.linalg.eigh(cov)
     a = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T  # symmetric square root of cov
     z = rng.standard_normal(img.shape, dtype=np.float32)
-    return np.clip(img + z @ a.T.astype(np.float32), 0.0, 1.0)
+    noisy: np.ndarray = np.clip(img + z @ a.T.astype(np.float32), 0.0, 1.0)
+    return noisy
 
 
 @dataclass(frozen=True)
@@ -157,7 +169,8 @@ def add_sensor_noise(
     lin = np.power(np.clip(img, 0.0, 1.0), np.float32(cfg.gamma))
     std = np.sqrt(lin * np.float32(shot) + np.float32(read))
     lin = np.clip(lin + std * rng.standard_normal(img.shape, dtype=np.float32), 0.0, 1.0)
-    return np.power(lin, np.float32(1.0 / cfg.gamma))
+    noisy: np.ndarray = np.power(lin, np.float32(1.0 / cfg.gamma))
+    return noisy
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -233,23 +246,23 @@ def random_bsrgan_blur(rng: np.random.Generator, sf: int, cfg: BSRGANBlurConfig 
     return eigen_gaussian_kernel(size, float(rng.uniform()) * math.pi, l1, l2)
 
 
-def with_overrides(cfg: object, overrides: Mapping[str, object]) -> object:
+def with_overrides(cfg: ConfigT, overrides: Mapping[str, object]) -> ConfigT:
     """``dataclasses.replace`` that also takes nested mappings for nested configs and lists for tuples,
     as a YAML config gives them (``{noise: {gray_prob: 0.5}, jpeg_range: [40, 95]}``)."""
     if not overrides:
         return cfg
-    kinds = {f.name: f for f in fields(cfg)}  # type: ignore[arg-type]
+    kinds = {f.name: f for f in fields(cfg)}
     changes: dict[str, object] = {}
     for key, value in overrides.items():
         if key not in kinds:
             raise ValueError(f"{type(cfg).__name__} has no option {key!r}; known: {', '.join(kinds)}")
         current = getattr(cfg, key)
-        if is_dataclass(current) and isinstance(value, Mapping):
+        if is_dataclass(current) and not isinstance(current, type) and isinstance(value, Mapping):
             value = with_overrides(current, value)
         elif isinstance(current, tuple) and isinstance(value, list):
             value = tuple(value)
         changes[key] = value
-    return replace(cfg, **changes)  # type: ignore[type-var]
+    return replace(cfg, **changes)
 
 
 # ---------------------------------------------------------------------------------------------- pipeline

@@ -52,7 +52,8 @@ def bessel_j1(x: np.ndarray | float, points: int = 256) -> np.ndarray:
     xa = np.asarray(x, dtype=np.float64)
     t = np.arange(points, dtype=np.float64) * (2.0 * math.pi / points)
     vals = np.cos(t - xa[..., None] * np.sin(t))
-    return vals.mean(axis=-1)
+    mean: np.ndarray = vals.mean(axis=-1)
+    return mean
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +84,8 @@ def _normalise(k: np.ndarray) -> np.ndarray:
     total = k.sum()
     if not np.isfinite(total) or total == 0:
         raise ValueError("kernel sums to zero or is not finite")
-    return k / total
+    normalised: np.ndarray = k / total
+    return normalised
 
 
 def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0) -> np.ndarray:

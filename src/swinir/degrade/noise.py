@@ -31,7 +31,7 @@ def add_gaussian_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, 
     x = np.asarray(img)
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"add_gaussian_noise expects a float image in [0, 1], got {x.dtype}")
-    noisy = x + rng.normal(0.0, sigma / 255.0, x.shape).astype(x.dtype, copy=False)
+    noisy: np.ndarray = x + rng.normal(0.0, sigma / 255.0, x.shape).astype(x.dtype, copy=False)
     if clip:
         noisy = np.clip(noisy, 0.0, 1.0)
     return noisy

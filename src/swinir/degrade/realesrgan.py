@@ -46,7 +46,8 @@ def add_poisson_noise(img: np.ndarray, scale: float, rng: np.random.Generator, g
     v = float(2 ** math.ceil(math.log2(max(levels, 1)))) if levels > 1 else 2.0
     x = x8.astype(np.float64) / 255.0
     noise = rng.poisson(x * v) / v - x
-    return np.clip(img + (noise * scale).astype(np.float32), 0.0, 1.0)
+    noisy: np.ndarray = np.clip(img + (noise * scale).astype(np.float32), 0.0, 1.0)
+    return noisy
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,10 @@ def cubic(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     ax2 = ax * ax
     ax3 = ax2 * ax
-    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * (
+    weights: np.ndarray = (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * (
         (ax > 1) & (ax <= 2)
     )
+    return weights
 
 
 def contributions(
@@ -42,8 +43,8 @@ def contributions(
     if scale < 1 and antialias:
         width = kernel_width / scale
 
-        def kernel(v: np.ndarray) -> np.ndarray:
-            return scale * cubic(scale * v)
+        def kernel(x: np.ndarray) -> np.ndarray:
+            return scale * cubic(scale * x)
     else:
         width = kernel_width
         kernel = cubic
@@ -77,10 +78,10 @@ def _resize_axis(x: Any, axis: int, weights: np.ndarray, indices: np.ndarray) ->
         return out
     shape = [1] * x.ndim
     shape[axis] = -1
-    out = np.zeros(x.shape[:axis] + (indices.shape[0],) + x.shape[axis + 1 :], dtype=np.float64)
+    acc = np.zeros(x.shape[:axis] + (indices.shape[0],) + x.shape[axis + 1 :], dtype=np.float64)
     for k in range(indices.shape[1]):
-        out += np.take(x, indices[:, k], axis=axis) * weights[:, k].reshape(shape)
-    return out
+        acc += np.take(x, indices[:, k], axis=axis) * weights[:, k].reshape(shape)
+    return acc
 
 
 def _is_torch(x: Any) -> bool:
@@ -130,6 +131,7 @@ def imresize(
         scales = (float(scale), float(scale))
         out_h, out_w = math.ceil(scale * in_h), math.ceil(scale * in_w)
     else:
+        assert output_shape is not None  # exactly one of scale / output_shape, checked above
         out_h, out_w = int(output_shape[0]), int(output_shape[1])
         scales = (out_h / in_h, out_w / in_w)
     if out_h < 1 or out_w < 1:

@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -152,7 +153,8 @@ def _try_load() -> tuple[ctypes.CDLL | None, str | None, str]:
     lib = ctypes.CDLL(str(target))
     fn = lib.swinir_window_attention_f32
     fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_float]
+    attention_args: list[type[ctypes._SimpleCData[Any]]] = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p]
+    fn.argtypes = attention_args + [ctypes.c_int64] * 5 + [ctypes.c_float]
     lib.swinir_winograd23_input.restype = None
     lib.swinir_winograd23_input.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
     lib.swinir_winograd23_output.restype = None
@@ -280,7 +282,7 @@ def conv3x3(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
     out = torch.empty((b, o, h, w), dtype=torch.float32, memory_format=torch.channels_last)
     tiles = b * ((h + 1) // 2) * ((w + 1) // 2)
     bias_ptr = None if bias is None else bias.data_ptr()
-    onednn = torch.backends.mkldnn.is_available()
+    onednn = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]  # unannotated in torch
     per_batch = max(1, min(WINOGRAD_TILES * torch.get_num_threads(), WINOGRAD_SCRATCH_BYTES // (64 * c)))
     scratch = _scratch(16 * min(per_batch, tiles) * c)
     for first in range(0, tiles, per_batch):

@@ -47,7 +47,8 @@ def values_key(t: Tensor) -> tuple[Any, ...]:
 
 def tracing() -> bool:
     """True under torch.compile / torch.export / ONNX export / jit tracing: no Python-side caches then."""
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+    jit_tracing = torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]  # not re-exported, unannotated
+    return bool(torch.compiler.is_compiling() or jit_tracing or torch.onnx.is_in_onnx_export())
 
 
 def _onednn_linear_ok() -> bool:
@@ -66,7 +67,7 @@ def _onednn_bf16_ok() -> bool:
         return False
 
 
-ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and _onednn_linear_ok()
+ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and _onednn_linear_ok()  # type: ignore[no-untyped-call]
 ONEDNN_BF16 = ONEDNN_LINEAR and _onednn_bf16_ok()
 
 
@@ -144,9 +145,10 @@ def linear(layer: nn.Linear, x: Tensor, ex: Exec, gelu: bool = False, residual: 
         w, b = w.to(dt), None if b is None else b.to(dt)
     lp = torch.ops.mkldnn._linear_pointwise
     if residual is not None and residual.dtype == dt and residual.shape[:-1] == x.shape[:-1]:
-        return lp.binary(x, residual.contiguous(), w, b, "add")
-    y = lp(x, w, b, "gelu", [], "none") if gelu else lp(x, w, b, "none", [], "")
-    return y if residual is None else residual + y
+        fused: Tensor = lp.binary(x, residual.contiguous(), w, b, "add")
+        return fused
+    act: Tensor = lp(x, w, b, "gelu", [], "none") if gelu else lp(x, w, b, "none", [], "")
+    return act if residual is None else residual + act
 
 
 def _winograd_shape_ok(conv: nn.Module, x: Tensor) -> bool:
@@ -184,7 +186,8 @@ def conv(module: nn.Module, x: Tensor, ex: Exec) -> Tensor:
         return x
     if ex.winograd and _winograd_shape_ok(module, x):
         return kernels.conv3x3(x, _winograd_weight(module), module.bias)  # type: ignore[arg-type]
-    return module(x)
+    out: Tensor = module(x)
+    return out
 
 
 def forward_chunked(block: SwinTransformerBlock, x: Tensor, plan: WindowPlan | None, out: Tensor, ex: Exec) -> Tensor:

@@ -34,7 +34,9 @@ def window_reverse(windows: Tensor, ws: int, h: int, w: int) -> Tensor:
 def _windowed_view(img: Tensor, ws: int) -> Tensor:
     """(B, C, H, W) in any memory format -> (B, H/ws, W/ws, ws, ws, C) view, no copy."""
     b, c, h, w = img.shape
-    return img.permute(0, 2, 3, 1).unflatten(1, (h // ws, ws)).unflatten(3, (w // ws, ws)).permute(0, 1, 3, 2, 4, 5)
+    rows = img.permute(0, 2, 3, 1).unflatten(1, (h // ws, ws))  # type: ignore[no-untyped-call]  # unannotated in torch
+    windows: Tensor = rows.unflatten(3, (w // ws, ws)).permute(0, 1, 3, 2, 4, 5)
+    return windows
 
 
 def image_to_tokens(img: Tensor, ws: int) -> Tensor:

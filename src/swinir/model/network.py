@@ -61,7 +61,8 @@ def _fp32(module: nn.Module, x: Tensor) -> Tensor:
             return F.conv2d(
                 x, module.weight.float(), bias, module.stride, module.padding, module.dilation, module.groups
             )
-        return module(x)
+        out: Tensor = module(x)
+        return out
 
 
 class Mlp(nn.Module):
@@ -78,6 +79,8 @@ class Mlp(nn.Module):
 
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside ws x ws windows with a learned relative-position bias."""
+
+    relative_position_index: Tensor
 
     def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
         super().__init__()
@@ -208,7 +211,8 @@ class SwinTransformerBlock(nn.Module):
         y = _layer_norm(self.norm2, x)
         if ex.fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)
-        return self.mlp(y, residual=x, ex=ex)
+        mixed: Tensor = self.mlp(y, residual=x, ex=ex)
+        return mixed
 
 
 class BasicLayer(nn.Module):
@@ -342,6 +346,8 @@ class SwinIR(nn.Module):
     original's signature and unused (every released model runs in eval mode, where they are identities).
     """
 
+    mean: Tensor
+
     def __init__(
         self,
         img_size: int | Sequence[int] = 64,
@@ -424,6 +430,7 @@ class SwinIR(nn.Module):
     def _build_reconstruction(self, upscale: int) -> None:
         """The tail after the deep features, with the original's attribute names per upsampler."""
         dim, out = self.embed_dim, self.num_out_ch
+        self.upsample: nn.Module
         if self.upsampler in ("pixelshuffle", "nearest+conv"):
             self.conv_before_upsample = nn.Sequential(nn.Conv2d(dim, NUM_FEAT, 3, 1, 1), nn.LeakyReLU(inplace=True))
         if self.upsampler == "pixelshuffle":
@@ -480,6 +487,7 @@ class SwinIR(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute Swin blocks in the backward pass: less activation memory for slower training."""
         for layer in self.layers:
+            assert isinstance(layer, RSTB)
             layer.residual_group.use_checkpoint = enable
 
     def clear_cache(self) -> None:
@@ -496,7 +504,7 @@ class SwinIR(nn.Module):
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         self.clear_cache()  # device or dtype changes invalidate cached tensors
-        result = super()._apply(fn, recurse)
+        result = super()._apply(fn, recurse)  # type: ignore[no-untyped-call]  # unannotated in torch
         self._place()
         return result
 
@@ -600,8 +608,10 @@ class SwinIR(nn.Module):
             x = self.lrelu(conv(self.conv_up1, F.interpolate(x, scale_factor=2, mode="nearest"), ex))
             if self.upscale == 4:
                 x = self.lrelu(conv(self.conv_up2, F.interpolate(x, scale_factor=2, mode="nearest"), ex))
-            return self.conv_last(self.lrelu(conv(self.conv_hr, x, ex)))
-        return x + self.conv_last(self._body(self.conv_first(x), ex))
+            out: Tensor = self.conv_last(self.lrelu(conv(self.conv_hr, x, ex)))
+            return out
+        res: Tensor = x + self.conv_last(self._body(self.conv_first(x), ex))
+        return res
 
 
 class _PatchNorm(nn.Module):
@@ -612,7 +622,8 @@ class _PatchNorm(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x)
+        out: Tensor = self.norm(x)
+        return out
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 import yaml
 
@@ -28,6 +28,11 @@ from swinir.degrade.registry import REAL_WORLD
 from swinir.errors import ConfigError
 from swinir.train.gan import GANConfig
 from swinir.train.losses import LOSSES, WeightedLoss, loss_options
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+SectionT = TypeVar("SectionT", bound="DataclassInstance")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -303,7 +308,8 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        text: str = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return text
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,7 +338,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if value not in args:
             raise ConfigError(f"{path}: expected one of {', '.join(repr(a) for a in args)}, got {_show(value)}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
     if origin is dict:
         if not isinstance(value, Mapping):
@@ -402,7 +408,7 @@ def _to_str(value: Any, path: str) -> str:
 _SCALARS: dict[Any, Any] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
-def from_dict(cls: type, data: Any, path: str = "") -> Any:
+def from_dict(cls: type[SectionT], data: Any, path: str = "") -> SectionT:
     """Build dataclass ``cls`` from a mapping, checking every key and type; errors name the key path."""
     pre = getattr(cls, "_pre", None)
     if pre is not None:

@@ -66,7 +66,7 @@ def _match_lq(hr: Path, lq_files: dict[str, Path], scale: int) -> Path | None:
     return None
 
 
-class TrainSet(Dataset):
+class TrainSet(Dataset[dict[str, torch.Tensor]]):
     """Random (LQ, GT) crops from weighted folders; ``dataset[g]`` is deterministic in ``(seed, g)``."""
 
     def __init__(self, cfg: DataConfig, scale: int, channels: int, seed: int = 0) -> None:
@@ -126,6 +126,7 @@ class TrainSet(Dataset):
                 continue
             if ls is not None:
                 if min(ls) < self.patch:
+                    assert rec.lq is not None  # ls is its size
                     self._bad(rec.lq, f"{ls[1]}x{ls[0]} is smaller than the {self.patch}px patch")
                     continue
                 if ls[0] * self.scale > hs[0] or ls[1] * self.scale > hs[1]:
@@ -292,7 +293,7 @@ def make_loader(
     world: int = 1,
     start_iter: int = 0,
     pin_memory: bool = False,
-) -> torch.utils.data.DataLoader:
+) -> torch.utils.data.DataLoader[dict[str, torch.Tensor]]:
     sampler = StepSampler(global_batch, rank, world, start_iter)
     return torch.utils.data.DataLoader(
         dataset,
@@ -359,6 +360,7 @@ def load_val_set(cfg: ValConfig, scale: int, channels: int) -> list[ValImage]:
                 sample = load_sample(f, protocol, cfg.lq)
             except SwinIRError as exc:
                 raise ConfigError(f"val: {exc}") from None
+            assert sample.gt is not None  # validation protocols all have a ground truth
             lq, gt = sample.lq.astype(np.float32), sample.gt
         else:  # no paper protocol: clean input, or this pipeline's noise then JPEG
             gt = read_image(f, channels)
@@ -379,6 +381,6 @@ def input_baseline(img: ValImage, scale: int) -> np.ndarray:
     rounded) degraded image otherwise; its PSNR is the reference a trained model must beat."""
     lq8 = np.clip(np.round(img.lq.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
     if scale > 1:
-        up = imresize(lq8, output_shape=img.gt.shape[:2], mode="uint8")
+        up: np.ndarray = imresize(lq8, output_shape=img.gt.shape[:2], mode="uint8")
         return up[:, :, None] if up.ndim == 2 else up
     return lq8

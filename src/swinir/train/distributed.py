@@ -23,8 +23,8 @@ def setup(info: DistInfo, device_name: str = "auto") -> torch.device:
         device = torch.device("cuda", index)
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world, **kwargs)
+        device_id = device if device.type == "cuda" else None
+        dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world, device_id=device_id)
     return device
 
 

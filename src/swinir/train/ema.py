@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import copy
+from typing import TypedDict
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+
+class EMAState(TypedDict):
+    """What ``EMA.state_dict`` saves in a training checkpoint."""
+
+    module: dict[str, Tensor]
+    updates: int
+    decay: float
 
 
 class EMA:
@@ -31,7 +40,7 @@ class EMA:
         d = self.current_decay()
         src = dict(model.named_parameters())
         named = list(self.module.named_parameters())
-        mine = [p for _, p in named]
+        mine: list[Tensor] = [p for _, p in named]
         theirs = [src[name].detach() for name, _ in named]
         # two fused multi-tensor kernels instead of two small ones per parameter (it matters on GPUs)
         torch._foreach_mul_(mine, d)
@@ -42,9 +51,9 @@ class EMA:
                 b.copy_(src_b[name])
         self.updates += 1
 
-    def state_dict(self) -> dict[str, object]:
+    def state_dict(self) -> EMAState:
         return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        self.module.load_state_dict(state["module"])  # type: ignore[arg-type]
-        self.updates = int(state["updates"])  # type: ignore[arg-type]
+    def load_state_dict(self, state: EMAState) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])

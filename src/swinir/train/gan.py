@@ -132,7 +132,8 @@ class UNetDiscriminatorSN(nn.Module):
             x6 = x6 + x0
         out = self._act(self.conv7(x6))
         out = self._act(self.conv8(out))
-        return self.conv9(out)
+        logits: Tensor = self.conv9(out)
+        return logits
 
 
 class GANLoss(nn.Module):
@@ -177,7 +178,7 @@ Backward = Callable[[Tensor, torch.optim.Optimizer], None]
 
 
 def _step(loss: Tensor, opt: torch.optim.Optimizer) -> None:
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # Tensor.backward is unannotated in torch
     opt.step()
 
 
@@ -196,7 +197,7 @@ def generator_loss(
         logs["l_g_percep"] = l_per.detach()
     with autocast():
         fake_g = net_d(out)
-    l_gan = losses.gan(fake_g, True, is_disc=False)
+    l_gan: Tensor = losses.gan(fake_g, True, is_disc=False)
     total = total + l_gan
     logs["l_g_gan"] = l_gan.detach()
     logs["l_g_total"] = total.detach()

@@ -88,7 +88,7 @@ class GANTrainer(Trainer):
         norms: dict[str, Tensor] = {}
 
         def backward(loss: Tensor, opt: torch.optim.Optimizer) -> None:
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]  # Tensor.backward is unannotated in torch
             if clip > 0 and opt is self.optimizer:
                 self.scaler.unscale_(opt)
                 norms["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)

@@ -77,7 +77,8 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict[str, Any]:
     """Python, NumPy and torch generator states in a form ``torch.load(weights_only=True)`` accepts."""
     py = random.getstate()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)  # the default
+    assert isinstance(np_state, tuple)  # the legacy MT19937 form
     state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [
@@ -89,7 +90,7 @@ def rng_state() -> dict[str, Any]:
         ],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]  # unannotated in torch
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 

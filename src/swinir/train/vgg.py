@@ -71,6 +71,9 @@ class VGG19Features(nn.Module):
     ``layers`` are the indices whose outputs ``forward`` returns, in order, as a list.
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, layers: Sequence[int] = (2, 7, 16, 25, 34), normalize: bool = True) -> None:
         super().__init__()
         self.layers = tuple(int(i) for i in layers)
