@@ -23,20 +23,7 @@ from swinir.cli import main
 from swinir.errors import CheckpointError
 from swinir.model import SwinIR
 from swinir.spec import MAX_WINDOW, SpecError, detect, merge_metadata
-
-SMALL = dict(
-    upscale=2,
-    in_chans=3,
-    img_size=16,
-    window_size=8,
-    img_range=1.0,
-    depths=[2, 2],
-    embed_dim=12,
-    num_heads=[2, 3],
-    mlp_ratio=2,
-    upsampler="pixelshuffledirect",
-    resi_connection="1conv",
-)
+from test_checkpoint import SMALL  # the small released-layout configuration these checks build on
 
 
 def _weights() -> dict[str, torch.Tensor]:
