@@ -78,7 +78,8 @@ def main() -> None:
         print(
             f"| {config} | {size}x{size} | {before:.0f} | {after:.0f} | {after / before:.2f} | {diff:.1e} |", flush=True
         )
-        ob.unlink(), oa.unlink()
+        ob.unlink()
+        oa.unlink()
 
 
 if __name__ == "__main__":

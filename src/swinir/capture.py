@@ -28,18 +28,17 @@ from torch import Tensor, nn
 from swinir.errors import SwinIRError
 from swinir.options import CAPTURE_NAMES
 
-__all__ = ["CaptureMode", "CapturedForward", "resolve_capture", "CAPTURE_MODES"]
+__all__ = ["CaptureMode", "CapturedForward", "resolve_capture"]
 
 CaptureMode = Literal["off", "graph", "compile"]
-CAPTURE_MODES: tuple[str, ...] = CAPTURE_NAMES
 Key = tuple[tuple[int, ...], torch.dtype, torch.device, object, object]
 
 
 def resolve_capture(mode: str, device: torch.device) -> CaptureMode:
     """``auto`` is a CUDA graph on CUDA and eager elsewhere (compiling on a CPU costs more than one image
     gains); an explicit ``graph`` off CUDA is an error rather than a silent eager run."""
-    if mode not in CAPTURE_MODES:
-        raise SwinIRError(f"capture mode must be one of {', '.join(CAPTURE_MODES)}, got {mode!r}")
+    if mode not in CAPTURE_NAMES:
+        raise SwinIRError(f"capture mode must be one of {', '.join(CAPTURE_NAMES)}, got {mode!r}")
     if mode == "auto":
         return "graph" if device.type == "cuda" else "off"
     if mode == "graph" and device.type != "cuda":

@@ -25,7 +25,7 @@ from typing import Any
 from swinir.cli.restore_controls import CONTROL_FLAGS, add_control_args, control_options, load_model, tile_value
 from swinir.cli.restore_video import add_video_args, restore_clip, run_videos, split_videos
 from swinir.errors import ImageWriteError, SwinIRError
-from swinir.options import MAX_OUTSCALE, OptionsError, RestoreOptions
+from swinir.options import CAPTURE_NAMES, MAX_OUTSCALE, OptionsError, RestoreOptions
 from swinir.restore_plan import Job, Plan, plan_restore, split_existing
 from swinir.torchrun import DistInfo, from_env
 
@@ -118,7 +118,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument(
         "--capture",
-        choices=("off", "auto", "graph", "compile"),
+        choices=CAPTURE_NAMES,
         default="off",
         help="capture the forward once per tile shape and replay it: auto = CUDA graphs on CUDA (default off)",
     )
