@@ -135,3 +135,26 @@ def test_capture_option_is_validated() -> None:
     assert RestoreOptions(capture="AUTO").capture == "auto"
     with pytest.raises(OptionsError, match="unknown capture mode 'fast'"):
         RestoreOptions(capture="fast")
+
+
+def test_a_failed_capture_is_said_once_and_not_retried(tiny: SwinIR) -> None:
+    """A capture that cannot be built (here: an unknown compile backend) fails: every image still restores
+    eagerly, with one notice, and the capture is not tried again."""
+    import warnings
+
+    import numpy as np
+
+    import swinir
+    from swinir import engine
+    from swinir.io import SwinIRNotice
+
+    img = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    eager = swinir.restore(tiny, img)
+    engine._CAPTURED[tiny] = CapturedForward(tiny, "compile", compile_backend="no-such-backend")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SwinIRNotice)
+        outs = [swinir.restore(tiny, img, capture="compile") for _ in range(2)]
+    notes = [w for w in caught if "capturing the forward failed" in str(w.message)]
+    assert len(notes) == 1 and all(np.array_equal(o, eager) for o in outs)
+    assert engine._CAPTURED[tiny] is None
+    del engine._CAPTURED[tiny]

@@ -312,14 +312,17 @@ def _run(model: Forward, x: Tensor, ensemble: bool, amp: torch.dtype | None) -> 
     return acc.div_(len(ENSEMBLE_TRANSFORMS))
 
 
-_CAPTURED: weakref.WeakKeyDictionary[nn.Module, CapturedForward] = weakref.WeakKeyDictionary()
+_CAPTURED: weakref.WeakKeyDictionary[nn.Module, CapturedForward | None] = weakref.WeakKeyDictionary()
 
 
 def _captured(model: nn.Module, mode: str, device: torch.device) -> CapturedForward | None:
     """The model's captured forward for ``mode``, kept with the model so later images of the same tile shape
-    replay the graphs of earlier ones (a folder of photos, the frames of a video)."""
+    replay the graphs of earlier ones (a folder of photos, the frames of a video). A model whose capture
+    failed is kept as None: it runs eager from then on, said once, not re-captured for every image."""
     resolved = resolve_capture(mode, device)
     if resolved == "off":
+        return None
+    if model in _CAPTURED and _CAPTURED[model] is None:
         return None
     cached = _CAPTURED.get(model)
     if cached is None or cached.mode != resolved:
@@ -342,7 +345,7 @@ def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Ten
     except Exception as exc:
         if st.captured is not None and not is_oom(exc):
             _notice(f"capturing the forward failed on {x.device} ({str(exc).splitlines()[0][:120]}): running eager")
-            st.captured = None
+            st.captured = _CAPTURED[model] = None
             return _run_safe(model, x, ensemble, st)
         if is_oom(exc):
             raise TileOutOfMemory((x.shape[-2], x.shape[-1]), x.shape[0], x.device) from None
