@@ -116,6 +116,40 @@ def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chun
     assert not torch.equal(got, plain)  # the two paths really differ in their arithmetic
 
 
+@pytest.mark.parametrize("chunk", (64, 4096))
+@pytest.mark.parametrize("window", (8, 7))
+def test_chunked_path_without_kernel_equals_reference(monkeypatch: pytest.MonkeyPatch, chunk: int, window: int) -> None:
+    """The PyTorch-only chunked path (ARM, macOS, SWINIR_CPU_KERNELS=0): blocks chunk by chunk with
+    scaled_dot_product_attention per run of windows sharing a shift mask; chunks cross mask groups at 64."""
+    monkeypatch.setattr(swinir_cpu, "CPU_CHUNK_TOKENS", chunk)
+    calls: list[int] = []
+    inner = swinir_cpu._chunk_attention
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(swinir_cpu, "_chunk_attention", counted)
+    cfg = dict(
+        upscale=1, in_chans=3, img_size=4 * window, window_size=window, embed_dim=24, depths=[2], num_heads=[3],
+        mlp_ratio=2, upsampler="", resi_connection="3conv",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = SwinIR(**cfg).eval()
+    ref = ReferenceSwinIR(**cfg).eval()
+    ref.load_state_dict(model.state_dict(), strict=False)
+    x = torch.rand(2, 3, 27, 43)
+    with torch.no_grad(), kernels.disabled():
+        want = ref(x)
+        got = model(x)
+        used = len(calls)
+        monkeypatch.setattr(swinir_cpu, "CHUNKED_WITHOUT_KERNEL", False)
+        whole = model(x)
+    assert used >= 2 and len(calls) == used  # every block took the chunked path, and only when asked
+    assert (got - want).abs().max().item() < 1e-5
+    assert (got - whole).abs().max().item() < 1e-5
+
+
 @needs_kernel
 def test_cpu_path_does_not_touch_its_input() -> None:
     torch.manual_seed(1)

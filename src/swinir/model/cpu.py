@@ -37,6 +37,13 @@ CPU_CHUNK_TOKENS = 4096
 # Winograd pays when its 16 GEMMs are big enough: measured on one AVX-512 core, 180->180 1.5x, 240->60 and
 # 64->256 1.3x, 64->64 and 180->64 ~1.0x (so those stay on oneDNN's direct convolution).
 WINOGRAD_MIN_CHANNEL_PRODUCT = 12000
+# Without the C kernel (ARM, macOS, SWINIR_CPU_KERNELS=0) blocks still run chunk by chunk, attention through
+# scaled_dot_product_attention per chunk; see benchmarks/inference.py --without-kernels for the figures.
+CHUNKED_WITHOUT_KERNEL = True
+# the C kernel for the chunks' attention, else scaled_dot_product_attention (see benchmarks/levers.py)
+ATTENTION_KERNEL = True
+# oneDNN's GELU post-op on the fc1 output, or PyTorch's GELU in place after it (see benchmarks/levers.py)
+FUSE_GELU = True
 
 
 def values_key(t: Tensor) -> tuple[Any, ...]:
@@ -92,14 +99,16 @@ class Exec:
     """How one forward runs; the modules read it instead of checking devices, modes and dtypes per call.
 
     ``linear_dtype``: the dtype oneDNN's fused inner product runs in (inputs and weights are cast to it),
-    or None for ``F.linear``. ``chunked``: Swin blocks through ``forward_chunked`` and the C attention
-    kernel. ``winograd``: large fp32 3x3 convs through ``kernels.conv3x3``.
+    or None for ``F.linear``. ``chunked``: Swin blocks through ``forward_chunked``; ``attn_kernel``: their
+    attention through the C kernel, else through ``scaled_dot_product_attention`` per chunk (ARM, macOS,
+    ``SWINIR_CPU_KERNELS=0``). ``winograd``: large fp32 3x3 convs through ``kernels.conv3x3``.
     """
 
     fp16_safe: bool = False
     linear_dtype: torch.dtype | None = None
     chunked: bool = False
     winograd: bool = False
+    attn_kernel: bool = False
 
 
 PLAIN = Exec()
@@ -116,17 +125,19 @@ def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     if not place.cpu or x.device.type != "cpu" or torch.is_grad_enabled() or tracing():
         return Exec(fp16_safe)
     kern = place.kernel_shapes and kernels.available()
+    chunked = kern or CHUNKED_WITHOUT_KERNEL
+    attn = kern and ATTENTION_KERNEL
     f32, bf16 = torch.float32, torch.bfloat16
     if torch.is_autocast_enabled("cpu"):
         if torch.get_autocast_dtype("cpu") != bf16 or x.dtype != f32 or place.dtype != f32:
             return Exec(fp16_safe)
-        return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, kern)
+        return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn)
     if x.dtype != place.dtype:
         return Exec(fp16_safe)
     if x.dtype == f32:
-        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, kern, kern)
+        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, chunked, kern, attn)
     if x.dtype == bf16:
-        return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, kern)
+        return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn)
     return Exec(fp16_safe)
 
 
@@ -147,6 +158,8 @@ def linear(layer: nn.Linear, x: Tensor, ex: Exec, gelu: bool = False, residual: 
     if residual is not None and residual.dtype == dt and residual.shape[:-1] == x.shape[:-1]:
         fused: Tensor = lp.binary(x, residual.contiguous(), w, b, "add")
         return fused
+    if gelu and not FUSE_GELU:
+        return torch.ops.aten.gelu_(lp(x, w, b, "none", [], ""))  # type: ignore[no-any-return]
     act: Tensor = lp(x, w, b, "gelu", [], "none") if gelu else lp(x, w, b, "none", [], "")
     return act if residual is None else residual + act
 
@@ -219,8 +232,12 @@ def forward_chunked(block: SwinTransformerBlock, x: Tensor, plan: WindowPlan | N
         idx = None if plan is None or block.shift_size == 0 else plan.perm[t0:t1]
         xs = src[t0:t1] if idx is None else src.index_select(0, idx)
         qkv = linear(attn.qkv, block.norm1(xs), ex).float()  # a no-op in fp32
-        a = torch.empty(xs.shape, dtype=torch.float32)
-        kernels.window_attention(qkv.view(-1, n, 3 * c), bias, group_end, t0 // n, a.view(-1, n, c), heads, attn.scale)
+        if ex.attn_kernel:
+            a = torch.empty(xs.shape, dtype=torch.float32)
+            qkv3 = qkv.view(-1, n, 3 * c)
+            kernels.window_attention(qkv3, bias, group_end, t0 // n, a.view(-1, n, c), heads, attn.scale)
+        else:
+            a = _chunk_attention(qkv.view(-1, n, 3, heads, c // heads), bias, counts, t0 // n, attn.scale)
         xs = linear(attn.proj, a.to(attn.proj.weight.dtype), ex, residual=xs)
         xs = linear(mlp.fc2, linear(mlp.fc1, block.norm2(xs), ex, gelu=True), ex, residual=xs)
         if idx is None:
@@ -228,3 +245,18 @@ def forward_chunked(block: SwinTransformerBlock, x: Tensor, plan: WindowPlan | N
         else:
             dst.index_copy_(0, idx, xs)
     return out
+
+
+def _chunk_attention(qkv: Tensor, bias: Tensor, counts: Sequence[int], first: int, scale: float) -> Tensor:
+    """PyTorch's fused attention on one chunk's windows (qkv: (windows, n, 3, heads, d)), split where the
+    window group, and so the bias and shift mask, changes; returns (windows * n, C)."""
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    outs, start, end = [], 0, first + q.shape[0]
+    for g, count in enumerate(counts):
+        lo, hi = max(start, first), min(start + count, end)
+        start += count
+        if lo < hi:
+            s = slice(lo - first, hi - first)
+            outs.append(F.scaled_dot_product_attention(q[s], k[s], v[s], attn_mask=bias[g : g + 1].to(q.dtype), scale=scale))
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    return out.transpose(1, 2).reshape(-1, out.shape[1] * out.shape[3])
