@@ -1,0 +1,94 @@
+"""A/B of the CPU path's switches on the released shapes: one process, alternating, same weights and input.
+
+Each variant is one setting of a module-level switch in ``swinir.model.cpu`` (or the kernels switched off);
+the figure is the median over ``--repeats`` alternating runs of process CPU time (1 thread) or wall time.
+It decides defaults that depend on the CPU, e.g. whether oneDNN's GELU post-op beats PyTorch's GELU after
+the GEMM, and whether chunked blocks pay without the C attention kernel (the ARM/macOS path).
+
+    python benchmarks/levers.py --threads 1 --repeats 5
+    ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 SWINIR_CPU_ISA=avx2 \\
+        python benchmarks/levers.py --threads 1 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference import machine, released_configs, test_image
+from swinir import kernels
+from swinir.model import SwinIR, cpu
+
+
+@contextlib.contextmanager
+def setting(**values: object) -> Iterator[None]:
+    before = {k: getattr(cpu, k) for k in values}
+    for k, v in values.items():
+        setattr(cpu, k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            setattr(cpu, k, v)
+
+
+@contextlib.contextmanager
+def no_kernels(**values: object) -> Iterator[None]:
+    with kernels.disabled(), setting(**values):
+        yield
+
+
+VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+    "default": contextlib.nullcontext,
+    "GELU after the GEMM": lambda: setting(FUSE_GELU=not cpu.FUSE_GELU),
+    "attention by SDPA (Winograd kept)": lambda: setting(ATTENTION_KERNEL=False),
+    "kernels off, chunked (SDPA)": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=True),
+    "kernels off, whole-size blocks": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=False),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="*", default=["classical_x2:64", "lightweight_x4:128", "real_L_x4:64"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    timer = time.process_time if args.threads == 1 else time.perf_counter
+    released = released_configs()
+    print(f"# {machine()}; {kernels.status()}; FUSE_GELU default {cpu.FUSE_GELU}")
+    print("| case | " + " | ".join(f"{v} ms" for v in VARIANTS) + " |")
+    print("|---|" + "---|" * len(VARIANTS))
+    for case in args.cases:
+        name, size = case.split(":")
+        torch.manual_seed(0)
+        model = SwinIR(**released[name]["config"]).eval()
+        x = test_image(int(size), released[name]["config"]["in_chans"])
+        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        outs = {}
+        with torch.inference_mode():
+            for v, ctx in VARIANTS.items():
+                with ctx():
+                    outs[v] = model(x)
+            for _ in range(args.repeats):
+                for v, ctx in VARIANTS.items():
+                    with ctx():
+                        t0 = timer()
+                        model(x)
+                        times[v].append(timer() - t0)
+        diff = max((o - outs["default"]).abs().max().item() for o in outs.values())
+        cells = [f"{1000 * statistics.median(t):.0f}" for t in times.values()]
+        print(f"| {name} {size}x{size} | " + " | ".join(cells) + f" |  (max diff between variants {diff:.1e})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
