@@ -235,3 +235,17 @@ def test_max_images_limits_the_training_set(images: Path) -> None:
     assert [r.hr.name for r in train_set.records] == sorted(p.name for p in images.iterdir())[:3]
     with pytest.raises(ConfigError, match="data.max_images: must be >= 0"):
         load_config("builtin-x2-tiny", ["data.max_images=-1"])
+
+
+def test_convergence_axis_starts_where_the_runs_are_worth_reading() -> None:
+    """An untrained model's first validation (~10 dB) would squash the curves into a flat line at the top:
+    the axis starts 3 dB below the worst final PSNR (or the input's) when points lie below that."""
+    from swinir.ablate.report import RunResult, curve_floor
+
+    a = RunResult("a", {}, "done", curve=[(0, 12.0), (100, 31.0), (200, 35.5)])
+    b = RunResult("b", {}, "done", curve=[(0, 9.5), (100, 33.0), (200, 36.1)])
+    assert curve_floor([a, b], None) == pytest.approx(32.5)
+    assert curve_floor([a, b], 34.0) == pytest.approx(31.0)  # the bicubic line stays in view
+    late = RunResult("c", {}, "done", curve=[(100, 34.0), (200, 35.0)])
+    assert curve_floor([late], None) is None  # nothing below: matplotlib's own limits
+    assert curve_floor([RunResult("d", {}, "new")], None) is None

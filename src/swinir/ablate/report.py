@@ -226,6 +226,16 @@ def plot_ablation(path: Path, sweep: Sweep, results: list[RunResult], base_value
     return _save(fig, path)
 
 
+def curve_floor(results: list[RunResult], base: float | None) -> float | None:
+    """The convergence plot's lower limit: 3 dB under the worst final PSNR (or the input's), or None when
+    every point is above that anyway."""
+    finals = [r.curve[-1][1] for r in results if r.curve]
+    if not finals:
+        return None
+    floor = min(finals + ([base] if base is not None else [])) - 3.0
+    return floor if min(p for r in results for _, p in r.curve) < floor else None
+
+
 def plot_convergence(path: Path, sweep: Sweep, results: list[RunResult]) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=CURVES_INCHES)
@@ -238,7 +248,13 @@ def plot_convergence(path: Path, sweep: Sweep, results: list[RunResult]) -> Path
         ax.axhline(base, color="gray", ls=":", label="input (bicubic / degraded)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("validation PSNR (dB)")
-    ax.set_title(f"convergence: {sweep.name}", fontsize=10)
+    title = f"convergence: {sweep.name}"
+    floor = curve_floor(results, base)
+    if floor is not None:  # the first few points (an untrained model) would squash the part worth reading
+        top = max([p for r in results for _, p in r.curve] + ([base] if base is not None else []))
+        ax.set_ylim(floor, top + 0.1 * (top - floor))
+        title += f" (axis from {floor:.1f} dB: earlier points lie below)"
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
