@@ -257,6 +257,8 @@ def _chunk_attention(qkv: Tensor, bias: Tensor, counts: Sequence[int], first: in
         start += count
         if lo < hi:
             s = slice(lo - first, hi - first)
-            outs.append(F.scaled_dot_product_attention(q[s], k[s], v[s], attn_mask=bias[g : g + 1].to(q.dtype), scale=scale))
+            outs.append(
+                F.scaled_dot_product_attention(q[s], k[s], v[s], attn_mask=bias[g : g + 1].to(q.dtype), scale=scale)
+            )
     out = outs[0] if len(outs) == 1 else torch.cat(outs)
     return out.transpose(1, 2).reshape(-1, out.shape[1] * out.shape[3])
