@@ -41,7 +41,8 @@ def test_inference_benchmark_small_mode(shared: Path, tmp_path: Path) -> None:
     # the limit of any implementation doing the same FLOPs: the peer's rate against the SGEMM peak
     ceiling = next(ln for ln in proc.stdout.splitlines() if ln.startswith("ceiling for fp32 at the SGEMM peak"))
     of_peak = float(peers[0]["of SGEMM peak"].rstrip("%")) / 100
-    assert abs(float(ceiling.split(": ")[1].split("x")[0]) - 1 / of_peak) <= 0.02 / of_peak
+    value = float(ceiling.split(": ")[1].split("x")[0])
+    assert 1 / (of_peak + 0.005) - 0.01 <= value <= 1 / (of_peak - 0.005) + 0.01  # the table rounds to 1%
     # the PyTorch-only path is there for comparison whenever the CPU kernel is in use, with the same output
     from swinir import kernels
 
