@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,6 +240,19 @@ def test_image(size: int, chans: int) -> Tensor:
     return torch.rand(1, chans, size, size, generator=torch.Generator().manual_seed(0))
 
 
+@contextlib.contextmanager
+def cpu_setting(**values: object) -> Iterator[None]:
+    """Module-level switches of ``swinir.model.cpu`` set for the block, restored after it."""
+    before = {k: getattr(cpu, k) for k in values}
+    for k, v in values.items():
+        setattr(cpu, k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            setattr(cpu, k, v)
+
+
 def released_configs() -> dict[str, dict]:
     root = shared_dir()
     if root is None:
@@ -316,12 +329,8 @@ def bench_case(
                 return ours(x)
 
         def whole() -> Tensor:
-            before, cpu.CHUNKED_WITHOUT_KERNEL = cpu.CHUNKED_WITHOUT_KERNEL, False
-            try:
-                with kernels.disabled():
-                    return ours(x)
-            finally:
-                cpu.CHUNKED_WITHOUT_KERNEL = before
+            with kernels.disabled(), cpu_setting(CHUNKED_WITHOUT_KERNEL=False):
+                return ours(x)
 
         runs["ours_plain"] = ("swinir, CPU kernels off (chunked, SDPA)", "fp32", plain)
         runs["ours_whole"] = ("swinir, CPU kernels off, whole-size blocks", "fp32", whole)

@@ -23,33 +23,21 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference import machine, released_configs, test_image
+from inference import cpu_setting, machine, released_configs, test_image
 from swinir import kernels
 from swinir.model import SwinIR, cpu
 
 
 @contextlib.contextmanager
-def setting(**values: object) -> Iterator[None]:
-    before = {k: getattr(cpu, k) for k in values}
-    for k, v in values.items():
-        setattr(cpu, k, v)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            setattr(cpu, k, v)
-
-
-@contextlib.contextmanager
 def no_kernels(**values: object) -> Iterator[None]:
-    with kernels.disabled(), setting(**values):
+    with kernels.disabled(), cpu_setting(**values):
         yield
 
 
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "default": contextlib.nullcontext,
-    "GELU after the GEMM": lambda: setting(FUSE_GELU=not cpu.FUSE_GELU),
-    "attention by SDPA (Winograd kept)": lambda: setting(ATTENTION_KERNEL=False),
+    "GELU after the GEMM": lambda: cpu_setting(FUSE_GELU=not cpu.FUSE_GELU),
+    "attention by SDPA (Winograd kept)": lambda: cpu_setting(ATTENTION_KERNEL=False),
     "kernels off, chunked (SDPA)": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=True),
     "kernels off, whole-size blocks": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=False),
 }

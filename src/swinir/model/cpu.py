@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swinir import kernels
-from swinir.model.layout import WindowPlan
+from swinir.model.layout import WindowPlan, attention_by_group
 
 if TYPE_CHECKING:
     from swinir.model.network import SwinTransformerBlock
@@ -248,17 +248,8 @@ def forward_chunked(block: SwinTransformerBlock, x: Tensor, plan: WindowPlan | N
 
 
 def _chunk_attention(qkv: Tensor, bias: Tensor, counts: Sequence[int], first: int, scale: float) -> Tensor:
-    """PyTorch's fused attention on one chunk's windows (qkv: (windows, n, 3, heads, d)), split where the
-    window group, and so the bias and shift mask, changes; returns (windows * n, C)."""
+    """PyTorch's fused attention on one chunk's windows (qkv: (windows, n, 3, heads, d); bias: (groups,
+    heads, n, n)); returns (windows * n, C)."""
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-    outs, start, end = [], 0, first + q.shape[0]
-    for g, count in enumerate(counts):
-        lo, hi = max(start, first), min(start + count, end)
-        start += count
-        if lo < hi:
-            s = slice(lo - first, hi - first)
-            outs.append(
-                F.scaled_dot_product_attention(q[s], k[s], v[s], attn_mask=bias[g : g + 1].to(q.dtype), scale=scale)
-            )
-    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    out = attention_by_group(q, k, v, bias.unsqueeze(1), counts, scale, first)
     return out.transpose(1, 2).reshape(-1, out.shape[1] * out.shape[3])

@@ -9,9 +9,11 @@ also sorts the windows into the four shift-mask groups, so that each group share
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 MASK_VALUE = -100.0  # the original's additive mask value (not -inf): kept for identical outputs
@@ -134,3 +136,19 @@ def shifted_window_plan(
     perm = torch.cat([(p.reshape(1, -1, n) + offsets).reshape(-1) for p in parts])
     groups = (b * (nh - 1) * (nw - 1), b * (nh - 1), b * (nw - 1), b)
     return WindowPlan(perm, groups)
+
+
+def attention_by_group(
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor, counts: Sequence[int], scale: float, first: int = 0
+) -> Tensor:
+    """Fused attention over windows sorted by shift-mask group: q, k, v (windows, heads, N, d) hold windows
+    ``first ..``; ``counts[g]`` consecutive windows (counted from window 0) use ``bias[g]`` (1, heads, N, N).
+    The mask stays 4-D: a (heads, N, N) mask sends CPU SDPA to a 4x slower path. Returns (windows, heads, N, d)."""
+    outs, start, end = [], 0, first + q.shape[0]
+    for g, count in enumerate(counts):
+        lo, hi = max(start, first), min(start + count, end)
+        start += count
+        if lo < hi:
+            s = slice(lo - first, hi - first)
+            outs.append(F.scaled_dot_product_attention(q[s], k[s], v[s], attn_mask=bias[g].to(q.dtype), scale=scale))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)

@@ -20,6 +20,7 @@ from swinir.model.cpu import PLAIN, Exec
 from swinir.model.layout import (
     WindowPlan,
     add_image_to_tokens,
+    attention_by_group,
     group_masks,
     image_to_tokens,
     relative_position_index,
@@ -130,13 +131,7 @@ class WindowAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
             out = out.transpose(1, 2)  # the fused kernels write (windows, N, heads, d): a free view
         else:
-            outs, start = [], 0
-            for g, count in enumerate(groups):
-                s = slice(start, start + count)
-                start += count
-                o = F.scaled_dot_product_attention(q[s], k[s], v[s], attn_mask=bias[g].to(q.dtype), scale=self.scale)
-                outs.append(o.transpose(1, 2))
-            out = torch.cat(outs)
+            out = attention_by_group(q, k, v, bias, groups, self.scale).transpose(1, 2)
         return cpu.linear(self.proj, out.reshape(bn, n, c), ex, residual=residual)
 
 
