@@ -116,6 +116,27 @@ def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chun
     assert not torch.equal(got, plain)  # the two paths really differ in their arithmetic
 
 
+@pytest.mark.parametrize("channels", (60, 180, 240))
+@pytest.mark.parametrize("threads", (1, 2, 3, 16))
+def test_chunk_size_fits_the_per_thread_budget(channels: int, threads: int) -> None:
+    """Chunks are a power-of-two number of whole windows, the largest whose rows fit the per-thread budget."""
+    budget = swinir_cpu.CPU_CHUNK_BYTES_PER_THREAD * threads
+    for n, itemsize in ((64, 4), (64, 2), (49, 4)):
+        tokens = swinir_cpu.chunk_tokens(n, channels, itemsize, threads)
+        windows = tokens // n
+        assert tokens % n == 0 and windows & (windows - 1) == 0
+        assert tokens * channels * itemsize <= budget < 2 * tokens * channels * itemsize
+    # a window larger than the budget still makes a chunk of one window
+    assert swinir_cpu.chunk_tokens(64, 10**6, 4, threads) == 64
+
+
+def test_fixed_chunk_tokens_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(swinir_cpu, "CPU_CHUNK_TOKENS", 100)
+    assert swinir_cpu.chunk_tokens(64, 180, 4, 2) == 64
+    monkeypatch.setattr(swinir_cpu, "CPU_CHUNK_TOKENS", 10)
+    assert swinir_cpu.chunk_tokens(64, 180, 4, 2) == 64
+
+
 @pytest.mark.parametrize("chunk", (64, 4096))
 @pytest.mark.parametrize("window", (8, 7))
 def test_chunked_path_without_kernel_equals_reference(monkeypatch: pytest.MonkeyPatch, chunk: int, window: int) -> None:

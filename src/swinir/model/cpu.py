@@ -6,9 +6,10 @@ What it adds over plain PyTorch, at the same arithmetic (measured on one Zen 4 c
   faster than the MKL GEMM behind ``F.linear`` and fuses the exact-erf GELU and the residual add. Its bf16
   form needs native bf16 (AVX512-BF16/AMX); elsewhere oneDNN cannot create the primitive, so bf16 then
   takes ``F.linear``.
-- ``forward_chunked``: each Swin block chunk by chunk of ~``CPU_CHUNK_TOKENS`` tokens (LayerNorm, qkv, the C
-  attention kernel, proj + residual, LayerNorm, MLP + residual) while the chunk is in cache; no block
-  allocates more than a few MB (240k page faults, 0.45 s of system time per 128x128 forward before).
+- ``forward_chunked``: each Swin block chunk by chunk (``chunk_tokens``: about 1 MiB of tokens per thread;
+  LayerNorm, qkv, the C attention kernel, proj + residual, LayerNorm, MLP + residual) while the chunk is in
+  cache; no block allocates more than a few MB (240k page faults, 0.45 s of system time per 128x128 forward
+  before).
 - ``conv``: fp32 3x3 convolutions with enough channels as Winograd F(2x2, 3x3) (C transforms, 16 GEMMs).
 
 The path is chosen once, as timm chooses ``fused_attn`` once: ``Placement`` when the model is built or
@@ -32,8 +33,10 @@ from swinir.model.layout import WindowPlan, attention_by_group
 if TYPE_CHECKING:
     from swinir.model.network import SwinTransformerBlock
 
-# Swin blocks run in chunks of about this many tokens (whole windows), see ``forward_chunked``.
-CPU_CHUNK_TOKENS = 4096
+# Swin blocks run in chunks whose tokens take at most this many bytes per thread (see ``chunk_tokens``).
+CPU_CHUNK_BYTES_PER_THREAD = 1 << 20
+# a fixed number of tokens per chunk instead (rounded to whole windows): tests and experiments
+CPU_CHUNK_TOKENS: int | None = None
 # Winograd pays when its 16 GEMMs are big enough: measured on one AVX-512 core, 180->180 1.5x, 240->60 and
 # 64->256 1.3x, 64->64 and 180->64 ~1.0x (so those stay on oneDNN's direct convolution).
 WINOGRAD_MIN_CHANNEL_PRODUCT = 12000
@@ -203,10 +206,27 @@ def conv(module: nn.Module, x: Tensor, ex: Exec) -> Tensor:
     return out
 
 
+def chunk_tokens(n: int, channels: int, itemsize: int, threads: int) -> int:
+    """Tokens per chunk: the largest power-of-two number of ``n``-token windows whose ``channels``-wide rows
+    fit in ``CPU_CHUNK_BYTES_PER_THREAD`` per thread (at least one window).
+
+    Why this size: the chunk's temporaries (qkv is 3x the rows, the MLP hidden 2x) then stay a few MB, which
+    glibc keeps in its heap; 4096-token chunks of the 180- and 240-channel models allocated 8-12 MB each and
+    page-faulted them back in for every block (26k-64k faults, 5-10% of a one-thread 64x64 forward). A power
+    of two splits power-of-two window counts (a 64x64 input has 64 windows) without a small tail chunk, which
+    measured slower (1088-token chunks of 64 windows: 3-5%). At 2 threads the chunk doubles: each thread
+    then works on about as many rows as one thread does alone.
+    """
+    if CPU_CHUNK_TOKENS is not None:
+        return max(1, CPU_CHUNK_TOKENS // n) * n
+    fit = CPU_CHUNK_BYTES_PER_THREAD * max(1, threads) // max(1, n * channels * itemsize)
+    return (1 << max(0, fit.bit_length() - 1)) * n
+
+
 def forward_chunked(block: SwinTransformerBlock, x: Tensor, plan: WindowPlan | None, out: Tensor, ex: Exec) -> Tensor:
     """A whole Swin block chunk by chunk of windows, written into ``out`` (``x`` is never written).
 
-    Each chunk (~CPU_CHUNK_TOKENS tokens) goes LayerNorm -> qkv -> attention kernel -> proj + residual ->
+    Each chunk (``chunk_tokens``) goes LayerNorm -> qkv -> attention kernel -> proj + residual ->
     LayerNorm -> MLP + residual while it is in the last-level cache. The MLP is token-wise, so a shifted
     block keeps its chunk in shifted-window order and scatters it once, at the end. No temporary is
     larger than a chunk, so the allocator reuses the same few MB instead of page-faulting in fresh
@@ -226,7 +246,7 @@ def forward_chunked(block: SwinTransformerBlock, x: Tensor, plan: WindowPlan | N
     group_end = torch.tensor(counts, dtype=torch.int64).cumsum(0)
     bias = block.attn_bias(x.device).reshape(len(counts), heads, n, n).float().contiguous()
     src, dst = x.view(b * length, c), out.view(b * length, c)
-    step = max(1, CPU_CHUNK_TOKENS // n) * n
+    step = chunk_tokens(n, c, x.element_size(), torch.get_num_threads())
     for t0 in range(0, b * length, step):
         t1 = min(t0 + step, b * length)
         idx = None if plan is None or block.shift_size == 0 else plan.perm[t0:t1]
