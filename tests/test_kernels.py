@@ -273,16 +273,18 @@ def test_restore_cli_says_when_the_kernel_is_not_used(
 
 
 @needs_kernel
+@pytest.mark.parametrize("tile", (2, 4))
 @pytest.mark.parametrize("threads", (1, 2))
 @pytest.mark.parametrize(
     "b,cin,cout,h,w,bias",
     [(1, 180, 180, 16, 16, True), (2, 60, 240, 13, 7, True), (1, 64, 48, 5, 9, False), (1, 33, 17, 1, 3, True)],
 )
 def test_winograd_conv_equals_direct(
-    b: int, cin: int, cout: int, h: int, w: int, bias: bool, threads: int, monkeypatch: pytest.MonkeyPatch
+    b: int, cin: int, cout: int, h: int, w: int, bias: bool, threads: int, tile: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Odd and even sizes, single rows, channel counts off the 16-lane grid, tile batches split (3 tiles)."""
-    monkeypatch.setattr(kernels, "WINOGRAD_TILES", 3)
+    """F(2x2, 3x3) and F(4x4, 3x3): odd and even sizes, single rows, sizes that are not tile multiples,
+    channel counts off the 16-lane grid, tile batches split (12 pixels: 3 tiles of 2x2, 1 of 4x4)."""
+    monkeypatch.setattr(kernels, "WINOGRAD_PIXELS", 12)
     g = torch.Generator().manual_seed(cin + h)
     x = torch.randn(b, cin, h, w, generator=g).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(cout, cin, 3, 3, generator=g) * 0.05
@@ -291,13 +293,21 @@ def test_winograd_conv_equals_direct(
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        got = kernels.conv3x3(x, kernels.winograd_weight(weight), bvec)
+        u = kernels.winograd_weight(weight, tile)
+        got = kernels.conv3x3(x, u, bvec)
     finally:
         torch.set_num_threads(before)
     direct = F.conv2d(x, weight, bvec, padding=1)
+    assert u.shape == ((tile + 2) ** 2, cout, cin)
     assert got.shape == ref.shape and got.is_contiguous(memory_format=torch.channels_last)
     err, err_direct = (got.double() - ref).abs().max().item(), (direct.double() - ref).abs().max().item()
-    assert err < 1e-5 and err < 8 * err_direct + 1e-6  # Winograd F(2x2,3x3) rounds a few times worse, no more
+    # F(2x2, 3x3) rounds a few times worse than a direct conv, F(4x4, 3x3) (coefficients up to 8) ~5x worse
+    assert err < (1e-5 if tile == 2 else 1e-4) and err < (8 if tile == 2 else 16) * err_direct + 1e-6
+
+
+def test_winograd_weight_rejects_other_tiles() -> None:
+    with pytest.raises(ValueError, match="2 or 4"):
+        kernels.winograd_weight(torch.zeros(4, 4, 3, 3), 3)
 
 
 @needs_kernel
@@ -324,10 +334,38 @@ def test_model_convs_take_winograd_and_match(golden: Path, golden_index: dict) -
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kernels, "conv3x3", counting)
         mp.setattr(swinir_cpu, "WINOGRAD_MIN_CHANNEL_PRODUCT", 2000)
+        mp.setattr(swinir_cpu, "WINOGRAD_MIN_WORK", 1 << 62)
         with torch.no_grad():
             out = model(data["input"])
     assert sorted(calls) == sorted(expected) and calls
     assert (out - data["output"]).abs().max().item() < 1e-4
+
+
+@needs_kernel
+@pytest.mark.parametrize("cin,cout,side,winograd", [(64, 64, 128, True), (64, 64, 32, False), (180, 180, 8, True)])
+def test_winograd_takes_convs_by_channels_or_work(
+    cin: int, cout: int, side: int, winograd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """64->64 convs take Winograd on large images only (they lost at 64x64 on two threads); 180->180 always."""
+    calls: list[int] = []
+    original = kernels.conv3x3
+
+    def counting(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        calls.append(u.shape[0])
+        return original(x, u, bias)
+
+    monkeypatch.setattr(kernels, "conv3x3", counting)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(cin, cout, 3, 1, 1).eval()
+    x = torch.rand(1, cin, side, side).contiguous(memory_format=torch.channels_last)
+    ex = swinir_cpu.Exec(linear_dtype=torch.float32, chunked=True, winograd=True, attn_kernel=True)
+    with torch.no_grad():
+        got, want = (
+            swinir_cpu.conv(conv, x, ex),
+            F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1),
+        )
+    assert calls == ([36] if winograd else [])  # F(4x4, 3x3): 36 points
+    assert (got.double() - want).abs().max().item() < 1e-4
 
 
 @needs_kernel

@@ -4,7 +4,7 @@ Why: on a CPU, PyTorch's fused attention runs SwinIR's tiny 64-token windows at 
 dispatch, online-softmax rescaling, layout copies), which made attention 15-17% of an fp32 forward. The
 window-attention kernel in ``window_attention.c`` computes each window and head with the whole score tile
 in L1 and reads q, k, v straight from the qkv projection's output. ``winograd.c`` holds the transforms of
-Winograd F(2x2, 3x3) for the larger 3x3 convolutions.
+Winograd F(2x2, 3x3) and F(4x4, 3x3) for the larger 3x3 convolutions.
 
 Built per instruction set from one source (``simd.h``): AVX-512 where the CPU has it, else AVX2 + FMA;
 ``SWINIR_CPU_ISA=avx512|avx2|none`` forces one (CI runs the AVX2 build on AVX-512 machines this way).
@@ -159,6 +159,10 @@ def _try_load() -> tuple[ctypes.CDLL | None, str | None, str]:
     lib.swinir_winograd23_input.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
     lib.swinir_winograd23_output.restype = None
     lib.swinir_winograd23_output.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
+    lib.swinir_winograd43_input.restype = None
+    lib.swinir_winograd43_input.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
+    lib.swinir_winograd43_output.restype = None
+    lib.swinir_winograd43_output.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
     return lib, isa, f"{isa} build loaded from {target}"
 
 
@@ -246,54 +250,81 @@ def _scratch(numel: int) -> Tensor:
     return buf[:numel]
 
 
-# F(2x2, 3x3): U = G g G^T per (out, in) channel pair
-_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
-WINOGRAD_TILES = 2048  # 2x2 output tiles per batch of 16 GEMMs and per thread ...
-WINOGRAD_SCRATCH_BYTES = 32 << 20  # ... as long as the transformed input (16 x tiles x C floats) fits here
+# U = G g G^T per (out, in) channel pair: F(2x2, 3x3) and F(4x4, 3x3) (Lavin & Gray's points 0, +-1, +-2)
+_G = {
+    2: ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0)),
+    4: (
+        (1 / 4, 0.0, 0.0),
+        (-1 / 6, -1 / 6, -1 / 6),
+        (-1 / 6, 1 / 6, -1 / 6),
+        (1 / 24, 1 / 12, 1 / 6),
+        (1 / 24, -1 / 12, 1 / 6),
+        (0.0, 0.0, 1.0),
+    ),
+}
+WINOGRAD_PIXELS = 8192  # output pixels per batch of GEMMs and per thread ...
+WINOGRAD_SCRATCH_BYTES = 32 << 20  # ... as long as the transformed input (points x tiles x C floats) fits here
 
 
-def winograd_weight(weight: Tensor) -> Tensor:
-    """(out, in, 3, 3) conv weight -> (16, out, in) Winograd F(2x2, 3x3) weight (computed in float64)."""
-    g = torch.tensor(_G, dtype=torch.float64)
+def winograd_weight(weight: Tensor, tile: int = 2) -> Tensor:
+    """(out, in, 3, 3) conv weight -> (points, out, in) Winograd F(tile x tile, 3x3) weight, computed in
+    float64; points = (tile + 2)^2: 16 for F(2x2, 3x3), 36 for F(4x4, 3x3)."""
+    if tile not in _G:
+        raise ValueError(f"Winograd tiles are 2 or 4, got {tile}")
+    g = torch.tensor(_G[tile], dtype=torch.float64)
     u = torch.einsum("ak,oikl,bl->aboi", g, weight.detach().to(torch.float64, copy=False), g)
-    return u.reshape(16, weight.shape[0], weight.shape[1]).to(weight.dtype).contiguous()
+    return u.reshape((tile + 2) ** 2, weight.shape[0], weight.shape[1]).to(weight.dtype).contiguous()
 
 
 def conv3x3(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
-    """A 3x3 / stride 1 / zero-pad 1 conv of channels-last fp32 ``x`` (B, C, H, W) by Winograd F(2x2, 3x3).
+    """A 3x3 / stride 1 / zero-pad 1 conv of channels-last fp32 ``x`` (B, C, H, W) by Winograd.
 
-    ``u`` comes from ``winograd_weight``. 4 instead of 9 multiply-adds per output pixel and channel pair;
-    the transforms (window of 4x4 inputs -> 16 values, 16 products -> 2x2 outputs) only add and subtract.
+    ``u`` comes from ``winograd_weight``; its first dimension says the variant: 16 points for F(2x2, 3x3)
+    (4 instead of 9 multiply-adds per output pixel and channel pair; transforms that only add and subtract),
+    36 for F(4x4, 3x3) (2.25; transforms with small integer coefficients, a few times the rounding).
     Returns a channels-last (B, out, H, W) tensor.
     """
     lib = _load()
     if lib is None:
         raise RuntimeError(f"the CPU kernels are not available: {_status}")
     b, c, h, w = x.shape
-    o = u.shape[1]
-    if x.dtype != torch.float32 or u.dtype != torch.float32 or u.dim() != 3 or u.shape[0] != 16 or u.shape[2] != c:
+    o, points = u.shape[1], u.shape[0]
+    if (
+        x.dtype != torch.float32
+        or u.dtype != torch.float32
+        or u.dim() != 3
+        or points not in (16, 36)
+        or u.shape[2] != c
+    ):
         raise ValueError(
-            f"conv3x3 takes fp32 x (B, C, H, W) and u (16, out, C); got {tuple(x.shape)}, {tuple(u.shape)}"
+            f"conv3x3 takes fp32 x (B, C, H, W) and u (16 or 36, out, C); got {tuple(x.shape)}, {tuple(u.shape)}"
         )
+    tile = 2 if points == 16 else 4
+    transform_in, transform_out = (
+        (lib.swinir_winograd23_input, lib.swinir_winograd23_output)
+        if tile == 2
+        else (lib.swinir_winograd43_input, lib.swinir_winograd43_output)
+    )
     if not x.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
     if bias is not None:
         bias = bias.detach().to(torch.float32).contiguous()
     out = torch.empty((b, o, h, w), dtype=torch.float32, memory_format=torch.channels_last)
-    tiles = b * ((h + 1) // 2) * ((w + 1) // 2)
+    tiles = b * -(-h // tile) * -(-w // tile)
     bias_ptr = None if bias is None else bias.data_ptr()
     onednn = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]  # unannotated in torch
-    per_batch = max(1, min(WINOGRAD_TILES * torch.get_num_threads(), WINOGRAD_SCRATCH_BYTES // (64 * c)))
-    scratch = _scratch(16 * min(per_batch, tiles) * c)
+    per_thread = max(1, WINOGRAD_PIXELS // (tile * tile))
+    per_batch = max(1, min(per_thread * torch.get_num_threads(), WINOGRAD_SCRATCH_BYTES // (4 * points * c)))
+    scratch = _scratch(points * min(per_batch, tiles) * c)
     for first in range(0, tiles, per_batch):
         count = min(per_batch, tiles - first)
-        v = scratch[: 16 * count * c].view(16, count, c)
-        lib.swinir_winograd23_input(x.data_ptr(), b, h, w, c, first, count, v.data_ptr())
-        # 16 GEMMs (count x in) @ (in x out); oneDNN's inner product runs these ~1.35x faster than bmm
+        v = scratch[: points * count * c].view(points, count, c)
+        transform_in(x.data_ptr(), b, h, w, c, first, count, v.data_ptr())
+        # one GEMM (count x in) @ (in x out) per point; oneDNN's inner product runs these ~1.35x faster than bmm
         if onednn:
-            m = [torch.ops.mkldnn._linear_pointwise(v[k], u[k], None, "none", [], "") for k in range(16)]
+            m = [torch.ops.mkldnn._linear_pointwise(v[k], u[k], None, "none", [], "") for k in range(points)]
         else:
             m = list(torch.bmm(v, u.transpose(1, 2)).unbind(0))
-        ptrs = (ctypes.c_void_p * 16)(*(t.data_ptr() for t in m))
-        lib.swinir_winograd23_output(ptrs, bias_ptr, b, h, w, o, first, count, out.data_ptr())
+        ptrs = (ctypes.c_void_p * points)(*(t.data_ptr() for t in m))
+        transform_out(ptrs, bias_ptr, b, h, w, o, first, count, out.data_ptr())
     return out

@@ -10,7 +10,7 @@ What it adds over plain PyTorch, at the same arithmetic (measured on one Zen 4 c
   LayerNorm, qkv, the C attention kernel, proj + residual, LayerNorm, MLP + residual) while the chunk is in
   cache; no block allocates more than a few MB (240k page faults, 0.45 s of system time per 128x128 forward
   before).
-- ``conv``: fp32 3x3 convolutions with enough channels as Winograd F(2x2, 3x3) (C transforms, 16 GEMMs).
+- ``conv``: fp32 3x3 convolutions with enough channels as Winograd F(4x4, 3x3) (C transforms, 36 GEMMs).
 
 The path is chosen once, as timm chooses ``fused_attn`` once: ``Placement`` when the model is built or
 placed (``.to()``, ``.float()``, ``.bfloat16()``), ``choose`` once per forward for the mode (gradients,
@@ -37,9 +37,15 @@ if TYPE_CHECKING:
 CPU_CHUNK_BYTES_PER_THREAD = 1 << 20
 # a fixed number of tokens per chunk instead (rounded to whole windows): tests and experiments
 CPU_CHUNK_TOKENS: int | None = None
-# Winograd pays when its 16 GEMMs are big enough: measured on one AVX-512 core, 180->180 1.5x, 240->60 and
-# 64->256 1.3x, 64->64 and 180->64 ~1.0x (so those stay on oneDNN's direct convolution).
-WINOGRAD_MIN_CHANNEL_PRODUCT = 12000
+# Winograd F(4x4, 3x3) pays for a 3x3 conv whose GEMMs are big enough: enough channels, or enough channels
+# times pixels. Measured against oneDNN's direct convolution (benchmarks/results_cpu.md, session 6): 180->180,
+# 240->60, 64->256 at 64x64 1.2-2.5x at 1 and 2 threads, AVX-512 and AVX2; 64->64 and 60->60 at 128x128 and
+# up 1.2-1.8x; 60->60 at 64x64 1.07-1.45x at one thread but 0.69x at two; 60->48 and 64->12 lose.
+WINOGRAD_MIN_CHANNEL_PRODUCT = 12000  # in x out channels
+WINOGRAD_MIN_WORK = 1 << 25  # in x out channels x output pixels
+# Winograd F(TILE x TILE, 3x3): 4 (2.25 multiply-adds per output, 1.1-1.6x faster than F(2x2, 3x3) on every
+# shape above) or 2 (4 multiply-adds, transforms that only add and subtract: less rounding)
+WINOGRAD_TILE = 4
 # Without the C kernel (ARM, macOS, SWINIR_CPU_KERNELS=0) blocks still run chunk by chunk, attention through
 # scaled_dot_product_attention per chunk; see benchmarks/inference.py --without-kernels for the figures.
 CHUNKED_WITHOUT_KERNEL = True
@@ -176,26 +182,30 @@ def _winograd_shape_ok(conv: nn.Module, x: Tensor) -> bool:
         and conv.dilation == (1, 1)
         and conv.groups == 1
         and conv.padding_mode == "zeros"
-        and conv.in_channels * conv.out_channels >= WINOGRAD_MIN_CHANNEL_PRODUCT
         and x.dim() == 4
+        and _winograd_pays(conv.in_channels * conv.out_channels, x.shape[-2] * x.shape[-1])
         and x.dtype == conv.weight.dtype == torch.float32
     )
 
 
+def _winograd_pays(channel_product: int, pixels: int) -> bool:
+    return channel_product >= WINOGRAD_MIN_CHANNEL_PRODUCT or channel_product * pixels >= WINOGRAD_MIN_WORK
+
+
 def _winograd_weight(conv: nn.Conv2d) -> Tensor:
     """The conv's Winograd weight, cached on the module like the attention biases (keyed on the version)."""
-    key = values_key(conv.weight)
+    key = (*values_key(conv.weight), WINOGRAD_TILE)
     cached = getattr(conv, "_swinir_winograd", None)
     if cached is None or cached[0] != key:
         with torch.inference_mode(False), torch.no_grad():
-            cached = (key, kernels.winograd_weight(conv.weight))
+            cached = (key, kernels.winograd_weight(conv.weight, WINOGRAD_TILE))
         conv._swinir_winograd = cached  # type: ignore[assignment]
     return cached[1]
 
 
 def conv(module: nn.Module, x: Tensor, ex: Exec) -> Tensor:
     """``module(x)`` for a conv or a Sequential of convs and activations; with ``ex.winograd`` the large 3x3
-    convs run as Winograd F(2x2, 3x3) (``swinir.kernels.conv3x3``: 2.25x fewer multiply-adds)."""
+    convs run as Winograd F(4x4, 3x3) (``swinir.kernels.conv3x3``: 4x fewer multiply-adds)."""
     if isinstance(module, nn.Sequential):
         for m in module:
             x = conv(m, x, ex)
