@@ -195,10 +195,14 @@ def test_resume_keeps_finished_runs_and_continues_the_interrupted_one(images: Pa
     )
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "swinir", "ablate", str(sweep), "--out", str(out)]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # the harness holds the second run after step 6 (its step-4 checkpoint saved) until the Ctrl-C lands
+    harness = Path(__file__).parent / "harness"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(harness), os.environ.get("PYTHONPATH")]))}
+    env["SWINIR_TEST_HOLD"] = "embed_dim=16:6"
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     second = out / "runs" / "embed_dim=16"
     deadline = time.time() + 240
-    while not (second / "checkpoints" / "latest.pt").exists():
+    while not (second / "held").exists():
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[0].decode()[-2000:]
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: reaches the sweep and its worker
@@ -208,6 +212,7 @@ def test_resume_keeps_finished_runs_and_continues_the_interrupted_one(images: Pa
     first = out / "runs" / "embed_dim=8"
     kept = {p: p.stat().st_mtime_ns for p in (first / "result.json", first / "metrics.jsonl")}
     stopped_at = max(json.loads(line)["iter"] for line in (second / "metrics.jsonl").read_text().splitlines())
+    assert (second / "checkpoints" / "latest.pt").exists()
     assert 4 <= stopped_at < 12 and not (second / "result.json").exists()
     rows = list(csv.DictReader((out / "results.csv").open()))  # partial results are reported too
     assert [r["state"] for r in rows] == ["done", "partial"]
