@@ -3,7 +3,8 @@
 Each variant is one setting of a module-level switch in ``swinir.model.cpu`` (or the kernels switched off);
 the figure is the median over ``--repeats`` alternating runs of process CPU time (1 thread) or wall time.
 It decides defaults that depend on the CPU, e.g. whether oneDNN's GELU post-op beats PyTorch's GELU after
-the GEMM, and whether chunked blocks pay without the C attention kernel (the ARM/macOS path).
+the GEMM (only in oneDNN's AVX-512 code), and whether chunked blocks pay without the C attention kernel
+(the ARM/macOS path).
 
     python benchmarks/levers.py --threads 1 --repeats 5
     ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 SWINIR_CPU_ISA=avx2 \\
@@ -36,7 +37,8 @@ def no_kernels(**values: object) -> Iterator[None]:
 
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "default": contextlib.nullcontext,
-    "GELU after the GEMM": lambda: cpu_setting(FUSE_GELU=not cpu.FUSE_GELU),
+    # the other GELU placement than this CPU's default (post-op on AVX-512, after the GEMM elsewhere)
+    "GELU placement flipped": lambda: cpu_setting(FUSE_GELU=not cpu.FUSE_GELU),
     "attention by SDPA (Winograd kept)": lambda: cpu_setting(ATTENTION_KERNEL=False),
     "kernels off, chunked (SDPA)": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=True),
     "kernels off, whole-size blocks": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=False),

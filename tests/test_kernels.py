@@ -137,6 +137,39 @@ def test_fixed_chunk_tokens_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert swinir_cpu.chunk_tokens(64, 180, 4, 2) == 64
 
 
+@pytest.mark.parametrize(
+    "flags,cap,want",
+    [({"avx512f", "avx2"}, None, True), ({"avx512f"}, "AVX2", False), ({"avx512f"}, "avx512_core_amx", True),
+     ({"avx512f"}, "SSE41", False), ({"avx2", "fma"}, None, False), (set(), None, False)],
+)  # fmt: skip
+def test_onednn_avx512_reads_the_cpu_and_the_cap(
+    flags: set[str], cap: str | None, want: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GELU post-op is chosen only where oneDNN runs AVX-512 code (it lost on AVX2): CPU flags and cap."""
+    monkeypatch.setattr(kernels, "cpu_flags", lambda: flags)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert swinir_cpu.onednn_avx512() is want
+
+
+@pytest.mark.skipif(not swinir_cpu.ONEDNN_LINEAR, reason="needs oneDNN's fused linear (torch built with mkldnn)")
+@pytest.mark.parametrize("fuse", (True, False))
+def test_mlp_gelu_fused_or_after_the_gemm_is_exact_gelu(fuse: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fc1 + GELU through oneDNN's post-op or PyTorch's GELU afterwards: both the exact-erf GELU."""
+    monkeypatch.setattr(swinir_cpu, "FUSE_GELU", fuse)
+    torch.manual_seed(0)
+    fc1 = torch.nn.Linear(24, 48)
+    x = torch.randn(300, 24)
+    ex = swinir_cpu.Exec(linear_dtype=torch.float32)
+    with torch.no_grad():
+        got = swinir_cpu.linear(fc1, x, ex, gelu=True)
+        want = F.gelu(F.linear(x.double(), fc1.weight.double(), fc1.bias.double()))
+    assert (got.double() - want).abs().max().item() < 1e-5
+
+
 @pytest.mark.parametrize("chunk", (64, 4096))
 @pytest.mark.parametrize("window", (8, 7))
 def test_chunked_path_without_kernel_equals_reference(monkeypatch: pytest.MonkeyPatch, chunk: int, window: int) -> None:
@@ -237,7 +270,7 @@ def test_each_isa_build_can_be_forced(tmp_path: Path, isa: str) -> None:
     """SWINIR_CPU_ISA builds and loads that ISA's variant (the CI's second pass forces avx2 this way); an
     ISA the CPU lacks, or an unknown name, leaves the kernels off with the reason."""
     res = _python(_PROBE, tmp_path, SWINIR_CPU_ISA=isa)
-    if set(kernels.ISAS[isa][0]) <= kernels._cpu_flags():
+    if set(kernels.ISAS[isa][0]) <= kernels.cpu_flags():
         assert "AVAILABLE True True" in res.stdout and f"{isa} build loaded" in res.stdout, res.stderr
         assert len(list((tmp_path / "kernels").glob(f"swinir_cpu-{isa}-*.so"))) == 1
     else:

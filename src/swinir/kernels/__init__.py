@@ -62,7 +62,8 @@ _enabled = True
 _isa: str | None = None
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags() -> set[str]:
+    """The x86 feature flags of /proc/cpuinfo (empty elsewhere)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -89,7 +90,7 @@ def choose_isa() -> tuple[str | None, str]:
     """The kernels' instruction set here (or None) and, when None, why: forced by SWINIR_CPU_ISA, else
     the widest that the CPU's flags allow."""
     forced = os.environ.get(ISA_ENV, "").strip().lower()
-    flags = _cpu_flags()
+    flags = cpu_flags()
     if forced in ("none", "off", "0"):
         return None, f"{ISA_ENV}={forced}"
     if forced and forced not in ISAS:

@@ -19,6 +19,7 @@ tracing, autocast). The network modules only read the resulting ``Exec``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,8 +52,20 @@ WINOGRAD_TILE = 4
 CHUNKED_WITHOUT_KERNEL = True
 # the C kernel for the chunks' attention, else scaled_dot_product_attention (see benchmarks/levers.py)
 ATTENTION_KERNEL = True
-# oneDNN's GELU post-op on the fc1 output, or PyTorch's GELU in place after it (see benchmarks/levers.py)
-FUSE_GELU = True
+
+
+def onednn_avx512() -> bool:
+    """Whether oneDNN runs AVX-512 code here: the CPU has it and ``ONEDNN_MAX_CPU_ISA`` does not cap it."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
+    capped = cap.startswith(("SSE", "AVX2", "AVX_")) or cap in ("AVX", "DEFAULT_NONE")
+    return "avx512f" in kernels.cpu_flags() and not capped
+
+
+# oneDNN's GELU post-op on the fc1 output, or PyTorch's GELU in place after it (benchmarks/levers.py). The
+# post-op pays only in oneDNN's AVX-512 code: its AVX2 GELU made fc1 25% slower than the GEMM plus
+# PyTorch's GELU (AMD Zen 3, 1024x240 -> 480: 5.07 vs 3.81 ms), whole forwards 2-8% slower on Zen 3 and
+# 1-3% on an AVX2-capped Xeon (benchmarks/results_cpu.md, sessions 5 and 7).
+FUSE_GELU = onednn_avx512()
 
 
 def values_key(t: Tensor) -> tuple[Any, ...]:
