@@ -410,12 +410,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    flags = ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in text.split())
-    except OSError:
-        pass
+    have = kernels.cpu_flags()
+    named = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in have]
+    if not named and have:  # an x86 CPU without AVX-512: say what it has instead of nothing
+        named = [f for f in ("avx2", "fma") if f in have] + ["no AVX-512"]
+    flags = ", ".join(named) or platform.machine()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     caps = [
         f"{k}={os.environ[k]}"
