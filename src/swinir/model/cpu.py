@@ -57,7 +57,7 @@ ATTENTION_KERNEL = True
 def onednn_avx512() -> bool:
     """Whether oneDNN runs AVX-512 code here: the CPU has it and ``ONEDNN_MAX_CPU_ISA`` does not cap it."""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
-    capped = cap.startswith(("SSE", "AVX2", "AVX_")) or cap in ("AVX", "DEFAULT_NONE")
+    capped = cap.startswith(("SSE", "AVX2")) or cap == "AVX"  # oneDNN's names below AVX512_CORE
     return "avx512f" in kernels.cpu_flags() and not capped
 
 
