@@ -258,6 +258,89 @@ def test_bad_requests_get_a_clear_4xx(server: ServeProcess, files: list, form: d
     assert len(requests.get(server.api("/api/jobs"), timeout=10).json()["jobs"]) == before  # nothing queued
 
 
+def test_bad_files_among_good_ones_are_reported_and_the_good_ones_run(server: ServeProcess) -> None:
+    files = [
+        ("a.png", png_bytes(noise_image(12, 12, seed=1))),
+        ("notes.png", b"hello, this is text"),
+        ("b.png", png_bytes(noise_image(12, 16, seed=2))),
+        ("cut.png", png_bytes(noise_image(32, 32))[:300]),
+    ]
+    resp = submit(server, files, model="builtin-x2")
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert [j["filename"] for j in body["jobs"]] == ["a.png", "b.png"]
+    refused = body["refused"]
+    assert [(r["index"], r["filename"], r["status"]) for r in refused] == [(1, "notes.png", 415), (3, "cut.png", 422)]
+    assert "not an image" in refused[0]["error"] and "truncated" in refused[1]["error"]
+    assert all(wait_done(server, j["id"])["state"] == "done" for j in body["jobs"])
+
+
+def test_when_every_file_is_refused_the_error_names_each(server: ServeProcess) -> None:
+    before = len(requests.get(server.api("/api/jobs"), timeout=10).json()["jobs"])
+    resp = submit(server, [("notes.png", b"hello, this is text"), ("bomb.png", _bomb_png(6000, 6000))])
+    assert resp.status_code == 422  # two different reasons (415, 413)
+    body = resp.json()
+    assert "notes.png: not an image" in body["error"] and "bomb.png:" in body["error"] and "\n" not in body["error"]
+    assert [(r["index"], r["status"]) for r in body["refused"]] == [(0, 415), (1, 413)]
+    assert len(requests.get(server.api("/api/jobs"), timeout=10).json()["jobs"]) == before
+
+
+def _exif_rotated_jpeg(h: int, w: int) -> bytes:
+    """A JPEG stored h x w whose EXIF says "rotate 90 degrees clockwise" (orientation 6): shown w x h."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(noise_image(h, w)).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["tiff16", "tiff8-gray", "exif-rotated-jpeg", "png-alpha"])
+def test_every_input_has_a_png_preview_as_the_restore_reads_it(server: ServeProcess, tmp_path: Path, kind: str) -> None:
+    from swinir.io import read_image, to_8bit, write_image
+
+    src = tmp_path / f"in-{kind}"
+    if kind == "tiff16":
+        rgb16 = noise_image(14, 18).astype(np.uint16) * 256 + np.arange(18, dtype=np.uint16)[:, None]
+        src = write_image(src.with_suffix(".tif"), rgb16)
+    elif kind == "tiff8-gray":
+        src = write_image(src.with_suffix(".tif"), noise_image(14, 18)[..., 0])
+    elif kind == "exif-rotated-jpeg":
+        src = src.with_suffix(".jpg")
+        src.write_bytes(_exif_rotated_jpeg(14, 18))
+    else:
+        rgba = np.dstack([noise_image(14, 18), np.linspace(0, 255, 14 * 18).reshape(14, 18).astype(np.uint8)])
+        src = src.with_suffix(".png")
+        src.write_bytes(png_bytes(rgba))
+    want = read_image(src)
+    job = submit(server, [(src.name, src.read_bytes())], model="builtin-x2").json()["jobs"][0]
+    assert (job["input"]["width"], job["input"]["height"]) == (want.width, want.height)  # upright, as restored
+    assert (job["output"]["width"], job["output"]["height"]) == (2 * want.width, 2 * want.height)
+
+    got = requests.get(server.api(f"/api/jobs/{job['id']}/preview"), timeout=30)
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+    preview = Image.open(io.BytesIO(got.content))
+    assert preview.format == "PNG" and preview.size == (want.width, want.height)
+    pixels = np.asarray(preview)
+    assert pixels.dtype == np.uint8
+    if want.alpha is not None:
+        assert np.array_equal(pixels[..., -1], to_8bit(want.alpha))
+        pixels = pixels[..., :-1]
+    assert np.array_equal(pixels.squeeze(), to_8bit(want.array))
+    done = wait_done(server, job["id"])
+    assert done["state"] == "done"
+    result = Image.open(io.BytesIO(requests.get(server.api(f"/api/jobs/{job['id']}/result"), timeout=10).content))
+    assert result.size == (done["output"]["width"], done["output"]["height"])  # what the page lays out
+
+
+def test_the_page_has_a_favicon(server: ServeProcess) -> None:
+    page = requests.get(server.url + "/", timeout=10).text
+    assert '<link rel="icon" href="/static/favicon.svg"' in page
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        icon = requests.get(server.api(path), timeout=10)
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+        assert icon.text.lstrip().startswith("<svg")
+
+
 def test_pillows_own_bomb_guard_is_also_a_413(server: ServeProcess) -> None:
     resp = submit(server, [("huge.png", _bomb_png(20000, 10000))])  # 200 MP: past Pillow's own limit
     assert resp.status_code == 413 and "decompression bomb" in resp.json()["error"]
@@ -285,6 +368,11 @@ def test_limits_upload_input_and_output_pixels(tmp_path: Path) -> None:
         assert resp.status_code == 413 and "output limit" in resp.json()["error"]
         resp = submit(srv, [("ok.png", png_bytes(noise_image(40, 40)))], model="builtin-x4", outscale=2)
         assert resp.status_code == 202
+        # in one request, a file over a limit is refused alone
+        resp = submit(srv, [("big.png", big), ("ok.png", png_bytes(noise_image(20, 20)))], model="builtin-x2")
+        assert resp.status_code == 202 and [j["filename"] for j in resp.json()["jobs"]] == ["ok.png"]
+        (refused,) = resp.json()["refused"]
+        assert (refused["index"], refused["status"]) == (0, 413) and "upload limit" in refused["error"]
     finally:
         srv.stop()
 

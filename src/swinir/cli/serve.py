@@ -12,6 +12,7 @@ EPILOG = """examples:
   swinir serve                                  # http://127.0.0.1:8000/ with every model
   swinir serve --port 0 --models builtin-x4,builtin-x2,classical-x4
   swinir serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"   # other machines: token required
+  swinir serve --allowed-host mybox.lan         # also answer to http://mybox.lan:8000/ (a proxy, a LAN name)
 
 API (schema at /openapi.json):
   curl -F files=@photo.png -F model=builtin-x4 http://127.0.0.1:8000/api/jobs    # -> {"jobs": [{"id": ...}]}
@@ -30,7 +31,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_int_in(0), default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--port", type=_int_in(0, 65535), default=8000, help="port, 0-65535 (default 8000; 0 = any free)")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="a name the Host header may carry besides this server's address (repeat, or A,B); requests for "
+        "other names are refused against DNS rebinding. Default: localhost, 127.0.0.1 and [::1] with the port, "
+        "or with --host 0.0.0.0 any IP address with the port",
+    )
     p.add_argument(
         "--token",
         default=os.environ.get("SWINIR_TOKEN") or None,
@@ -86,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
             resolve_device(dev)  # an unavailable device stops here, not in every job
         except (SwinIRError, RuntimeError) as exc:  # RuntimeError: torch's own parse error
             raise SwinIRError(f"--device {dev}: {exc}") from None
+    allowed = [h.strip() for item in args.allowed_host for h in item.split(",") if h.strip()]
+    from swinir.serve.hosts import split_host
+
+    for name in allowed:
+        if split_host(name, default_port=None) is None:
+            raise SwinIRError(f"--allowed-host {name!r}: expected a host name or address, optionally with :PORT")
     config = ServeConfig(
         devices=devices,
         models=models,
@@ -95,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         keep_s=args.keep,
         limits=limits,
         default_model=zoo.get(args.default_model).name,
+        allowed_hosts=tuple(allowed),
     )
     serve(args.host, args.port, config)
     return 0

@@ -1,7 +1,9 @@
 """The ASGI app: the HTTP API (described at /openapi.json) and the page, on FastAPI.
 
-Every error is JSON ``{"error": "<one line>"}`` with a 4xx status. Job ids are uuid4; no request names a
-server path (models are zoo names, results are looked up by job id).
+Every error is JSON ``{"error": "<one line>"}``: the app's own refusals, FastAPI's validation errors and
+Starlette's (404, 405, a multipart body it will not parse), and a 500; below the app, ``protocol`` gives
+the 400/431 that uvicorn would send as text. Job ids are uuid4; no request names a server path (models
+are zoo names, results are looked up by job id). ``hosts`` decides which Host and Origin are served.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from importlib import resources
 from typing import Annotated, Any
 
@@ -18,14 +21,27 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from swinir import zoo
+from swinir.errors import SwinIRError
+from swinir.serve.hosts import HostPolicy, site_refusal
 from swinir.serve.jobs import FINISHED, Job, JobQueue
-from swinir.serve.limits import Limits, UploadRefused, check_output_size, inspect_upload
+from swinir.serve.limits import (
+    MAX_HEADER_BYTES,
+    Limits,
+    Upload,
+    UploadRefused,
+    check_output_size,
+    header_limit_message,
+    inspect_upload,
+)
+from swinir.serve.preview import preview_of
 from swinir.serve.restore_call import JobOptions, output_size
 
 TOKEN_COOKIE = "swinir_token"
-STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 
 @dataclass
@@ -40,6 +56,7 @@ class ServeConfig:
     keep_s: float = 3600.0
     limits: Limits = field(default_factory=Limits)
     default_model: str = "builtin-x4"
+    allowed_hosts: tuple[str, ...] = ()  # --allowed-host: more names the Host header may carry
 
 
 def offered_models(config: ServeConfig) -> list[zoo.ZooEntry]:
@@ -64,8 +81,11 @@ def _model_dict(entry: zoo.ZooEntry) -> dict[str, Any]:
     }
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
+) -> JSONResponse:
+    one_line = " ".join(message.split()) or HTTPStatus(status).phrase
+    return JSONResponse({"error": one_line, **(extra or {})}, status_code=status, headers=headers)
 
 
 def _token_of(request: Request) -> str | None:
@@ -75,7 +95,7 @@ def _token_of(request: Request) -> str | None:
     return request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE)
 
 
-def create_app(config: ServeConfig, queue: JobQueue) -> FastAPI:
+def create_app(config: ServeConfig, queue: JobQueue, hosts: HostPolicy) -> FastAPI:
     app = FastAPI(
         title="swinir serve",
         summary="Restore images with SwinIR models: submit jobs, follow their progress, fetch the results.",
@@ -84,7 +104,7 @@ def create_app(config: ServeConfig, queue: JobQueue) -> FastAPI:
         redoc_url=None,
     )
     offered = {e.name for e in offered_models(config)}
-    _add_guards(app, config)
+    _add_guards(app, config, hosts)
     _add_page(app)
 
     @app.get("/api/models", summary="The models offered: built-ins first, then released ones")
@@ -95,7 +115,13 @@ def create_app(config: ServeConfig, queue: JobQueue) -> FastAPI:
     def limits() -> dict[str, Any]:
         return {**config.limits.to_dict(), "queue_size": queue.capacity, "keep_s": queue.keep_s}
 
-    @app.post("/api/jobs", status_code=202, summary="Submit one image or several (one job each)")
+    @app.post(
+        "/api/jobs",
+        status_code=202,
+        summary="Submit one image or several (one job each)",
+        description="Files that are refused (not an image, over a limit) are listed in `refused` with their "
+        "index, status and reason; the others are queued. Only when none is accepted is the answer an error.",
+    )
     async def submit(
         files: Annotated[list[UploadFile], File(description="images: PNG, JPEG, WebP, TIFF or BMP")],
         model: Annotated[str, Form()] = config.default_model,
@@ -112,8 +138,8 @@ def create_app(config: ServeConfig, queue: JobQueue) -> FastAPI:
         cap = config.limits.max_upload_bytes
         received = [(f.filename or "", await _read_capped(f, cap)) for f in files]
         # decoding checks and file writes run off the event loop, so progress streams keep flowing
-        jobs = await run_in_threadpool(_accept, config.limits, queue, name, options, received)
-        return {"jobs": [j.to_dict() for j in jobs]}
+        jobs, refused = await run_in_threadpool(_accept, config.limits, queue, name, options, received)
+        return {"jobs": [j.to_dict() for j in jobs], "refused": refused}
 
     @app.get("/api/jobs", summary="All jobs still kept, oldest first")
     def list_jobs() -> dict[str, Any]:
@@ -140,6 +166,15 @@ def create_app(config: ServeConfig, queue: JobQueue) -> FastAPI:
         job = _job(queue, job_id)
         return FileResponse(job.input_path, filename=job.filename)
 
+    @app.get("/api/jobs/{job_id}/preview", summary="The upload as an 8-bit PNG a browser can show (TIFF too)")
+    def preview(job_id: str) -> FileResponse:
+        job = _job(queue, job_id)
+        try:
+            path = preview_of(job.input_path)
+        except (SwinIRError, OSError) as exc:
+            raise UploadRefused(404, f"no preview of job {job_id}: {exc}") from None
+        return FileResponse(path, media_type="image/png")
+
     @app.delete("/api/jobs/{job_id}", summary="Cancel a queued or running job")
     def cancel(job_id: str) -> dict[str, Any]:
         return queue.cancel(_job(queue, job_id)).to_dict()
@@ -148,12 +183,31 @@ def create_app(config: ServeConfig, queue: JobQueue) -> FastAPI:
 
 
 def _accept(
-    limits: Limits, queue: JobQueue, model: str, options: JobOptions, received: list[tuple[str, bytes]]
-) -> list[Job]:
-    uploads = [inspect_upload(name, data, limits) for name, data in received]
+    limits: Limits, queue: JobQueue, model: str, options: JobOptions, received: list[tuple[str, bytes | None]]
+) -> tuple[list[Job], list[dict[str, Any]]]:
+    """Queue the files that pass the checks; the others as ``refused`` entries. None passing: the error."""
     scale = zoo.get(model).scale
-    sizes = [check_output_size(up, output_size(options, up.height, up.width, scale), limits) for up in uploads]
-    return queue.submit(model, options, uploads, sizes)
+    uploads: list[Upload] = []
+    sizes: list[tuple[int, int]] = []
+    refused: list[dict[str, Any]] = []
+    for index, (name, data) in enumerate(received):
+        try:
+            if data is None:
+                raise UploadRefused(
+                    413, f"{name or 'upload'}: over the upload limit of {limits.max_upload_bytes} bytes"
+                )
+            upload = inspect_upload(name, data, limits)
+            size = check_output_size(upload, output_size(options, upload.height, upload.width, scale), limits)
+        except UploadRefused as exc:
+            refused.append({"index": index, "filename": name, "status": exc.status, "error": exc.message})
+            continue
+        uploads.append(upload)
+        sizes.append(size)
+    if not uploads:
+        statuses = {r["status"] for r in refused}
+        status = statuses.pop() if len(statuses) == 1 else 422
+        raise UploadRefused(status, "; ".join(r["error"] for r in refused), extra={"refused": refused})
+    return queue.submit(model, options, uploads, sizes), refused
 
 
 def _why(job: Job) -> str:
@@ -178,11 +232,10 @@ def _check_request(config: ServeConfig, offered: set[str], model: str, options: 
     return zoo.get(model).name
 
 
-async def _read_capped(upload: UploadFile, cap: int) -> bytes:
+async def _read_capped(upload: UploadFile, cap: int) -> bytes | None:
+    """The file's bytes; None when it is over ``cap``."""
     data = await upload.read(cap + 1)
-    if len(data) > cap:
-        raise UploadRefused(413, f"{upload.filename or 'upload'}: over the upload limit of {cap} bytes")
-    return data
+    return None if len(data) > cap else data
 
 
 async def _event_stream(job: Job, request: Request) -> AsyncIterator[str]:
@@ -204,10 +257,42 @@ async def _event_stream(job: Job, request: Request) -> AsyncIterator[str]:
         idle += 0.1
 
 
-def _add_guards(app: FastAPI, config: ServeConfig) -> None:
+def _http_message(request: Request, exc: StarletteHTTPException) -> str:
+    path = request.url.path
+    if exc.status_code == 404:
+        return f"nothing at {path} (the API is described at /openapi.json)"
+    if exc.status_code == 405:
+        return f"{request.method} is not allowed on {path}; use {', '.join(_methods_of(request))}"
+    detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    if exc.status_code == 400:
+        return f"the request body could not be read: {detail}"
+    return detail
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's own Allow names only the first route's)."""
+    found: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            found |= route.methods
+    return sorted(found)
+
+
+def _add_guards(app: FastAPI, config: ServeConfig, hosts: HostPolicy) -> None:
     @app.exception_handler(UploadRefused)
     async def refused(request: Request, exc: UploadRefused) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.headers)
+        return _error(exc.status, exc.message, exc.headers, exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_methods_of(request))
+        return _error(exc.status_code, _http_message(request, exc), headers)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -219,6 +304,20 @@ def _add_guards(app: FastAPI, config: ServeConfig) -> None:
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
+        # h11 enforces the limit only on headers that arrive in pieces; the same limit, exactly, here
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in request.scope["headers"])
+        if header_bytes > MAX_HEADER_BYTES:
+            return _error(431, header_limit_message())
+        host = request.headers.get("host")
+        why = hosts.host_refusal(host) or hosts.origin_refusal(request.headers.get("origin"), host or "")
+        why = why or site_refusal(
+            request.method,
+            request.url.path,
+            request.headers.get("sec-fetch-site"),
+            request.headers.get("sec-fetch-mode"),
+        )
+        if why:
+            return _error(403, why)
         if config.token is not None:
             given = _token_of(request) or ""
             if not hmac.compare_digest(given.encode(), config.token.encode()):
@@ -241,6 +340,10 @@ def _add_page(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def page() -> HTMLResponse:
         return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response((static / "favicon.svg").read_bytes(), media_type=STATIC_FILES["favicon.svg"])
 
     @app.get("/static/{name}", include_in_schema=False)
     def asset(name: str) -> Response:

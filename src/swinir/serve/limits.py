@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
@@ -18,14 +19,24 @@ from PIL import UnidentifiedImageError
 FORMAT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
 
 
+MAX_HEADER_BYTES = 64 << 10  # request line + headers (h11's own default is 16 KiB); over it: 431
+
+
+def header_limit_message() -> str:
+    return f"the request's headers are over the limit of {MAX_HEADER_BYTES} bytes; send shorter headers"
+
+
 class UploadRefused(Exception):
     """An upload or a request the server will not take: an HTTP status and a one-line reason."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.extra = extra or {}  # more fields of the JSON answer, beside "error"
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,17 @@ def _what(data: bytes) -> str:
     return f"bytes starting {head[:8].hex(' ')}"
 
 
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def _orientation(im: PILImage.Image) -> int:
+    try:
+        return int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # as swinir.io.read_image: malformed EXIF counts as upright
+        return 1
+
+
 def inspect_upload(name: str, data: bytes, limits: Limits) -> Upload:
     """Check one uploaded file; raise ``UploadRefused`` (413/415/422) with the reason."""
     label = name or "upload"
@@ -100,6 +122,8 @@ def inspect_upload(name: str, data: bytes, limits: Limits) -> Upload:
             raise UploadRefused(
                 422, f"{label}: a {fmt} file that cannot be decoded (truncated or corrupt): {reason}"
             ) from None
+        if _orientation(im) in _TRANSPOSING:  # the restore reads it upright (swinir.io), so it is h x w
+            width, height = height, width
     return Upload(name=name, data=data, format=fmt, width=width, height=height)
 
 
