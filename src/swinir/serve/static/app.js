@@ -69,17 +69,25 @@ async function submit() {
     for (const [k, v] of Object.entries(options())) form.append(k, v);
     const resp = await fetch("/api/jobs", { method: "POST", body: form });
     const body = await resp.json();
+    const refused = body.refused || [];  // files the server would not take, each with its reason
+    for (const r of refused) showRefused({ group: groups[r.index].key, title: groups[r.index].title, model }, r);
     if (!resp.ok) {
       const wait = resp.headers.get("Retry-After");
       say(`${model}: ${body.error}${wait ? ` (retry in ${wait} s)` : ""}`, true);
       continue;
     }
-    body.jobs.forEach((job, i) => {
-      const entry = { id: job.id, group: groups[i].key, title: groups[i].title, model, t0 };
+    const taken = picked.map((f, i) => i).filter((i) => !refused.some((r) => r.index === i));
+    body.jobs.forEach((job, k) => {
+      const g = groups[taken[k]];
+      const entry = { id: job.id, group: g.key, title: g.title, model, t0 };
       entries.push(entry);
       show(entry, job);
     });
-    say(`submitted to ${model}`);
+    if (refused.length) {
+      say(`${model}: ${body.jobs.length} of ${picked.length} submitted; refused ${refused.map((r) => r.error).join("; ")}`, true);
+    } else {
+      say(`submitted to ${model}`);
+    }
   }
   store(entries);
   ready();
@@ -97,14 +105,32 @@ function groupFor(entry) {
   return g;
 }
 
-function show(entry, job) {
+function newPanel(entry) {
   const panel = $("#panel-tpl").content.firstElementChild.cloneNode(true);
-  panel.dataset.job = entry.id;
   $(".model-name", panel).textContent = entry.model;
-  $(".cancel", panel).onclick = () => fetch(`/api/jobs/${entry.id}`, { method: "DELETE" });
   $(".panels", groupFor(entry)).append(panel);
+  return panel;
+}
+
+function show(entry, job) {
+  const panel = newPanel(entry);
+  panel.dataset.job = entry.id;
+  $(".cancel", panel).onclick = () => fetch(`/api/jobs/${entry.id}`, { method: "DELETE" });
   update(panel, entry, job);
   if (!FINISHED.includes(job.state)) follow(panel, entry);
+}
+
+function showRefused(entry, refusal) {
+  const panel = newPanel(entry);
+  panel.dataset.state = "refused";
+  const state = $(".state", panel);
+  state.textContent = `refused (${refusal.status})`;
+  state.dataset.state = "refused";
+  $("progress", panel).hidden = true;
+  $(".cancel", panel).hidden = true;
+  const detail = $(".detail", panel);
+  detail.textContent = refusal.error;
+  detail.className = "detail bad";
 }
 
 function follow(panel, entry) {
@@ -126,6 +152,7 @@ function update(panel, entry, job) {
   const detail = $(".detail", panel);
   detail.className = "detail";
   const p = job.progress;
+  $(".cancel", panel).hidden = FINISHED.includes(job.state);
   if (job.phase === "downloading model") {
     const d = job.download;
     bar.value = d.bytes_total ? d.bytes_done / d.bytes_total : 0;
@@ -140,7 +167,6 @@ function update(panel, entry, job) {
     detail.textContent = "waiting in the queue";
   } else {
     bar.value = job.state === "done" ? 1 : bar.value || 0;
-    $(".cancel", panel).hidden = true;
   }
   if (job.state === "failed" || job.state === "cancelled") {
     detail.textContent = job.error || job.state;
@@ -170,13 +196,17 @@ function viewer(panel, job) {
   const line = $(".divider", panel);
   const slider = $(".slider", panel);
   const zoom = $(".zoom", panel);
+  const sideBefore = $(".side-before", panel);
+  const sideAfter = $(".side-after", panel);
   const w = job.output.width;
   const h = job.output.height;
   const view = { x: 0, y: 0, z: 1 };
   box.hidden = false;
   $(".tools", panel).hidden = false;
+  sideAfter.textContent = job.model;
+  slider.setAttribute("aria-label", `input | ${job.model}`);
   after.src = `/api/jobs/${job.id}/result`;
-  before.src = `/api/jobs/${job.id}/input`;
+  before.src = `/api/jobs/${job.id}/preview`;  // a PNG: browsers cannot show every input (TIFF)
   const clamp = () => {
     view.x = Math.min(0, Math.max(view.x, box.clientWidth - w * view.z));
     view.y = Math.min(0, Math.max(view.y, box.clientHeight - h * view.z));
@@ -187,10 +217,21 @@ function viewer(panel, job) {
     clamp();
     for (const img of [after, before]) { img.style.width = `${w * view.z}px`; img.style.height = `${h * view.z}px`; }
     $(".stage", panel).style.transform = `translate(${view.x}px, ${view.y}px)`;
-    const cut = Math.min(w * view.z, Math.max(0, (slider.value / 100) * box.clientWidth - view.x));
+    // the slider spans the image as far as it is in view: its ends put the divider on the image's edges
+    const left = Math.max(0, view.x);
+    const right = Math.min(box.clientWidth, view.x + w * view.z);
+    const at = left + (slider.value / slider.max) * Math.max(0, right - left);
+    const cut = at - view.x;
     clip.style.width = `${cut}px`;
     line.style.left = `${cut}px`;
     panel.dataset.split = String(Math.round(cut));
+    const top = `${Math.max(0, view.y) + 6}px`;
+    sideBefore.style.top = sideAfter.style.top = top;
+    sideBefore.style.left = `${left + 6}px`;
+    sideAfter.style.right = `${box.clientWidth - right + 6}px`;
+    // a side's label shows while that side has room for it
+    sideBefore.style.visibility = at - left >= sideBefore.offsetWidth + 12 ? "visible" : "hidden";
+    sideAfter.style.visibility = right - at >= sideAfter.offsetWidth + 12 ? "visible" : "hidden";
   };
   view.x = (box.clientWidth - w) / 2;
   view.y = (box.clientHeight - h) / 2;
@@ -224,9 +265,10 @@ async function restoreRecent() {
 }
 
 function forgetFinished() {
-  const done = new Set(Array.from(document.querySelectorAll(".panel")).filter((p) => FINISHED.includes(p.dataset.state)).map((p) => p.dataset.job));
+  const over = Array.from(document.querySelectorAll(".panel")).filter((p) => [...FINISHED, "refused"].includes(p.dataset.state));
+  const done = new Set(over.map((p) => p.dataset.job));
   store(stored().filter((e) => !done.has(e.id)));
-  done.forEach((id) => document.querySelector(`.panel[data-job="${id}"]`).remove());
+  over.forEach((p) => p.remove());
   document.querySelectorAll(".group").forEach((g) => { if (!$(".panel", g)) g.remove(); });
   $("#empty").hidden = !!$(".group");
 }
