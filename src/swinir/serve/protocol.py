@@ -4,12 +4,12 @@ a request h11 cannot parse, both as ``{"error": "<one line>"}``, and a lingering
 uvicorn answers both with a plain-text 400 and closes the socket at once; with the rest of a 1 MB header
 still unread, the kernel then resets the connection and the client sees "connection reset" instead of
 the answer. Here the answer is sent, the write side shut, and what the client still sends is read and
-dropped (up to ``DRAIN_BYTES`` or ``DRAIN_S``) before closing, as nginx's lingering close does.
+dropped (up to ``DRAIN_BYTES`` or ``DRAIN_S``) before closing, as nginx's lingering close does. The
+server names this class itself, so uvicorn's "auto" choice (httptools when installed) cannot bypass it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from http import HTTPStatus
 
@@ -54,8 +54,7 @@ class GuardedH11Protocol(H11Protocol):
         self._draining = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        loop = asyncio.get_event_loop()
-        loop.call_later(DRAIN_S, self.transport.close)
+        self.loop.call_later(DRAIN_S, self.transport.close)
 
     def data_received(self, data: bytes) -> None:
         if self._draining:
@@ -68,3 +67,9 @@ class GuardedH11Protocol(H11Protocol):
     def eof_received(self) -> None:
         if self._draining:
             self.transport.close()
+
+    def shutdown(self) -> None:
+        if self._draining:  # the answer is out; h11 (in its error state) has nothing more to say
+            self.transport.close()
+            return
+        super().shutdown()
