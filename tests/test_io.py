@@ -348,3 +348,32 @@ def test_only_regular_files_are_read(tmp_path: Path) -> None:
     (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
     assert file_kind(tmp_path / "dangling.png") == "a broken link" and file_kind(tmp_path / "x.png") == "missing"
     assert file_kind(write_image(tmp_path / "ok.png", _img(2, 2, 3, np.uint8))) is None
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_publishing_without_replacing_leaves_an_existing_name_alone(
+    tmp_path: Path, links: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from swinir.errors import OutputExistsError
+
+    if not links:  # a file system without hard links (FAT, some shares): the exclusive-create path
+
+        def no_link(src: object, dst: object) -> None:
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    a = _img(4, 4, 3, np.uint8)
+    new = write_image(tmp_path / "new.png", a, replace=False)
+    assert np.array_equal(read_image(new).array, a) and new.stat().st_nlink == 1
+    (tmp_path / "taken.png").write_bytes(b"someone else's")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere")
+    for name in ("taken.png", "dangling.png", "new.png"):
+        with pytest.raises(OutputExistsError, match=f"{name}: exists; not replaced"):
+            write_image(tmp_path / name, a[::-1], replace=False)
+    assert (tmp_path / "taken.png").read_bytes() == b"someone else's" and not (tmp_path / "nowhere").exists()
+    assert np.array_equal(read_image(new).array, a)
+    assert sorted(os.listdir(tmp_path)) == ["dangling.png", "new.png", "taken.png"]  # no temporary left
+    write_image(tmp_path / "taken.png", a)  # replace=True (the default) still replaces
+    assert np.array_equal(read_image(tmp_path / "taken.png").array, a)

@@ -32,7 +32,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from swinir.atomic import write_bytes
-from swinir.errors import ImageReadError, ImageWriteError
+from swinir.errors import ImageReadError, ImageWriteError, OutputExistsError
 from swinir.metadata import embed_metadata, icc_fits, read_metadata
 
 __all__ = [
@@ -646,8 +646,10 @@ def write_image(
     quality: int = 95,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
+    replace: bool = True,
 ) -> Path:
-    """Write atomically; the format follows the extension.
+    """Write atomically; the format follows the extension. ``replace=False``: an existing file (even one
+    another process publishes while this one encodes) is left alone and ``OutputExistsError`` raised.
 
     ``bit_depth`` defaults to the array's (16 for uint16, else 8); float arrays in [0, 1] are rounded.
     Formats that cannot hold 16 bits or alpha get 8 bits / a flattened image, with a notice. Gray+alpha is
@@ -659,7 +661,9 @@ def write_image(
         array, p.suffix, alpha=alpha, bit_depth=bit_depth, quality=quality, icc_profile=icc_profile, exif=exif
     )
     try:
-        write_bytes(p, data)
+        write_bytes(p, data, replace=replace)
+    except FileExistsError:
+        raise OutputExistsError(p) from None
     except OSError as exc:
         raise ImageWriteError(f"{p}: cannot write there ({exc.strerror or exc})") from None
     return p
