@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -190,6 +191,9 @@ def test_progress_bar_advances_per_tile_with_the_tile_count(
     assert main(["restore", str(tmp_path / "big.png"), "-o", str(tmp_path / "o"), *args]) == 0
     err = capsys.readouterr().err
     assert "big.png tile 1/25" in err and "big.png tile 25/25" in err  # 5 x 5 tiles of 8 with overlap 4
+    counts = re.findall(r"\| (\S+)/1 \[", err)  # the bar's count: whole images (was 0.04/1, 0.08/1, ...)
+    assert counts and set(counts) <= {"0", "1"}, counts
+    assert re.search(r"restore:\s+4%\|[^|]*\| 0/1 \[.*big.png tile 1/25\]", err)  # while it fills per tile
 
 
 def test_kernel_note_only_with_verbose(
@@ -425,20 +429,6 @@ def test_options_that_would_do_nothing_are_refused_or_said(
     assert "done: 1 restored" in cap.out
 
 
-def test_the_bar_counts_whole_images(
-    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import re
-
-    write_image(tmp_path / "big.png", _rgb(24, 24))
-    args = ["--tile", "8", "--overlap", "4", "--model", str(tiny_x2_checkpoint)]
-    assert main(["restore", str(tmp_path / "big.png"), "-o", str(tmp_path / "o"), *args]) == 0
-    err = capsys.readouterr().err
-    counts = re.findall(r"\| (\S+)/1 \[", err)
-    assert counts and set(counts) <= {"0", "1"}, counts  # was 0.04/1, 0.08/1, ...
-    assert re.search(r"restore:\s+4%\|[^|]*\| 0/1 \[.*big.png tile 1/25\]", err)  # the bar still fills per tile
-
-
 ROUNDS = 5
 
 
@@ -446,8 +436,6 @@ ROUNDS = 5
 def test_two_runs_into_one_folder_never_replace_each_others_outputs(tmp_path: Path, tiny_x2_checkpoint: Path) -> None:
     """Issue 23, item 5: two real processes over the same 20 files, ROUNDS times; every output comes from
     exactly one run (its bytes are that run's model's), and the other run reports it as `exists`."""
-    import re
-
     import torch
 
     from swinir.engine import restore

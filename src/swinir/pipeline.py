@@ -33,6 +33,8 @@ __all__ = [
     "LimitError",
     "PixelLimits",
     "NO_LIMITS",
+    "DEFAULT_INPUT_PIXELS",
+    "DEFAULT_OUTPUT_PIXELS",
     "FileRun",
     "restore_file",
     "model_scale",
@@ -50,6 +52,10 @@ class LimitError(SwinIRError):
         self.field = field
 
 
+DEFAULT_INPUT_PIXELS = 64_000_000  # a 61 MP photo passes, the 81 MP PNG of issue 23 does not
+DEFAULT_OUTPUT_PIXELS = 400_000_000  # a 25 MP photo restored x4
+
+
 def _mp(pixels: int) -> str:
     mp = pixels / 1e6
     return f"{mp:.4g} MP" if mp < 1e4 else f"{mp:,.0f} MP"
@@ -65,8 +71,8 @@ class PixelLimits:
     take a 61 MP photo, and a 25 MP one restored x4.
     """
 
-    input_pixels: int | None = 64_000_000
-    output_pixels: int | None = 400_000_000
+    input_pixels: int | None = DEFAULT_INPUT_PIXELS
+    output_pixels: int | None = DEFAULT_OUTPUT_PIXELS
 
     def check_input(self, what: object, height: int, width: int) -> None:
         if self.input_pixels is not None and height * width > self.input_pixels:

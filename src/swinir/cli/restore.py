@@ -23,14 +23,21 @@ from swinir.cli.restore_controls import CONTROL_FLAGS, add_control_args, control
 from swinir.cli.restore_video import add_video_args, run_videos, video_flags_given
 from swinir.errors import OutputExistsError, SwinIRError
 from swinir.options import CAPTURE_NAMES, MAX_OUTSCALE, OptionsError, RestoreOptions
-from swinir.pipeline import LOSSLESS_WEBP, OUTPUT_FORMATS, FileRun, LimitError, PixelLimits
+from swinir.pipeline import (
+    DEFAULT_INPUT_PIXELS,
+    DEFAULT_OUTPUT_PIXELS,
+    LOSSLESS_WEBP,
+    OUTPUT_FORMATS,
+    FileRun,
+    LimitError,
+    PixelLimits,
+)
 from swinir.restore_plan import Job, Plan, plan_restore, split_existing
 from swinir.torchrun import DistInfo, from_env
 
 DEFAULT_MODEL = "builtin-x4"
 EXTS = OUTPUT_FORMATS
 LISTED = 10  # per-file lines of one kind before "... and N more"
-DEFAULT_LIMITS = PixelLimits()
 
 EPILOG = """examples:
   swinir restore photo.jpg -o out/                       # built-in x4 model, works offline
@@ -167,23 +174,23 @@ def _add_file_args(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help="final size as a factor of the input size, e.g. 2 or 3.5 (default: the model's scale)",
     )
-    assert DEFAULT_LIMITS.input_pixels and DEFAULT_LIMITS.output_pixels
-    p.add_argument(
-        "--input-limit",
-        type=_megapixels,
-        default=DEFAULT_LIMITS.input_pixels / 1e6,
-        metavar="MP",
-        help="refuse an image over MP megapixels, read from its header before decoding "
-        f"(default {DEFAULT_LIMITS.input_pixels / 1e6:g}; 0 = no limit)",
+    limits = (
+        ("--input-limit", DEFAULT_INPUT_PIXELS, "an image over MP megapixels, read from its header before decoding"),
+        (
+            "--output-limit",
+            DEFAULT_OUTPUT_PIXELS,
+            "an image whose result would be over MP megapixels, before any compute",
+        ),
     )
-    p.add_argument(
-        "--output-limit",
-        type=_megapixels,
-        default=DEFAULT_LIMITS.output_pixels / 1e6,
-        metavar="MP",
-        help="refuse an image whose result would be over MP megapixels, before any compute "
-        f"(default {DEFAULT_LIMITS.output_pixels / 1e6:g}; 0 = no limit; --max-megapixels shrinks instead)",
-    )
+    for flag, default, what in limits:
+        shrink = "; --max-megapixels shrinks instead" if flag == "--output-limit" else ""
+        p.add_argument(
+            flag,
+            type=_megapixels,
+            default=default / 1e6,
+            metavar="MP",
+            help=f"refuse {what} (default {default / 1e6:g}; 0 = no limit{shrink})",
+        )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
