@@ -5,7 +5,8 @@ With ``replace=False`` the finished file is published without replacing anything
 name fails if the name exists, so of two processes writing the same output exactly one wins and the other
 gets ``FileExistsError``, with no window between a check and the rename (issue 23: two runs into one folder
 each reported files the other had written). Where hard links are not supported (FAT, some network shares)
-the name is claimed with an exclusive create, then replaced by the finished file.
+the name is claimed with an exclusive create, then replaced by the finished file (a crash between the two
+leaves an empty file under the name, which the next run reports as existing).
 """
 
 from __future__ import annotations
