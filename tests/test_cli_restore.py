@@ -209,7 +209,7 @@ def test_argument_and_model_errors_are_one_line(tmp_path: Path, tiny: Path, caps
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["restore", str(empty), "-o", str(tmp_path / "o"), "--model", str(tiny)]) == 1
-    assert "no images found" in capsys.readouterr().err
+    assert "no images or videos found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as ei:
         main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--outscale", "-2"])
     assert ei.value.code == 2

@@ -187,3 +187,26 @@ def test_eval_refuses_to_save_into_the_ground_truth_folder(tmp_path: Path, capsy
         == 0
     )
     assert (tmp_path / "o" / "a_SwinIR.png").is_file()
+
+
+def test_eval_and_compare_refuse_a_damaged_png_without_a_raw_libpng_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 23, item 12: OpenCV's libpng printed ``libpng error: ...`` to the process's stderr before the
+    one-line error; the reading path checks a PNG's chunks before OpenCV sees it."""
+    (tmp_path / "hr").mkdir()
+    ok = _ok_png(tmp_path / "hr" / "a.png")
+    data = bytearray(ok.read_bytes())
+    at = data.find(b"IDAT")
+    data[at + 200] ^= 0xFF  # one byte of pixel data flipped, as a bad disk or a cut download leaves it
+    bad = tmp_path / "hr" / "b.png"
+    bad.write_bytes(bytes(data))
+    for argv in (
+        ["compare", str(ok), str(bad), "-o", str(tmp_path / "s.png")],
+        ["eval", "--model", "bicubic", "--scale", "2", "--hr", str(tmp_path / "hr"), "--quiet"],
+    ):
+        assert main(argv) == 1
+        err = capfd.readouterr().err  # what the process wrote to file descriptor 2, libpng included
+        assert err.startswith("error: ") and err.count("\n") == 1 and "libpng" not in err, err
+        assert f"{bad}: cannot decode it (a PNG header" in err
+    assert not (tmp_path / "s.png").exists()

@@ -24,7 +24,9 @@ from swinir.io import (
     encode_image,
     from_float,
     gray_to_rgb,
+    image_size,
     read_image,
+    read_like_release,
     resize,
     rgb_to_gray,
     to_float,
@@ -277,3 +279,101 @@ def test_encode_bytes_decode_identically() -> None:
     a = _img(8, 8, 3, np.uint8)
     data = encode_image(a, "png")
     assert np.array_equal(np.asarray(PILImage.open(_io.BytesIO(data))), a)
+
+
+def _damaged_png(path: Path, fix_crc: bool) -> Path:
+    """A PNG with one byte of its pixel data flipped (issue 23, item 4): the chunk checksum left stale,
+    or recomputed so only the decoder can tell."""
+    data = bytearray(encode_image(cv2.GaussianBlur(_img(64, 64, 3, np.uint8), (0, 0), 1), ".png"))
+    at = data.find(b"IDAT")
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    data[at + 4 + length // 3] ^= 0xFF
+    if fix_crc:
+        crc = zlib.crc32(bytes(data[at : at + 4 + length])) & 0xFFFFFFFF
+        data[at + 4 + length : at + 8 + length] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("fix_crc", [False, True])
+def test_a_png_with_one_flipped_byte_is_refused_not_restored_as_garbage(tmp_path: Path, fix_crc: bool) -> None:
+    p = _damaged_png(tmp_path / "c.png", fix_crc)
+    with pytest.raises(ImageReadError) as ei:
+        read_image(p)  # getexif() loaded the stream, swallowed its error, and the second load passed
+    msg = str(ei.value)
+    assert msg.startswith(f"{p}: cannot decode it (a PNG header") and "\n" not in msg
+
+
+def test_write_image_refuses_nan_and_infinity(tmp_path: Path) -> None:
+    a = np.full((300, 5, 3), 0.5, np.float32)  # more rows than one conversion chunk
+    a[290, 2, 1] = np.nan
+    a[3, 0, 0] = -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy "invalid value" warning either
+        for bits in (8, 16):
+            with pytest.raises(ImageWriteError, match="2 NaN or infinite sample"):
+                write_image(tmp_path / "nan.png", a, bit_depth=bits)
+        with pytest.raises(ImageWriteError, match="NaN or infinite"):
+            write_image(tmp_path / "nan.png", a[..., 0], alpha=np.zeros((300, 5), np.uint8))
+    assert not list(tmp_path.iterdir())
+    a[290, 2, 1] = a[3, 0, 0] = 0.25
+    assert read_image(write_image(tmp_path / "ok.png", a)).array.max() == 128
+
+
+def test_only_regular_files_are_read(tmp_path: Path) -> None:
+    import threading
+
+    from swinir.io import file_kind
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    errors: list[str] = []
+
+    def attempt() -> None:
+        for read in (read_image, image_size, read_like_release):
+            try:
+                read(fifo)
+            except ImageReadError as exc:
+                errors.append(str(exc))
+
+    reader = threading.Thread(target=attempt, daemon=True)
+    reader.start()
+    reader.join(20)
+    if reader.is_alive():  # opening a FIFO blocks until a writer comes: unblock the thread, then fail
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("reading a FIFO blocked")
+    assert errors == [f"{fifo}: a FIFO (named pipe), not a regular file; only regular files are read"] * 3
+    assert file_kind(fifo) == "a FIFO (named pipe)" and file_kind(tmp_path) == "a folder"
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    assert file_kind(tmp_path / "dangling.png") == "a broken link" and file_kind(tmp_path / "x.png") == "missing"
+    assert file_kind(write_image(tmp_path / "ok.png", _img(2, 2, 3, np.uint8))) is None
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_publishing_without_replacing_leaves_an_existing_name_alone(
+    tmp_path: Path, links: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from swinir.errors import OutputExistsError
+
+    if not links:  # a file system without hard links (FAT, some shares): the exclusive-create path
+
+        def no_link(src: object, dst: object) -> None:
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    a = _img(4, 4, 3, np.uint8)
+    new = write_image(tmp_path / "new.png", a, replace=False)
+    assert np.array_equal(read_image(new).array, a) and new.stat().st_nlink == 1
+    (tmp_path / "taken.png").write_bytes(b"someone else's")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere")
+    for name in ("taken.png", "dangling.png", "new.png"):
+        with pytest.raises(OutputExistsError, match=f"{name}: exists; not replaced"):
+            write_image(tmp_path / name, a[::-1], replace=False)
+    assert (tmp_path / "taken.png").read_bytes() == b"someone else's" and not (tmp_path / "nowhere").exists()
+    assert np.array_equal(read_image(new).array, a)
+    assert sorted(os.listdir(tmp_path)) == ["dangling.png", "new.png", "taken.png"]  # no temporary left
+    write_image(tmp_path / "taken.png", a)  # replace=True (the default) still replaces
+    assert np.array_equal(read_image(tmp_path / "taken.png").array, a)

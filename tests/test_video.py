@@ -302,3 +302,80 @@ def test_cli_restores_a_video_beside_a_folder_of_frames(
     line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("failed:")]
     assert len(line) == 1 and "corrupt or truncated" in line[0]
     assert not (out / "bad.mp4").exists()
+
+
+def test_cli_restores_videos_inside_folders_and_fails_both_of_a_clashing_pair(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 23, item 7: a folder of only videos said "no images found"; two videos for one output wrote the
+    first and failed the second. Issue 24: a video-only run printed an empty image bar (``restore: 0img``)."""
+    from swinir.cli import main
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("one.mkv", "two.nut"):
+        make_clip(folder / name, pts=VFR_PTS[:2], audio=None)
+    out = tmp_path / "out"
+    model = ["--model", str(tiny_x2_checkpoint), "--codec", "ffv1", "--pix-fmt", "bgr0"]
+    assert main(["restore", str(folder), "-o", str(out), *model]) == 0
+    cap = capsys.readouterr()
+    assert "no images" not in cap.err and "0img" not in cap.err
+    assert "done: 2 restored, 0 failed" in cap.out
+    for name in ("one.mkv", "two.nut"):
+        frames, _, _ = decoded(out / name)
+        assert len(frames) == 2 and frames[0].shape == (96, 128, 3)
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    make_clip(tmp_path / "x" / "a.mkv", pts=VFR_PTS[:2], audio=None)
+    make_clip(tmp_path / "y" / "a.mkv", pts=VFR_PTS[:2], audio=None)
+    pair = [str(tmp_path / "x" / "a.mkv"), str(tmp_path / "y" / "a.mkv")]
+    out2 = tmp_path / "out2"
+    assert main(["restore", *pair, str(folder / "one.mkv"), "-o", str(out2), *model]) == 1
+    cap = capsys.readouterr()
+    assert f"failed: {pair[0]}, {pair[1]}: all would be written to {out2 / 'a.mkv'}" in cap.err
+    assert "done: 1 restored, 2 failed" in cap.out
+    assert sorted(p.name for p in out2.iterdir()) == ["one.mkv"]  # neither of the pair was written
+
+
+def test_video_output_size_is_checked_before_any_frame(
+    tmp_path: Path, tiny_x2_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swinir.cli import main
+
+    clip = tmp_path / "clip.mkv"
+    make_clip(clip, pts=VFR_PTS[:2], audio=None)
+    out = tmp_path / "out"
+    args = ["restore", str(clip), "-o", str(out), "--model", str(tiny_x2_checkpoint), "--width", "1000000000"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {clip}: the result would be 1000000000x750000000" in err
+    assert "over the output limit of 400 MP (refused before any compute); --output-limit MP" in err
+    assert not out.exists() or not list(out.iterdir())  # no segment, no parts folder
+    with pytest.raises(swinir.pipeline.LimitError, match="over the input limit of 0.001 MP") as ei:
+        video.restore_clip(
+            swinir.load(tiny_x2_checkpoint), clip, out / "x.mkv", limits=swinir.pipeline.PixelLimits(1000)
+        )
+    assert ei.value.field == "input_pixels"
+
+
+def test_an_output_published_meanwhile_is_not_replaced(tmp_path: Path, tiny_x2_checkpoint: Path) -> None:
+    from swinir.errors import OutputExistsError
+
+    clip = tmp_path / "clip.mkv"
+    make_clip(clip, pts=VFR_PTS[:2], audio=None)
+    dst = tmp_path / "out.mkv"
+    model = swinir.load(tiny_x2_checkpoint)
+
+    def publish_first(frames: list[np.ndarray]) -> list[np.ndarray]:
+        if not dst.exists():
+            dst.write_bytes(b"another run's result")  # while this run restores its frames
+        return [restore(model, f) for f in frames]
+
+    with pytest.raises(OutputExistsError, match="another run published it meanwhile"):
+        video.restore_video(clip, dst, publish_first, (128, 96), video.EncodeOptions("ffv1"), replace=False)
+    assert dst.read_bytes() == b"another run's result"
+    with pytest.raises(OutputExistsError):
+        video.restore_video(clip, dst, publish_first, (128, 96), replace=False)
+    video.restore_video(clip, dst, publish_first, (128, 96), video.EncodeOptions("ffv1"))  # replace=True replaces
+    assert len(decoded(dst)[0]) == 2

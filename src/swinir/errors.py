@@ -19,6 +19,14 @@ class ImageWriteError(SwinIRError):
     """An image could not be written."""
 
 
+class OutputExistsError(SwinIRError):
+    """An output already exists (perhaps written by another run meanwhile) and replacing it was not asked for."""
+
+    def __init__(self, path: object, message: str = "exists; not replaced") -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
 class ZooError(SwinIRError):
     """A model-zoo name is unknown or its weights cannot be fetched."""
 

@@ -18,6 +18,7 @@ Error messages describe a file (its kind and size), never quote its bytes.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from swinir.atomic import write_bytes
-from swinir.errors import ImageReadError, ImageWriteError
+from swinir.errors import ImageReadError, ImageWriteError, OutputExistsError
 from swinir.metadata import embed_metadata, icc_fits, read_metadata
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "read_like_release",
     "read_uint8",
     "image_size",
+    "file_kind",
     "to_8bit",
     "write_image",
     "encode_image",
@@ -180,12 +182,38 @@ def list_images(folder: str | os.PathLike[str], what: str = "image folder") -> l
     return files
 
 
+def file_kind(path: str | os.PathLike[str]) -> str | None:
+    """None for a regular file (links followed); else what it is, e.g. ``a FIFO``, for a one-line reason.
+
+    Only regular files are read: opening a FIFO blocks until a writer comes, a device streams forever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken link" if os.path.islink(path) else "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
 def _check_file(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
-    if not p.exists():
+    kind = file_kind(p)
+    if kind == "missing":
         raise ImageReadError(f"{p}: no such file")
-    if p.is_dir():
+    if kind == "a folder":
         raise ImageReadError(f"{p}: is a folder, not an image file")
+    if kind is not None:
+        raise ImageReadError(f"{p}: {kind}, not a regular file; only regular files are read")
     return p
 
 
@@ -205,9 +233,20 @@ def _decoding(p: Path) -> Iterator[None]:
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(H, W) from the file header only; refuses what ``read_image`` refuses (bombs, non-images)."""
-    p = _check_file(path)
+    return _header(_check_file(path), verify=False)
+
+
+def _header(p: Path, verify: bool) -> tuple[int, int]:
+    """(H, W) from the header; with ``verify``, a PNG's chunk checksums are checked too (a flipped byte).
+
+    That check reads the file without decoding it (about 9% of a decode): OpenCV's libpng prints a raw
+    ``libpng error:`` line on a damaged stream before it fails, so a PNG goes to OpenCV only once it is
+    whole. ``read_image`` decodes with Pillow, which needs no such check.
+    """
     with _decoding(p), PILImage.open(p) as im:
         w, h = im.size
+        if verify and im.format == "PNG":
+            im.verify()
     return int(h), int(w)
 
 
@@ -221,7 +260,7 @@ def read_like_release(
     gray conversion), so evaluation stays bit-exact with the paper; but the header is checked first
     and every failure is one ``ImageReadError`` line."""
     p = _check_file(path)
-    image_size(p)  # Pillow's header check: decompression bombs and non-images stop here
+    _header(p, verify=True)  # Pillow's header check: decompression bombs, non-images and damaged PNGs stop here
     flags = _CV2_MODES[mode] | (cv2.IMREAD_ANYDEPTH if anydepth else 0)
     with _decoding(p):
         arr = cv2.imread(str(p), flags)
@@ -339,15 +378,18 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     p = _check_file(path)
     with _decoding(p), PILImage.open(p) as im:
         fmt = im.format
+        bits = _source_bit_depth(im, p)
+        # The whole stream first: a corrupt or truncated file fails here. getexif() loads a PNG too, and an
+        # error there was swallowed (malformed EXIF must not make a picture unreadable) while Pillow
+        # marked the image loaded, so the garbage decoded so far was restored with exit status 0.
+        im.load()
         orientation = 1
         try:
             orientation = int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
         except Exception:  # malformed EXIF must not make the picture unreadable
             orientation = 1
-        bits = _source_bit_depth(im, p)
         if bits > 8 and fmt in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA", "LA", "RGBX"):
-            was_la = im.mode == "LA"
-            im.load()  # Pillow validates the stream (truncation) even though cv2 decodes the samples
+            was_la = im.mode == "LA"  # Pillow validated the stream above; OpenCV decodes all 16 bits
             arr = _decode_cv2(p)
             if arr.dtype != np.uint16:
                 raise ValueError(f"expected 16-bit samples, OpenCV gave {arr.dtype}")
@@ -356,7 +398,6 @@ def read_image(path: str | os.PathLike[str]) -> Image:
                 arr, alpha = arr[..., :3], np.ascontiguousarray(arr[..., 3])
                 arr = np.ascontiguousarray(arr[..., 0]) if was_la else np.ascontiguousarray(arr)
         else:
-            im.load()
             arr, alpha = _from_pil(im)
         icc_profile, exif = read_metadata(im)  # after load: a PNG may hold its eXIf after the pixels
     if arr.dtype not in (np.uint8, np.uint16):
@@ -473,6 +514,7 @@ def _to_storable(array: np.ndarray, bit_depth: int | None) -> tuple[np.ndarray, 
     target = np.uint16 if bit_depth == 16 else np.uint8
     if a.dtype != target:
         if a.dtype.kind == "f":
+            _check_finite(a)
             a = from_float(a, target)
         elif a.dtype == np.uint16 and target == np.uint8:
             a = to_8bit(a)
@@ -481,6 +523,16 @@ def _to_storable(array: np.ndarray, bit_depth: int | None) -> tuple[np.ndarray, 
         else:
             raise ImageWriteError(f"unsupported array dtype {a.dtype}; expected uint8, uint16 or float")
     return a, bit_depth
+
+
+def _check_finite(a: np.ndarray) -> None:
+    """NaN has no pixel value (the cast made it 0, with only a numpy warning): refused, as ``restore`` does."""
+    bad = 0
+    for r in range(0, a.shape[0], _CHUNK_ROWS):  # no full-size temporary
+        chunk = a[r : r + _CHUNK_ROWS]
+        bad += int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
+    if bad:
+        raise ImageWriteError(f"the image holds {bad} NaN or infinite sample(s) of {a.size}: refused, nothing written")
 
 
 def _flatten_onto_white(a: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -594,8 +646,10 @@ def write_image(
     quality: int = 95,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
+    replace: bool = True,
 ) -> Path:
-    """Write atomically; the format follows the extension.
+    """Write atomically; the format follows the extension. ``replace=False``: an existing file (even one
+    another process publishes while this one encodes) is left alone and ``OutputExistsError`` raised.
 
     ``bit_depth`` defaults to the array's (16 for uint16, else 8); float arrays in [0, 1] are rounded.
     Formats that cannot hold 16 bits or alpha get 8 bits / a flattened image, with a notice. Gray+alpha is
@@ -607,7 +661,9 @@ def write_image(
         array, p.suffix, alpha=alpha, bit_depth=bit_depth, quality=quality, icc_profile=icc_profile, exif=exif
     )
     try:
-        write_bytes(p, data)
+        write_bytes(p, data, replace=replace)
+    except FileExistsError:
+        raise OutputExistsError(p) from None
     except OSError as exc:
         raise ImageWriteError(f"{p}: cannot write there ({exc.strerror or exc})") from None
     return p

@@ -6,6 +6,12 @@ is checked here, over the whole run, and tested on thousands of generated layout
 - no output is ever an input (same path, symlink or hard link), whatever the order, suffix or extension;
 - two inputs that would write the same output both fail, instead of the later one replacing the earlier;
 - an output that already exists is replaced only when asked (``overwrite``), else reported and left alone;
+- every output lands inside the output folder: the suffix is a name fragment (no separators, no ``..``),
+  and an output whose folder resolves elsewhere (a link inside the output tree) fails before any write;
+- only regular files are inputs: a FIFO, socket or device named like an image is listed with its kind
+  (opening a FIFO blocks until a writer comes);
+- videos in folders are restored like named ones, and two inputs of either kind that would write the
+  same output both fail;
 - what is left out of an input folder is counted: the output folder inside it, and the earlier outputs of
   a run with the same suffix beside their source (``a_x4.png`` next to ``a.png``), so a rerun does not
   restore its own results again (``a_x4_x4.png``).
@@ -18,9 +24,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swinir.io import READ_EXTENSIONS, WRITE_FORMATS, InputFiles
+from swinir.io import READ_EXTENSIONS, WRITE_FORMATS, InputFiles, file_kind
+from swinir.options import OptionsError
+from swinir.video import VIDEO_EXTENSIONS, is_video, video_output_extension
 
-__all__ = ["Job", "Plan", "plan_restore", "split_existing", "output_extension", "earlier_outputs"]
+__all__ = [
+    "Job",
+    "Plan",
+    "plan_restore",
+    "split_existing",
+    "output_extension",
+    "earlier_outputs",
+    "check_suffix",
+    "lands_inside",
+]
 
 
 @dataclass(frozen=True)
@@ -34,7 +51,11 @@ class Plan:
     """The outcome of planning; ``jobs`` are safe to write unless their output exists (``split_existing``)."""
 
     jobs: list[Job] = field(default_factory=list)
+    videos: list[Job] = field(default_factory=list)  # video inputs (swinir.video), checked as the images
     missing: list[Path] = field(default_factory=list)  # named inputs that do not exist
+    not_regular: list[tuple[Path, str]] = field(default_factory=list)  # (named input, what it is): failed
+    skipped_special: list[tuple[Path, str]] = field(default_factory=list)  # the same found in a folder
+    outside: list[Job] = field(default_factory=list)  # outputs that would land outside the output folder
     empty: list[Path] = field(default_factory=list)  # input folders without images
     subfolders_not_read: dict[Path, int] = field(default_factory=dict)  # folder -> subfolders (not recursive)
     under_output: dict[Path, int] = field(default_factory=dict)  # folder -> images inside the output folder
@@ -45,8 +66,10 @@ class Plan:
 
     @property
     def failed_sources(self) -> int:
-        """Inputs that cannot be restored at all (missing, clashing, or whose output is an input)."""
-        return len(self.missing) + sum(len(srcs) for _, srcs in self.clashes) + len(self.onto_inputs)
+        """Inputs that cannot be restored at all (missing, not a regular file, clashing, whose output is an
+        input or lands outside the output folder)."""
+        clashing = sum(len(srcs) for _, srcs in self.clashes)
+        return len(self.missing) + len(self.not_regular) + clashing + len(self.onto_inputs) + len(self.outside)
 
 
 def output_extension(src: Path, ext: str) -> str:
@@ -57,6 +80,15 @@ def output_extension(src: Path, ext: str) -> str:
     return "." + ext.lstrip(".").lower()
 
 
+def check_suffix(suffix: str) -> str:
+    """``suffix`` if it is a name fragment; a separator or ``..`` could put an output anywhere."""
+    if any(c in suffix for c in ("/", "\\", "\0", os.sep, os.altsep or "/")) or ".." in suffix:
+        raise OptionsError(
+            "suffix", f"suffix {suffix!r} must be a name fragment, e.g. _x4: no path separators and no '..'"
+        )
+    return suffix
+
+
 def _within(path: Path, folder: Path) -> bool:
     try:
         path.relative_to(folder)
@@ -65,15 +97,31 @@ def _within(path: Path, folder: Path) -> bool:
         return False
 
 
-def _walk(folder: Path, recursive: bool) -> list[Path]:
+def lands_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether writing ``path`` creates or replaces an entry inside ``folder``, links in its folders
+    followed (a link at ``path`` itself is replaced, not followed)."""
+    p = Path(path)
+    return _within(Path(os.path.realpath(p.parent)) / p.name, Path(os.path.realpath(folder)))
+
+
+_INPUT_EXTENSIONS = READ_EXTENSIONS + VIDEO_EXTENSIONS
+
+
+def _walk(folder: Path, recursive: bool, plan: Plan) -> list[Path]:
+    """Regular image and video files under ``folder``; others named like them go to ``plan``."""
     walker = folder.rglob("*") if recursive else folder.iterdir()
     found = []
     for f in sorted(walker):
         rel = f.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts):
             continue  # hidden files and folders, and our own temporary files
-        if f.suffix.lower() in READ_EXTENSIONS and f.is_file():
+        if f.suffix.lower() not in _INPUT_EXTENSIONS:
+            continue
+        kind = file_kind(f)
+        if kind is None:
             found.append(f)
+        elif kind != "a folder":
+            plan.skipped_special.append((f, kind))
     return found
 
 
@@ -89,7 +137,7 @@ def earlier_outputs(files: Sequence[Path], suffix: str) -> set[Path]:
 
 def _gather_folder(folder: Path, out_res: Path, recursive: bool, suffix: str, plan: Plan) -> list[tuple[Path, Path]]:
     """(image, folder it mirrors under the output) for one input folder; exclusions counted in ``plan``."""
-    files = _walk(folder, recursive)
+    files = _walk(folder, recursive, plan)
     folder_res = folder.resolve()
     out_inside = out_res != folder_res and _within(out_res, folder_res)
     inside_out = [f for f in files if out_inside and _within(f.resolve(), out_res)]
@@ -113,20 +161,28 @@ def _gather_folder(folder: Path, out_res: Path, recursive: bool, suffix: str, pl
 def plan_restore(
     inputs: Iterable[str | os.PathLike[str]], outdir: str | os.PathLike[str], recursive: bool, suffix: str, ext: str
 ) -> Plan:
-    """Every image under ``inputs`` with its output under ``outdir`` (``name + suffix + ext``, mirroring
-    subfolders when ``recursive``), sorted by output; see the module docstring for what is refused."""
+    """Every image and video under ``inputs`` with its output under ``outdir`` (``name + suffix + ext``,
+    mirroring subfolders when ``recursive``; a video keeps its container where it can be written, else
+    .mkv), sorted by output; see the module docstring for what is refused. A bad ``suffix`` or an empty
+    ``outdir`` raises ``OptionsError``."""
+    if not os.fspath(outdir):
+        raise OptionsError("output", "the output folder is empty; name a folder (. is the current one)")
+    check_suffix(suffix)
     plan = Plan()
     out = Path(outdir).expanduser()
     out_res = out.resolve()
     sources: list[tuple[Path, Path]] = []
     for text in inputs:
         p = Path(text).expanduser()
-        if p.is_dir():
+        kind = file_kind(p)
+        if kind == "a folder":
             sources += _gather_folder(p, out_res, recursive, suffix, plan)
-        elif p.exists():
+        elif kind is None:
             sources.append((p, Path()))
-        else:
+        elif kind in ("missing", "a broken link"):
             plan.missing.append(p)
+        else:
+            plan.not_regular.append((p, kind))
     taken = InputFiles()
     seen: set[Path] = set()
     by_dst: dict[str, list[Job]] = {}
@@ -136,17 +192,22 @@ def plan_restore(
             continue  # the same file named twice (or through a link)
         seen.add(real)
         taken.add(src)
-        dst = out / rel / f"{src.stem}{suffix}{output_extension(src, ext)}"
+        extension = video_output_extension(src) if is_video(src) else output_extension(src, ext)
+        dst = out / rel / f"{src.stem}{suffix}{extension}"
         by_dst.setdefault(os.path.normcase(str(taken.real(dst))), []).append(Job(src, dst))
-    plan.inputs = len(seen) + len(plan.missing)
+    plan.inputs = len(seen) + len(plan.missing) + len(plan.not_regular)
     for jobs in by_dst.values():
+        job = jobs[0]
         if len(jobs) > 1:
-            plan.clashes.append((jobs[0].dst, [j.src for j in jobs]))
-        elif taken.find(jobs[0].dst) is not None:
-            plan.onto_inputs.append(jobs[0])
+            plan.clashes.append((job.dst, [j.src for j in jobs]))
+        elif taken.find(job.dst) is not None:
+            plan.onto_inputs.append(job)
+        elif not lands_inside(job.dst, out_res):
+            plan.outside.append(job)
         else:
-            plan.jobs.append(jobs[0])
+            (plan.videos if is_video(job.src) else plan.jobs).append(job)
     plan.jobs.sort(key=lambda j: str(j.dst))
+    plan.videos.sort(key=lambda j: str(j.dst))
     plan.clashes.sort(key=lambda c: str(c[0]))
     return plan
 

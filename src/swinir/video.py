@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from swinir.atomic import atomic_path
-from swinir.errors import SwinIRError
+from swinir.errors import OutputExistsError, SwinIRError
 
 __all__ = [
     "VideoError",
@@ -44,6 +44,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "CODECS",
     "is_video",
+    "video_output_extension",
     "probe",
     "restore_video",
     "output_pix_fmt",
@@ -64,6 +65,12 @@ class VideoError(SwinIRError):
 
 def is_video(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def video_output_extension(src: str | os.PathLike[str]) -> str:
+    """The restored video's extension: the input's container where it can be written, else ``.mkv``."""
+    suffix = Path(src).suffix.lower()
+    return suffix if suffix in _OUT_FORMATS else ".mkv"
 
 
 @dataclass(frozen=True)
@@ -484,17 +491,22 @@ def restore_video(
     world: int = 1,
     progress: bool = False,
     say: Callable[[str], None] | None = None,
+    replace: bool = True,
 ) -> VideoResult:
     """Restore ``src`` into ``dst`` with ``restore_frames`` (a list of RGB uint8/uint16 HxWx3 frames in, the
     same number of restored frames of ``out_size`` = (width, height) out).
 
     ``fingerprint`` names the model and restore settings: segments made with another fingerprint are not
     reused. ``resume``: keep the finished segments of an interrupted run with the same settings.
-    ``rank``/``world``: share the segments between processes (torchrun).
+    ``rank``/``world``: share the segments between processes (torchrun). ``replace=False``: an existing
+    ``dst`` is left alone, before any work and at the final publish (another run may write it meanwhile),
+    with ``OutputExistsError``.
     """
     options = options or EncodeOptions()
     source, out = Path(src), Path(dst)
     say = say or (lambda line: None)
+    if not replace and (out.exists() or out.is_symlink()):
+        raise OutputExistsError(out)
     if options.segment_frames < 1 or batch_frames < 1:
         raise VideoError("segment_frames and batch_frames must be >= 1")
     info = probe(source)
@@ -519,7 +531,7 @@ def restore_video(
     total = result.frames
     segments = [_segment_path(parts, key, k) for k in range(-(-total // options.segment_frames))]
     if all(p.exists() for p in segments) and _claim_assembly(parts, key, world):
-        _assemble(source, out, segments, layout, info)
+        _assemble(source, out, segments, layout, info, replace)
         shutil.rmtree(parts, ignore_errors=True)
         result.assembled = True
     return result
@@ -641,26 +653,31 @@ def _segment_packets(segments: Sequence[Path], out_stream: Any) -> Iterator[tupl
             yield Fraction(dts) * tb, 0, seq, packet
 
 
-def _assemble(source: Path, dst: Path, segments: Sequence[Path], layout: _Layout, info: VideoInfo) -> None:
+def _assemble(
+    source: Path, dst: Path, segments: Sequence[Path], layout: _Layout, info: VideoInfo, replace: bool = True
+) -> None:
     import av
 
     fmt = _container_format(dst)
-    with _open(source) as src, atomic_path(dst, suffix=dst.suffix) as tmp:
-        out = av.open(str(tmp), "w", format=fmt, options={"fflags": "+bitexact"})
-        try:
-            video = _add_encoder(out, layout, info)
-            if info.rotation:
-                video.set_display_rotation(info.rotation)
-            companions = _companions(src)
-            targets = {s.index: out.add_stream_from_template(s) for s in companions}
-            out.start_encoding()
-            streams: list[Iterator[tuple[Fraction, int, int, Any]]] = [_segment_packets(segments, video)]
-            if companions:
-                streams.append(_retarget(_packets(src, companions, 1), targets))
-            for _, _, _, packet in heapq.merge(*streams, key=lambda item: item[:3]):
-                out.mux(packet)
-        finally:
-            out.close()
+    try:
+        with _open(source) as src, atomic_path(dst, suffix=dst.suffix, replace=replace) as tmp:
+            out = av.open(str(tmp), "w", format=fmt, options={"fflags": "+bitexact"})
+            try:
+                video = _add_encoder(out, layout, info)
+                if info.rotation:
+                    video.set_display_rotation(info.rotation)
+                companions = _companions(src)
+                targets = {s.index: out.add_stream_from_template(s) for s in companions}
+                out.start_encoding()
+                streams: list[Iterator[tuple[Fraction, int, int, Any]]] = [_segment_packets(segments, video)]
+                if companions:
+                    streams.append(_retarget(_packets(src, companions, 1), targets))
+                for _, _, _, packet in heapq.merge(*streams, key=lambda item: item[:3]):
+                    out.mux(packet)
+            finally:
+                out.close()
+    except FileExistsError:
+        raise OutputExistsError(dst, "exists (another run published it meanwhile); not replaced") from None
 
 
 def _retarget(
@@ -695,18 +712,24 @@ def restore_clip(
     dst: str | os.PathLike[str],
     options: Any = None,
     encode: EncodeOptions | None = None,
+    limits: Any = None,
     **run: Any,
 ) -> VideoResult:
     """Restore the video ``src`` into ``dst`` with ``model`` and ``options`` (a ``RestoreOptions``: tiling,
-    precision, strength, output size), each frame as ``swinir.restore`` restores an image. ``run``: the
-    keywords of ``restore_video`` (resume, rank, world, progress, say, batch_frames)."""
+    precision, strength, output size), each frame as ``swinir.restore`` restores an image. ``limits``: a
+    ``swinir.pipeline.PixelLimits`` for the frame and the restored frame, checked before any frame is
+    decoded (default: the pipeline's). ``run``: the keywords of ``restore_video`` (resume, rank, world,
+    progress, say, batch_frames, replace)."""
     from swinir.engine import restore
     from swinir.options import RestoreOptions
+    from swinir.pipeline import PixelLimits, model_scale
 
     opts = RestoreOptions.build(options)
+    limits = PixelLimits() if limits is None else limits
     info = probe(src)
-    scale = int(getattr(model, "upscale", 1) or 1)
-    out_h, out_w = opts.output_size(info.height, info.width, scale)
+    limits.check_input(src, info.height, info.width)
+    out_h, out_w = opts.output_size(info.height, info.width, model_scale(model))
+    limits.check_output(src, out_h, out_w)
 
     def restore_frames(frames: list[np.ndarray]) -> list[np.ndarray]:
         return [restore(model, frame, opts) for frame in frames]

@@ -1,9 +1,9 @@
 """`swinir restore`: restore image files and folders with a SwinIR model.
 
 Parsing and printing only: ``swinir.restore_plan`` decides what is read and written (whole plan checked before
-the first write), ``swinir.engine.restore`` runs the model with one ``RestoreOptions``, ``swinir.io`` reads and
-writes. Under ``torchrun`` the sorted job list is split across ranks (``jobs[rank::world]``); every rank
-writes its own outputs.
+the first write), ``swinir.pipeline.restore_file`` restores each image (limits, guarded read, engine, atomic
+publish that replaces nothing unless asked), ``swinir.video`` each video. Under ``torchrun`` the sorted image
+list is split across ranks (``jobs[rank::world]``); every rank writes its own outputs.
 """
 
 from __future__ import annotations
@@ -15,23 +15,28 @@ import signal
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from swinir.cli.restore_controls import CONTROL_FLAGS, add_control_args, control_options, load_model, tile_value
-from swinir.cli.restore_video import add_video_args, restore_clip, run_videos, split_videos
-from swinir.errors import ImageWriteError, SwinIRError
+from swinir.cli.restore_video import add_video_args, run_videos, video_flags_given
+from swinir.errors import OutputExistsError, SwinIRError
 from swinir.options import CAPTURE_NAMES, MAX_OUTSCALE, OptionsError, RestoreOptions
+from swinir.pipeline import (
+    DEFAULT_INPUT_PIXELS,
+    DEFAULT_OUTPUT_PIXELS,
+    LOSSLESS_WEBP,
+    OUTPUT_FORMATS,
+    FileRun,
+    LimitError,
+    PixelLimits,
+)
 from swinir.restore_plan import Job, Plan, plan_restore, split_existing
 from swinir.torchrun import DistInfo, from_env
 
 DEFAULT_MODEL = "builtin-x4"
-EXTS = ("png", "jpg", "webp", "tif", "bmp", "same")
-LOSSLESS_WEBP = 101
+EXTS = OUTPUT_FORMATS
 LISTED = 10  # per-file lines of one kind before "... and N more"
 
 EPILOG = """examples:
@@ -52,7 +57,13 @@ notes:
   Existing files: an input is never written, whatever -o, --suffix or --ext (the run refuses those images).
   An output that already exists is not replaced: it is listed and the exit status is 1, unless
   --overwrite (replace it) or --skip-existing (leave it, quietly, exit 0) is given. Two inputs that would
-  write the same output (a.png and a.jpg) both fail. The whole plan is checked before the first write.
+  write the same output (a.png and a.jpg) both fail. The whole plan is checked before the first write,
+  and every output lands inside OUTDIR (--suffix is a name fragment: no path separators, no '..').
+  Two runs writing into one folder never replace each other's outputs: the one that finishes an image
+  second lists it as existing. Only regular files are read: a FIFO or device named *.png is listed
+  with what it is. Videos in folders are restored like named ones.
+  Sizes: an input over --input-limit megapixels (read from its header) and a result over
+  --output-limit are refused before any work.
   Left out of a folder, with a count: subfolders without -r, the output folder when it lies inside the
   input folder, and earlier outputs of the same --suffix beside their source (a_x4.png next to a.png).
   Bit depth follows the input (16-bit PNG/TIFF stay 16-bit); alpha is upscaled separately with bicubic
@@ -86,6 +97,16 @@ def _outscale(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0 < v <= MAX_OUTSCALE:
         raise argparse.ArgumentTypeError(f"must be in (0, {MAX_OUTSCALE:g}], got {text}")
+    return v
+
+
+def _megapixels(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megapixels, got {text!r}") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = no limit), got {text}")
     return v
 
 
@@ -153,6 +174,23 @@ def _add_file_args(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help="final size as a factor of the input size, e.g. 2 or 3.5 (default: the model's scale)",
     )
+    limits = (
+        ("--input-limit", DEFAULT_INPUT_PIXELS, "an image over MP megapixels, read from its header before decoding"),
+        (
+            "--output-limit",
+            DEFAULT_OUTPUT_PIXELS,
+            "an image whose result would be over MP megapixels, before any compute",
+        ),
+    )
+    for flag, default, what in limits:
+        shrink = "; --max-megapixels shrinks instead" if flag == "--output-limit" else ""
+        p.add_argument(
+            flag,
+            type=_megapixels,
+            default=default / 1e6,
+            metavar="MP",
+            help=f"refuse {what} (default {default / 1e6:g}; 0 = no limit{shrink})",
+        )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -181,6 +219,10 @@ FLAGS = {
     "precision": "--precision",
     "outscale": "--outscale",
     "capture": "--capture",
+    "suffix": "--suffix",
+    "output": "-o",
+    "input_pixels": "--input-limit",
+    "output_pixels": "--output-limit",
     **CONTROL_FLAGS,
 }
 
@@ -214,7 +256,28 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
     )
 
 
+def limits_from(args: argparse.Namespace) -> PixelLimits:
+    return PixelLimits(
+        round(args.input_limit * 1e6) or None,
+        round(args.output_limit * 1e6) or None,
+    )
+
+
+def _check_ignored(args: argparse.Namespace) -> None:
+    """Options that would do nothing here are refused instead of being ignored in silence."""
+    if args.alpha is not None and not args.blend_with:
+        raise SwinIRError("--alpha weighs the model of --blend-with; give --blend-with too, or leave --alpha out")
+    if args.gray and args.noise_level is None and args.jpeg_quality is None:
+        raise SwinIRError(
+            "--gray picks the grayscale models of --noise-level/--jpeg-quality; give one of them, or leave --gray "
+            "out (a color model restores gray images, with a notice)"
+        )
+
+
 def _check_args(args: argparse.Namespace) -> None:
+    if not args.output:
+        raise SwinIRError("-o is empty; give a folder for the results (-o . is the current folder)")
+    _check_ignored(args)
     if args.quality == LOSSLESS_WEBP and args.ext not in ("webp", "same"):
         raise SwinIRError(f"--quality {LOSSLESS_WEBP} (lossless) applies to WebP only; use 1-100 for --ext {args.ext}")
     if args.device is not None:
@@ -248,6 +311,8 @@ def _listed(lines: list[str], say: Callable[[str], None]) -> None:
 
 def report_plan(plan: Plan, args: argparse.Namespace, say: Callable[[str], None]) -> None:
     """One line per exclusion (with its count) and per input that cannot start."""
+    from swinir.video import is_video
+
     for folder, n in plan.subfolders_not_read.items():
         say(f"notice: {folder}: {n} subfolder(s) not read (use --recursive)")
     for folder, n in plan.under_output.items():
@@ -255,18 +320,33 @@ def report_plan(plan: Plan, args: argparse.Namespace, say: Callable[[str], None]
     for folder, n in plan.earlier_outputs.items():
         say(f"notice: {folder}: {n} earlier output(s) (*{args.suffix} beside their source) left out")
     for folder in plan.empty:
-        say(f"notice: {folder}: no images found")
+        say(f"notice: {folder}: no images or videos found")
+    _listed(
+        [f"skipped: {p}: {kind}, not a regular file; only regular files are read" for p, kind in plan.skipped_special],
+        say,
+    )
     _listed([f"failed: {p}: no such file or folder" for p in plan.missing], say)
+    _listed(
+        [f"failed: {p}: {kind}, not a regular file; only regular files are read" for p, kind in plan.not_regular], say
+    )
     clash = [
-        f"failed: {', '.join(map(str, srcs))}: all would be written to {dst}; use --ext same or a --suffix"
+        f"failed: {', '.join(map(str, srcs))}: all would be written to {dst}; "
+        + ("use separate -o folders" if is_video(dst) else "use --ext same or a --suffix")
         for dst, srcs in plan.clashes
     ]
     _listed(clash, say)
     onto = [
-        f"failed: {j.src}: refusing to overwrite the input image {j.dst}; choose another -o or a --suffix"
+        f"failed: {j.src}: refusing to overwrite the input {'video' if is_video(j.src) else 'image'} {j.dst}; "
+        "choose another -o or a --suffix"
         for j in plan.onto_inputs
     ]
     _listed(onto, say)
+    outside = [
+        f"failed: {j.src}: its output {j.dst} would land in {os.path.realpath(j.dst.parent)}, outside -o "
+        f"{args.output} (a link inside the output folder); not written"
+        for j in plan.outside
+    ]
+    _listed(outside, say)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -322,12 +402,28 @@ class _Notices:
         self.seen: set[str] = set()
         self.write = write
 
-    def emit(self, src: Path, caught: list[warnings.WarningMessage]) -> None:
-        for w in caught:
-            msg = str(w.message)
+    def emit(self, src: Path, messages: list[str]) -> None:
+        for msg in messages:
             if msg not in self.seen:
                 self.seen.add(msg)
                 self.write(f"notice: {src.name}: {msg}")
+
+
+def _progress_bar(total: int, disable: bool) -> Any:
+    """tqdm whose bar fills by tiles while its count shows whole images (``3/20``, never ``0.04/1``)."""
+    from tqdm import tqdm
+
+    class ImagesBar(tqdm):  # type: ignore[misc]
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            d: dict[str, Any] = super().format_dict
+            d["images"] = int(d["n"] or 0)
+            return d
+
+    fmt = "{l_bar}{bar}| {images}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+    return ImagesBar(
+        total=total, desc="restore", unit="img", file=sys.stderr, disable=disable, dynamic_ncols=True, bar_format=fmt
+    )
 
 
 class _ImageBar:
@@ -353,59 +449,21 @@ class _ImageBar:
         self.bar.refresh()
 
 
-@dataclass
-class _Run:
-    """What every image of one run shares."""
-
-    model: Any
-    options: RestoreOptions
-    quality: int
-    overwrite: bool
-    notices: _Notices
-    on_tile: Callable[[int, int], None]
-
-
-def restore_file(job: Job, run: _Run, guard: Any) -> None:
-    """Read, restore (alpha and outscale included), write atomically; an existing output is left alone."""
-    import numpy as np
-
-    from swinir.engine import restore
-    from swinir.io import SwinIRNotice, frame_count, notice, read_image, write_image
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SwinIRNotice)
-        img = read_image(job.src)
-        frames = frame_count(job.src)
-        if frames > 1:
-            notice(f"an animated image of {frames} frames: only the first frame is restored")
-        data = img.array if img.alpha is None else np.dstack([img.array, img.alpha])
-        out = restore(run.model, data, run.options, on_tile=run.on_tile)
-        alpha = None
-        if img.alpha is not None:
-            out, alpha = out[..., :-1], out[..., -1]
-            out = out[..., 0] if out.shape[2] == 1 else out
-        guard.check(job.dst)  # again at write time: the files may have changed during the run
-        if not run.overwrite and (job.dst.exists() or job.dst.is_symlink()):
-            raise ImageWriteError(f"{job.dst}: appeared while this run was working; not replaced")
-        write_image(
-            job.dst,
-            out,
-            alpha=alpha,
-            bit_depth=img.bit_depth,
-            quality=run.quality,
-            icc_profile=img.icc_profile,
-            exif=img.exif,
-        )
-    run.notices.emit(job.src, [c for c in caught if issubclass(c.category, SwinIRNotice)])
-
-
 def _fail_line(src: Path, exc: BaseException) -> str:
     msg = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, LimitError):
+        flag = FLAGS[exc.field]
+        msg += f"; {flag} MP raises the limit ({flag} 0 lifts it)"
     if isinstance(exc, SwinIRError):
         return f"failed: {msg}" if msg.startswith(str(src)) else f"failed: {src}: {msg}"
     if isinstance(exc, MemoryError):
         return f"failed: {src}: out of memory; use a smaller --tile"
     return f"failed: {src}: {type(exc).__name__}: {msg[:300]}"
+
+
+def _exists_line(job: Job, meanwhile: bool = False) -> str:
+    when = "; another run wrote it meanwhile" if meanwhile else ""
+    return f"exists: {job.dst}: not replaced (from {job.src}{when}); --overwrite replaces it"
 
 
 class Stopped(KeyboardInterrupt):
@@ -434,30 +492,36 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(sig, h)
 
 
-def _restore_all(jobs: list[Job], run: _Run, guard: Any, info: DistInfo, debug: bool) -> list[int]:
-    """[restored, failed] of this rank's jobs, with a bar that moves per tile."""
+def _restore_all(
+    jobs: list[Job], run: FileRun, notices: _Notices, info: DistInfo, args: argparse.Namespace
+) -> list[int]:
+    """[restored, failed, exists] of this rank's images, with a bar that moves per tile."""
     from tqdm import tqdm
 
-    ok = failures = 0
-    with tqdm(
-        total=len(jobs), desc="restore", unit="img", file=sys.stderr, disable=not info.main, dynamic_ncols=True
-    ) as bar:
+    from swinir.pipeline import restore_file
+
+    ok = failures = exists = 0
+    with _progress_bar(len(jobs), disable=not info.main) as bar:
         images = _ImageBar(bar)
         run.on_tile = images.on_tile
         for job in jobs:
             images.start(job.src.name)
             try:
-                restore_file(job, run, guard)
+                notices.emit(job.src, restore_file(run, job.src, job.dst))
                 ok += 1
             except KeyboardInterrupt:
                 raise
+            except OutputExistsError:  # published by another run since the plan: theirs stays
+                exists += 1
+                if not args.skip_existing:
+                    tqdm.write(_exists_line(job, meanwhile=True), file=sys.stderr)
             except Exception as exc:
-                if debug:
+                if getattr(args, "debug", False):
                     raise
                 failures += 1
                 tqdm.write(_fail_line(job.src, exc), file=sys.stderr)
             images.finish()
-    return [ok, failures]
+    return [ok, failures, exists]
 
 
 def _load(args: argparse.Namespace, info: DistInfo, say: Callable[[str], None], n_mine: int, n_all: int) -> Any:
@@ -497,54 +561,59 @@ def _summary(counts: list[int], plan: Plan, info: DistInfo, elapsed: float, outd
     return 1 if counts[1] or own_kept_back or (info.main and (failed or everything_kept_back)) else 0
 
 
-def _existing_lines(existing: list[Job]) -> list[str]:
-    return [f"exists: {j.dst}: not replaced (from {j.src}); --overwrite replaces it" for j in existing]
-
-
 def run(args: argparse.Namespace) -> int:
     info = from_env()
     options = options_from(args)
     _check_args(args)
+    limits = limits_from(args)
     outdir = Path(args.output).expanduser()
     say: Callable[[str], None] = (lambda line: print(line, file=sys.stderr)) if info.main else (lambda line: None)
 
-    video_jobs, video_problems, image_inputs = split_videos(args.inputs, outdir, args.suffix)
-    plan = plan_restore(image_inputs, outdir, args.recursive, args.suffix, args.ext) if image_inputs else Plan()
+    with flag_hints(FLAGS):
+        plan = plan_restore(args.inputs, outdir, args.recursive, args.suffix, args.ext)
     report_plan(plan, args, say)
-    _listed(video_problems, say)
-    if not plan.jobs and not plan.failed_sources and not video_jobs and not video_problems:
-        raise SwinIRError("no images found in " + ", ".join(args.inputs))
-    if plan.onto_inputs and not plan.jobs and not video_jobs:
+    if not plan.jobs and not plan.videos and not plan.failed_sources:
+        raise SwinIRError("no images or videos found in " + ", ".join(args.inputs))
+    if plan.onto_inputs and not plan.jobs and not plan.videos:
         raise SwinIRError(f"every output would overwrite its input in {outdir}; choose another -o or a --suffix")
+    from swinir.io import InputFiles
+    from swinir.video import is_video
+
+    sources = [j.src for j in plan.jobs + plan.videos + plan.onto_inputs + plan.outside]
+    sources += [s for _, srcs in plan.clashes for s in srcs]
+    unused = video_flags_given(args)
+    if unused and not any(is_video(s) for s in sources):
+        verb = "applies" if len(unused) == 1 else "apply"
+        say(f"notice: {', '.join(unused)} {verb} to videos only, and no input is a video: ignored")
     # each rank looks only at its own share of outputs: another rank's fresh files never count as existing
     mine, existing = split_existing(plan.jobs[info.rank :: info.world], args.overwrite)
-    video_jobs, video_existing = split_existing(video_jobs, args.overwrite)  # every rank works on every video
+    videos, video_existing = split_existing(plan.videos, args.overwrite)  # every rank works on every video
     existing += video_existing if info.main else []
     if not args.skip_existing:
-        _listed(_existing_lines(existing), lambda line: print(line, file=sys.stderr))
-    from swinir.io import InputFiles
-
-    guard = InputFiles([j.src for j in plan.jobs + plan.onto_inputs] + [s for _, srcs in plan.clashes for s in srcs])
+        _listed([_exists_line(j) for j in existing], lambda line: print(line, file=sys.stderr))
+    guard = InputFiles(sources)
     start = time.perf_counter()
-    counts = [0, 0]
-    if mine or video_jobs:
+    counts = [0, 0, len(existing)]
+    if mine or videos:
         check_writable(outdir)
         model = _load(args, info, say, len(mine), len(plan.jobs))
-        run_ = _Run(model, options, args.quality, args.overwrite, _Notices(say_always), lambda d, t: None)
+        file_run = FileRun(model, options, args.quality, args.overwrite, limits, guard, outdir)
         try:
             with _stop_on_signals():
-                counts = _restore_all(mine, run_, guard, info, getattr(args, "debug", False))
-                clip = partial(restore_clip, model, options=options)
-                videos = run_videos(video_jobs, clip, args, info.rank, info.world, say)
-            counts = [counts[0] + (videos[0] if info.main else 0), counts[1] + videos[2]]
+                images = _restore_all(mine, file_run, _Notices(say_always), info, args) if mine else [0, 0, 0]
+                clips = run_videos(videos, model, options, limits, args, info.rank, info.world, say, _fail_line)
+            counts = [
+                images[0] + (clips[0] if info.main else 0),
+                images[1] + clips[1],
+                counts[2] + images[2] + (clips[2] if info.main else 0),
+            ]
         except Stopped as stop:
             name = signal.Signals(stop.signum).name
             print(
                 f"stopped by {name}: finished outputs are kept; rerun with --skip-existing to resume", file=sys.stderr
             )
             return 128 + stop.signum
-    counts[1] += len(video_problems) if info.main else 0
-    return _summary([*counts, len(existing)], plan, info, time.perf_counter() - start, outdir, args.skip_existing)
+    return _summary(counts, plan, info, time.perf_counter() - start, outdir, args.skip_existing)
 
 
 def say_always(line: str) -> None:

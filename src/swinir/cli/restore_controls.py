@@ -72,7 +72,7 @@ def add_control_args(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model interpolation")
     m.add_argument("--blend-with", default=None, metavar="NAME|PATH", help="a second model of the same architecture")
     m.add_argument(
-        "--alpha", type=_Range(float, 0, 1), default=0.5, metavar="A", help="weight of --blend-with (default 0.5)"
+        "--alpha", type=_Range(float, 0, 1), default=None, metavar="A", help="weight of --blend-with (default 0.5)"
     )
     for flag, low, high, what in (
         ("--noise-level", 15, 50, "denoise at sigma N (15..50): interpolates the released denoisers 15/25/50"),
@@ -110,6 +110,7 @@ def load_model(args: argparse.Namespace, default: str, device: str | None, say: 
         return model.to(swinir.device.resolve_device(device))
     model = swinir.load(args.model or default, device=device)
     if args.blend_with:
-        model = swinir.interpolate(model, swinir.load(args.blend_with, device=device), args.alpha)
-        say(f"model: {1 - args.alpha:.3g} x {args.model or default} + {args.alpha:.3g} x {args.blend_with}")
+        alpha = 0.5 if args.alpha is None else args.alpha
+        model = swinir.interpolate(model, swinir.load(args.blend_with, device=device), alpha)
+        say(f"model: {1 - alpha:.3g} x {args.model or default} + {alpha:.3g} x {args.blend_with}")
     return model

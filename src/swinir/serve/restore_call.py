@@ -1,5 +1,5 @@
 """The one place where the server calls the restore code path: the very function `swinir restore` runs per
-file (``swinir.cli.restore.restore_file``: guarded read, ``engine.restore`` with a ``RestoreOptions`` (alpha
+file (``swinir.pipeline.restore_file``: guarded read, ``engine.restore`` with a ``RestoreOptions`` (alpha
 and outscale included), atomic write), so an API result is byte-identical to the CLI's output for the same
 input and options.
 """
@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from swinir.cli.restore import EXTS, LOSSLESS_WEBP, _Notices, _Run, restore_file
 from swinir.options import OptionsError, RestoreOptions
-from swinir.restore_plan import Job, output_extension
+from swinir.pipeline import LOSSLESS_WEBP, NO_LIMITS, OUTPUT_FORMATS, FileRun, restore_file
+from swinir.restore_plan import output_extension
 
-FORMATS = EXTS  # png jpg webp tif bmp same
+FORMATS = OUTPUT_FORMATS  # png jpg webp tif bmp same
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,7 @@ def restore_to_file(
     device: str | None,
     on_tile: Callable[[int, int], None],
 ) -> list[str]:
-    """Restore ``src`` into ``dst`` (atomic) through the CLI's per-file function; the notices it gave."""
-    from swinir.io import InputFiles
-
-    lines: list[str] = []
-    run = _Run(model, options.restore_options(device), options.quality, False, _Notices(lines.append), on_tile)
-    restore_file(Job(src, dst), run, InputFiles([src]))
-    return [line.split(": ", 2)[-1] for line in lines]  # drop "notice: <server-side file name>: "
+    """Restore ``src`` into ``dst`` (atomic) through the library's per-file function; the notices it gave.
+    The server checked its own size limits when the upload came in."""
+    run = FileRun(model, options.restore_options(device), options.quality, limits=NO_LIMITS, on_tile=on_tile)
+    return restore_file(run, src, dst)
