@@ -39,6 +39,7 @@ from swinir.atomic import write_bytes
 from swinir.degrade import add_gaussian_noise_test, imresize, jpeg_compress, jpeg_gray_from_color
 from swinir.errors import ImageWriteError, SwinIRError
 from swinir.io import SwinIRNotice, list_images, read_like_release, write_image
+from swinir.model.shared import pad_like_release
 from swinir.options import OptionsError, RestoreOptions
 from swinir.tasks import DENOISE_TASKS, EVAL_TASKS, GRAY_TASKS, JPEG_TASKS, SR_TASKS, eval_task
 
@@ -241,21 +242,6 @@ def load_samples(
 
 
 # ------------------------------------------------------------------------------------------ running
-def pad_like_release(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Mirror-flip concatenation padding of an (N, C, H, W) tensor, as the released test script pads.
-
-    Always adds ``(h // window + 1) * window - h`` rows (a whole extra window when ``h`` is already a
-    multiple), taken from the vertically flipped image, then the same for columns. Inputs smaller than
-    the padding come out shorter; the model pads those further by itself.
-    """
-    h, w = x.shape[-2:]
-    hp = (h // window + 1) * window - h
-    wp = (w // window + 1) * window - w
-    x = torch.cat([x, torch.flip(x, [2])], 2)[:, :, : h + hp, :]
-    x = torch.cat([x, torch.flip(x, [3])], 3)[:, :, :, : w + wp]
-    return x
-
-
 def to_uint8(output: np.ndarray | torch.Tensor) -> np.ndarray:
     """Clamp to [0, 1], scale by 255 and round (half to even, in float32) as the released script does."""
     if isinstance(output, torch.Tensor):

@@ -8,7 +8,8 @@ Every forward takes an ``Exec`` (chosen once per forward by ``SwinIR``) that say
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,6 +25,7 @@ from swinir.model.layout import (
     group_masks,
     image_to_tokens,
     relative_position_index,
+    shift_mask,
     tokens_to_image,
 )
 from swinir.model.shared import (
@@ -57,6 +59,7 @@ __all__ = [
     "Upsample",
     "UpsampleOneStep",
     "WindowAttention",
+    "with_derived",
 ]
 
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
@@ -496,3 +499,26 @@ class _PatchNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.norm(x)
         return out
+
+
+_BLOCK_NORM1 = re.compile(r"(layers\.\d+\.residual_group\.blocks\.(\d+)\.)norm1\.weight")
+
+
+def with_derived(sd: Mapping[str, Tensor], spec: ModelSpec, img_size: int) -> dict[str, Tensor]:
+    """``sd`` in the released layout: each block's ``attn.relative_position_index`` after its bias table and,
+    on shifted (odd) blocks, ``attn_mask`` first, for an ``img_size`` square input. One index tensor and one
+    mask tensor are shared by every block."""
+    ws = spec.window_size
+    index = relative_position_index(ws)
+    mask = shift_mask(img_size, img_size, ws, ws // 2).float().contiguous()
+    out: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        if k.endswith(DERIVED_SUFFIXES):
+            continue
+        block = _BLOCK_NORM1.fullmatch(k)
+        if block and int(block.group(2)) % 2 == 1:
+            out[block.group(1) + "attn_mask"] = mask
+        out[k] = v
+        if k.endswith(".attn.relative_position_bias_table"):
+            out[k[: -len("relative_position_bias_table")] + "relative_position_index"] = index
+    return out

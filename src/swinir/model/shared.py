@@ -140,6 +140,22 @@ def pad_to_window(x: Tensor, ws: int) -> Tensor:
     return x
 
 
+def pad_like_release(x: Tensor, window: int) -> Tensor:
+    """Mirror-flip concatenation padding of an (N, C, H, W) tensor, as SwinIR's and Swin2SR's released test
+    scripts pad before the forward.
+
+    Always adds ``(h // window + 1) * window - h`` rows (a whole extra window when ``h`` is already a
+    multiple), taken from the vertically flipped image, then the same for columns. Inputs smaller than
+    the padding come out shorter; the model pads those further by itself.
+    """
+    h, w = x.shape[-2:]
+    hp = (h // window + 1) * window - h
+    wp = (w // window + 1) * window - w
+    x = torch.cat([x, torch.flip(x, [2])], 2)[:, :, : h + hp, :]
+    x = torch.cat([x, torch.flip(x, [3])], 3)[:, :, :, : w + wp]
+    return x
+
+
 def check_heads(depths: Sequence[int], num_heads: Sequence[int], embed_dim: int) -> None:
     if len(depths) != len(num_heads):
         raise ValueError(f"depths {list(depths)} and num_heads {list(num_heads)} differ in length")
@@ -167,6 +183,8 @@ class Restorer(nn.Module):
     num_out_ch: int
     img_range: float
     conv_first: nn.Conv2d
+    # where a loaded model's weights came from in its file (``swinir.layouts.Unwrapped``, set by ``load``)
+    origin: Any = None
 
     def __init__(self) -> None:
         super().__init__()
