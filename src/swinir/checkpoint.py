@@ -40,6 +40,7 @@ from swinir.model.shared import Restorer
 from swinir.spec import ModelSpec, SpecError, merge_metadata
 
 WRAPPER_KEYS = layouts.WRAPPER_KEYS
+DERIVED_SUFFIXES = architectures.ALL_DERIVED  # every buffer suffix some registered architecture rebuilds
 SPEC_KEY = "swinir_spec"  # our own metadata, stored beside the weights
 SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
 DERIVED_META = "derived_buffers"  # safetensors metadata: the buffers a strict loader rebuilds are not stored
