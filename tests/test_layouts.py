@@ -14,6 +14,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,14 @@ def _other_img_size(sd: Sd) -> Sd:
     return out
 
 
+def _wrapped(wrapper: str, sd: Sd, derived: tuple[str, ...]) -> dict[str, Sd]:
+    return {wrapper: sd}
+
+
 # layout name -> (what to save, from the golden state dict and its architecture's derived suffixes;
 # suffix; the wrapper the loader must report)
 LAYOUTS: dict[str, tuple[Callable[[Sd, tuple[str, ...]], Any], str, str]] = {
-    **{f"wrapper {w}": ((lambda w: lambda sd, d: {w: sd})(w), ".pth", w) for w in WRAPPERS},
+    **{f"wrapper {w}": (partial(_wrapped, w), ".pth", w) for w in WRAPPERS},
     "metadata and params": (
         lambda sd, d: {"metadata": {"epoch": 7, "note": "trained"}, "params": sd},
         ".pth",
