@@ -96,6 +96,31 @@ def family_released(family: Path) -> dict:
     return json.loads((family / "released_state_dicts.json").read_text())
 
 
+# one small golden SR network per architecture (x2 where the golden set has it), for the tests that run over
+# every registered architecture: (its golden folder under golden/, entry of that folder's models/index.json)
+GOLDEN_OF = {
+    "swinir": (".", "pixelshuffle_x2"),
+    "swin2sr": ("family", "swin2sr_pixelshuffle_x2"),
+    "hat": ("family", "hat_x2"),
+}
+
+
+@pytest.fixture(scope="session")
+def golden_of(golden: Path) -> Any:
+    """``golden_of(arch)`` -> (checkpoint path, index entry, the folder its paths are relative to); fails for
+    a registered architecture that has no entry in ``GOLDEN_OF`` (add one when registering it)."""
+
+    def find(arch: str) -> tuple[Path, dict, Path]:
+        if arch not in GOLDEN_OF:
+            pytest.fail(f"registered architecture {arch} has no golden network in conftest.GOLDEN_OF: add one")
+        folder, name = GOLDEN_OF[arch]
+        base = golden / folder
+        entry = json.loads((base / "models" / "index.json").read_text())[name]
+        return base / entry["checkpoint"], entry, base
+
+    return find
+
+
 @pytest.fixture(scope="session")
 def hf_index(family: Path) -> dict:
     return json.loads((family / "hf" / "index.json").read_text())["models"]

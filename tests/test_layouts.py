@@ -10,7 +10,6 @@ safetensors with a metadata header, and a file with both ``params`` and ``params
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable
@@ -27,12 +26,6 @@ from swinir import architectures
 from swinir.io import SwinIRNotice
 from swinir.model.layout import shift_mask
 
-# the golden checkpoint each architecture's layouts are made from: (its golden folder, entry name)
-GOLDEN_OF = {
-    "swinir": (".", "pixelshuffle_x2"),
-    "swin2sr": ("family", "swin2sr_pixelshuffle_x2"),
-    "hat": ("family", "hat_x2"),
-}
 WRAPPERS = ("params", "params_ema", "params-ema", "model", "state_dict", "net", "net_g", "model_state_dict")
 
 Sd = dict[str, torch.Tensor]
@@ -87,13 +80,9 @@ def _params() -> list[Any]:
     return [pytest.param(a, name, id=f"{a}-{name}") for a in architectures.names() for name in LAYOUTS]
 
 
-def _golden(golden: Path, arch: str) -> tuple[Sd, dict[str, Any], Path]:
-    if arch not in GOLDEN_OF:
-        pytest.fail(f"registered architecture {arch} has no golden checkpoint in GOLDEN_OF: add one")
-    folder, name = GOLDEN_OF[arch]
-    base = golden / folder
-    entry = json.loads((base / "models" / "index.json").read_text())[name]
-    sd = torch.load(base / entry["checkpoint"], weights_only=True)[entry["checkpoint_key"]]
+def _golden(golden_of: Any, arch: str) -> tuple[Sd, dict[str, Any], Path]:
+    path, entry, base = golden_of(arch)
+    sd = torch.load(path, weights_only=True)[entry["checkpoint_key"]]
     return sd, entry, base
 
 
@@ -107,8 +96,8 @@ def _write(obj: Any, path: Path) -> Path:
 
 
 @pytest.mark.parametrize("arch, layout", _params())
-def test_layout_loads_and_computes_the_authors_output(golden: Path, tmp_path: Path, arch: str, layout: str) -> None:
-    sd, entry, base = _golden(golden, arch)
+def test_layout_loads_and_computes_the_authors_output(golden_of: Any, tmp_path: Path, arch: str, layout: str) -> None:
+    sd, entry, base = _golden(golden_of, arch)
     make, suffix, wrapper = LAYOUTS[layout]
     derived = architectures.get(arch).derived
     path = _write(make(sd, derived), tmp_path / f"model{suffix}")
@@ -131,9 +120,9 @@ def test_layout_loads_and_computes_the_authors_output(golden: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize("arch", architectures.names())
-def test_params_and_params_ema_say_which_was_used(golden: Path, tmp_path: Path, arch: str) -> None:
+def test_params_and_params_ema_say_which_was_used(golden_of: Any, tmp_path: Path, arch: str) -> None:
     """BasicSR and our trainer save both: the EMA weights are used, and the loader says so."""
-    sd, entry, base = _golden(golden, arch)
+    sd, entry, base = _golden(golden_of, arch)
     other = {k: v + 0.05 if v.is_floating_point() else v for k, v in sd.items()}
     path = _write({"params": other, "params_ema": sd}, tmp_path / "both.pth")
     with pytest.warns(SwinIRNotice, match=r"both\.pth holds params_ema and params: using params_ema$"):
@@ -145,8 +134,8 @@ def test_params_and_params_ema_say_which_was_used(golden: Path, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("arch", architectures.names())
-def test_fp16_weights_stay_fp16_when_asked(golden: Path, tmp_path: Path, arch: str) -> None:
-    sd, _, _ = _golden(golden, arch)
+def test_fp16_weights_stay_fp16_when_asked(golden_of: Any, tmp_path: Path, arch: str) -> None:
+    sd, _, _ = _golden(golden_of, arch)
     path = _write({"params": {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}}, tmp_path / "h.pth")
     model = swinir.load(path, dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
