@@ -7,8 +7,6 @@ Every forward takes an ``Exec`` (chosen once per forward by ``SwinIR``) that say
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +23,13 @@ from swinir.model.layout import (
     group_masks,
     image_to_tokens,
     relative_position_index,
-    shift_mask,
     tokens_to_image,
 )
 from swinir.model.shared import (
     NUM_FEAT,
     RESI_CONNECTIONS,
     RGB_MEAN,
+    BiasCache,
     Mlp,
     Restorer,
     Upsample,
@@ -39,7 +37,9 @@ from swinir.model.shared import (
     fp32,
     init_weights,
     layer_norm,
+    released_layout,
     resi_conv,
+    run_blocks,
 )
 
 if TYPE_CHECKING:
@@ -141,8 +141,7 @@ class SwinTransformerBlock(nn.Module):
         self.attn = WindowAttention(dim, window_size, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self._bias_key: tuple[Any, ...] | None = None
-        self._bias: Tensor | None = None
+        self._bias_cache = BiasCache()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         state_dict.pop(prefix + "attn_mask", None)  # derived from the input size; rebuilt per size
@@ -150,24 +149,12 @@ class SwinTransformerBlock(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def clear_cache(self) -> None:
-        self._bias_key = self._bias = None
+        self._bias_cache.clear()
 
     def attn_bias(self, device: torch.device) -> Tensor:
         """(1, heads, N, N) position bias, or (4, 1, heads, N, N) bias + mask per window group if shifted.
-
-        Independent of the input size. Cached while gradients are off, keyed on the table's storage and
-        version counter so that any in-place update of the weights rebuilds it.
-        """
-        if cpu.tracing() or torch.is_grad_enabled():
-            return self._make_bias(device)  # traced graphs compute it in-graph; training needs its grad
-        key = (device, *cpu.values_key(self.attn.relative_position_bias_table))
-        if key != self._bias_key or self._bias is None:
-            # a plain tensor without grad (fused attention skips masks that need grad), made outside
-            # inference mode so that it stays usable in any later mode
-            with torch.inference_mode(False), torch.no_grad():
-                self._bias = self._make_bias(device)
-            self._bias_key = key
-        return self._bias
+        Independent of the input size; cached (``BiasCache``) on the bias table's values."""
+        return self._bias_cache.get(device, (self.attn.relative_position_bias_table,), self._make_bias)
 
     def _make_bias(self, device: torch.device) -> Tensor:
         bias = self.attn.position_bias().unsqueeze(0).to(device)
@@ -224,12 +211,7 @@ class BasicLayer(nn.Module):
         self.use_checkpoint = False
 
     def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN) -> Tensor:
-        if ex.chunked and len(self.blocks):
-            # two buffers, alternated, for the chunked blocks' outputs (x itself is never written)
-            buffers = (torch.empty_like(x), torch.empty_like(x))
-            for i, blk in enumerate(self.blocks):
-                x = blk(x, plan, ex, out=buffers[i % 2])
-            return x
+        return run_blocks(self.blocks, x, plan, ex, self.use_checkpoint)
         for blk in self.blocks:
             if self.use_checkpoint and self.training and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(blk, x, plan, ex, use_reentrant=False)
@@ -380,27 +362,6 @@ class SwinIR(Restorer):
         self.norm = nn.LayerNorm(dim)
         self.conv_after_body = resi_conv(dim, self.resi_connection)
 
-    def _build_reconstruction(self, upscale: int) -> None:
-        """The tail after the deep features, with the original's attribute names per upsampler."""
-        dim, out = self.embed_dim, self.num_out_ch
-        self.upsample: nn.Module
-        if self.upsampler in ("pixelshuffle", "nearest+conv"):
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(dim, NUM_FEAT, 3, 1, 1), nn.LeakyReLU(inplace=True))
-        if self.upsampler == "pixelshuffle":
-            self.upsample = Upsample(upscale, NUM_FEAT)
-            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
-        elif self.upsampler == "pixelshuffledirect":
-            self.upsample = UpsampleOneStep(upscale, dim, out)
-        elif self.upsampler == "nearest+conv":
-            self.conv_up1 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
-            if upscale == 4:
-                self.conv_up2 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
-            self.conv_hr = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
-            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
-            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-        else:
-            self.conv_last = nn.Conv2d(dim, out, 3, 1, 1)
-
     # -- configuration -------------------------------------------------------------------------------
     @property
     def spec(self) -> ModelSpec:
@@ -408,17 +369,7 @@ class SwinIR(Restorer):
         from swinir.spec import ModelSpec
 
         return ModelSpec(
-            upscale=self.upscale,
-            in_chans=self.in_chans,
-            embed_dim=self.embed_dim,
-            depths=tuple(self.depths),
-            num_heads=tuple(self.num_heads),
-            window_size=self.window_size,
-            mlp_ratio=float(self.mlp_ratio),
-            upsampler=self.upsampler,
-            resi_connection=self.resi_connection,
-            img_range=self.img_range,
-            img_size=self.img_size if isinstance(self.img_size, int) else int(self.img_size[0]),
+            **self._spec_fields(),
             num_out_ch=self.num_out_ch if self.num_out_ch != self.in_chans else None,
             rstb_residual=self.rstb_residual,
             shift=self.shift,
@@ -442,24 +393,6 @@ class SwinIR(Restorer):
         t = layer_norm(self.norm, t)
         return tokens_to_image(t, h, w, ws)
 
-    def _position_embedding(self, b: int, h: int, w: int, dtype: torch.dtype) -> Tensor:
-        """The absolute position embedding as a (b, C, h, w) image: as learned at img_size x img_size,
-        bicubically resized for other sizes (the original only runs at img_size)."""
-        n, c = self.absolute_pos_embed.shape[1:]
-        side = math.isqrt(n)
-        pe = self.absolute_pos_embed.reshape(1, side, side, c).permute(0, 3, 1, 2)
-        if (h, w) != (side, side):
-            pe = F.interpolate(pe.float(), size=(h, w), mode="bicubic", align_corners=False)
-        return pe.to(dtype).expand(b, -1, -1, -1).contiguous()
-
-    def _body(self, first: Tensor, ex: Exec) -> Tensor:
-        """conv_after_body(forward_features(first)) + first; fp32 throughout when fp16_safe."""
-        if not ex.fp16_safe:
-            return cpu.conv(self.conv_after_body, self.forward_features(first, ex), ex) + first
-        f32 = first.float()
-        res = fp32(self.conv_after_body, self.forward_features(f32, ex)) + f32
-        return res.to(first.dtype)
-
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         x = self.pad_to_window(x)
@@ -470,23 +403,6 @@ class SwinIR(Restorer):
         x = x / self.img_range + mean
         s = self.upscale
         return x[..., : h * s, : w * s].contiguous()
-
-    def _reconstruct(self, x: Tensor, ex: Exec) -> Tensor:
-        conv = cpu.conv
-        if self.upsampler == "pixelshuffle":
-            x = self._body(self.conv_first(x), ex)
-            return conv(self.conv_last, conv(self.upsample, conv(self.conv_before_upsample, x, ex), ex), ex)
-        if self.upsampler == "pixelshuffledirect":
-            return conv(self.upsample, self._body(self.conv_first(x), ex), ex)
-        if self.upsampler == "nearest+conv":
-            x = conv(self.conv_before_upsample, self._body(self.conv_first(x), ex), ex)
-            x = self.lrelu(conv(self.conv_up1, F.interpolate(x, scale_factor=2, mode="nearest"), ex))
-            if self.upscale == 4:
-                x = self.lrelu(conv(self.conv_up2, F.interpolate(x, scale_factor=2, mode="nearest"), ex))
-            out: Tensor = self.conv_last(self.lrelu(conv(self.conv_hr, x, ex)))
-            return out
-        res: Tensor = x + self.conv_last(self._body(self.conv_first(x), ex))
-        return res
 
 
 class _PatchNorm(nn.Module):
@@ -501,24 +417,9 @@ class _PatchNorm(nn.Module):
         return out
 
 
-_BLOCK_NORM1 = re.compile(r"(layers\.\d+\.residual_group\.blocks\.(\d+)\.)norm1\.weight")
-
-
 def with_derived(sd: Mapping[str, Tensor], spec: ModelSpec, img_size: int) -> dict[str, Tensor]:
     """``sd`` in the released layout: each block's ``attn.relative_position_index`` after its bias table and,
-    on shifted (odd) blocks, ``attn_mask`` first, for an ``img_size`` square input. One index tensor and one
-    mask tensor are shared by every block."""
-    ws = spec.window_size
-    index = relative_position_index(ws)
-    mask = shift_mask(img_size, img_size, ws, ws // 2).float().contiguous()
-    out: dict[str, Tensor] = {}
-    for k, v in sd.items():
-        if k.endswith(DERIVED_SUFFIXES):
-            continue
-        block = _BLOCK_NORM1.fullmatch(k)
-        if block and int(block.group(2)) % 2 == 1:
-            out[block.group(1) + "attn_mask"] = mask
-        out[k] = v
-        if k.endswith(".attn.relative_position_bias_table"):
-            out[k[: -len("relative_position_bias_table")] + "relative_position_index"] = index
-    return out
+    on shifted (odd) blocks, ``attn_mask`` first, for an ``img_size`` square input."""
+    index = relative_position_index(spec.window_size)
+    after = {".attn.relative_position_bias_table": {"relative_position_index": index}}
+    return released_layout(sd, DERIVED_SUFFIXES, spec.window_size, img_size, after)

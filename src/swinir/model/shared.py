@@ -10,7 +10,8 @@ builds its modules with its released parameter names and wires its forward.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swinir.model import cpu
-from swinir.model.layout import WindowPlan, shifted_window_plan
+from swinir.model.cpu import PLAIN, Exec
+from swinir.model.layout import WindowPlan, shift_mask, shifted_window_plan
 
 if TYPE_CHECKING:
     from swinir.spec import ModelSpec
@@ -164,6 +166,78 @@ def check_heads(depths: Sequence[int], num_heads: Sequence[int], embed_dim: int)
             raise ValueError(f"embed_dim {embed_dim} is not divisible by {h} heads")
 
 
+class BiasCache:
+    """One block's attention bias (position bias, plus shift masks per window group), kept while gradients
+    are off and keyed on the storage and version counters of the weights it is made from, so that any
+    in-place update (EMA, load_state_dict) rebuilds it. Traced graphs and training compute it in-graph."""
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, ...] | None = None
+        self.value: Tensor | None = None
+
+    def get(self, device: torch.device, sources: Iterable[Tensor], make: Callable[[torch.device], Tensor]) -> Tensor:
+        if cpu.tracing() or torch.is_grad_enabled():
+            return make(device)
+        key = (device, *(k for t in sources for k in cpu.values_key(t)))
+        if key != self.key or self.value is None:
+            # a plain tensor without grad (fused attention skips masks that need grad), made outside
+            # inference mode so that it stays usable in any later mode
+            with torch.inference_mode(False), torch.no_grad():
+                self.value = make(device)
+            self.key = key
+        return self.value
+
+    def clear(self) -> None:
+        self.key = self.value = None
+
+
+def run_blocks(blocks: nn.ModuleList, x: Tensor, plan: WindowPlan | None, ex: Exec, checkpoint: bool) -> Tensor:
+    """A residual group's transformer blocks in order: on the chunked CPU path each writes into one of two
+    alternated buffers (the input is never written); with ``checkpoint`` (training) each is recomputed in
+    the backward pass."""
+    if ex.chunked and len(blocks):
+        buffers = (torch.empty_like(x), torch.empty_like(x))
+        for i, blk in enumerate(blocks):
+            x = blk(x, plan, ex, out=buffers[i % 2])
+        return x
+    for blk in blocks:
+        if checkpoint and blk.training and torch.is_grad_enabled():
+            x = torch.utils.checkpoint.checkpoint(blk, x, plan, ex, use_reentrant=False)
+        else:
+            x = blk(x, plan, ex)
+    return x
+
+
+_BLOCK_NORM1 = re.compile(r"(layers\.\d+\.residual_group\.blocks\.(\d+)\.)norm1\.weight")
+
+
+def released_layout(
+    sd: Mapping[str, Tensor],
+    derived: tuple[str, ...],
+    window_size: int,
+    img_size: int,
+    after: Mapping[str, Mapping[str, Tensor]],
+) -> dict[str, Tensor]:
+    """``sd`` with the derived buffers in the order the releases' ``state_dict()`` has them: each shifted
+    (odd) block's ``attn_mask`` (for an ``img_size`` square input) before its ``norm1.weight``, and after
+    every key ending in a suffix of ``after``, that entry's buffers (named in the same module). One tensor
+    of each is shared by every block, so a file grows by one copy of each."""
+    mask = shift_mask(img_size, img_size, window_size, window_size // 2).float().contiguous()
+    out: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        if k.endswith(derived):
+            continue
+        block = _BLOCK_NORM1.fullmatch(k)
+        if block and int(block.group(2)) % 2 == 1:
+            out[block.group(1) + "attn_mask"] = mask
+        out[k] = v
+        for suffix, buffers in after.items():
+            if k.endswith(suffix):
+                stem = k[: len(k) - len(suffix) + suffix.rfind(".") + 1]
+                out.update({stem + name: t for name, t in buffers.items()})
+    return out
+
+
 class Restorer(nn.Module):
     """Base of the windowed restoration networks: (N, C, H, W) in [0, 1] of any size -> (N, C, sH, sW).
 
@@ -176,13 +250,28 @@ class Restorer(nn.Module):
     """
 
     embed_dim: int
+    depths: list[int]
     num_heads: list[int]
+    mlp_ratio: float
+    resi_connection: str
+    img_size: int | Sequence[int]
     window_size: int
     upscale: int
     in_chans: int
     num_out_ch: int
     img_range: float
+    upsampler: str
     conv_first: nn.Conv2d
+    conv_after_body: nn.Module
+    absolute_pos_embed: nn.Parameter  # with ape only
+    # the reconstruction heads (released names; which exist depends on the upsampler)
+    conv_before_upsample: nn.Sequential
+    upsample: nn.Module
+    conv_last: nn.Conv2d
+    conv_up1: nn.Conv2d
+    conv_up2: nn.Conv2d
+    conv_hr: nn.Conv2d
+    lrelu: nn.LeakyReLU
     # where a loaded model's weights came from in its file (``swinir.layouts.Unwrapped``, set by ``load``)
     origin: Any = None
 
@@ -194,6 +283,22 @@ class Restorer(nn.Module):
     @property
     def spec(self) -> ModelSpec:
         raise NotImplementedError
+
+    def _spec_fields(self) -> dict[str, Any]:
+        """The ``ModelSpec`` fields every architecture has, from this network (its ``spec`` adds its own)."""
+        return {
+            "upscale": self.upscale,
+            "in_chans": self.in_chans,
+            "embed_dim": self.embed_dim,
+            "depths": tuple(self.depths),
+            "num_heads": tuple(self.num_heads),
+            "window_size": self.window_size,
+            "mlp_ratio": float(self.mlp_ratio),
+            "upsampler": self.upsampler,
+            "resi_connection": self.resi_connection,
+            "img_range": self.img_range,
+            "img_size": self.img_size if isinstance(self.img_size, int) else int(self.img_size[0]),
+        }
 
     @property
     def architecture(self) -> str:
@@ -262,3 +367,67 @@ class Restorer(nn.Module):
     def pad_to_window(self, x: Tensor) -> Tensor:
         """Reflect-pad right/bottom to a window multiple, as the original; repeats for tiny inputs."""
         return pad_to_window(x, self.window_size)
+
+    # -- the reconstruction heads the releases share (the upsamplers) --------------------------------
+    def _build_reconstruction(self, upscale: int) -> None:
+        """The tail after the deep features with the releases' attribute names: ``pixelshuffle`` (classical
+        SR), ``pixelshuffledirect`` (lightweight), ``nearest+conv`` (real-world, x2 or x4), none (denoising,
+        JPEG: a conv and the global residual)."""
+        dim, out = self.embed_dim, self.num_out_ch
+        if self.upsampler in ("pixelshuffle", "nearest+conv"):
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(dim, NUM_FEAT, 3, 1, 1), nn.LeakyReLU(inplace=True))
+        if self.upsampler == "pixelshuffle":
+            self.upsample = Upsample(upscale, NUM_FEAT)
+            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
+        elif self.upsampler == "pixelshuffledirect":
+            self.upsample = UpsampleOneStep(upscale, dim, out)
+        elif self.upsampler == "nearest+conv":
+            self.conv_up1 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
+            if upscale == 4:
+                self.conv_up2 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
+            self.conv_hr = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
+            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
+            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        elif self.upsampler == "":
+            self.conv_last = nn.Conv2d(dim, out, 3, 1, 1)
+
+    def _reconstruct(self, x: Tensor, ex: Exec) -> Tensor:
+        """Shallow conv -> body -> the head, on the normalised, padded input ``x``."""
+        conv = cpu.conv
+        if self.upsampler == "pixelshuffle":
+            y = conv(self.conv_before_upsample, self._body(self.conv_first(x), ex), ex)
+            return conv(self.conv_last, conv(self.upsample, y, ex), ex)
+        if self.upsampler == "pixelshuffledirect":
+            return conv(self.upsample, self._body(self.conv_first(x), ex), ex)
+        if self.upsampler == "nearest+conv":
+            y = conv(self.conv_before_upsample, self._body(self.conv_first(x), ex), ex)
+            y = self.lrelu(conv(self.conv_up1, F.interpolate(y, scale_factor=2, mode="nearest"), ex))
+            if self.upscale == 4:
+                y = self.lrelu(conv(self.conv_up2, F.interpolate(y, scale_factor=2, mode="nearest"), ex))
+            out: Tensor = self.conv_last(self.lrelu(conv(self.conv_hr, y, ex)))
+            return out
+        res: Tensor = x + self.conv_last(self._body(self.conv_first(x), ex))
+        return res
+
+    # -- the body both released families share: deep features plus a residual ------------------------
+    def forward_features(self, x: Tensor, ex: Exec = PLAIN) -> Tensor:
+        raise NotImplementedError
+
+    def _body(self, first: Tensor, ex: Exec) -> Tensor:
+        """conv_after_body(forward_features(first)) + first; fp32 throughout when fp16_safe."""
+        conv_after_body: nn.Module = self.conv_after_body
+        if not ex.fp16_safe:
+            return cpu.conv(conv_after_body, self.forward_features(first, ex), ex) + first
+        f32 = first.float()
+        res = fp32(conv_after_body, self.forward_features(f32, ex)) + f32
+        return res.to(first.dtype)
+
+    def _position_embedding(self, b: int, h: int, w: int, dtype: torch.dtype) -> Tensor:
+        """The absolute position embedding (``ape``) as a (b, C, h, w) image: as learned at img_size x
+        img_size, bicubically resized for other sizes (the originals only run at img_size)."""
+        n, c = self.absolute_pos_embed.shape[1:]
+        side = math.isqrt(n)
+        pe = self.absolute_pos_embed.reshape(1, side, side, c).permute(0, 3, 1, 2)
+        if (h, w) != (side, side):
+            pe = F.interpolate(pe.float(), size=(h, w), mode="bicubic", align_corners=False)
+        return pe.to(dtype).expand(b, -1, -1, -1).contiguous()

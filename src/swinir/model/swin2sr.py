@@ -25,7 +25,6 @@ bias (16 sigmoid(...)) plus the shift mask is the attention mask, computed once 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,21 +41,22 @@ from swinir.model.layout import (
     group_masks,
     image_to_tokens,
     relative_position_index,
-    shift_mask,
     tokens_to_image,
 )
 from swinir.model.shared import (
     NUM_FEAT,
     RGB_MEAN,
+    BiasCache,
     Mlp,
     Restorer,
     Upsample,
-    UpsampleOneStep,
     check_heads,
     fp32,
     init_weights,
     layer_norm,
+    released_layout,
     resi_conv,
+    run_blocks,
 )
 from swinir.spec import (
     MAX_WINDOW,
@@ -194,8 +194,7 @@ class SwinV2Block(nn.Module):
         self.attn = CosineWindowAttention(dim, window_size, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self._bias_key: tuple[Any, ...] | None = None
-        self._bias: Tensor | None = None
+        self._bias_cache = BiasCache()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         state_dict.pop(prefix + "attn_mask", None)  # derived from the input size; rebuilt per size
@@ -203,19 +202,12 @@ class SwinV2Block(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def clear_cache(self) -> None:
-        self._bias_key = self._bias = None
+        self._bias_cache.clear()
 
     def attn_bias(self, device: torch.device) -> Tensor:
         """(1, heads, N, N) position bias, or (4, 1, heads, N, N) bias + mask per window group if shifted;
-        cached while gradients are off, keyed on the CPB weights' storage and version counters."""
-        if cpu.tracing() or torch.is_grad_enabled():
-            return self._make_bias(device)
-        key = (device, *(k for p in self.attn.cpb_mlp.parameters() for k in cpu.values_key(p)))
-        if key != self._bias_key or self._bias is None:
-            with torch.inference_mode(False), torch.no_grad():
-                self._bias = self._make_bias(device)
-            self._bias_key = key
-        return self._bias
+        cached (``BiasCache``) on the CPB MLP's values."""
+        return self._bias_cache.get(device, tuple(self.attn.cpb_mlp.parameters()), self._make_bias)
 
     def _make_bias(self, device: torch.device) -> Tensor:
         bias = self.attn.position_bias().unsqueeze(0).to(device)
@@ -267,11 +259,7 @@ class BasicLayer(nn.Module):
         self.use_checkpoint = False
 
     def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN) -> Tensor:
-        if ex.chunked and len(self.blocks):
-            buffers = (torch.empty_like(x), torch.empty_like(x))  # alternated; x itself is never written
-            for i, blk in enumerate(self.blocks):
-                x = blk(x, plan, ex, out=buffers[i % 2])
-            return x
+        return run_blocks(self.blocks, x, plan, ex, self.use_checkpoint)
         for blk in self.blocks:
             if self.use_checkpoint and self.training and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(blk, x, plan, ex, use_reentrant=False)
@@ -395,53 +383,32 @@ class Swin2SR(Restorer):
         )
         self.norm = nn.LayerNorm(dim)
         self.conv_after_body = resi_conv(dim, resi_connection)
-        self._build_reconstruction()
+        self._build_reconstruction(self.upscale)
 
         self.apply(init_weights)
         self.set_grad_checkpointing(use_checkpoint)
         self._place()
 
-    def _build_reconstruction(self) -> None:
-        """The tail after the deep features, with the original's attribute names per upsampler."""
-        dim, out, s = self.embed_dim, self.num_out_ch, self.upscale
-        self.upsample: nn.Module
-        if self.upsampler in ("pixelshuffle", "pixelshuffle_aux", "nearest+conv"):
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(dim, NUM_FEAT, 3, 1, 1), nn.LeakyReLU(inplace=True))
-        if self.upsampler == "pixelshuffle":
-            self.upsample = Upsample(s, NUM_FEAT)
-            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
-        elif self.upsampler == "pixelshuffle_aux":
-            self.conv_bicubic = nn.Conv2d(self.in_chans, NUM_FEAT, 3, 1, 1)
-            self.conv_aux = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
-            self.conv_after_aux = nn.Sequential(nn.Conv2d(3, NUM_FEAT, 3, 1, 1), nn.LeakyReLU(inplace=True))
-            self.upsample = Upsample(s, NUM_FEAT)
-            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
-        elif self.upsampler == "pixelshuffledirect":
-            self.upsample = UpsampleOneStep(s, dim, out)
-        elif self.upsampler == "nearest+conv":
-            self.conv_up1 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
-            self.conv_up2 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
-            self.conv_hr = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
-            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
-            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-        else:
-            self.conv_last = nn.Conv2d(dim, out, 3, 1, 1)
+    def _build_reconstruction(self, upscale: int) -> None:
+        """The shared heads, plus ``pixelshuffle_aux`` (compressed-input SR): pixelshuffle from an auxiliary
+        low-resolution image (``conv_aux`` / ``conv_after_aux``) plus a bicubic branch (``conv_bicubic``)."""
+        if self.upsampler != "pixelshuffle_aux":
+            super()._build_reconstruction(upscale)
+            return
+        out = self.num_out_ch
+        self.conv_bicubic = nn.Conv2d(self.in_chans, NUM_FEAT, 3, 1, 1)
+        before = nn.Conv2d(self.embed_dim, NUM_FEAT, 3, 1, 1)
+        self.conv_before_upsample = nn.Sequential(before, nn.LeakyReLU(inplace=True))
+        self.conv_aux = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
+        self.conv_after_aux = nn.Sequential(nn.Conv2d(3, NUM_FEAT, 3, 1, 1), nn.LeakyReLU(inplace=True))
+        self.upsample = Upsample(upscale, NUM_FEAT)
+        self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
 
     @property
     def spec(self) -> ModelSpec:
         """Hyperparameters and task description (see ``swinir.spec``)."""
         return ModelSpec(
-            upscale=self.upscale,
-            in_chans=self.in_chans,
-            embed_dim=self.embed_dim,
-            depths=tuple(self.depths),
-            num_heads=tuple(self.num_heads),
-            window_size=self.window_size,
-            mlp_ratio=float(self.mlp_ratio),
-            upsampler=self.upsampler,
-            resi_connection=self.resi_connection,
-            img_range=self.img_range,
-            img_size=self.img_size if isinstance(self.img_size, int) else int(self.img_size[0]),
+            **self._spec_fields(),
             ape=self.ape,
             patch_norm=self.patch_norm,
             architecture="swin2sr",
@@ -465,23 +432,6 @@ class Swin2SR(Restorer):
         t = layer_norm(self.norm, t)
         return tokens_to_image(t, h, w, ws)
 
-    def _position_embedding(self, b: int, h: int, w: int, dtype: torch.dtype) -> Tensor:
-        """The absolute position embedding as a (b, C, h, w) image, resized bicubically off img_size."""
-        n, c = self.absolute_pos_embed.shape[1:]
-        side = math.isqrt(n)
-        pe = self.absolute_pos_embed.reshape(1, side, side, c).permute(0, 3, 1, 2)
-        if (h, w) != (side, side):
-            pe = F.interpolate(pe.float(), size=(h, w), mode="bicubic", align_corners=False)
-        return pe.to(dtype).expand(b, -1, -1, -1).contiguous()
-
-    def _body(self, first: Tensor, ex: Exec) -> Tensor:
-        """conv_after_body(forward_features(first)) + first; fp32 throughout when fp16_safe."""
-        if not ex.fp16_safe:
-            return cpu.conv(self.conv_after_body, self.forward_features(first, ex), ex) + first
-        f32 = first.float()
-        res = fp32(self.conv_after_body, self.forward_features(f32, ex)) + f32
-        return res.to(first.dtype)
-
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_aux(x)[0]
 
@@ -494,30 +444,16 @@ class Swin2SR(Restorer):
         mean = self.mean.to(x.dtype)
         x = ((x - mean) * self.img_range).contiguous(memory_format=torch.channels_last)
         s = self.upscale
-        out, aux = self._reconstruct(x, raw if self.transformers_head else None, (h, w), ex)
+        if self.upsampler == "pixelshuffle_aux":
+            out, aux = self._reconstruct_aux(x, raw if self.transformers_head else None, (h, w), ex)
+        elif self.upsampler == "" and self.transformers_head:  # transformers adds the raw input back
+            out, aux = self.pad_to_window(raw).to(x.dtype) + self.conv_last(self._body(self.conv_first(x), ex)), None
+        else:
+            out, aux = self._reconstruct(x, ex), None
         out = out / self.img_range + mean
         if aux is not None:
             aux = aux / self.img_range + mean
         return out[..., : h * s, : w * s].contiguous(), aux
-
-    def _reconstruct(
-        self, x: Tensor, raw: Tensor | None, size: tuple[int, int], ex: Exec
-    ) -> tuple[Tensor, Tensor | None]:
-        conv = cpu.conv
-        if self.upsampler == "pixelshuffle":
-            y = conv(self.conv_before_upsample, self._body(self.conv_first(x), ex), ex)
-            return conv(self.conv_last, conv(self.upsample, y, ex), ex), None
-        if self.upsampler == "pixelshuffle_aux":
-            return self._reconstruct_aux(x, raw, size, ex)
-        if self.upsampler == "pixelshuffledirect":
-            return conv(self.upsample, self._body(self.conv_first(x), ex), ex), None
-        if self.upsampler == "nearest+conv":
-            y = conv(self.conv_before_upsample, self._body(self.conv_first(x), ex), ex)
-            y = self.lrelu(conv(self.conv_up1, F.interpolate(y, scale_factor=2, mode="nearest"), ex))
-            y = self.lrelu(conv(self.conv_up2, F.interpolate(y, scale_factor=2, mode="nearest"), ex))
-            return self.conv_last(self.lrelu(conv(self.conv_hr, y, ex))), None
-        residual = x if raw is None else self.pad_to_window(raw).to(x.dtype)
-        return residual + self.conv_last(self._body(self.conv_first(x), ex)), None
 
     def _reconstruct_aux(
         self, x: Tensor, raw: Tensor | None, size: tuple[int, int], ex: Exec
@@ -639,26 +575,13 @@ def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
     )
 
 
-_BLOCK_NORM1 = re.compile(r"(layers\.\d+\.residual_group\.blocks\.(\d+)\.)norm1\.weight")
-
-
 def with_derived(sd: Mapping[str, Tensor], spec: ModelSpec, img_size: int) -> dict[str, Tensor]:
     """``sd`` in the released layout: each shifted (odd) block's ``attn_mask`` first, for an ``img_size``
     square input, and each attention's ``relative_coords_table`` and ``relative_position_index`` after its
-    ``v_bias``, as the original's ``state_dict()`` orders them. One tensor of each is shared by all blocks."""
+    ``v_bias``, as the original's ``state_dict()`` orders them."""
     ws = spec.window_size
-    table, index = relative_coords_table(ws), relative_position_index(ws)
-    mask = shift_mask(img_size, img_size, ws, ws // 2).float().contiguous()
-    out: dict[str, Tensor] = {}
-    for k, v in sd.items():
-        if k.endswith(DERIVED_SUFFIXES):
-            continue
-        block = _BLOCK_NORM1.fullmatch(k)
-        if block and int(block.group(2)) % 2 == 1:
-            out[block.group(1) + "attn_mask"] = mask
-        out[k] = v
-        if k.endswith(".attn.v_bias"):
-            stem = k[: -len("v_bias")]
-            out[stem + "relative_coords_table"] = table
-            out[stem + "relative_position_index"] = index
-    return out
+    buffers = {
+        "relative_coords_table": relative_coords_table(ws),
+        "relative_position_index": relative_position_index(ws),
+    }
+    return released_layout(sd, DERIVED_SUFFIXES, ws, img_size, {".attn.v_bias": buffers})
