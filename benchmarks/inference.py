@@ -75,7 +75,7 @@ FAMILY_RELEASES = {
     "swin2sr_jpeg_gray": "Swin2SR_Jpeg_dynamic",
 }
 # spandrel's module and class of each architecture's copy of the authors' network
-SPANDREL_CLASSES = {"swinir": ("SwinIR", "SwinIR"), "swin2sr": ("Swin2SR", "Swin2SR")}
+SPANDREL_CLASSES = {"swinir": ("SwinIR", "SwinIR"), "swin2sr": ("Swin2SR", "Swin2SR"), "hat": ("HAT", "HAT")}
 LABELS = {
     "classical_x2": "classical SR x2 (M)",
     "lightweight_x2": "lightweight SR x2",
@@ -622,7 +622,7 @@ def summary(rows: list[Row], peer_names: str | list[str]) -> str:
     peers = [peer_names] if isinstance(peer_names, str) else peer_names
     worst: dict[str, Row] = {}
     for r in rows:
-        family = r.config.split("_")[0] if r.config.startswith("swin2sr") else "swinir"
+        family = r.config.split("_")[0] if r.config in FAMILY_RELEASES else "swinir"
         key = f"{r.impl} {r.precision}" + ("" if family == "swinir" else f" ({family})")
         if r.impl not in peers and (key not in worst or r.speedup < worst[key].speedup):
             worst[key] = r

@@ -36,7 +36,11 @@ RELEASE_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
 SWIN2SR_RELEASE_PAGE = "https://github.com/mv-lab/swin2sr/releases/tag/v0.0.1"
 SWIN2SR_RELEASE_URL = "https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/"
 # where each architecture's released files are listed (for `swinir models` and the offline message)
-RELEASE_PAGES = {"swinir": RELEASE_PAGE, "swin2sr": SWIN2SR_RELEASE_PAGE}
+RELEASE_PAGES = {
+    "swinir": RELEASE_PAGE,
+    "swin2sr": SWIN2SR_RELEASE_PAGE,
+    "hat": "https://github.com/XPixelGroup/HAT",  # its README links the Google Drive folder of the weights
+}
 URL_ENV = "SWINIR_ZOO_URL"
 BUILTIN_DIR = "builtin"
 _CHUNK = 1 << 20
@@ -454,8 +458,20 @@ def resolve(
     dest = cached_path(entry, cache)
     if dest.is_file():
         return dest
+    if not entry.url and not (base_url or os.environ.get(URL_ENV)):
+        raise ZooError(manual_download_message(entry, dest))
     download(entry, dest, url=url_for(entry, base_url), progress=progress)
     return dest
+
+
+def manual_download_message(entry: ZooEntry, dest: Path) -> str:
+    """What to do for a file its authors publish without a direct URL (e.g. through Google Drive): where to
+    get it and where to put it (or pass its path instead of the name)."""
+    where = entry.page or "its authors' release page"
+    return (
+        f"{entry.name} ({entry.filename}) has no direct download: get it from {where} and put it at {dest}, "
+        "or pass the file's path instead of the name"
+    )
 
 
 def _reason(exc: BaseException) -> str:
