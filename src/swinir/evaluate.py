@@ -767,10 +767,12 @@ def _without_earlier_outputs(files: list[Path]) -> list[Path]:
     from swinir.restore_plan import earlier_outputs
     from swinir.spec import TITLES
 
-    earlier = [f for title in TITLES.values() for f in earlier_outputs(files, f"_{title}")]
+    found = {title: earlier_outputs(files, f"_{title}") for title in TITLES.values()}
+    earlier = {f for fs in found.values() for f in fs}
     if earlier:
+        kinds = ", ".join(f"*_{title}.png" for title, fs in found.items() if fs)
         warnings.warn(
-            f"{len(earlier)} earlier output(s) (*_SwinIR.png, *_Swin2SR.png... beside their source) in {files[0].parent} "
+            f"{len(earlier)} earlier output(s) ({kinds} beside their source) in {files[0].parent} "
             "left out of the test images",
             SwinIRNotice,
             stacklevel=3,
