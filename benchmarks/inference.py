@@ -43,9 +43,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from swinir import kernels
-from swinir.model import SwinIR, cpu, flops, native_bf16
+from swinir import architectures, kernels
+from swinir.model import cpu, flops, native_bf16
+from swinir.model.shared import Restorer
 from swinir.paths import shared_dir
+from swinir.spec import ModelSpec
 
 # (released configuration, input side) of the table in the README: issue 13's seven cases, at sizes where the
 # original takes 3-11 s per image on one core, so that one table fits in ~4 minutes
@@ -61,37 +63,62 @@ FULL = (
 # the earlier sessions' sizes (the original takes up to a minute per 256x256 image on one core)
 LARGE = (("classical_x2", 128), ("classical_x2", 256), ("lightweight_x4", 256), ("color_dn", 256), ("real_L_x4", 128))
 SMALL = (("lightweight_x4", 32),)
+# the family's rows (--family): Swin2SR-M (the classical x2 release's configuration) against spandrel's copy
+FAMILY_CASES = (("swin2sr_classical_x2", 64), ("swin2sr_classical_x2", 128))
+# our configuration names -> the family manifest's release names (golden/family/released_state_dicts.json)
+FAMILY_RELEASES = {
+    "swin2sr_classical_x2": "Swin2SR_ClassicalSR_X2_64",
+    "swin2sr_classical_x4": "Swin2SR_ClassicalSR_X4_64",
+    "swin2sr_lightweight_x2": "Swin2SR_Lightweight_X2_64",
+    "swin2sr_compressed_x4": "Swin2SR_CompressedSR_X4_48",
+    "swin2sr_real_x4": "Swin2SR_RealworldSR_X4_64_BSRGAN_PSNR",
+    "swin2sr_jpeg_gray": "Swin2SR_Jpeg_dynamic",
+}
+# spandrel's module and class of each architecture's copy of the authors' network
+SPANDREL_CLASSES = {"swinir": ("SwinIR", "SwinIR"), "swin2sr": ("Swin2SR", "Swin2SR"), "hat": ("HAT", "HAT")}
 LABELS = {
     "classical_x2": "classical SR x2 (M)",
     "lightweight_x2": "lightweight SR x2",
     "lightweight_x4": "lightweight SR x4",
     "color_dn": "color denoising (M)",
     "real_L_x4": "real-world SR x4 (L)",
+    "swin2sr_classical_x2": "Swin2SR-M classical SR x2",
+    "swin2sr_classical_x4": "Swin2SR-M classical SR x4",
+    "swin2sr_lightweight_x2": "Swin2SR lightweight SR x2",
+    "swin2sr_compressed_x4": "Swin2SR compressed SR x4",
+    "swin2sr_real_x4": "Swin2SR real-world SR x4",
+    "swin2sr_jpeg_gray": "Swin2SR gray JPEG",
 }
 
 
 # -- the peer -----------------------------------------------------------------------------------------
-def load_spandrel_swinir() -> tuple[type[nn.Module], str] | None:
-    """spandrel's SwinIR class without importing spandrel/__init__ (which pulls in torchvision, einops)."""
-    spec = importlib.util.find_spec("spandrel")
-    if spec is None or spec.origin is None:
-        return None
-    root = Path(spec.origin).parent
+def load_spandrel_swinir(architecture: str = "swinir") -> tuple[type[nn.Module], str] | None:
+    """spandrel's copy of an architecture's network class without importing spandrel/__init__ (which pulls
+    in torchvision, einops)."""
+    if "spandrel" in sys.modules:  # the bare package this shim registered for another architecture
+        root = Path(list(sys.modules["spandrel"].__path__)[0])
+    else:
+        spec = importlib.util.find_spec("spandrel")
+        if spec is None or spec.origin is None:
+            return None
+        root = Path(spec.origin).parent
+    package, cls_name = SPANDREL_CLASSES[architecture]
     try:
         if "spandrel" not in sys.modules:
             pkg = types.ModuleType("spandrel")
             pkg.__path__ = [str(root)]  # a bare namespace: submodules import, __init__ does not run
             sys.modules["spandrel"] = pkg
-        name = "spandrel.architectures.SwinIR"
+        name = f"spandrel.architectures.{package}"
         if name not in sys.modules:
             importlib.import_module("spandrel.architectures")
             sub = types.ModuleType(name)
-            sub.__path__ = [str(root / "architectures" / "SwinIR")]
+            sub.__path__ = [str(root / "architectures" / package)]
             sys.modules[name] = sub
-        cls = importlib.import_module(name + ".__arch.SwinIR").SwinIR
+        cls = getattr(importlib.import_module(f"{name}.__arch.{package}"), cls_name)
     except Exception as exc:
+        fallback = "swinir.reference" if architecture == "swinir" else f"none: no {architecture} rows"
         print(
-            f"# spandrel's SwinIR did not import ({type(exc).__name__}: {exc}); peer = swinir.reference",
+            f"# spandrel's {package} did not import ({type(exc).__name__}: {exc}); peer = {fallback}",
             file=sys.stderr,
         )
         return None
@@ -100,13 +127,16 @@ def load_spandrel_swinir() -> tuple[type[nn.Module], str] | None:
     return cls, f"spandrel {version('spandrel')}"
 
 
-def peer_class(choice: str) -> tuple[Callable[..., nn.Module], str]:
-    if choice in ("auto", "spandrel"):
-        found = load_spandrel_swinir()
+def peer_class(choice: str, architecture: str = "swinir") -> tuple[Callable[..., nn.Module], str]:
+    if choice in ("auto", "spandrel") or architecture != "swinir":
+        found = load_spandrel_swinir(architecture)
         if found is not None:
             return found
-        if choice == "spandrel":
-            raise SystemExit("spandrel is not installed or does not import: pip install -e .[bench]")
+        if choice == "spandrel" or architecture != "swinir":
+            raise SystemExit(
+                f"spandrel (the peer of the {architecture} rows) is not installed or does not import: "
+                "pip install --no-deps spandrel==0.4.2"
+            )
     from swinir.reference import ReferenceSwinIR
 
     return ReferenceSwinIR, "swinir.reference"
@@ -254,17 +284,25 @@ def cpu_setting(**values: object) -> Iterator[None]:
 
 
 def released_configs() -> dict[str, dict]:
+    """SwinIR's released configurations by name, and the family's under ``FAMILY_RELEASES``' names (each
+    entry with its ``architecture``)."""
     root = shared_dir()
     if root is None:
         raise SystemExit("../shared not found: the released configurations come from golden/released_state_dicts.json")
-    return json.loads((root / "golden" / "released_state_dicts.json").read_text())
+    configs: dict[str, dict] = json.loads((root / "golden" / "released_state_dicts.json").read_text())
+    family = root / "golden" / "family" / "released_state_dicts.json"
+    if family.is_file():
+        releases = json.loads(family.read_text())
+        configs.update({ours: releases[theirs] for ours, theirs in FAMILY_RELEASES.items() if theirs in releases})
+    return configs
 
 
-def build_pair(entry: dict, peer_cls: Callable[..., nn.Module]) -> tuple[nn.Module, SwinIR]:
-    """The peer with seeded random weights, and ours with exactly those weights."""
+def build_pair(entry: dict, peer_cls: Callable[..., nn.Module]) -> tuple[nn.Module, Restorer]:
+    """The peer with seeded random weights, and ours (built through the registry) with exactly those weights."""
     torch.manual_seed(0)
     peer = peer_cls(**entry["config"]).eval()
-    ours = SwinIR(**entry["config"]).eval()
+    arch = entry.get("architecture", "swinir")
+    ours = architectures.build(ModelSpec.from_kwargs(entry["config"], arch)).eval()
     missing, unexpected = ours.load_state_dict(peer.state_dict(), strict=False)
     if missing or unexpected:
         raise SystemExit(f"weights do not transfer: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -447,6 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="one configuration at 32x32, one repeat (CI smoke)")
     ap.add_argument("--large", action="store_true", help="the earlier sessions' sizes (slow: ~30 min on one core)")
+    ap.add_argument(
+        "--family",
+        action="store_true",
+        help="the family's rows: Swin2SR-M (classical x2 configuration) at 64 and 128 against spandrel's copy",
+    )
     ap.add_argument("--configs", nargs="*", help="released configuration names (default: the README's five)")
     ap.add_argument("--sizes", nargs="*", type=int, help="input sides, applied to every --configs entry")
     ap.add_argument(
@@ -517,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         repeats = min(repeats, 1)
     elif args.large:
         cases = list(LARGE)
+    elif args.family:
+        cases = list(FAMILY_CASES)
     elif args.configs:
         cases = [(c, s) for c in args.configs for s in (args.sizes or [128])]
     else:
@@ -529,10 +574,14 @@ def main(argv: list[str] | None = None) -> int:
         # emulated bf16 runs ~5x slower than fp32; swinir.engine then runs fp32 instead, and so does this table
         precisions.remove("bf16")
     peer_cls, peer_name = peer_class(args.peer)
+    peers = {"swinir": (peer_cls, peer_name)}
+    for arch in {configs[c].get("architecture", "swinir") for c, _ in cases} - {"swinir"}:
+        peers[arch] = peer_class(args.peer, arch)
+    names = sorted({n for _, n in peers.values()})
     where = gpu_name(device) if cuda else f"{machine()}; swinir CPU kernel: {kernels.status()}"
     peak = math.nan if cuda else sgemm_peak(clock)
     header = (
-        f"Machine: {where}. Peer: {peer_name}. Median of {repeats} alternating runs after "
+        f"Machine: {where}. Peer: {', '.join(names)}. Median of {repeats} alternating runs after "
         f"{'two warm-ups' if cuda else 'one warm-up'}; ms/image is "
         f"{'process CPU' if clock == 'cpu' else 'wall'} time. SGEMM peak (2048^3 fp32 matmul): {peak:.1f} GFLOP/s."
     )
@@ -541,12 +590,13 @@ def main(argv: list[str] | None = None) -> int:
     print(header, flush=True)
     rows: list[Row] = []
     for name, size in cases:
+        case_cls, case_peer = peers[configs[name].get("architecture", "swinir")]
         case = bench_case(
             name,
             size,
             configs[name],
-            peer_cls,
-            peer_name,
+            case_cls,
+            case_peer,
             precisions,
             repeats,
             args.compile,
@@ -561,18 +611,20 @@ def main(argv: list[str] | None = None) -> int:
         if cuda:
             torch.cuda.empty_cache()
         if args.output:  # after every case: a run stopped at its time box keeps what it measured
-            write_output(args.output, header, rows, argv, peer_name)
+            write_output(args.output, header, rows, argv, names)
     print(render(rows))
-    print(summary(rows, peer_name))
+    print(summary(rows, names))
     return 0
 
 
-def summary(rows: list[Row], peer_name: str) -> str:
-    """The smallest speed-up per (implementation, precision) over all cases."""
+def summary(rows: list[Row], peer_names: str | list[str]) -> str:
+    """The smallest speed-up per (implementation, precision, architecture) over all cases."""
+    peers = [peer_names] if isinstance(peer_names, str) else peer_names
     worst: dict[str, Row] = {}
     for r in rows:
-        key = f"{r.impl} {r.precision}"
-        if r.impl != peer_name and (key not in worst or r.speedup < worst[key].speedup):
+        family = r.config.split("_")[0] if r.config in FAMILY_RELEASES else "swinir"
+        key = f"{r.impl} {r.precision}" + ("" if family == "swinir" else f" ({family})")
+        if r.impl not in peers and (key not in worst or r.speedup < worst[key].speedup):
             worst[key] = r
     lines = [
         f"minimum vs peer fp32, {k}: {r.speedup:.2f}x ({LABELS.get(r.config, r.config)} {r.size}x{r.size})"
@@ -580,7 +632,7 @@ def summary(rows: list[Row], peer_name: str) -> str:
     ]
     # the limit: doing the same FLOPs, nothing beats the peer by more than SGEMM peak / the peer's rate
     for r in rows:
-        if r.impl == peer_name and r.precision == "fp32" and r.of_peak > 0:
+        if r.impl in peers and r.precision == "fp32" and r.of_peak > 0:
             lines.append(
                 f"ceiling for fp32 at the SGEMM peak, {LABELS.get(r.config, r.config)} {r.size}x{r.size}: "
                 f"{1 / r.of_peak:.2f}x (the peer runs at {100 * r.of_peak:.0f}% of it)"
@@ -588,7 +640,7 @@ def summary(rows: list[Row], peer_name: str) -> str:
     return "\n".join(lines)
 
 
-def write_output(path: Path, header: str, rows: list[Row], argv: list[str] | None, peer_name: str) -> None:
+def write_output(path: Path, header: str, rows: list[Row], argv: list[str] | None, peer_name: str | list[str]) -> None:
     from swinir.atomic import write_text
 
     write_text(

@@ -6,6 +6,7 @@ import json
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -46,24 +47,83 @@ def released_shapes(golden: Path) -> dict:
 
 
 # -- spandrel (chaiNNer, ComfyUI): installed as the benchmark installs it, `pip install --no-deps spandrel` --
-@pytest.fixture(scope="session")
-def spandrel_swinir() -> type:
-    """spandrel's SwinIR architecture (its detection and loader) without spandrel/__init__, which imports
-    torchvision and einops (absent beside this torch)."""
+def _spandrel_architecture(package: str, attr: str) -> Any:
+    """``spandrel.architectures.<package>.<attr>`` without spandrel/__init__, which imports torchvision and
+    einops (absent beside this torch); skips the test when spandrel is absent or does not import."""
     if "spandrel" not in sys.modules:  # else already imported (maybe bare, by this test or the benchmark)
         found = importlib.util.find_spec("spandrel")
         if found is None or found.origin is None:
-            pytest.skip("spandrel is not installed (pip install --no-deps spandrel)")
+            pytest.skip("spandrel is not installed (pip install --no-deps spandrel==0.4.2)")
         bare = types.ModuleType("spandrel")
         bare.__path__ = [str(Path(found.origin).parent)]  # submodules import, __init__ does not run
         sys.modules["spandrel"] = bare
-    name = "spandrel.architectures.SwinIR"
-    if name in sys.modules and not hasattr(sys.modules[name], "SwinIRArch"):
+    name = f"spandrel.architectures.{package}"
+    if name in sys.modules and not hasattr(sys.modules[name], attr):
         del sys.modules[name]  # registered bare by the benchmark's shim: import the package itself
     try:
-        return importlib.import_module(name).SwinIRArch
-    except Exception as exc:  # a spandrel version whose SwinIR module needs more of the package
-        pytest.skip(f"spandrel's SwinIR architecture does not import here ({type(exc).__name__}: {exc})")
+        return getattr(importlib.import_module(name), attr)
+    except Exception as exc:  # a spandrel version whose module needs more of the package
+        pytest.skip(f"spandrel's {package} architecture does not import here ({type(exc).__name__}: {exc})")
+
+
+@pytest.fixture(scope="session")
+def spandrel_swinir() -> type:
+    """spandrel's SwinIR architecture (its detection and loader)."""
+    arch: type = _spandrel_architecture("SwinIR", "SwinIRArch")
+    return arch
+
+
+@pytest.fixture(scope="session")
+def spandrel_swin2sr() -> type:
+    """spandrel 0.4.2's copy of the authors' Swin2SR network class (``models/network_swin2sr.py``)."""
+    net: type = _spandrel_architecture("Swin2SR", "Swin2SR")
+    return net
+
+
+# -- golden/family: Swin2SR and HAT, and Swin2SR in transformers' layout ----------------------------------
+@pytest.fixture(scope="session")
+def family(golden: Path) -> Path:
+    return golden / "family"
+
+
+@pytest.fixture(scope="session")
+def family_index(family: Path) -> dict:
+    return json.loads((family / "models" / "index.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def family_released(family: Path) -> dict:
+    return json.loads((family / "released_state_dicts.json").read_text())
+
+
+# one small golden SR network per architecture (x2 where the golden set has it), for the tests that run over
+# every registered architecture: (its golden folder under golden/, entry of that folder's models/index.json)
+GOLDEN_OF = {
+    "swinir": (".", "pixelshuffle_x2"),
+    "swin2sr": ("family", "swin2sr_pixelshuffle_x2"),
+    "hat": ("family", "hat_x2"),
+}
+
+
+@pytest.fixture(scope="session")
+def golden_of(golden: Path) -> Any:
+    """``golden_of(arch)`` -> (checkpoint path, index entry, the folder its paths are relative to); fails for
+    a registered architecture that has no entry in ``GOLDEN_OF`` (add one when registering it)."""
+
+    def find(arch: str) -> tuple[Path, dict, Path]:
+        if arch not in GOLDEN_OF:
+            pytest.fail(f"registered architecture {arch} has no golden network in conftest.GOLDEN_OF: add one")
+        folder, name = GOLDEN_OF[arch]
+        base = golden / folder
+        entry = json.loads((base / "models" / "index.json").read_text())[name]
+        return base / entry["checkpoint"], entry, base
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def hf_index(family: Path) -> dict:
+    return json.loads((family / "hf" / "index.json").read_text())["models"]
 
 
 @pytest.fixture(scope="session")

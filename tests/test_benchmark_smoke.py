@@ -50,3 +50,27 @@ def test_inference_benchmark_small_mode(shared: Path, tmp_path: Path) -> None:
     assert len(plain) == (2 if kernels.available() else 0)
     assert all(float(r["max abs diff"]) <= 1e-4 for r in plain)
     assert "swinir CPU kernel:" in proc.stdout.splitlines()[0]
+
+
+def test_inference_benchmark_family_rows(shared: Path) -> None:
+    """Swin2SR rows against spandrel's copy of the authors' network: same weights, same output."""
+    import importlib.util
+
+    import pytest
+
+    try:  # another test may have registered a bare spandrel package (without __spec__) in this process
+        missing = "spandrel" not in sys.modules and importlib.util.find_spec("spandrel") is None
+    except ValueError:
+        missing = False
+    if missing:
+        pytest.skip("spandrel (the Swin2SR rows' peer) is not installed: pip install --no-deps spandrel==0.4.2")
+    args = ["--configs", "swin2sr_lightweight_x2", "--sizes", "32", "--repeats", "1", "--precisions", "fp32"]
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+    assert [r["implementation"] for r in rows] == ["spandrel 0.4.2", "swinir"]
+    assert all(r["configuration"] == "Swin2SR lightweight SR x2" and float(r["peak MiB"]) >= 0 for r in rows)
+    assert float(rows[1]["max abs diff"]) <= 1e-4
+    assert "minimum vs peer fp32, swinir fp32 (swin2sr): " in proc.stdout

@@ -223,7 +223,7 @@ EXPECTED_WORDS = {
     "pickle needing code": f"needs arbitrary code to load ({NotAWeight.__module__}.NotAWeight)",
     "random bytes .pth": "neither a torch zip archive nor a pickle",
     "garbage safetensors": "safetensors",
-    "non-SwinIR state dict": "not SwinIR weights",
+    "non-SwinIR state dict": "not the weights of any known architecture (tried Swin2SR, SwinIR",
     "empty file": "empty",
     "not a dict": "not a dict",
     "dict without tensors": "without tensors",
@@ -238,7 +238,7 @@ def test_bad_files_give_one_clear_line(
     with pytest.raises(CheckpointError) as err:
         swinir.load(path)
     msg = str(err.value)
-    assert msg.startswith(str(path)) and "expected a SwinIR checkpoint" in msg, msg
+    assert msg.startswith(str(path)) and "expected a SwinIR-family checkpoint" in msg, msg
     assert EXPECTED_WORDS[kind] in msg, msg
     assert "\n" not in msg and len(msg) < 400
 

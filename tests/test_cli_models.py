@@ -58,11 +58,14 @@ def test_models_lists_builtins_first_then_all_released(cache: Path, capsys: pyte
         for i, line in enumerate(lines)
         if line.split()[:1] and zoo.is_known(line.split()[0]) and not line.strip().startswith("builtin-")
     ]
-    # the release README's 27, then two more files of the release
-    assert len(builtin_at) == 3 and len(released_at) == 27 + 2
+    # the release README's 27, then two more files of the release, then Swin2SR's six under their own heading
+    assert len(builtin_at) == 3 and len(released_at) == 27 + 2 + 6
     assert max(builtin_at) < min(released_at)
-    assert [lines[i].split()[0] for i in released_at] == [e.name for e in (*zoo.RELEASED, *zoo.EXTRA)]
-    assert str(cache) in out and zoo.RELEASE_PAGE in out
+    names = [e.name for e in (*zoo.RELEASED, *zoo.EXTRA, *zoo.SWIN2SR)]
+    assert [lines[i].split()[0] for i in released_at] == names
+    assert str(cache) in out and zoo.RELEASE_PAGE in out and zoo.SWIN2SR_RELEASE_PAGE in out
+    heading = lines.index(next(line for line in lines if line.startswith("Released Swin2SR checkpoints")))
+    assert released_at[28] < heading < released_at[29]
     assert all(lines[i].split()[4] == "no" for i in released_at)  # nothing cached yet
 
 
@@ -79,7 +82,9 @@ def test_models_shows_what_is_cached(cache: Path, small_checkpoint, capsys: pyte
     data = json.loads(out)
     assert data["cache_dir"] == str(cache)
     by_name = {m["name"]: m for m in data["models"]}
-    assert len(data["models"]) == 32 and [m["builtin"] for m in data["models"][:3]] == [True] * 3
+    assert len(data["models"]) == 38 and [m["builtin"] for m in data["models"][:3]] == [True] * 3
+    assert by_name["swin2sr-classical-x2"]["url"] == zoo.SWIN2SR_RELEASE_URL + "Swin2SR_ClassicalSR_X2_64.pth"
+    assert by_name["swin2sr-classical-x2"]["architecture"] == "swin2sr"
     assert by_name["classical-x2"]["cached"] is True and by_name["classical-x3"]["cached"] is False
     assert by_name["classical-x2"]["path"] == str(cache / entry.filename)
     assert by_name["jpeg-color-40"]["url"] == zoo.RELEASE_URL + "006_colorCAR_DFWB_s126w7_SwinIR-M_jpeg40.pth"
@@ -138,7 +143,8 @@ def test_info_text(golden: Path, golden_index: dict, capsys: pytest.CaptureFixtu
     assert fields["task"].strip() == "jpeg" and fields["window"].strip() == "7"
     assert fields["img_range"].strip() == "255" and fields["scale"].strip() == "x1"
     assert fields["channels"].strip().startswith("3 in, 3 out")
-    assert fields["wrapper key"].strip() == "params"
+    assert fields["weights"].strip().startswith("params, stored as float32")
+    assert fields["architecture"].strip() == "SwinIR"
 
 
 def test_info_by_zoo_name_downloads_once(

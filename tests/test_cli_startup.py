@@ -54,5 +54,5 @@ def test_import_swinir_then_submodules_work() -> None:
     )
     assert res.returncode == 0, res.stderr
     assert "swinir.io swinir.zoo swinir.evaluate" in res.stdout
-    assert "swinir.checkpoint SwinIR swinir.spec" in res.stdout
+    assert "swinir.checkpoint SwinIR swinir.architectures" in res.stdout  # detect tries every architecture
     assert "has no attribute 'no_such_thing'" in res.stdout

@@ -160,15 +160,21 @@ def _wait_file(folder: Path, timeout_s: float = 30) -> Path:
 
 def test_upload_watch_compare_download_in_chromium(browser: tuple, tmp_path: Path) -> None:
     driver, downloads = browser
-    srv = ServeProcess(tmp_path / "srv", "--models", "builtin-x4,builtin-x2,builtin-denoise")
+    models = "builtin-x4,builtin-x2,builtin-denoise,classical-x2,swin2sr-classical-x2"  # released: listed, not fetched
+    srv = ServeProcess(tmp_path / "srv", "--models", models)
     try:
         image = _set5_image(tmp_path)
         driver.get(srv.url + "/")
         wait = WebDriverWait(driver, 30)
-        wait.until(lambda d: len(Select(d.find_element(By.ID, "model")).options) == 3)
+        wait.until(lambda d: len(Select(d.find_element(By.ID, "model")).options) == 5)
         assert Select(driver.find_element(By.ID, "model")).first_selected_option.get_attribute("value") == "builtin-x4"
         groups = [g.get_attribute("label") for g in driver.find_elements(By.CSS_SELECTOR, "#model optgroup")]
-        assert groups == ["Super-resolution (compact)", "Denoising"]
+        assert groups == [  # one group per task and architecture family
+            "Super-resolution (compact) · built-in",
+            "Denoising · built-in",
+            "Super-resolution (classical) · SwinIR",
+            "Super-resolution (classical) · Swin2SR",
+        ]
         assert driver.find_element(By.ID, "model-desc").text  # the one-line description
 
         driver.find_element(By.ID, "files").send_keys(str(image))

@@ -136,11 +136,11 @@ def test_every_name_alias_and_file_name_is_unique() -> None:
             key = zoo._key(n)
             assert seen.get(key, e.name) == e.name, f"{n} of {e.name} collides with {seen.get(key)}"
             seen[key] = e.name
-    assert len({e.name for e in zoo.list_entries()}) == 32
+    assert len({e.name for e in zoo.list_entries()}) == 32 + 6  # with Swin2SR's six
 
 
 def test_extra_release_files_resolve_by_name_and_file_name() -> None:
-    names = [e.name for e in zoo.list_entries()]
+    names = [e.name for e in zoo.list_entries(architecture="swinir")]
     assert names[-2:] == ["realsr-x2", "realsr-x4-psnr"]
     x2 = zoo.get("realsr-x2")
     assert x2.scale == 2 and x2.task == "real_sr" and x2.url == zoo.RELEASE_URL + x2.filename
@@ -368,3 +368,20 @@ def test_released_file_name_loads_through_the_zoo(
     with pytest.raises(swinir.CheckpointError, match=entry.filename):
         swinir.load(entry.filename)
     assert len(zoo_server.requests) == 1
+
+
+def test_entry_without_a_direct_url_names_the_page_and_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files published only through a web page (HAT's Google Drive folder) are zoo entries too: without a
+    cached copy the message says where to get the file and where to put it; once there, it resolves."""
+    entry = zoo.ZooEntry("page-only-x4", "Page_Only_SRx4.pth", "classical_sr", scale=4, architecture="swin2sr")
+    monkeypatch.setattr(zoo, "SWIN2SR", (*zoo.SWIN2SR, entry))
+    monkeypatch.delenv(zoo.URL_ENV, raising=False)
+    with pytest.raises(ZooError) as err:
+        zoo.resolve("page-only-x4", cache_dir=tmp_path)
+    msg = str(err.value)
+    assert zoo.SWIN2SR_RELEASE_PAGE in msg and str(tmp_path / "Page_Only_SRx4.pth") in msg and "path" in msg
+    assert not list(tmp_path.iterdir())  # nothing written
+    (tmp_path / "Page_Only_SRx4.pth").write_bytes(b"PK")
+    assert zoo.resolve("page-only-x4", cache_dir=tmp_path) == tmp_path / "Page_Only_SRx4.pth"

@@ -1,7 +1,9 @@
-"""SwinIR image restoration: super-resolution, denoising and JPEG artifact removal.
+"""SwinIR image restoration: super-resolution, denoising and JPEG artifact removal, with SwinIR and its
+family (Swin2SR).
 
 >>> import swinir
->>> model = swinir.load("classical-x4")          # zoo name, file path, or state dict
+>>> model = swinir.load("classical-x4")          # zoo name, file path, transformers folder, or state dict
+>>> model = swinir.load("swin2sr-classical-x2")  # the architecture is detected from the weights
 >>> out = swinir.restore(model, image, tile=256)  # numpy uint8/uint16/float or tensor
 >>> opts = swinir.RestoreOptions(tile=256, precision="bf16")  # validated once, passed whole
 >>> out = swinir.restore(model, image, opts)
@@ -21,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SwinIR",
+    "Swin2SR",
     "ModelSpec",
     "detect",
     "load",
@@ -38,8 +41,9 @@ __all__ = [
 # public name -> module that defines it (imported on first access)
 _LAZY = {
     "SwinIR": "swinir.model",
+    "Swin2SR": "swinir.model",
     "ModelSpec": "swinir.spec",
-    "detect": "swinir.spec",
+    "detect": "swinir.architectures",  # every registered architecture, tried in order
     "load": "swinir.checkpoint",
     "save": "swinir.checkpoint",
     "restore": "swinir.engine",
@@ -66,9 +70,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from swinir.architectures import detect
     from swinir.blend import interpolate
     from swinir.checkpoint import load, save
     from swinir.engine import restore
-    from swinir.model import SwinIR
+    from swinir.model import Swin2SR, SwinIR
     from swinir.options import RestoreOptions
-    from swinir.spec import ModelSpec, detect
+    from swinir.spec import ModelSpec

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from swinir.errors import SwinIRError
-from swinir.model import SwinIR
+from swinir.model.shared import Restorer
 from swinir.spec import ModelSpec
 
 __all__ = [
@@ -33,11 +33,11 @@ __all__ = [
 NOISE_LEVELS = (15, 25, 50)
 JPEG_QUALITIES = (10, 20, 30, 40)
 
-Source = SwinIR | str | os.PathLike[str] | Mapping[str, Any]
+Source = Restorer | str | os.PathLike[str] | Mapping[str, Any]
 
 
-def _as_model(source: Source) -> SwinIR:
-    if isinstance(source, SwinIR):
+def _as_model(source: Source) -> Restorer:
+    if isinstance(source, Restorer):
         return source
     from swinir.checkpoint import load
 
@@ -71,7 +71,7 @@ def interpolate_state_dicts(a: Mapping[str, Tensor], b: Mapping[str, Tensor], al
     return out
 
 
-def interpolate(model_a: Source, model_b: Source, alpha: float) -> SwinIR:
+def interpolate(model_a: Source, model_b: Source, alpha: float) -> Restorer:
     """A new model between ``model_a`` (alpha 0) and ``model_b`` (alpha 1); either may be a model, a
     checkpoint path, a zoo name or a state dict. Refuses two different architectures."""
     if not 0.0 <= float(alpha) <= 1.0:
@@ -117,7 +117,7 @@ def level_pair(level: float, levels: tuple[int, ...]) -> Blend:
 
 def for_level(
     kind: str, level: float, color: bool = True, sources: Mapping[int, Source] | None = None
-) -> tuple[SwinIR, str]:
+) -> tuple[Restorer, str]:
     """The model for denoising sigma ``level`` (``kind="noise"``, 15..50) or JPEG quality ``level``
     (``kind="jpeg"``, 10..40), interpolated between the released models, and a line saying which files and
     weights it used. ``sources`` maps trained level -> model/checkpoint instead of the zoo's."""

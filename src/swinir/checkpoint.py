@@ -1,12 +1,15 @@
-"""Read and write SwinIR checkpoints: released .pth layout, our .safetensors, or in-memory state dicts.
+"""Read and write checkpoints of the SwinIR family: released .pth layouts, our .safetensors, transformers'
+Swin2SR folders, or in-memory state dicts.
 
-Reading is safe by default (``weights_only``). Wrappers used by the release and by common trainers are
-unwrapped (``params_ema`` preferred, then ``params``, ``state_dict``, ``model``), ``module.`` prefixes from
-DataParallel are stripped, and derived buffers (``attn_mask``, ``relative_position_index``) are dropped so
+Reading is safe by default (``weights_only``). The file's layout is unwrapped once (``swinir.layouts``:
+wrappers such as ``params_ema`` / ``params`` / ``net_g``, prefixes such as ``module.`` / ``netG.``,
+transformers' names), the architecture is detected from the bare state dict (``swinir.architectures``),
+and the buffers that architecture rebuilds (``attn_mask``, ``relative_position_index``...) are dropped so
 that loading can be strict about every real weight.
 
 Writing a ``.pth`` puts those derived buffers back, computed as the original computes them for the spec's
-``img_size``: the original ``main_test_swinir.py``, KAIR and BasicSR load with ``strict=True``, and
+``img_size``: the original test scripts (``main_test_swinir.py``, ``main_test_swin2sr.py``), KAIR and
+BasicSR load with ``strict=True``, and
 spandrel's detection (chaiNNer, ComfyUI) keys on ``relative_position_index`` and reads ``img_size`` from the
 mask's window count. One index tensor and one mask tensor are shared by every block, so a file grows by
 one copy of each, not one per block (classical x2: 32 KiB + 1 MiB instead of 18 masks; the built-in x2
@@ -23,25 +26,28 @@ import re
 import warnings
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from swinir import architectures, layouts
 from swinir.atomic import atomic_path
 from swinir.errors import CheckpointError
-from swinir.model import DERIVED_SUFFIXES, SwinIR, relative_position_index, shift_mask
-from swinir.spec import ModelSpec, SpecError, detect, merge_metadata
+from swinir.model.shared import Restorer
+from swinir.spec import ModelSpec, SpecError, merge_metadata
 
-WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "generator", "net_g")
+WRAPPER_KEYS = layouts.WRAPPER_KEYS
+DERIVED_SUFFIXES = architectures.ALL_DERIVED  # every buffer suffix some registered architecture rebuilds
 SPEC_KEY = "swinir_spec"  # our own metadata, stored beside the weights
 SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
 DERIVED_META = "derived_buffers"  # safetensors metadata: the buffers a strict loader rebuilds are not stored
 
 
 def _fail(path: object, found: str) -> CheckpointError:
-    return CheckpointError(f"{path}: expected a SwinIR checkpoint (.pth/.pt/.safetensors state dict), {found}")
+    return CheckpointError(f"{path}: expected a SwinIR-family checkpoint (.pth/.pt/.safetensors state dict), {found}")
 
 
 def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -107,65 +113,45 @@ def _parse_spec_json(path: Path, text: str) -> Any:
 
 
 def unwrap(obj: Mapping[str, Any], source: object = "state dict") -> tuple[dict[str, Tensor], str]:
-    """Find the state dict inside a checkpoint; returns (state dict, wrapper key or '')."""
-    ema = obj.get("ema")  # a `swinir train` checkpoint: its EMA weights, as params_ema is preferred
-    if (
-        isinstance(ema, Mapping)
-        and isinstance(ema.get("module"), Mapping)
-        and any(isinstance(v, Tensor) for v in ema["module"].values())
-    ):
-        return _strip_prefix(ema["module"]), "ema"
-    for key in WRAPPER_KEYS:
-        inner = obj.get(key)
-        if isinstance(inner, Mapping) and any(isinstance(v, Tensor) for v in inner.values()):
-            return _strip_prefix(inner), key
-    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
-    if not tensors:
-        keys = ", ".join(list(map(str, obj))[:6])
-        raise _fail(source, f"found a dict without tensors (keys: {keys})")
-    return _strip_prefix(tensors), ""
+    """Find the state dict inside a checkpoint; returns (state dict, wrapper key or ''). See
+    ``swinir.layouts.unwrap`` for everything it finds (other wrappers, prefixes, transformers' names)."""
+    found = layouts.unwrap(obj, source)
+    return found.state_dict, found.wrapper
 
 
-def _strip_prefix(sd: Mapping[str, Any]) -> dict[str, Tensor]:
-    out: dict[str, Tensor] = {}
-    for k, v in sd.items():
-        if not isinstance(v, Tensor):
-            continue
-        for prefix in ("module.", "_orig_mod."):
-            while k.startswith(prefix):
-                k = k[len(prefix) :]
-        out[k] = v
-    return out
-
-
-def drop_derived(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Remove buffers the model rebuilds itself (shift masks, relative-position indices)."""
-    return {k: v for k, v in sd.items() if not k.endswith(DERIVED_SUFFIXES)}
+def drop_derived(sd: Mapping[str, Tensor], spec: ModelSpec | None = None) -> dict[str, Tensor]:
+    """Remove buffers the model rebuilds itself (shift masks, relative-position indices and tables): those
+    of ``spec``'s architecture, or of every registered one."""
+    suffixes = architectures.get(spec.architecture).derived if spec is not None else architectures.ALL_DERIVED
+    return {k: v for k, v in sd.items() if not k.endswith(suffixes)}
 
 
 def resolve_spec(sd: Mapping[str, Tensor], stored: object, source: object = "state dict") -> ModelSpec:
-    """The spec of ``sd``: detected from its tensors, completed by stored metadata that must agree.
+    """The spec of ``sd``: detected from its tensors by the registry, completed by stored metadata that
+    must agree.
 
     Every weight is then checked against the spec on the meta device, so a file whose metadata or
     shapes ask for more than it holds fails here, in one line, before anything is allocated.
     """
     try:
-        spec = detect(sd)
+        spec = architectures.detect(sd)
     except SpecError as exc:
-        raise _fail(source, f"found {len(sd)} tensors that are not SwinIR weights ({exc})") from None
+        raise _fail(source, f"found {len(sd)} tensors that are {exc}") from None
     if stored is not None:
         try:
             spec = merge_metadata(spec, stored)
         except SpecError as exc:
-            raise _fail(source, f"found SwinIR weights with inconsistent {SPEC_KEY} metadata: {exc}") from None
-    check_weights(spec, drop_derived(sd), source)
+            raise _fail(source, f"found {spec.title} weights with inconsistent {SPEC_KEY} metadata: {exc}") from None
+    check_weights(spec, drop_derived(sd, spec), source)
     return spec
 
 
 def check_weights(spec: ModelSpec, sd: Mapping[str, Tensor], source: object = "state dict") -> None:
     """Every weight of ``spec``'s architecture is present with its shape, and nothing else is."""
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in SwinIR(**spec.kwargs()).state_dict().items()}
+    try:
+        expected = architectures.expected_shapes(spec)
+    except ValueError as exc:  # the constructor refused the detected configuration
+        raise _fail(source, f"found {spec.title} weights of an unsupported configuration ({exc})") from None
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
     wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != expected[k]]
@@ -179,28 +165,60 @@ def check_weights(spec: ModelSpec, sd: Mapping[str, Tensor], source: object = "s
         parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-    raise _fail(source, f"found weights that do not match the detected architecture: {'; '.join(parts)}")
+    raise _fail(source, f"found weights that do not match the detected {spec.title}: {'; '.join(parts)}")
+
+
+@dataclass
+class Loaded:
+    """A checkpoint read and checked: its weights (derived buffers dropped), its spec, and where in the
+    file the weights were (``origin.describe()``: wrapper, other candidates, prefix, layout)."""
+
+    state_dict: dict[str, Tensor]
+    spec: ModelSpec
+    origin: layouts.Unwrapped
+    source: str
+
+    def notices(self) -> list[str]:
+        """What a user should be told about the choice made (several candidate weight sets)."""
+        if not self.origin.also:
+            return []
+        return [
+            f"{self.source} holds {self.origin.wrapper} and {', '.join(self.origin.also)}: using {self.origin.wrapper}"
+        ]
+
+
+def read(source: str | os.PathLike[str] | Mapping[str, Any], weights_only: bool = True) -> Loaded:
+    """A checkpoint file, a transformers folder or an in-memory (possibly wrapped) dict, read and checked."""
+    path: Path | None = None
+    if isinstance(source, Mapping):
+        obj, meta, name = dict(source), {"spec": source.get(SPEC_KEY)}, "state dict"
+    else:
+        path = Path(source)
+        name = str(source)
+        weights = layouts.folder_weights(path) if path.is_dir() else path
+        obj, meta = read_file(weights, weights_only=weights_only)
+    found = layouts.unwrap(obj, name)
+    stored = meta.get("spec")
+    if found.layout == "transformers" and stored is None and path is not None:
+        stored = layouts.stored_config(path)
+    spec = resolve_spec(found.state_dict, stored, name)
+    return Loaded(drop_derived(found.state_dict, spec), spec, found, name)
 
 
 def read_state_dict(
     source: str | os.PathLike[str] | Mapping[str, Any], weights_only: bool = True
 ) -> tuple[dict[str, Tensor], ModelSpec]:
     """A clean state dict and its checked spec, from a file or an in-memory (possibly wrapped) dict."""
-    if isinstance(source, Mapping):
-        obj, meta, name = dict(source), {"spec": source.get(SPEC_KEY)}, "state dict"
-    else:
-        obj, meta = read_file(source, weights_only=weights_only)
-        name = str(source)
-    sd, _ = unwrap(obj, name)
-    spec = resolve_spec(sd, meta.get("spec"), name)
-    return drop_derived(sd), spec
+    loaded = read(source, weights_only)
+    return loaded.state_dict, loaded.spec
 
 
-def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, source: object = "state dict") -> SwinIR:
-    """A SwinIR for ``spec``; with ``state_dict``, its weights are checked before the model is allocated."""
+def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, source: object = "state dict") -> Restorer:
+    """The network of ``spec``'s architecture; with ``state_dict``, its weights are checked before the
+    model is allocated and then loaded (in the model's fp32, whatever dtype they are stored in)."""
     if state_dict is not None:
-        check_weights(spec, drop_derived(state_dict), source)
-    model = SwinIR(**spec.kwargs())
+        check_weights(spec, drop_derived(state_dict, spec), source)
+    model = architectures.build(spec)
     if state_dict is not None:
         model.load_state_dict(dict(state_dict), strict=False)
     return model
@@ -214,33 +232,27 @@ def layout_img_size(spec: ModelSpec) -> int:
 
 
 def with_derived(sd: Mapping[str, Tensor], spec: ModelSpec) -> dict[str, Tensor]:
-    """``sd`` in the released layout: each block's ``attn.relative_position_index`` after its bias table and,
-    on shifted (odd) blocks, ``attn_mask`` first, for a ``layout_img_size(spec)`` square input."""
-    ws, size = spec.window_size, layout_img_size(spec)
-    index = relative_position_index(ws)
-    mask = shift_mask(size, size, ws, ws // 2).float().contiguous()
-    out: dict[str, Tensor] = {}
-    for k, v in drop_derived(sd).items():
-        block = re.fullmatch(r"(layers\.\d+\.residual_group\.blocks\.(\d+)\.)norm1\.weight", k)
-        if block and int(block.group(2)) % 2 == 1:
-            out[block.group(1) + "attn_mask"] = mask
-        out[k] = v
-        if k.endswith(".attn.relative_position_bias_table"):
-            out[k[: -len("relative_position_bias_table")] + "relative_position_index"] = index
-    return out
+    """``sd`` in the released layout of ``spec``'s architecture: the derived buffers its authors' code
+    registers, in their order, for a ``layout_img_size(spec)`` square input (SwinIR: each block's
+    ``relative_position_index`` and, on shifted blocks, ``attn_mask``; Swin2SR: also ``relative_coords_table``)."""
+    arch = architectures.get(spec.architecture)
+    weights = drop_derived(sd, spec)
+    if arch.released_layout is None:
+        return weights
+    return arch.released_layout(weights, spec, layout_img_size(spec))
 
 
 def _is_state_dict(value: object) -> bool:
     return isinstance(value, Mapping) and bool(value) and all(isinstance(t, Tensor) for t in value.values())
 
 
-def _weights(model: SwinIR | Mapping[str, Tensor]) -> dict[str, Tensor]:
-    sd = model.state_dict() if isinstance(model, SwinIR) else dict(model)
-    return {k: v.detach().cpu().contiguous() for k, v in drop_derived(sd).items()}
+def _weights(model: nn.Module | Mapping[str, Tensor], spec: ModelSpec | None) -> dict[str, Tensor]:
+    sd = model.state_dict() if isinstance(model, nn.Module) else dict(model)
+    return {k: v.detach().cpu().contiguous() for k, v in drop_derived(sd, spec).items()}
 
 
 def save(
-    model: SwinIR | Mapping[str, Tensor],
+    model: nn.Module | Mapping[str, Tensor],
     path: str | os.PathLike[str],
     key: str = "params",
     spec: ModelSpec | None = None,
@@ -250,14 +262,15 @@ def save(
     spec), and every state dict among ``extra`` (e.g. ``params_ema``) in that layout too; ``.safetensors``:
     the weights only, with the spec and ``derived_buffers: omitted`` as metadata."""
     p = Path(path)
-    if isinstance(model, SwinIR):
+    if isinstance(model, Restorer):
         spec = spec or model.spec
-    sd = _weights(model)
     if spec is None:
+        raw = model.state_dict() if isinstance(model, nn.Module) else model
         try:
-            spec = detect(sd)
+            spec = architectures.detect(raw)
         except SpecError as exc:
-            raise CheckpointError(f"{p}: cannot save: the tensors are not SwinIR weights ({exc})") from None
+            raise CheckpointError(f"{p}: cannot save: the tensors are {exc}") from None
+    sd = _weights(model, spec)
     spec = dataclasses.replace(spec, img_size=layout_img_size(spec))
     with atomic_path(p) as tmp:
         if p.suffix == ".safetensors":
@@ -265,12 +278,13 @@ def save(
 
             meta = {k: str(v) for k, v in (extra or {}).items()}
             meta[SPEC_KEY] = json.dumps(spec.to_dict())
-            meta[DERIVED_META] = "omitted (" + ", ".join(DERIVED_SUFFIXES) + " are rebuilt from the spec)"
+            derived = architectures.get(spec.architecture).derived
+            meta[DERIVED_META] = "omitted (" + ", ".join(derived) + " are rebuilt from the spec)"
             save_file(sd, str(tmp), metadata=meta)
         else:
             obj: dict[str, Any] = {key: with_derived(sd, spec), SPEC_KEY: spec.to_dict()}
             for name, value in (extra or {}).items():
-                obj[name] = with_derived(_weights(value), spec) if _is_state_dict(value) else value
+                obj[name] = with_derived(_weights(value, spec), spec) if _is_state_dict(value) else value
             torch.save(obj, tmp)
     return p
 
@@ -279,8 +293,14 @@ def load(
     source: str | os.PathLike[str] | Mapping[str, Any],
     device: str | torch.device | None = None,
     weights_only: bool = True,
-) -> SwinIR:
-    """A ready, eval-mode SwinIR from a checkpoint path, a state dict, or a model-zoo name."""
+    dtype: torch.dtype | None = None,
+) -> Restorer:
+    """A ready, eval-mode network (SwinIR, Swin2SR, ...: the architecture is detected) from a checkpoint
+    path, a transformers folder, a state dict, or a model-zoo name.
+
+    Weights are computed in fp32 whatever dtype the file stores them in (fp16 files included); ``dtype``
+    converts the model afterwards. Where the file holds several weight sets (``params_ema`` and
+    ``params``), the EMA weights are used and a notice says so; ``model.origin`` records the choice."""
     from swinir.device import resolve_device
 
     name = source
@@ -291,7 +311,14 @@ def load(
         # a zoo name, or a released file name (e.g. 001_..._x2.pth) that is not a local file
         if os.sep not in text and (not text.endswith(SUFFIXES) or zoo.is_known(text)):
             source = zoo.resolve(text)
-    sd, spec = read_state_dict(source, weights_only=weights_only)
-    model = build(spec, sd, source=name if not isinstance(name, Mapping) else "state dict")
+    loaded = read(source, weights_only=weights_only)
+    if loaded.notices():
+        from swinir.io import notice
+
+        for line in loaded.notices():
+            notice(line)
+    model = build(loaded.spec, loaded.state_dict, source=name if not isinstance(name, Mapping) else "state dict")
+    model.origin = loaded.origin
     model.eval()
-    return model.to(resolve_device(device))
+    model = model.to(resolve_device(device))
+    return model.to(dtype) if dtype is not None else model

@@ -6,8 +6,12 @@ so each one is reproduced on purpose:
 * images are read with OpenCV (BGR), degraded in BGR layout, then handed to the model as RGB floats;
 * classical / lightweight SR: LR from ``--lr`` (``NAMEx{scale}.ext``) or MATLAB bicubic (uint8 mode) of
   the HR cropped to a multiple of the scale; the ground truth is HR cropped to LR size x scale;
-* the model input is padded by mirror-flip concatenation, always adding ``(h // window + 1) * window - h``
-  rows (and the same for columns), even when ``h`` is already a multiple of the window;
+* the model input is padded as the architecture's test script pads it (``swinir.architectures``): SwinIR's
+  and Swin2SR's by mirror-flip concatenation, always adding ``(h // window + 1) * window - h`` rows (and
+  the same for columns), even when ``h`` is already a multiple of the window;
+* compressed-input SR (Swin2SR's ``main_test_swin2sr.py --task compressed_sr``): the LR is a JPEG,
+  ``NAME.jpg`` from ``--lr`` or the MATLAB-bicubic LR compressed with OpenCV at quality ``jpeg``; scored as
+  classical SR;
 * the output is cropped to ``H*scale x W*scale``, clamped to [0, 1], scaled by 255 and rounded to uint8;
 * metrics: PSNR/SSIM on RGB and Y with ``crop_border = scale`` for SR, border 0 otherwise;
 * denoising: ``np.random.seed(0)`` then ``N(0, sigma/255)`` added to the float image, no clipping;
@@ -39,6 +43,7 @@ from swinir.atomic import write_bytes
 from swinir.degrade import add_gaussian_noise_test, imresize, jpeg_compress, jpeg_gray_from_color
 from swinir.errors import ImageWriteError, SwinIRError
 from swinir.io import SwinIRNotice, list_images, read_like_release, write_image
+from swinir.model.shared import pad_like_release
 from swinir.options import OptionsError, RestoreOptions
 from swinir.tasks import DENOISE_TASKS, EVAL_TASKS, GRAY_TASKS, JPEG_TASKS, SR_TASKS, eval_task
 
@@ -83,6 +88,8 @@ class Protocol:
     jpeg: int | None = None  # quality (JPEG artifact removal)
 
     def __post_init__(self) -> None:
+        if self.task == "compressed_sr" and self.jpeg is not None and not 0 <= self.jpeg <= 100:
+            raise OptionsError("jpeg", f"the JPEG quality must be 0..100, got {self.jpeg}")
         if self.task not in TASKS:
             raise SwinIRError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.task in SR_TASKS and self.scale < 2:
@@ -179,11 +186,11 @@ def load_sample(
     path = Path(path)
     name = path.stem
     task = protocol.task
-    if task in ("classical_sr", "lightweight_sr"):
+    if task in ("classical_sr", "lightweight_sr", "compressed_sr"):
         s = protocol.scale
         hr = read_like_release(path, "color")
         if lr_dir is not None:
-            lr_path = _find_lr(Path(lr_dir), name, path.suffix, s)
+            lr_path = _find_lr(Path(lr_dir), name, ".jpg" if task == "compressed_sr" else path.suffix, s)
             lr = read_like_release(lr_path, "color")
         else:
             lr_path = None
@@ -191,6 +198,12 @@ def load_sample(
             if h < s or w < s:
                 raise SwinIRError(f"{path} ({w}x{h}) is smaller than the scale {s}")
             lr = imresize(hr[: h - h % s, : w - w % s], 1.0 / s, mode="uint8")
+            if task == "compressed_sr":
+                if protocol.jpeg is None:
+                    raise OptionsError(
+                        "jpeg", "compressed_sr needs the JPEG LR folder, or a JPEG quality to compress the bicubic LR"
+                    )
+                lr = jpeg_compress(lr, int(protocol.jpeg), color_order="bgr")
         lh, lw = lr.shape[:2]
         if hr.shape[0] < lh * s or hr.shape[1] < lw * s:
             raise OptionsError(
@@ -241,19 +254,18 @@ def load_samples(
 
 
 # ------------------------------------------------------------------------------------------ running
-def pad_like_release(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Mirror-flip concatenation padding of an (N, C, H, W) tensor, as the released test script pads.
+def test_padding(model: torch.nn.Module) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """How the authors' test script of ``model``'s architecture pads the input (mirror-flip without a spec)."""
+    from swinir import architectures
 
-    Always adds ``(h // window + 1) * window - h`` rows (a whole extra window when ``h`` is already a
-    multiple), taken from the vertically flipped image, then the same for columns. Inputs smaller than
-    the padding come out shorter; the model pads those further by itself.
-    """
-    h, w = x.shape[-2:]
-    hp = (h // window + 1) * window - h
-    wp = (w // window + 1) * window - w
-    x = torch.cat([x, torch.flip(x, [2])], 2)[:, :, : h + hp, :]
-    x = torch.cat([x, torch.flip(x, [3])], 3)[:, :, :, : w + wp]
-    return x
+    spec = getattr(model, "spec", None)
+    return architectures.get(spec.architecture).test_padding if spec is not None else pad_like_release
+
+
+def output_suffix(model: Model) -> str:
+    """``NAME_<suffix>.png`` as the architecture's test script names its results (``_SwinIR``, ``_Swin2SR``)."""
+    spec = getattr(model, "spec", None)
+    return spec.title if spec is not None else OUTPUT_SUFFIX
 
 
 def to_uint8(output: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -310,7 +322,7 @@ def restore_sample(
     s = int(getattr(model, "upscale", scale) or 1)
     dev = torch.device(opts.device) if opts.device is not None else _model_device(model)
     x = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1))).float().unsqueeze(0)
-    x = pad_like_release(x, window)
+    x = test_padding(model)(x, window)
     with torch.inference_mode():
         if opts.tile or opts.ensemble or opts.precision != "fp32":
             from swinir.engine import restore as engine_restore
@@ -638,13 +650,14 @@ def evaluate_samples(
     options: RestoreOptions | None = None,
     save_dir: str | os.PathLike[str] | None = None,
     sheet: bool = False,
-    suffix: str = OUTPUT_SUFFIX,
+    suffix: str = "",
     progress: bool = False,
     total: int | None = None,
     on_result: Callable[[ImageResult], None] | None = None,
 ) -> EvalReport:
     """Restore and score prepared samples (training validation uses this with ``progress=False``)."""
     _check_model(model, protocol)
+    suffix = suffix or output_suffix(model)
     name = model_name or (model if isinstance(model, str) else type(model).__name__)
     opts = options if options is not None else RestoreOptions()
     report = EvalReport(protocol, str(name), tile=opts.tile, ensemble=opts.ensemble, precision=opts.precision)
@@ -752,11 +765,14 @@ def _without_earlier_outputs(files: list[Path]) -> list[Path]:
     """The folder's images less the results an earlier run saved there (``NAME_SwinIR.png`` beside ``NAME``),
     which would otherwise be scored as ground truth of their own (46.98 dB instead of 40.50 on one test)."""
     from swinir.restore_plan import earlier_outputs
+    from swinir.spec import TITLES
 
-    earlier = earlier_outputs(files, f"_{OUTPUT_SUFFIX}")
+    found = {title: earlier_outputs(files, f"_{title}") for title in TITLES.values()}
+    earlier = {f for fs in found.values() for f in fs}
     if earlier:
+        kinds = ", ".join(f"*_{title}.png" for title, fs in found.items() if fs)
         warnings.warn(
-            f"{len(earlier)} earlier output(s) (*_{OUTPUT_SUFFIX}.png beside their source) in {files[0].parent} "
+            f"{len(earlier)} earlier output(s) ({kinds} beside their source) in {files[0].parent} "
             "left out of the test images",
             SwinIRNotice,
             stacklevel=3,

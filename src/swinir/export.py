@@ -23,7 +23,7 @@ import torch
 
 from swinir.atomic import atomic_path
 from swinir.errors import SwinIRError
-from swinir.model import SwinIR
+from swinir.model.shared import Restorer
 
 DEFAULT_OPSET = 18
 MAX_SIDE = 16384
@@ -82,7 +82,7 @@ def _check_verify_sizes(sizes: Sequence[tuple[int, int]], ws: int) -> None:
 
 
 def export_onnx(
-    model: SwinIR,
+    model: Restorer,
     path: str | os.PathLike[str],
     opset: int = DEFAULT_OPSET,
     verify_sizes: Sequence[tuple[int, int]] = ((37, 29), (64, 48)),
@@ -156,7 +156,7 @@ def _save(program: object, path: Path, meta: dict[str, str]) -> None:
 
 
 def verify(
-    model: SwinIR, path: str | os.PathLike[str], sizes: Sequence[tuple[int, int]]
+    model: Restorer, path: str | os.PathLike[str], sizes: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], float]:
     """Max abs difference between onnxruntime and PyTorch on random inputs of each (height, width)."""
     _require("onnxruntime", "export")

@@ -86,15 +86,18 @@ def estimate_bytes_per_pixel(model: nn.Module, element_bytes: int = 4) -> float:
     """Peak inference bytes per input pixel, from the architecture: about a dozen feature maps of
     ``embed_dim`` (input, shortcut, norm, qkv, projection), the MLP's hidden layer, one window's attention
     scores and their softmax per head, and the upsampler's maps at ``scale**2`` the pixels (64 channels
-    through pixelshuffle/nearest+conv, the output channels alone for pixelshuffledirect). It leans large:
-    builtin-x4 is estimated at 5.1 KB and measured at 1.9-2.3 KB (ru_maxrss growth, 128-256 px, CPU)."""
+    through pixelshuffle/nearest+conv, the output channels alone for pixelshuffledirect; Swin2SR's
+    pixelshuffle_aux adds its bicubic branch, the input and 64 channels at the output size). It leans
+    large: builtin-x4 is estimated at 5.1 KB and measured at 1.9-2.3 KB (ru_maxrss growth, 128-256 px, CPU)."""
     a = _arch(model)
     features = a.embed_dim * (12 + a.mlp_ratio)
     attention = 2 * a.heads * a.window * a.window
     pixels_out = a.scale * a.scale
     upsample = 3 * a.out_ch * pixels_out
-    if a.upsampler in ("pixelshuffle", "nearest+conv"):
+    if a.upsampler in ("pixelshuffle", "nearest+conv", "pixelshuffle_aux"):
         upsample += 64 * (pixels_out + 1) * 2
+    if a.upsampler == "pixelshuffle_aux":
+        upsample += (64 + a.out_ch) * pixels_out
     return float(element_bytes * (features + attention + upsample))
 
 

@@ -1,4 +1,13 @@
-"""What a SwinIR checkpoint is, read from its state dict alone (no configuration needed)."""
+"""What a checkpoint is, read from its state dict alone (no configuration needed): ``ModelSpec``, the typed
+spec every architecture of the family detects into, and SwinIR's detection.
+
+``ModelSpec`` holds the hyperparameters the family shares (scale, channels, width, depths, heads, window,
+MLP ratio, upsampler, residual connection, input range) plus ``architecture`` and ``options``, the
+architecture's own constructor arguments (HAT's channel-attention ratios, for example). The other
+architectures' detections live beside their networks (``swinir.model.swin2sr.detect``); the registry that
+tries them in order is ``swinir.architectures``. The helpers below that read shapes, depths and
+upsamplers are shared by those detections.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +23,40 @@ TASKS = MODEL_TASKS  # kept for callers of swinir.spec.TASKS
 
 
 class SpecError(ValueError):
-    """The state dict does not look like a SwinIR network."""
+    """The state dict does not look like a network of the architecture being tried."""
+
+
+# display names of the architectures (``ModelSpec.architecture`` holds the key)
+TITLES = {"swinir": "SwinIR", "swin2sr": "Swin2SR", "hat": "HAT"}
+# SwinIR constructor arguments every family member shares, with their defaults when a config omits them
+_COMMON_ARGS = (
+    "upscale",
+    "in_chans",
+    "embed_dim",
+    "depths",
+    "num_heads",
+    "window_size",
+    "mlp_ratio",
+    "upsampler",
+    "resi_connection",
+    "img_range",
+    "img_size",
+    "num_out_ch",
+    "rstb_residual",
+    "shift",
+    "ape",
+    "patch_norm",
+)
+# constructor arguments of the originals that every released model leaves at these values (not options)
+_RELEASED_CONSTANTS = {
+    "patch_size": 1,
+    "qkv_bias": True,
+    "qk_scale": None,
+    "drop_rate": 0.0,
+    "attn_drop_rate": 0.0,
+    "drop_path_rate": 0.1,
+    "use_checkpoint": False,
+}
 
 
 @dataclass(frozen=True)
@@ -39,7 +81,19 @@ class ModelSpec:
     shift: bool = True
     ape: bool = False
     patch_norm: bool = True
+    # which network these are the hyperparameters of (a key of ``TITLES`` / ``swinir.architectures``)
+    architecture: str = "swinir"
+    # the architecture's own constructor arguments beyond the shared ones, as sorted (name, value) pairs
+    options: tuple[tuple[str, Any], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def title(self) -> str:
+        """The architecture's name as its paper writes it."""
+        return TITLES.get(self.architecture, self.architecture)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
 
     def switches(self) -> dict[str, bool]:
         """The ablation switches that differ from the released architecture."""
@@ -58,7 +112,10 @@ class ModelSpec:
 
     @property
     def task(self) -> str:
-        """classical_sr, lightweight_sr, real_sr, denoise or jpeg (a guess from the architecture)."""
+        """classical_sr, lightweight_sr, real_sr, compressed_sr, denoise or jpeg (a guess from the
+        architecture)."""
+        if self.upsampler == "pixelshuffle_aux":  # Swin2SR's SR of JPEG-compressed inputs
+            return "compressed_sr"
         if self.upsampler == "pixelshuffle":
             return "classical_sr"
         if self.upsampler == "pixelshuffledirect":
@@ -77,7 +134,8 @@ class ModelSpec:
         return self.window_size
 
     def kwargs(self) -> dict[str, Any]:
-        """Constructor arguments for ``SwinIR(**spec.kwargs())`` under the original names."""
+        """Constructor arguments under the original names: ``SwinIR(**spec.kwargs())`` (or the
+        architecture's class, see ``swinir.architectures``)."""
         kw: dict[str, Any] = {
             "upscale": self.upscale,
             "in_chans": self.in_chans,
@@ -94,6 +152,7 @@ class ModelSpec:
         if self.num_out_ch and self.num_out_ch != self.in_chans:
             kw["num_out_ch"] = self.num_out_ch
         kw.update(self.switches())
+        kw.update(self.options)
         return kw
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,11 +160,21 @@ class ModelSpec:
         d.pop("extra")
         d["depths"] = list(self.depths)
         d["num_heads"] = list(self.num_heads)
+        d["options"] = dict(self.options)
         return d
 
     @classmethod
-    def from_kwargs(cls, kw: Mapping[str, Any]) -> ModelSpec:
+    def from_kwargs(cls, kw: Mapping[str, Any], architecture: str | None = None) -> ModelSpec:
+        """A spec from constructor arguments (original names). Arguments beyond the shared ones become the
+        architecture's ``options``, except those every release leaves at their defaults (``patch_size``,
+        ``qkv_bias``...). ``architecture`` defaults to ``kw['architecture']``, else SwinIR."""
         upsampler = kw.get("upsampler", "")
+        arch = architecture or str(kw.get("architecture", "swinir"))
+        stored = kw.get("options")
+        options = dict(stored) if isinstance(stored, Mapping) else {}
+        for k, v in kw.items():
+            if k not in _COMMON_ARGS and k not in ("architecture", "options") and k not in _RELEASED_CONSTANTS:
+                options[k] = v
         return cls(
             upscale=int(kw.get("upscale", 1)) if upsampler else 1,
             in_chans=int(kw.get("in_chans", 3)),
@@ -125,6 +194,8 @@ class ModelSpec:
             shift=bool(kw.get("shift", True)),
             ape=bool(kw.get("ape", False)),
             patch_norm=bool(kw.get("patch_norm", True)),
+            architecture=arch,
+            options=tuple(sorted((k, _hashable(v)) for k, v in options.items())),
         )
 
     def with_(self, **changes: Any) -> ModelSpec:
@@ -133,11 +204,17 @@ class ModelSpec:
     def describe(self) -> str:
         scale = f"x{self.upscale} " if self.upscale > 1 else ""
         return (
-            f"SwinIR {self.task} {scale}{self.color}: embed_dim={self.embed_dim}, depths={list(self.depths)}, "
+            f"{self.title} {self.task} {scale}{self.color}: embed_dim={self.embed_dim}, depths={list(self.depths)}, "
             f"heads={list(self.num_heads)}, window={self.window_size}, mlp_ratio={self.mlp_ratio:g}, "
             f"upsampler={self.upsampler or 'none'}, resi={self.resi_connection}, img_range={self.img_range:g}"
             + "".join(f", {k}={'on' if v else 'off'}" for k, v in self.switches().items())
+            + "".join(f", {k}={v}" for k, v in self.options)
         )
+
+
+def _hashable(value: Any) -> Any:
+    """Lists (from JSON or YAML) as tuples, so that a spec stays hashable."""
+    return tuple(_hashable(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 SWITCH_DEFAULTS = {"rstb_residual": True, "shift": True, "ape": False, "patch_norm": True}
@@ -167,11 +244,13 @@ SHAPE_FIELDS = (
 )
 
 
-def _shape(sd: Mapping[str, Any], key: str) -> tuple[int, ...]:
+def shape_of(sd: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    """The shape of ``sd[key]`` (a tensor, meta tensor or anything with ``.shape``) as ints."""
     return tuple(int(n) for n in sd[key].shape)
 
 
-def _depths(sd: Mapping[str, Any]) -> tuple[int, ...]:
+def block_depths(sd: Mapping[str, Any]) -> tuple[int, ...]:
+    """Blocks per residual group, from the ``layers.N.residual_group.blocks.M.`` keys."""
     depth_of: dict[int, int] = {}
     for k in sd:
         m = _BLOCK.match(k)
@@ -179,7 +258,7 @@ def _depths(sd: Mapping[str, Any]) -> tuple[int, ...]:
             i, j = int(m.group(1)), int(m.group(2))
             depth_of[i] = max(depth_of.get(i, 0), j + 1)
     if not depth_of:
-        raise SpecError("no 'layers.N.residual_group.blocks.M' keys: not a SwinIR state dict")
+        raise SpecError("missing layers.0.residual_group.blocks.0.* (no transformer blocks)")
     n_layers = max(depth_of) + 1
     if sorted(depth_of) != list(range(n_layers)):
         raise SpecError(f"residual groups are not numbered 0..{n_layers - 1}: {sorted(depth_of)}")
@@ -193,7 +272,7 @@ def _heads_and_window(sd: Mapping[str, Any], n_layers: int) -> tuple[tuple[int, 
         key = f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"
         if key not in sd:
             raise SpecError(f"missing {key}")
-        table_len, h = _shape(sd, key)
+        table_len, h = shape_of(sd, key)
         heads.append(h)
     side = math.isqrt(table_len)
     if side * side != table_len or side % 2 == 0:
@@ -204,12 +283,13 @@ def _heads_and_window(sd: Mapping[str, Any], n_layers: int) -> tuple[tuple[int, 
     return tuple(heads), window_size
 
 
-def _pixelshuffle_scale(sd: Mapping[str, Any]) -> int:
-    num_feat = _shape(sd, "conv_before_upsample.0.weight")[0]
+def pixelshuffle_scale(sd: Mapping[str, Any]) -> int:
+    """The scale of a conv + PixelShuffle ``upsample`` stack after ``conv_before_upsample``."""
+    num_feat = shape_of(sd, "conv_before_upsample.0.weight")[0]
     keys = [k for k in sd if k.startswith("upsample.") and k.endswith(".weight")]
     upscale = 1
     for k in sorted(keys, key=lambda s: int(s.split(".")[1])):
-        ch = _shape(sd, k)[0]
+        ch = shape_of(sd, k)[0]
         if ch == 4 * num_feat:
             upscale *= 2
         elif ch == 9 * num_feat:
@@ -222,16 +302,16 @@ def _pixelshuffle_scale(sd: Mapping[str, Any]) -> int:
 def _upsampling(sd: Mapping[str, Any], in_chans: int) -> tuple[str, int, int]:
     """(upsampler, upscale, output channels) from the tail of the network."""
     if "conv_up1.weight" in sd:
-        return "nearest+conv", 4 if "conv_up2.weight" in sd else 2, _shape(sd, "conv_last.weight")[0]
+        return "nearest+conv", 4 if "conv_up2.weight" in sd else 2, shape_of(sd, "conv_last.weight")[0]
     if "conv_before_upsample.0.weight" in sd:
-        return "pixelshuffle", _pixelshuffle_scale(sd), _shape(sd, "conv_last.weight")[0]
+        return "pixelshuffle", pixelshuffle_scale(sd), shape_of(sd, "conv_last.weight")[0]
     if "upsample.0.weight" in sd:
-        out_total = _shape(sd, "upsample.0.weight")[0]
+        out_total = shape_of(sd, "upsample.0.weight")[0]
         upscale = math.isqrt(out_total // in_chans)
         if upscale * upscale * in_chans != out_total:
             raise SpecError(f"upsample.0.weight has {out_total} outputs, not scale^2 x {in_chans}")
         return "pixelshuffledirect", upscale, in_chans
-    out_ch = _shape(sd, "conv_last.weight")[0] if "conv_last.weight" in sd else in_chans
+    out_ch = shape_of(sd, "conv_last.weight")[0] if "conv_last.weight" in sd else in_chans
     return "", 1, out_ch
 
 
@@ -243,16 +323,16 @@ def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
     """
     sd = state_dict
     if "conv_first.weight" not in sd:
-        raise SpecError("no 'conv_first.weight' key: not a SwinIR state dict")
-    embed_dim, in_chans = _shape(sd, "conv_first.weight")[:2]
-    depths = _depths(sd)
+        raise SpecError("missing conv_first.weight")
+    embed_dim, in_chans = shape_of(sd, "conv_first.weight")[:2]
+    depths = block_depths(sd)
     heads, window_size = _heads_and_window(sd, len(depths))
-    mlp_ratio = _shape(sd, "layers.0.residual_group.blocks.0.mlp.fc1.weight")[0] / embed_dim
+    mlp_ratio = shape_of(sd, "layers.0.residual_group.blocks.0.mlp.fc1.weight")[0] / embed_dim
     upsampler, upscale, out_ch = _upsampling(sd, in_chans)
     img_size = 64
     mask_key = "layers.0.residual_group.blocks.1.attn_mask"
     if mask_key in sd:
-        img_size = math.isqrt(_shape(sd, mask_key)[0]) * window_size
+        img_size = math.isqrt(shape_of(sd, mask_key)[0]) * window_size
     ape = "absolute_pos_embed" in sd
     if ape:
         img_size = _ape_side(sd)
@@ -277,19 +357,19 @@ def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
 def _resi_connection(sd: Mapping[str, Any]) -> str:
     """The convolution closing the body (and each RSTB): 3x3 '1conv', 1x1 '1x1', bottleneck '3conv', or none."""
     if "conv_after_body.weight" in sd:
-        k = _shape(sd, "conv_after_body.weight")[-1]
+        k = shape_of(sd, "conv_after_body.weight")[-1]
         if k not in (1, 3):
             raise SpecError(f"conv_after_body.weight is a {k}x{k} convolution; SwinIR uses 3x3 or 1x1")
         return "1conv" if k == 3 else "1x1"
     if "conv_after_body.0.weight" in sd:
         return "3conv"
     if any(k.startswith("layers.0.conv.") for k in sd):
-        raise SpecError("layers.0.conv has weights but conv_after_body has none: not a SwinIR state dict")
+        raise SpecError("missing conv_after_body.weight (layers.0.conv has weights)")
     return "none"
 
 
 def _ape_side(sd: Mapping[str, Any]) -> int:
-    n = _shape(sd, "absolute_pos_embed")[1]
+    n = shape_of(sd, "absolute_pos_embed")[1]
     side = math.isqrt(n)
     if side * side != n or side > MAX_IMG_SIZE:
         raise SpecError(f"absolute_pos_embed has {n} positions, not img_size^2 (img_size <= {MAX_IMG_SIZE})")
@@ -337,20 +417,33 @@ def _is_int_pair(v: object) -> bool:
 def merge_metadata(detected: ModelSpec, stored: object) -> ModelSpec:
     """``detected`` (from the tensors) completed by stored metadata, which must agree with it.
 
-    Metadata only adds what shapes cannot show (``img_range``, ``img_size``); every shape field it
-    repeats must equal the detected value, and values are bounded before anything is allocated.
-    Raises ``SpecError`` naming the first problem.
+    Metadata only adds what shapes cannot show (``img_range``, ``img_size``, what the detection had to
+    guess, listed in ``detected.extra['guessed']``, and architecture options the tensors do not fix);
+    every shape field it repeats must equal the detected value, and values are bounded before anything
+    is allocated. Raises ``SpecError`` naming the first problem.
     """
     if not isinstance(stored, Mapping):
         raise SpecError(f"the stored spec is a {type(stored).__name__}, not a mapping")
     _check_types(stored)
+    arch = stored.get("architecture", detected.architecture)
+    if arch != detected.architecture:
+        raise SpecError(f"its metadata says architecture={arch!r} but the weights are {detected.title}'s")
     fields = _INT_FIELDS + _NUMBER_FIELDS + _STR_FIELDS + _LIST_FIELDS + _BOOL_FIELDS
     kw = {k: v for k, v in stored.items() if k in fields}
     if "num_out_ch" in stored:
         kw["num_out_ch"] = stored["num_out_ch"]
-    merged = ModelSpec.from_kwargs({**detected.kwargs(), **kw})
+    options = dict(detected.options)
+    stored_options = stored.get("options", {})
+    if not isinstance(stored_options, Mapping):
+        raise SpecError(f"options must be a mapping, got {stored_options!r:.40}")
+    for k, v in stored_options.items():
+        if k in options and _hashable(v) != options[k]:
+            raise SpecError(f"its metadata says {k}={v!r} but the weights have {options[k]!r}")
+        options.setdefault(k, v)
+    guessed = detected.extra.get("guessed", ())
+    merged = ModelSpec.from_kwargs({**detected.kwargs(), **kw, "options": options}, detected.architecture)
     for name in SHAPE_FIELDS:
-        if name in kw and getattr(merged, name) != getattr(detected, name):
+        if name in kw and name not in guessed and getattr(merged, name) != getattr(detected, name):
             if name == "num_out_ch" and merged.out_chans == detected.out_chans:
                 continue
             raise SpecError(
@@ -363,4 +456,6 @@ def merge_metadata(detected: ModelSpec, stored: object) -> ModelSpec:
         raise SpecError(f"its metadata says img_size={merged.img_size} but absolute_pos_embed is {detected.img_size}^2")
     if not 1 <= merged.img_size <= MAX_IMG_SIZE:
         raise SpecError(f"its metadata says img_size={merged.img_size}; expected 1..{MAX_IMG_SIZE}")
+    if not 1 <= merged.window_size <= MAX_WINDOW:
+        raise SpecError(f"its metadata says window_size={merged.window_size}; expected 1..{MAX_WINDOW}")
     return merged.with_(mlp_ratio=detected.mlp_ratio, num_out_ch=detected.num_out_ch)

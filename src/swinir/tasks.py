@@ -7,11 +7,22 @@ paper reports those separately. ``eval_task`` maps one to the other.
 
 from __future__ import annotations
 
-# what a network does (guessed from its architecture by ModelSpec.task)
-MODEL_TASKS = ("classical_sr", "lightweight_sr", "real_sr", "denoise", "jpeg")
-# the paper's test protocols
-EVAL_TASKS = ("classical_sr", "lightweight_sr", "real_sr", "gray_dn", "color_dn", "jpeg_car", "color_jpeg_car")
-SR_TASKS = ("classical_sr", "lightweight_sr", "real_sr")
+# what a network does (guessed from its architecture by ModelSpec.task); compressed_sr is Swin2SR's SR of
+# JPEG-compressed inputs (its pixelshuffle_aux models)
+MODEL_TASKS = ("classical_sr", "lightweight_sr", "real_sr", "compressed_sr", "denoise", "jpeg")
+# the papers' test protocols (SwinIR's main_test_swinir.py, and Swin2SR's main_test_swin2sr.py which adds
+# compressed_sr: SR of a JPEG-compressed bicubic LR, scored like classical SR)
+EVAL_TASKS = (
+    "classical_sr",
+    "lightweight_sr",
+    "real_sr",
+    "compressed_sr",
+    "gray_dn",
+    "color_dn",
+    "jpeg_car",
+    "color_jpeg_car",
+)
+SR_TASKS = ("classical_sr", "lightweight_sr", "real_sr", "compressed_sr")
 GRAY_TASKS = ("gray_dn", "jpeg_car")
 DENOISE_TASKS = ("gray_dn", "color_dn")
 JPEG_TASKS = ("jpeg_car", "color_jpeg_car")

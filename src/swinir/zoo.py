@@ -1,5 +1,5 @@
-"""The model zoo: the 27 released SwinIR checkpoints (and two more files of the release) plus the compact
-models shipped inside the package.
+"""The model zoo: the 27 released SwinIR checkpoints (and two more files of the release), the six
+released Swin2SR checkpoints, and the compact models shipped inside the package.
 
 Released weights are fetched on first use into the cache folder (``$SWINIR_CACHE``, see
 ``swinir.paths.cache_dir``). The download goes to a temporary file in the same folder and is renamed into
@@ -33,6 +33,14 @@ from swinir.errors import ZooError
 
 RELEASE_PAGE = "https://github.com/JingyunLiang/SwinIR/releases/tag/v0.0"
 RELEASE_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
+SWIN2SR_RELEASE_PAGE = "https://github.com/mv-lab/swin2sr/releases/tag/v0.0.1"
+SWIN2SR_RELEASE_URL = "https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/"
+# where each architecture's released files are listed (for `swinir models` and the offline message)
+RELEASE_PAGES = {
+    "swinir": RELEASE_PAGE,
+    "swin2sr": SWIN2SR_RELEASE_PAGE,
+    "hat": "https://github.com/XPixelGroup/HAT",  # its README links the Google Drive folder of the weights
+}
 URL_ENV = "SWINIR_ZOO_URL"
 BUILTIN_DIR = "builtin"
 _CHUNK = 1 << 20
@@ -57,6 +65,12 @@ class ZooEntry:
     aliases: tuple[str, ...] = ()
     builtin: bool = False
     url: str = ""  # canonical download URL; empty for built-ins
+    architecture: str = "swinir"  # ModelSpec.architecture of its weights
+
+    @property
+    def page(self) -> str:
+        """The release page that lists the file."""
+        return RELEASE_PAGES.get(self.architecture, "")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -72,6 +86,8 @@ class ZooEntry:
             return f"sigma={self.noise}"
         if self.task == "denoise":
             return "blind"
+        if self.task == "jpeg":
+            return "q=any"  # one model for every quality (Swin2SR's dynamic JPEG model)
         return f"x{self.scale}" if self.scale > 1 else "-"
 
     @property
@@ -93,6 +109,8 @@ class ZooEntry:
             "aliases": list(self.aliases),
             "builtin": self.builtin,
             "url": self.url,
+            "architecture": self.architecture,
+            "page": self.page,
         }
 
 
@@ -249,10 +267,80 @@ EXTRA: tuple[ZooEntry, ...] = (
 )
 
 
-def list_entries(task: str | None = None) -> list[ZooEntry]:
-    """Built-ins first, then the released checkpoints in release order (the two extra release files
-    last); optionally one task only."""
-    return [e for e in (*BUILTINS, *RELEASED, *EXTRA) if task is None or e.task == task]
+def _swin2sr(name: str, filename: str, task: str, description: str, hub: str = "", **kw: Any) -> ZooEntry:
+    """A Swin2SR release file; ``hub``: the name of its conversion on the HuggingFace Hub (an alias)."""
+    return ZooEntry(
+        name=name,
+        filename=filename,
+        task=task,
+        description=description,
+        url=SWIN2SR_RELEASE_URL + filename,
+        architecture="swin2sr",
+        aliases=(hub,) if hub else (),
+        **kw,
+    )
+
+
+# the six files of Swin2SR's v0.0.1 release (https://github.com/mv-lab/swin2sr), in its README's order
+SWIN2SR: tuple[ZooEntry, ...] = (
+    _swin2sr(
+        "swin2sr-classical-x2",
+        "Swin2SR_ClassicalSR_X2_64.pth",
+        "classical_sr",
+        "classical (bicubic) SR x2, Swin2SR (SwinIR-M size, SwinV2 blocks) on DIV2K+Flickr2K, patch 64",
+        "swin2SR-classical-sr-x2-64",
+        scale=2,
+    ),
+    _swin2sr(
+        "swin2sr-classical-x4",
+        "Swin2SR_ClassicalSR_X4_64.pth",
+        "classical_sr",
+        "classical (bicubic) SR x4, Swin2SR on DIV2K+Flickr2K, patch 64",
+        "swin2SR-classical-sr-x4-64",
+        scale=4,
+    ),
+    _swin2sr(
+        "swin2sr-lightweight-x2",
+        "Swin2SR_Lightweight_X2_64.pth",
+        "lightweight_sr",
+        "lightweight (bicubic) SR x2, Swin2SR-S (1.0M parameters) on DIV2K",
+        "swin2SR-lightweight-x2-64",
+        scale=2,
+    ),
+    _swin2sr(
+        "swin2sr-compressed-x4",
+        "Swin2SR_CompressedSR_X4_48.pth",
+        "compressed_sr",
+        "SR x4 of JPEG-compressed images (AIM 2022 challenge), Swin2SR with an auxiliary LR output, patch 48",
+        "swin2SR-compressed-sr-x4-48",
+        scale=4,
+    ),
+    _swin2sr(
+        "swin2sr-realsr-x4",
+        "Swin2SR_RealworldSR_X4_64_BSRGAN_PSNR.pth",
+        "real_sr",
+        "real-world SR x4 (BSRGAN degradations, PSNR-trained), Swin2SR",
+        "swin2SR-realworld-sr-x4-64-bsrgan-psnr",
+        scale=4,
+    ),
+    _swin2sr(
+        "swin2sr-jpeg-gray",
+        "Swin2SR_Jpeg_dynamic.pth",
+        "jpeg",
+        "gray JPEG artifact removal for any quality (one model, trained on qualities 10-40), Swin2SR (window 7)",
+        color=False,
+    ),
+)
+
+
+def list_entries(task: str | None = None, architecture: str | None = None) -> list[ZooEntry]:
+    """Built-ins first, then the released SwinIR checkpoints in release order (the two extra release files
+    last), then Swin2SR's; optionally one task or one architecture only."""
+    return [
+        e
+        for e in (*BUILTINS, *RELEASED, *EXTRA, *SWIN2SR)
+        if (task is None or e.task == task) and (architecture is None or e.architecture == architecture)
+    ]
 
 
 def _key(name: str) -> str:
@@ -370,8 +458,20 @@ def resolve(
     dest = cached_path(entry, cache)
     if dest.is_file():
         return dest
+    if not entry.url and not (base_url or os.environ.get(URL_ENV)):
+        raise ZooError(manual_download_message(entry, dest))
     download(entry, dest, url=url_for(entry, base_url), progress=progress)
     return dest
+
+
+def manual_download_message(entry: ZooEntry, dest: Path) -> str:
+    """What to do for a file its authors publish without a direct URL (e.g. through Google Drive): where to
+    get it and where to put it (or pass its path instead of the name)."""
+    where = entry.page or "its authors' release page"
+    return (
+        f"{entry.name} ({entry.filename}) has no direct download: get it from {where} and put it at {dest}, "
+        "or pass the file's path instead of the name"
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -37,9 +37,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "eval",
         help="evaluate a model with the paper's protocol (PSNR/SSIM/PSNR-B)",
-        description="Evaluate a SwinIR checkpoint, a zoo model or the bicubic baseline on a test folder, "
-        "following the released test script exactly: MATLAB-bicubic LR, mirror padding to the window, "
-        "seeded Gaussian noise, OpenCV JPEG, PSNR/SSIM on RGB and Y with border = scale.",
+        description="Evaluate a checkpoint (SwinIR, Swin2SR, ...), a zoo model or the bicubic baseline on a test "
+        "folder, following the architecture's released test script exactly: MATLAB-bicubic LR, the script's "
+        "padding to the window, seeded Gaussian noise, OpenCV JPEG, PSNR/SSIM on RGB and Y with border = scale. "
+        "compressed_sr (Swin2SR): the LR is a JPEG (NAME.jpg in --lr, or the bicubic LR compressed at --jpeg).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -51,7 +52,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--noise", type=float, help="Gaussian sigma on 0..255 for gray_dn/color_dn (default: the zoo model's)"
     )
-    p.add_argument("--jpeg", type=int, help="JPEG quality for jpeg_car/color_jpeg_car (default: the zoo model's)")
+    p.add_argument(
+        "--jpeg",
+        type=int,
+        help="JPEG quality for jpeg_car/color_jpeg_car (default: the zoo model's), and for compressed_sr "
+        "without --lr (the bicubic LR is compressed at this quality)",
+    )
     p.add_argument("--ensemble", action="store_true", help="average 8 flips/rotations (x8 slower)")
     p.add_argument("--tile", type=int, help="restore in tiles of this many input pixels (saves memory)")
     p.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in input pixels (default 32)")
@@ -134,7 +140,7 @@ def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
         task,
         scale=scale,
         noise=noise if task in DENOISE_TASKS else None,
-        jpeg=jpeg if task in JPEG_TASKS else None,
+        jpeg=jpeg if task in (*JPEG_TASKS, "compressed_sr") else None,
     )
     return model, protocol
 

@@ -1,4 +1,5 @@
-"""`swinir info`: what a checkpoint is, detected from its weights alone (no configuration needed)."""
+"""`swinir info`: what a checkpoint is (architecture, task, hyperparameters), detected from its weights alone
+(no configuration needed)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,23 @@ from typing import Any
 
 from swinir import zoo
 from swinir.errors import CheckpointError
+from swinir.spec import TITLES
 
 EPILOG = """examples:
   swinir info 001_classicalSR_DIV2K_s48w8_SwinIR-M_x2.pth
   swinir info classical-x4            # a zoo name (downloaded on first use)
   swinir info runs/x4/best.safetensors --json
+  swinir info swin2SR-classical-sr-x2-64/    # a transformers save_pretrained folder
 """
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "info",
-        help="show what a checkpoint is (task, scale, architecture)",
-        description="Read a checkpoint (.pth/.pt/.safetensors, or a zoo name) and print the architecture "
-        "detected from its key names and tensor shapes, after checking that every weight matches it.",
+        help="show what a checkpoint is (architecture, task, scale)",
+        description="Read a checkpoint (.pth/.pt/.safetensors, a transformers folder, or a zoo name) and print "
+        "the architecture detected from its key names and tensor shapes (SwinIR, Swin2SR, ...), after checking "
+        "that every weight matches it.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,19 +49,23 @@ def _locate(source: str) -> Path:
 
 def describe(path: Path) -> dict[str, Any]:
     """Everything `swinir info` reports, as a dict."""
-    from swinir import checkpoint
+    from swinir import checkpoint, layouts
 
-    obj, meta = checkpoint.read_file(path)
-    sd, wrapper = checkpoint.unwrap(obj, path)
-    spec = checkpoint.resolve_spec(sd, meta.get("spec"), path)
-    weights = checkpoint.drop_derived(sd)
+    loaded = checkpoint.read(path)
+    spec, weights, origin = loaded.spec, loaded.state_dict, loaded.origin
+    data = layouts.folder_weights(path) if path.is_dir() else path
     entry = zoo.get(path.name) if zoo.is_known(path.name) else None
     return {
         "file": str(path),
-        "bytes": path.stat().st_size,
-        "sha256": zoo.sha256_of(path),
+        "bytes": data.stat().st_size,
+        "sha256": zoo.sha256_of(data),
         "zoo_name": entry.name if entry else None,
-        "wrapper_key": wrapper or None,
+        "architecture": spec.architecture,
+        "wrapper_key": origin.wrapper or None,
+        "other_weights": list(origin.also),
+        "prefix_removed": origin.stripped_prefix or None,
+        "layout": origin.layout,
+        "weights_dtype": str(next(iter(weights.values())).dtype).replace("torch.", ""),
         "task": spec.task,
         "scale": spec.scale,
         "in_chans": spec.in_chans,
@@ -76,8 +84,9 @@ def describe(path: Path) -> dict[str, Any]:
         "shift": spec.shift,
         "ape": spec.ape,
         "patch_norm": spec.patch_norm,
+        "options": dict(spec.options),
         "parameters": int(sum(v.numel() for v in weights.values())),
-        "derived_buffers": len(sd) - len(weights),
+        "derived_buffers": len(origin.state_dict) - len(weights),
         "config": spec.kwargs(),
     }
 
@@ -86,12 +95,27 @@ def _switches(info: dict[str, Any]) -> str:
     """The ablation switches: 'released' when all are at the released architecture's values."""
     from swinir.spec import SWITCH_DEFAULTS
 
+    if info["architecture"] != "swinir":
+        return "- (SwinIR's ablation switches)"
     off = [f"{k}={'on' if info[k] else 'off'}" for k, v in SWITCH_DEFAULTS.items() if info[k] != v]
     return (
         ", ".join(off) + " (an ablation variant)"
         if off
         else "as released (rstb_residual, shift, patch_norm on; ape off)"
     )
+
+
+def _layout(info: dict[str, Any]) -> str:
+    if info["layout"] == "transformers":
+        return "transformers' Swin2SRForImageSuperResolution (names converted to the original's)"
+    prefix = f", prefix {info['prefix_removed']!r} removed from every key" if info["prefix_removed"] else ""
+    return f"original key names{prefix}"
+
+
+def _weights(info: dict[str, Any]) -> str:
+    where = info["wrapper_key"] or "(no wrapper: a bare state dict)"
+    also = f"; the file also holds {', '.join(info['other_weights'])} (not used)" if info["other_weights"] else ""
+    return f"{where}, stored as {info['weights_dtype']} (computed in float32){also}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
         ("file", f"{info['file']} ({info['bytes'] / 1e6:.1f} MB)"),
         ("sha256", info["sha256"]),
         ("zoo name", info["zoo_name"] or "-"),
-        ("wrapper key", info["wrapper_key"] or "(none: a bare state dict)"),
+        ("architecture", TITLES.get(info["architecture"], info["architecture"])),
+        ("layout", _layout(info)),
+        ("weights", _weights(info)),
         ("task", info["task"]),
         ("scale", f"x{info['scale']}"),
         ("channels", f"{info['in_chans']} in, {info['out_chans']} out ({info['color']})"),
@@ -117,8 +143,12 @@ def run(args: argparse.Namespace) -> int:
         ("img_range", f"{info['img_range']:g}"),
         ("img_size", f"{info['img_size']} (training patch; any input size works)"),
         ("switches", _switches(info)),
+        ("options", ", ".join(f"{k}={v}" for k, v in info["options"].items()) or "-"),
         ("parameters", f"{info['parameters']:,}"),
-        ("derived buffers", f"{info['derived_buffers']} (attn_mask / relative_position_index: rebuilt, not loaded)"),
+        (
+            "derived buffers",
+            f"{info['derived_buffers']} (shift masks, position indices and tables: rebuilt, not loaded)",
+        ),
     ]
     for key, value in rows:
         print(f"{key + ':':<17}{value}")

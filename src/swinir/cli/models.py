@@ -1,4 +1,5 @@
-"""`swinir models`: list the model zoo (built-ins with their measured numbers, then the released checkpoints)."""
+"""`swinir models`: list the model zoo (built-ins with their measured numbers, then the released checkpoints
+of each architecture)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 from typing import Any
 
 from swinir import paths, zoo
+from swinir.spec import TITLES
 from swinir.tasks import MODEL_TASKS
 
 EPILOG = """examples:
   swinir models                      # everything: built-ins first, then the released checkpoints
   swinir models --task denoise       # only denoisers
+  swinir models --architecture swin2sr   # only Swin2SR's released checkpoints
   swinir models --json               # machine-readable, with cache status and URLs
   swinir restore photo.jpg -o out/ --model classical-x4   # use one (downloaded on first use)
 """
@@ -22,12 +25,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "models",
         help="list the model zoo",
         description="List the models `--model` accepts: the compact built-ins shipped with swinir (offline), "
-        "then the released SwinIR checkpoints, downloaded on first use into the cache folder "
-        "($SWINIR_CACHE). A checkpoint path works wherever a name does.",
+        "then the released checkpoints of each architecture (SwinIR, Swin2SR), downloaded on first use into "
+        "the cache folder ($SWINIR_CACHE). A checkpoint path works wherever a name does.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--task", choices=MODEL_TASKS, help="only models for this task")
+    p.add_argument("--architecture", choices=sorted(TITLES), help="only models of this architecture")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--cache-dir", default=None, help="weights cache folder (default: $SWINIR_CACHE or ~/.cache/swinir)")
     p.set_defaults(func=run)
@@ -64,12 +68,13 @@ def _row(entry: zoo.ZooEntry, cache: str | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    entries = zoo.list_entries(args.task)
+    entries = zoo.list_entries(args.task, args.architecture)
     cache = args.cache_dir
     rows = [_row(e, cache) for e in entries]
     cache_folder = str(zoo.cached_path(zoo.RELEASED[0], cache).parent) if cache else str(paths.cache_dir())
     if args.json:
-        print(json.dumps({"cache_dir": cache_folder, "release": zoo.RELEASE_PAGE, "models": rows}, indent=2))
+        body = {"cache_dir": cache_folder, "release": zoo.RELEASE_PAGE, "releases": zoo.RELEASE_PAGES, "models": rows}
+        print(json.dumps(body, indent=2))
         return 0
 
     builtins = [r for r in rows if r["builtin"]]
@@ -84,14 +89,16 @@ def run(args: argparse.Namespace) -> int:
             numbers = ", ".join(f"{k} {v:.2f}" for k, v in list(r["metrics"].items())[:4]) or "no measured numbers"
             print(f"  {r['name']:<17} {kind:<18} {numbers}  ({r['description']})")
         print()
-    if released:
-        print(f"Released SwinIR checkpoints ({zoo.RELEASE_PAGE}),")
+    for arch in dict.fromkeys(r["architecture"] for r in released):
+        group = [r for r in released if r["architecture"] == arch]
+        print(f"Released {TITLES.get(arch, arch)} checkpoints ({zoo.RELEASE_PAGES.get(arch, '')}),")
         print(f"downloaded on first use into {cache_folder}:")
-        print(f"  {'NAME':<19} {'TASK':<15} {'LEVEL':<9} {'COLOR':<6} {'CACHED':<7} FILE")
-        for r in released:
+        print(f"  {'NAME':<22} {'TASK':<15} {'LEVEL':<9} {'COLOR':<6} {'CACHED':<7} FILE")
+        for r in group:
             color = "color" if r["color"] else "gray"
             cached = "yes" if r["cached"] else "no"
-            print(f"  {r['name']:<19} {r['task']:<15} {r['level']:<9} {color:<6} {cached:<7} {r['filename']}")
+            print(f"  {r['name']:<22} {r['task']:<15} {r['level']:<9} {color:<6} {cached:<7} {r['filename']}")
+        print()
     if not rows:
         print(f"no models for task {args.task}")
     return 0

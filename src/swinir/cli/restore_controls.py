@@ -7,6 +7,7 @@ Parsing only: the values go into ``RestoreOptions`` (strength, size, tile) or pi
 from __future__ import annotations
 
 import argparse
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -108,7 +109,16 @@ def load_model(args: argparse.Namespace, default: str, device: str | None, say: 
         model, line = for_level(kind, getattr(args, levels[0]), color=not args.gray)
         say(f"model: {line}")
         return model.to(swinir.device.resolve_device(device))
-    model = swinir.load(args.model or default, device=device)
+    from swinir.io import SwinIRNotice
+
+    with warnings.catch_warnings(record=True) as caught:  # e.g. which of params_ema / params was used
+        warnings.simplefilter("always", SwinIRNotice)
+        model = swinir.load(args.model or default, device=device)
+    for w in caught:
+        if issubclass(w.category, SwinIRNotice):
+            say(f"notice: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if args.blend_with:
         alpha = 0.5 if args.alpha is None else args.alpha
         model = swinir.interpolate(model, swinir.load(args.blend_with, device=device), alpha)

@@ -1,4 +1,5 @@
-"""SwinIR (Liang et al., ICCVW 2021): shallow conv -> residual Swin Transformer blocks -> reconstruction.
+"""The SwinIR family's networks: SwinIR (Liang et al., ICCVW 2021: shallow conv -> residual Swin Transformer
+blocks -> reconstruction) and Swin2SR (Conde et al., ECCVW 2022: the same with SwinV2 blocks).
 
 Parameter names and shapes follow the released checkpoints exactly; the output equals the original
 forward's (max abs difference ~1e-7 in fp32 on every golden case). Everything derived from the window or
@@ -7,7 +8,9 @@ size works and checkpoints carrying those buffers load regardless of the ``img_s
 
 The package, by concern:
 
-- ``network``: the modules and their parameter names (read this for the architecture);
+- ``network``: SwinIR's modules and their parameter names (read this for the architecture);
+- ``swin2sr``: Swin2SR's, readable alone, with its detection and released layout;
+- ``shared``: what the architectures share (heads, residual convs, padding, the ``Restorer`` base);
 - ``layout``: tokens in window order, shifted-window gathers, shift masks per window group;
 - ``cpu``: the CPU inference backend (oneDNN fused linears, chunked blocks with the C attention kernel,
   Winograd convolutions); the one place that touches private torch ops and ``swinir.kernels``;
@@ -50,6 +53,8 @@ from swinir.model.network import (
     UpsampleOneStep,
     WindowAttention,
 )
+from swinir.model.shared import Restorer
+from swinir.model.swin2sr import Swin2SR
 
 __all__ = [
     "DERIVED_SUFFIXES",
@@ -57,6 +62,8 @@ __all__ = [
     "RESI_CONNECTIONS",
     "RGB_MEAN",
     "RSTB",
+    "Restorer",
+    "Swin2SR",
     "UPSAMPLERS",
     "BasicLayer",
     "Exec",

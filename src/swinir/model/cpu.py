@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -30,9 +30,6 @@ from torch import Tensor, nn
 
 from swinir import kernels
 from swinir.model.layout import WindowPlan, attention_by_group
-
-if TYPE_CHECKING:
-    from swinir.model.network import SwinTransformerBlock
 
 # Swin blocks run in chunks whose tokens take at most this many bytes per thread (see ``chunk_tokens``).
 CPU_CHUNK_BYTES_PER_THREAD = 1 << 20
@@ -163,10 +160,18 @@ def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     return Exec(fp16_safe)
 
 
-def linear(layer: nn.Linear, x: Tensor, ex: Exec, gelu: bool = False, residual: Tensor | None = None) -> Tensor:
-    """``layer(x)``, optionally followed by GELU or ``+ residual``; fused by oneDNN when ``ex`` says so."""
+def linear(
+    layer: nn.Linear,
+    x: Tensor,
+    ex: Exec,
+    gelu: bool = False,
+    residual: Tensor | None = None,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """``layer(x)``, optionally followed by GELU or ``+ residual``; fused by oneDNN when ``ex`` says so.
+    ``bias`` replaces the layer's own (Swin2SR's qkv takes its bias from separate q and v vectors)."""
     w: Tensor = layer.weight
-    b: Tensor | None = layer.bias
+    b: Tensor | None = layer.bias if bias is None else bias
     dt = ex.linear_dtype
     if dt is None or x.dtype not in (torch.float32, torch.bfloat16):
         y = F.linear(x, w, b)
@@ -246,21 +251,60 @@ def chunk_tokens(n: int, channels: int, itemsize: int, threads: int) -> int:
     return (1 << max(0, fit.bit_length() - 1)) * n
 
 
-def forward_chunked(block: SwinTransformerBlock, x: Tensor, plan: WindowPlan | None, out: Tensor, ex: Exec) -> Tensor:
-    """A whole Swin block chunk by chunk of windows, written into ``out`` (``x`` is never written).
+class ChunkAttention:
+    """Window attention for the windows of one chunk, given their qkv rows: the C kernel or PyTorch's fused
+    attention per shift-mask group. Called as ``attend(qkv, scale)`` with qkv (tokens, 3C) fp32 in window
+    order (q, k, v each head-major, as the releases' qkv projections lay them out); returns (tokens, C) fp32
+    of softmax(scale q k^T + bias) v."""
 
-    Each chunk (``chunk_tokens``) goes LayerNorm -> qkv -> attention kernel -> proj + residual ->
-    LayerNorm -> MLP + residual while it is in the last-level cache. The MLP is token-wise, so a shifted
-    block keeps its chunk in shifted-window order and scatters it once, at the end. No temporary is
-    larger than a chunk, so the allocator reuses the same few MB instead of page-faulting in fresh
-    full-size buffers for every block (that was 5-20% of the CPU time). Attention runs in fp32 also when
-    the linears run in bf16 (bf16 weights or autocast): the kernel is fp32-only, and faster than PyTorch's
-    bf16 attention on these tiles.
+    def __init__(
+        self, bias: Tensor, counts: Sequence[int], group_end: Tensor, first: int, n: int, heads: int, kernel: bool
+    ) -> None:
+        self.bias, self.counts, self.group_end = bias, counts, group_end
+        self.first, self.n, self.heads, self.kernel = first, n, heads, kernel
+
+    def __call__(self, qkv: Tensor, scale: float) -> Tensor:
+        tokens, c = qkv.shape[0], qkv.shape[1] // 3
+        if self.kernel:
+            a = torch.empty(tokens, c, dtype=torch.float32)
+            qkv3 = qkv.view(-1, self.n, 3 * c)
+            kernels.window_attention(
+                qkv3, self.bias, self.group_end, self.first, a.view(-1, self.n, c), self.heads, scale
+            )
+            return a
+        qkv5 = qkv.view(-1, self.n, 3, self.heads, c // self.heads)
+        return _chunk_attention(qkv5, self.bias, self.counts, self.first, scale)
+
+
+class ChunkedBlock(Protocol):
+    """A transformer block that the chunked CPU path can run: windows of ``window_size``, shifted by
+    ``shift_size``, ``num_heads`` heads, a (groups, 1, heads, N, N) or (1, heads, N, N) attention bias
+    from ``attn_bias``, and ``forward_chunk``, the whole block on a chunk of tokens in window order that
+    calls ``attend`` for its attention."""
+
+    window_size: int
+    shift_size: int
+    num_heads: int
+
+    def attn_bias(self, device: torch.device) -> Tensor: ...
+
+    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor: ...
+
+
+def forward_chunked(block: ChunkedBlock, x: Tensor, plan: WindowPlan | None, out: Tensor, ex: Exec) -> Tensor:
+    """A whole transformer block chunk by chunk of windows, written into ``out`` (``x`` is never written).
+
+    Each chunk (``chunk_tokens``) goes through ``block.forward_chunk`` (for SwinIR: LayerNorm -> qkv ->
+    attention kernel -> proj + residual -> LayerNorm -> MLP + residual) while it is in the last-level
+    cache. The MLP is token-wise, so a shifted block keeps its chunk in shifted-window order and scatters
+    it once, at the end. No temporary is larger than a chunk, so the allocator reuses the same few MB
+    instead of page-faulting in fresh full-size buffers for every block (that was 5-20% of the CPU time).
+    Attention runs in fp32 also when the linears run in bf16 (bf16 weights or autocast): the kernel is
+    fp32-only, and faster than PyTorch's bf16 attention on these tiles.
     """
     b, length, c = x.shape
     n = block.window_size**2
-    attn, mlp = block.attn, block.mlp
-    heads = attn.num_heads
+    heads = block.num_heads
     if block.shift_size == 0:
         counts: Sequence[int] = (b * length // n,)
     else:
@@ -274,15 +318,8 @@ def forward_chunked(block: SwinTransformerBlock, x: Tensor, plan: WindowPlan | N
         t1 = min(t0 + step, b * length)
         idx = None if plan is None or block.shift_size == 0 else plan.perm[t0:t1]
         xs = src[t0:t1] if idx is None else src.index_select(0, idx)
-        qkv = linear(attn.qkv, block.norm1(xs), ex).float()  # a no-op in fp32
-        if ex.attn_kernel:
-            a = torch.empty(xs.shape, dtype=torch.float32)
-            qkv3 = qkv.view(-1, n, 3 * c)
-            kernels.window_attention(qkv3, bias, group_end, t0 // n, a.view(-1, n, c), heads, attn.scale)
-        else:
-            a = _chunk_attention(qkv.view(-1, n, 3, heads, c // heads), bias, counts, t0 // n, attn.scale)
-        xs = linear(attn.proj, a.to(attn.proj.weight.dtype), ex, residual=xs)
-        xs = linear(mlp.fc2, linear(mlp.fc1, block.norm2(xs), ex, gelu=True), ex, residual=xs)
+        attend = ChunkAttention(bias, counts, group_end, t0 // n, n, heads, ex.attn_kernel)
+        xs = block.forward_chunk(xs, attend, ex)
         if idx is None:
             dst[t0:t1].copy_(xs)
         else:

@@ -1,7 +1,10 @@
-"""FLOPs of a SwinIR forward at a given input size: 2 per multiply-add of every convolution and matmul.
+"""FLOPs of a SwinIR (or Swin2SR) forward at a given input size: 2 per multiply-add of every convolution
+and matmul.
 
 LayerNorm, softmax, GELU and the adds are left out (well under 1% of the total at the released shapes);
-so are bias adds. The benchmark divides this count by the measured time to report GFLOP/s.
+so are bias adds, q/k normalisation and Swin2SR's CPB MLP (one 2 -> 512 -> heads MLP over (2w-1)^2
+coordinates per block, independent of the input size). The benchmark divides this count by the measured
+time to report GFLOP/s.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ def resi_conv(dim: int, kind: str, h: int, w: int) -> int:
 
 def _reconstruction(spec: Any, out: int, h: int, w: int) -> int:
     dim, s, kind = spec.embed_dim, spec.upscale, spec.upsampler
+    if kind == "pixelshuffle_aux":  # Swin2SR: pixelshuffle from an auxiliary 3-channel image, + a bicubic branch
+        aux = conv3x3(64, 3, h, w) + conv3x3(3, 64, h, w) + conv3x3(spec.in_chans, 64, s * h, s * w)
+        return aux + _reconstruction(_Pixelshuffle(spec), out, h, w)
     if kind == "pixelshuffle":
         total, hh, ww = conv3x3(dim, 64, h, w), h, w
         if s & (s - 1) == 0:
@@ -52,6 +58,13 @@ def _reconstruction(spec: Any, out: int, h: int, w: int) -> int:
     return conv3x3(dim, out, h, w)
 
 
+class _Pixelshuffle:
+    """A spec's view with the plain pixelshuffle head (what pixelshuffle_aux adds its branches to)."""
+
+    def __init__(self, spec: Any) -> None:
+        self.embed_dim, self.upscale, self.upsampler = spec.embed_dim, spec.upscale, "pixelshuffle"
+
+
 def flops(spec: Any, h: int, w: int, batch: int = 1) -> int:
     """FLOPs of one forward of ``spec`` (a ``ModelSpec`` or a ``SwinIR``) on ``batch`` h x w inputs, after
     the reflect padding to a window multiple that the forward does."""
@@ -61,4 +74,6 @@ def flops(spec: Any, h: int, w: int, batch: int = 1) -> int:
     out = spec.num_out_ch or spec.in_chans
     body = sum(d * block(dim, ws, spec.mlp_ratio, tokens) for d in spec.depths)
     body += (len(spec.depths) + 1) * resi_conv(dim, spec.resi_connection, h, w)
+    if getattr(spec, "architecture", "swinir") == "swin2sr":  # a 1x1 projection after each group and the stem
+        body += (len(spec.depths) + 1) * 2 * dim * dim * tokens
     return int(batch * (conv3x3(spec.in_chans, dim, h, w) + body + _reconstruction(spec, out, h, w)))

@@ -7,8 +7,7 @@ Every forward takes an ``Exec`` (chosen once per forward by ``SwinIR``) that say
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swinir.model import cpu
-from swinir.model.cpu import PLAIN, Exec
+from swinir.model.cpu import PLAIN, ChunkAttention, Exec
 from swinir.model.layout import (
     WindowPlan,
     add_image_to_tokens,
@@ -24,58 +23,50 @@ from swinir.model.layout import (
     group_masks,
     image_to_tokens,
     relative_position_index,
-    shifted_window_plan,
     tokens_to_image,
+)
+from swinir.model.shared import (
+    NUM_FEAT,
+    RESI_CONNECTIONS,
+    RGB_MEAN,
+    BiasCache,
+    Mlp,
+    Restorer,
+    Upsample,
+    UpsampleOneStep,
+    fp32,
+    init_weights,
+    layer_norm,
+    released_layout,
+    resi_conv,
+    run_blocks,
 )
 
 if TYPE_CHECKING:
     from swinir.spec import ModelSpec
 
+__all__ = [
+    "DERIVED_SUFFIXES",
+    "NUM_FEAT",
+    "RESI_CONNECTIONS",
+    "RGB_MEAN",
+    "RSTB",
+    "UPSAMPLERS",
+    "BasicLayer",
+    "Mlp",
+    "SwinIR",
+    "SwinTransformerBlock",
+    "Upsample",
+    "UpsampleOneStep",
+    "WindowAttention",
+    "with_derived",
+]
+
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
-# the convolution closing each RSTB and the body: the released 3x3 ('1conv') and bottleneck ('3conv'), and the
-# paper's ablation variants ('1x1', 'none')
-RESI_CONNECTIONS = ("1conv", "3conv", "1x1", "none")
-RGB_MEAN = (0.4488, 0.4371, 0.4040)
 # Derived buffers that released checkpoints carry but that we rebuild on demand.
 DERIVED_SUFFIXES = ("attn_mask", "relative_position_index")
-NUM_FEAT = 64  # channels of the pixelshuffle / nearest+conv reconstruction
-_PLAN_CACHE_SIZE = 8
-
-
-def _layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
-    """LayerNorm computed in the input's dtype (fp32 islands keep fp32 even when the weights are fp16)."""
-    w = norm.weight.to(x.dtype) if norm.weight.dtype != x.dtype else norm.weight
-    b = norm.bias.to(x.dtype) if norm.bias.dtype != x.dtype else norm.bias
-    return F.layer_norm(x, norm.normalized_shape, w, b, norm.eps)
-
-
-def _fp32(module: nn.Module, x: Tensor) -> Tensor:
-    """Run a conv / conv stack in fp32 whatever the weights' dtype or autocast (fp16-safe islands)."""
-    with torch.autocast(x.device.type, enabled=False):
-        x = x.float()
-        if isinstance(module, nn.Sequential):
-            for m in module:
-                x = _fp32(m, x)
-            return x
-        if isinstance(module, nn.Conv2d):
-            bias = None if module.bias is None else module.bias.float()
-            return F.conv2d(
-                x, module.weight.float(), bias, module.stride, module.padding, module.dilation, module.groups
-            )
-        out: Tensor = module(x)
-        return out
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor, residual: Tensor | None = None, ex: Exec = PLAIN) -> Tensor:
-        """fc2(GELU(fc1(x))) (+ residual), with the GELU and the add fused where the backend allows."""
-        return cpu.linear(self.fc2, cpu.linear(self.fc1, x, ex, gelu=True), ex, residual=residual)
+# the helpers' names before they moved to ``swinir.model.shared`` (kept importable)
+_layer_norm, _fp32, _resi_conv, _init_weights = layer_norm, fp32, resi_conv, init_weights
 
 
 class WindowAttention(nn.Module):
@@ -145,12 +136,12 @@ class SwinTransformerBlock(nn.Module):
         super().__init__()
         self.window_size = window_size
         self.shift_size = shift_size
+        self.num_heads = num_heads
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, window_size, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self._bias_key: tuple[Any, ...] | None = None
-        self._bias: Tensor | None = None
+        self._bias_cache = BiasCache()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         state_dict.pop(prefix + "attn_mask", None)  # derived from the input size; rebuilt per size
@@ -158,24 +149,12 @@ class SwinTransformerBlock(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def clear_cache(self) -> None:
-        self._bias_key = self._bias = None
+        self._bias_cache.clear()
 
     def attn_bias(self, device: torch.device) -> Tensor:
         """(1, heads, N, N) position bias, or (4, 1, heads, N, N) bias + mask per window group if shifted.
-
-        Independent of the input size. Cached while gradients are off, keyed on the table's storage and
-        version counter so that any in-place update of the weights rebuilds it.
-        """
-        if cpu.tracing() or torch.is_grad_enabled():
-            return self._make_bias(device)  # traced graphs compute it in-graph; training needs its grad
-        key = (device, *cpu.values_key(self.attn.relative_position_bias_table))
-        if key != self._bias_key or self._bias is None:
-            # a plain tensor without grad (fused attention skips masks that need grad), made outside
-            # inference mode so that it stays usable in any later mode
-            with torch.inference_mode(False), torch.no_grad():
-                self._bias = self._make_bias(device)
-            self._bias_key = key
-        return self._bias
+        Independent of the input size; cached (``BiasCache``) on the bias table's values."""
+        return self._bias_cache.get(device, (self.attn.relative_position_bias_table,), self._make_bias)
 
     def _make_bias(self, device: torch.device) -> Tensor:
         bias = self.attn.position_bias().unsqueeze(0).to(device)
@@ -183,6 +162,14 @@ class SwinTransformerBlock(nn.Module):
             masks = group_masks(self.window_size, self.shift_size, device).to(bias.dtype)
             bias = bias.unsqueeze(0) + masks[:, None, None]
         return bias
+
+    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor:
+        """The whole block on a chunk of tokens (tokens, C) in window order (the chunked CPU path)."""
+        attn, mlp = self.attn, self.mlp
+        qkv = cpu.linear(attn.qkv, self.norm1(xs), ex).float()  # a no-op in fp32
+        a = attend(qkv, attn.scale)
+        xs = cpu.linear(attn.proj, a.to(attn.proj.weight.dtype), ex, residual=xs)
+        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, self.norm2(xs), ex, gelu=True), ex, residual=xs)
 
     def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None) -> Tensor:
         """x: (B, H*W, C) in window order -> same. ``plan`` is needed by shifted blocks. ``out``: a buffer
@@ -192,7 +179,7 @@ class SwinTransformerBlock(nn.Module):
         b, length, c = x.shape
         n = self.window_size**2
         wdtype = self.attn.qkv.weight.dtype
-        y = _layer_norm(self.norm1, x)
+        y = layer_norm(self.norm1, x)
         if ex.fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)
         bias = self.attn_bias(x.device)
@@ -203,7 +190,7 @@ class SwinTransformerBlock(nn.Module):
             ys = y.reshape(b * length, c).index_select(0, plan.perm)
             ys = self.attn(ys.view(-1, n, c), bias, plan.groups, plan.window_group, ex=ex).view(b * length, c)
             x = x.reshape(b * length, c).index_add(0, plan.perm, ys.to(x.dtype)).view(b, length, c)
-        y = _layer_norm(self.norm2, x)
+        y = layer_norm(self.norm2, x)
         if ex.fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)
         mixed: Tensor = self.mlp(y, residual=x, ex=ex)
@@ -224,36 +211,13 @@ class BasicLayer(nn.Module):
         self.use_checkpoint = False
 
     def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN) -> Tensor:
-        if ex.chunked and len(self.blocks):
-            # two buffers, alternated, for the chunked blocks' outputs (x itself is never written)
-            buffers = (torch.empty_like(x), torch.empty_like(x))
-            for i, blk in enumerate(self.blocks):
-                x = blk(x, plan, ex, out=buffers[i % 2])
-            return x
+        return run_blocks(self.blocks, x, plan, ex, self.use_checkpoint)
         for blk in self.blocks:
             if self.use_checkpoint and self.training and torch.is_grad_enabled():
                 x = torch.utils.checkpoint.checkpoint(blk, x, plan, ex, use_reentrant=False)
             else:
                 x = blk(x, plan, ex)
         return x
-
-
-def _resi_conv(dim: int, kind: str) -> nn.Module:
-    if kind == "1conv":
-        return nn.Conv2d(dim, dim, 3, 1, 1)
-    if kind == "3conv":  # cheaper bottleneck used by the real-world L model
-        return nn.Sequential(
-            nn.Conv2d(dim, dim // 4, 3, 1, 1),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(dim // 4, dim // 4, 1, 1, 0),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(dim // 4, dim, 3, 1, 1),
-        )
-    if kind == "1x1":  # ablation: no spatial mixing by the convolution
-        return nn.Conv2d(dim, dim, 1, 1, 0)
-    if kind == "none":  # ablation: no convolution
-        return nn.Identity()
-    raise ValueError(f"resi_connection must be one of {RESI_CONNECTIONS}, got {kind!r}")
 
 
 class RSTB(nn.Module):
@@ -275,38 +239,16 @@ class RSTB(nn.Module):
         self.window_size = window_size
         self.residual = residual
         self.residual_group = BasicLayer(dim, depth, num_heads, window_size, mlp_ratio, shift)
-        self.conv = _resi_conv(dim, resi_connection)
+        self.conv = resi_conv(dim, resi_connection)
 
     def forward(self, x: Tensor, size: tuple[int, int], plan: WindowPlan | None, ex: Exec = PLAIN) -> Tensor:
         """x: (B, H*W, C) tokens in window order -> same."""
         h, w = size
         y = tokens_to_image(self.residual_group(x, plan, ex), h, w, self.window_size)
-        y = _fp32(self.conv, y) if ex.fp16_safe else cpu.conv(self.conv, y, ex)
+        y = fp32(self.conv, y) if ex.fp16_safe else cpu.conv(self.conv, y, ex)
         if not self.residual:
             return image_to_tokens(y, self.window_size)
         return add_image_to_tokens(x, y, self.window_size)
-
-
-class Upsample(nn.Sequential):
-    """Conv + PixelShuffle stages: log2(scale) x2 stages, or one x3 stage."""
-
-    def __init__(self, scale: int, num_feat: int) -> None:
-        layers: list[nn.Module] = []
-        if scale & (scale - 1) == 0:
-            for _ in range(int(math.log2(scale))):
-                layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"pixelshuffle supports scales 2^n and 3, got {scale}")
-        super().__init__(*layers)
-
-
-class UpsampleOneStep(nn.Sequential):
-    """One conv straight to scale^2 * out_ch channels, then PixelShuffle (lightweight SR)."""
-
-    def __init__(self, scale: int, num_feat: int, num_out_ch: int) -> None:
-        super().__init__(nn.Conv2d(num_feat, scale**2 * num_out_ch, 3, 1, 1), nn.PixelShuffle(scale))
 
 
 def _check_args(
@@ -330,7 +272,7 @@ def _check_args(
         raise ValueError("only patch_size=1, qkv_bias=True and qk_scale=None are supported (as released)")
 
 
-class SwinIR(nn.Module):
+class SwinIR(Restorer):
     """SwinIR with the original constructor arguments and parameter names.
 
     ``forward`` takes (N, C, H, W) in [0, 1] of any size and returns (N, C, H*upscale, W*upscale); inputs
@@ -394,15 +336,13 @@ class SwinIR(nn.Module):
         self.resi_connection = resi_connection
         # the paper's ablation switches; the defaults are the released architecture
         self.rstb_residual, self.shift, self.ape, self.patch_norm = bool(rstb_residual), bool(shift), ape, patch_norm
-        self.fp16_safe = True
-        self._plans: dict[tuple[Any, ...], WindowPlan] = {}
         mean = RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
         self.register_buffer("mean", torch.tensor(mean).view(1, in_chans, 1, 1), persistent=False)
 
         self._build_body()
         self._build_reconstruction(upscale)
 
-        self.apply(_init_weights)
+        self.apply(init_weights)
         self.set_grad_checkpointing(use_checkpoint)
         self._place()
 
@@ -420,51 +360,16 @@ class SwinIR(nn.Module):
             for d, nh in zip(self.depths, self.num_heads)
         )
         self.norm = nn.LayerNorm(dim)
-        self.conv_after_body = _resi_conv(dim, self.resi_connection)
-
-    def _build_reconstruction(self, upscale: int) -> None:
-        """The tail after the deep features, with the original's attribute names per upsampler."""
-        dim, out = self.embed_dim, self.num_out_ch
-        self.upsample: nn.Module
-        if self.upsampler in ("pixelshuffle", "nearest+conv"):
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(dim, NUM_FEAT, 3, 1, 1), nn.LeakyReLU(inplace=True))
-        if self.upsampler == "pixelshuffle":
-            self.upsample = Upsample(upscale, NUM_FEAT)
-            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
-        elif self.upsampler == "pixelshuffledirect":
-            self.upsample = UpsampleOneStep(upscale, dim, out)
-        elif self.upsampler == "nearest+conv":
-            self.conv_up1 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
-            if upscale == 4:
-                self.conv_up2 = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
-            self.conv_hr = nn.Conv2d(NUM_FEAT, NUM_FEAT, 3, 1, 1)
-            self.conv_last = nn.Conv2d(NUM_FEAT, out, 3, 1, 1)
-            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-        else:
-            self.conv_last = nn.Conv2d(dim, out, 3, 1, 1)
+        self.conv_after_body = resi_conv(dim, self.resi_connection)
 
     # -- configuration -------------------------------------------------------------------------------
-    @property
-    def scale(self) -> int:
-        return self.upscale
-
     @property
     def spec(self) -> ModelSpec:
         """Hyperparameters and task description (see ``swinir.spec``)."""
         from swinir.spec import ModelSpec
 
         return ModelSpec(
-            upscale=self.upscale,
-            in_chans=self.in_chans,
-            embed_dim=self.embed_dim,
-            depths=tuple(self.depths),
-            num_heads=tuple(self.num_heads),
-            window_size=self.window_size,
-            mlp_ratio=float(self.mlp_ratio),
-            upsampler=self.upsampler,
-            resi_connection=self.resi_connection,
-            img_range=self.img_range,
-            img_size=self.img_size if isinstance(self.img_size, int) else int(self.img_size[0]),
+            **self._spec_fields(),
             num_out_ch=self.num_out_ch if self.num_out_ch != self.in_chans else None,
             rstb_residual=self.rstb_residual,
             shift=self.shift,
@@ -472,81 +377,7 @@ class SwinIR(nn.Module):
             patch_norm=self.patch_norm,
         )
 
-    @property
-    def task(self) -> str:
-        return self.spec.task
-
-    def extra_repr(self) -> str:
-        return self.spec.describe()
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute Swin blocks in the backward pass: less activation memory for slower training."""
-        for layer in self.layers:
-            assert isinstance(layer, RSTB)
-            layer.residual_group.use_checkpoint = enable
-
-    def clear_cache(self) -> None:
-        """Drop cached biases and window orders (they are rebuilt on the next forward)."""
-        self._plans.clear()
-        for m in self.modules():
-            if isinstance(m, SwinTransformerBlock):
-                m.clear_cache()
-
-    def _place(self) -> None:
-        """Decide what the backend may do on the current device and weight dtype (see ``cpu.Placement``)."""
-        head_dims = [self.embed_dim // h for h in self.num_heads]
-        self.placement = cpu.placement(self.conv_first.weight, [self.window_size] * len(head_dims), head_dims)
-
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        self.clear_cache()  # device or dtype changes invalidate cached tensors
-        result = super()._apply(fn, recurse)  # type: ignore[no-untyped-call]  # unannotated in torch
-        self._place()
-        return result
-
-    def window_plan(self, b: int, h: int, w: int, device: torch.device) -> WindowPlan:
-        """The shifted-window order for a (b, h, w) feature map; cached per size when not tracing."""
-        ws = self.window_size
-        if cpu.tracing():
-            return shifted_window_plan(b, h, w, ws, ws // 2, device, grouped=False)
-        key = (b, h, w, device)
-        plan = self._plans.get(key)
-        if plan is None:
-            with torch.inference_mode(False), torch.no_grad():
-                plan = shifted_window_plan(b, h, w, ws, ws // 2, device)
-            if len(self._plans) >= _PLAN_CACHE_SIZE:
-                self._plans.pop(next(iter(self._plans)))
-            self._plans[key] = plan
-        return plan
-
-    def fp16_active(self, x: Tensor) -> bool:
-        """Whether this forward runs in fp16 (weights, input or autocast) with fp16_safe on."""
-        if not self.fp16_safe:
-            return False
-        if x.dtype == torch.float16 or self.conv_first.weight.dtype == torch.float16:
-            return True
-        dev = x.device.type
-        return torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.float16
-
     # -- forward -----------------------------------------------------------------------------------
-    def pad_to_window(self, x: Tensor) -> Tensor:
-        """Reflect-pad right/bottom to a window multiple, as the original; repeats for tiny inputs."""
-        ws = self.window_size
-        h, w = x.shape[-2:]
-        ph, pw = (ws - h % ws) % ws, (ws - w % ws) % ws
-        if cpu.tracing():  # branch-free, so that an exported graph stays generic in H and W (both >= ws)
-            return F.pad(x, (0, pw, 0, ph), mode="reflect")
-        while ph or pw:
-            # reflect padding must be smaller than the side; pad in steps for inputs below one window
-            sh = min(ph, x.shape[-2] - 1)
-            sw = min(pw, x.shape[-1] - 1)
-            if (sh == 0 and ph) or (sw == 0 and pw):
-                x = F.pad(x, (0, pw if sw == 0 else 0, 0, ph if sh == 0 else 0), mode="replicate")
-                ph, pw = (ph if sh else 0), (pw if sw else 0)
-                continue
-            x = F.pad(x, (0, sw, 0, sh), mode="reflect")
-            ph, pw = ph - sh, pw - sw
-        return x
-
     def forward_features(self, x: Tensor, ex: Exec = PLAIN) -> Tensor:
         """(B, C, H, W) shallow features (H, W window multiples) -> deep features, channels-last."""
         b, c, h, w = x.shape
@@ -554,31 +385,13 @@ class SwinIR(nn.Module):
         plan = self.window_plan(b, h, w, x.device) if self.shift and any(d > 1 for d in self.depths) else None
         t = image_to_tokens(x, ws)
         if isinstance(self.patch_embed, _PatchNorm):  # patch_norm
-            t = _layer_norm(self.patch_embed.norm, t)
+            t = layer_norm(self.patch_embed.norm, t)
         if self.ape:
             t = add_image_to_tokens(t, self._position_embedding(b, h, w, t.dtype), ws)
         for layer in self.layers:
             t = layer(t, (h, w), plan, ex)
-        t = _layer_norm(self.norm, t)
+        t = layer_norm(self.norm, t)
         return tokens_to_image(t, h, w, ws)
-
-    def _position_embedding(self, b: int, h: int, w: int, dtype: torch.dtype) -> Tensor:
-        """The absolute position embedding as a (b, C, h, w) image: as learned at img_size x img_size,
-        bicubically resized for other sizes (the original only runs at img_size)."""
-        n, c = self.absolute_pos_embed.shape[1:]
-        side = math.isqrt(n)
-        pe = self.absolute_pos_embed.reshape(1, side, side, c).permute(0, 3, 1, 2)
-        if (h, w) != (side, side):
-            pe = F.interpolate(pe.float(), size=(h, w), mode="bicubic", align_corners=False)
-        return pe.to(dtype).expand(b, -1, -1, -1).contiguous()
-
-    def _body(self, first: Tensor, ex: Exec) -> Tensor:
-        """conv_after_body(forward_features(first)) + first; fp32 throughout when fp16_safe."""
-        if not ex.fp16_safe:
-            return cpu.conv(self.conv_after_body, self.forward_features(first, ex), ex) + first
-        f32 = first.float()
-        res = _fp32(self.conv_after_body, self.forward_features(f32, ex)) + f32
-        return res.to(first.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
@@ -590,23 +403,6 @@ class SwinIR(nn.Module):
         x = x / self.img_range + mean
         s = self.upscale
         return x[..., : h * s, : w * s].contiguous()
-
-    def _reconstruct(self, x: Tensor, ex: Exec) -> Tensor:
-        conv = cpu.conv
-        if self.upsampler == "pixelshuffle":
-            x = self._body(self.conv_first(x), ex)
-            return conv(self.conv_last, conv(self.upsample, conv(self.conv_before_upsample, x, ex), ex), ex)
-        if self.upsampler == "pixelshuffledirect":
-            return conv(self.upsample, self._body(self.conv_first(x), ex), ex)
-        if self.upsampler == "nearest+conv":
-            x = conv(self.conv_before_upsample, self._body(self.conv_first(x), ex), ex)
-            x = self.lrelu(conv(self.conv_up1, F.interpolate(x, scale_factor=2, mode="nearest"), ex))
-            if self.upscale == 4:
-                x = self.lrelu(conv(self.conv_up2, F.interpolate(x, scale_factor=2, mode="nearest"), ex))
-            out: Tensor = self.conv_last(self.lrelu(conv(self.conv_hr, x, ex)))
-            return out
-        res: Tensor = x + self.conv_last(self._body(self.conv_first(x), ex))
-        return res
 
 
 class _PatchNorm(nn.Module):
@@ -621,11 +417,9 @@ class _PatchNorm(nn.Module):
         return out
 
 
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
+def with_derived(sd: Mapping[str, Tensor], spec: ModelSpec, img_size: int) -> dict[str, Tensor]:
+    """``sd`` in the released layout: each block's ``attn.relative_position_index`` after its bias table and,
+    on shifted (odd) blocks, ``attn_mask`` first, for an ``img_size`` square input."""
+    index = relative_position_index(spec.window_size)
+    after = {".attn.relative_position_bias_table": {"relative_position_index": index}}
+    return released_layout(sd, DERIVED_SUFFIXES, spec.window_size, img_size, after)

@@ -39,6 +39,7 @@ from swinir.serve.limits import (
 )
 from swinir.serve.preview import preview_of
 from swinir.serve.restore_call import JobOptions, output_size
+from swinir.spec import TITLES
 
 TOKEN_COOKIE = "swinir_token"
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "favicon.svg": "image/svg+xml"}
@@ -60,7 +61,7 @@ class ServeConfig:
 
 
 def offered_models(config: ServeConfig) -> list[zoo.ZooEntry]:
-    """Built-ins first, then released ones (the zoo's order), filtered by --models."""
+    """Built-ins first, then released ones (the zoo's order: SwinIR's, then Swin2SR's), filtered by --models."""
     entries = zoo.list_entries()
     if config.models is None:
         return entries
@@ -78,6 +79,8 @@ def _model_dict(entry: zoo.ZooEntry) -> dict[str, Any]:
         "description": entry.description,
         "builtin": entry.builtin,
         "cached": zoo.is_cached(entry),
+        "architecture": entry.architecture,
+        "family": TITLES.get(entry.architecture, entry.architecture),
     }
 
 

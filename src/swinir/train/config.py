@@ -26,6 +26,7 @@ import yaml
 
 from swinir.degrade.registry import REAL_WORLD
 from swinir.errors import ConfigError
+from swinir.spec import TITLES, ModelSpec
 from swinir.train.gan import GANConfig
 from swinir.train.losses import LOSSES, WeightedLoss, loss_options
 
@@ -40,8 +41,10 @@ SectionT = TypeVar("SectionT", bound="DataclassInstance")
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    """SwinIR constructor arguments under their original names, plus how to initialise the weights."""
+    """The network's constructor arguments under their original names (those of ``ModelSpec``), which
+    architecture (``swinir``, ``swin2sr``, ...), plus how to initialise the weights."""
 
+    architecture: str = "swinir"
     upscale: int = 1
     in_chans: int = 3
     img_size: int = 64
@@ -51,7 +54,7 @@ class ModelConfig:
     embed_dim: int = 180
     num_heads: list[int] = field(default_factory=lambda: [6, 6, 6, 6])
     mlp_ratio: float = 2.0
-    upsampler: Literal["", "pixelshuffle", "pixelshuffledirect", "nearest+conv"] = ""
+    upsampler: Literal["", "pixelshuffle", "pixelshuffledirect", "nearest+conv", "pixelshuffle_aux"] = ""
     # the convolution closing each RSTB and the body: 3x3 (released), bottleneck, or the ablations 1x1 / none
     resi_connection: Literal["1conv", "3conv", "1x1", "none"] = "1conv"
     # the paper's ablation switches; the defaults are the released architecture
@@ -59,8 +62,13 @@ class ModelConfig:
     shift: bool = True  # shifted windows in every second Swin layer
     ape: bool = False  # a learned absolute position embedding (at img_size)
     patch_norm: bool = True  # the LayerNorm after the shallow features
+    # the architecture's own constructor arguments beyond those above (ModelSpec.options)
+    options: dict[str, Any] = field(default_factory=dict)
     # fine-tuning: a checkpoint path or zoo name; tensors of matching name and shape are loaded
     init_from: str | None = None
+    # take the architecture and every hyperparameter above from init_from's weights (detected as
+    # `swinir info` shows them): fine-tune any checkpoint that loads, without restating its configuration
+    from_init: bool = False
     # re-initialise the scale-specific upsampler (``upsample.*``); None = only when the scale differs
     init_reset_head: bool | None = None
     # fail if any tensor of the model is not found in init_from (besides a reset head)
@@ -68,6 +76,10 @@ class ModelConfig:
     grad_checkpointing: bool = False
 
     def check(self, path: str) -> None:
+        if self.architecture not in TITLES:
+            raise ConfigError(f"{path}.architecture: unknown {self.architecture!r}; one of {', '.join(TITLES)}")
+        if self.from_init and not self.init_from:
+            raise ConfigError(f"{path}.from_init: needs {path}.init_from (the checkpoint to take the network from)")
         if len(self.depths) != len(self.num_heads):
             raise ConfigError(f"{path}.num_heads: has {len(self.num_heads)} entries but depths has {len(self.depths)}")
         if self.upsampler and self.upscale < 2:
@@ -82,25 +94,45 @@ class ModelConfig:
             if self.embed_dim % h:
                 raise ConfigError(f"{path}.num_heads[{i}]: embed_dim {self.embed_dim} is not divisible by {h} heads")
 
+    def spec(self) -> ModelSpec:
+        """The network these fields describe (the fields are ``ModelSpec``'s, under the same names)."""
+        args = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in _SPEC_ARGS}
+        return ModelSpec.from_kwargs({**args, "options": self.options}, self.architecture)
+
     def kwargs(self) -> dict[str, Any]:
-        """Constructor arguments for ``SwinIR``."""
+        """Constructor arguments of the network (``spec().kwargs()``)."""
+        return self.spec().kwargs()
+
+    @classmethod
+    def spec_fields(cls, spec: ModelSpec) -> dict[str, Any]:
+        """The fields that describe ``spec``'s network, for ``dataclasses.replace`` (``from_init``)."""
         return {
-            "upscale": self.upscale if self.upsampler else 1,
-            "in_chans": self.in_chans,
-            "img_size": self.img_size,
-            "window_size": self.window_size,
-            "img_range": self.img_range,
-            "depths": list(self.depths),
-            "embed_dim": self.embed_dim,
-            "num_heads": list(self.num_heads),
-            "mlp_ratio": self.mlp_ratio,
-            "upsampler": self.upsampler,
-            "resi_connection": self.resi_connection,
-            "rstb_residual": self.rstb_residual,
-            "shift": self.shift,
-            "ape": self.ape,
-            "patch_norm": self.patch_norm,
+            "architecture": spec.architecture,
+            **{k: getattr(spec, k) for k in _SPEC_ARGS},
+            "depths": list(spec.depths),
+            "num_heads": list(spec.num_heads),
+            "options": dict(spec.options),
         }
+
+
+# the ModelConfig fields that are constructor arguments (ModelSpec fields of the same name)
+_SPEC_ARGS = (
+    "upscale",
+    "in_chans",
+    "img_size",
+    "window_size",
+    "img_range",
+    "depths",
+    "embed_dim",
+    "num_heads",
+    "mlp_ratio",
+    "upsampler",
+    "resi_connection",
+    "rstb_residual",
+    "shift",
+    "ape",
+    "patch_norm",
+)
 
 
 @dataclass

@@ -36,14 +36,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from swinir import architectures
 from swinir.atomic import atomic_path, write_text
 from swinir.checkpoint import drop_derived, read_state_dict
 from swinir.checkpoint import save as save_weights
 from swinir.errors import CheckpointError, ConfigError
-from swinir.model import SwinIR
+from swinir.model.shared import Restorer
 from swinir.train import distributed as dist_utils
 from swinir.train.budget import Schedule, TimeBudget
-from swinir.train.config import Config
+from swinir.train.config import Config, ModelConfig
 from swinir.train.data import TrainSet, ValImage, input_baseline, load_val_set, make_loader, val_protocol
 from swinir.train.ema import EMA
 from swinir.train.losses import PixelLoss
@@ -130,8 +131,22 @@ def resolve_init_source(source: str) -> Path:
     return Path(zoo.resolve(source))
 
 
+def model_from_init(cfg: Config) -> Config:
+    """``cfg`` with its model section taken from ``model.init_from``'s weights when ``model.from_init`` is
+    set (architecture and every hyperparameter, as detected), else ``cfg`` itself."""
+    m = cfg.model
+    if not (m.from_init and m.init_from):
+        return cfg
+    try:
+        _, spec = read_state_dict(resolve_init_source(m.init_from))
+    except CheckpointError as exc:
+        raise ConfigError(f"model.init_from: {exc}") from None
+    model = dataclasses.replace(m, **ModelConfig.spec_fields(spec))
+    return dataclasses.replace(cfg, model=model)
+
+
 def init_from_checkpoint(
-    model: SwinIR, source: str, reset_head: bool | None = None, strict: bool = False
+    model: Restorer, source: str, reset_head: bool | None = None, strict: bool = False
 ) -> tuple[list[str], list[str]]:
     """Copy tensors of matching name and shape from a checkpoint (EMA weights preferred) into ``model``.
 
@@ -142,6 +157,12 @@ def init_from_checkpoint(
         sd, spec = read_state_dict(path)
     except CheckpointError as exc:
         raise ConfigError(f"model.init_from: {exc}") from None
+    if spec.architecture != model.spec.architecture:
+        raise ConfigError(
+            f"model.init_from: {path} holds {spec.title} weights but model.architecture is "
+            f"{model.spec.architecture}; set model.architecture: {spec.architecture}, or model.from_init: true "
+            "to take the whole network from the checkpoint"
+        )
     if reset_head is None:
         reset_head = spec.upscale != model.upscale or spec.upsampler != model.upsampler
     own = drop_derived(model.state_dict())
@@ -177,6 +198,7 @@ class Trainer:
         dist: dist_utils.DistInfo | None = None,
         progress: bool | None = None,
     ) -> None:
+        cfg = model_from_init(cfg)
         self.cfg = cfg
         self.out = Path(out_dir)
         self.dist = dist if dist is not None else dist_utils.from_env()
@@ -268,11 +290,11 @@ class Trainer:
                 f"{self.out} already holds a training run; add --resume to continue it, or choose another --out folder"
             )
 
-    def build_model(self) -> SwinIR:
+    def build_model(self) -> Restorer:
         m = self.cfg.model
         try:
-            model = SwinIR(**m.kwargs())
-        except ValueError as exc:
+            model = architectures.build(m.spec())
+        except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"model: {exc}") from None
         if m.init_from:
             loaded, left = init_from_checkpoint(model, m.init_from, m.init_reset_head, m.init_strict)

@@ -6,7 +6,8 @@ const STORE = "swinir.jobs";
 const FINISHED = ["done", "failed", "cancelled"];
 const TASKS = {
   lightweight_sr: "Super-resolution (compact)", classical_sr: "Super-resolution (classical)",
-  real_sr: "Real-world photos", denoise: "Denoising", jpeg: "JPEG artifacts",
+  real_sr: "Real-world photos", compressed_sr: "Super-resolution of JPEG images", denoise: "Denoising",
+  jpeg: "JPEG artifacts",
 };
 let picked = [];
 let models = [];
@@ -23,7 +24,8 @@ async function loadModels() {
   for (const select of [$("#model"), $("#compare")]) {
     const groups = {};
     for (const m of models) {
-      const task = TASKS[m.task] || m.task;
+      // one group per task and architecture family: "Super-resolution (classical) · Swin2SR"
+      const task = `${TASKS[m.task] || m.task} · ${m.builtin ? "built-in" : m.family}`;
       if (!groups[task]) { groups[task] = document.createElement("optgroup"); groups[task].label = task; select.append(groups[task]); }
       const opt = new Option(`${m.name} (${m.level}${m.cached ? "" : ", downloads on first use"})`, m.name);
       opt.title = m.description;
