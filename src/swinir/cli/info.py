@@ -49,6 +49,7 @@ def describe(path: Path) -> dict[str, Any]:
 
     obj, meta = checkpoint.read_file(path)
     sd, wrapper = checkpoint.unwrap(obj, path)
+    checkpoint.check_sizes(sd, path)
     spec = checkpoint.resolve_spec(sd, meta.get("spec"), path)
     weights = checkpoint.drop_derived(sd)
     entry = zoo.get(path.name) if zoo.is_known(path.name) else None
