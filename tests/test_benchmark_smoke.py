@@ -3,13 +3,17 @@ spandrel as the peer or, without it, swinir.reference."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
 
 
+@pytest.mark.spandrel  # passes without spandrel (peer: swinir.reference); .ci/run reruns it with spandrel as the peer
 def test_inference_benchmark_small_mode(shared: Path, tmp_path: Path) -> None:
     out_md = tmp_path / "table.md"
     proc = subprocess.run(
@@ -27,6 +31,8 @@ def test_inference_benchmark_small_mode(shared: Path, tmp_path: Path) -> None:
     # too): the header names it
     peer_name = proc.stdout.splitlines()[0].split(" Peer: ", 1)[1].split(". ", 1)[0]
     assert peer_name.startswith("spandrel ") or peer_name == "swinir.reference"
+    if os.environ.get("SWINIR_REQUIRE_SPANDREL"):
+        assert peer_name.startswith("spandrel "), proc.stderr[-2000:]
     plain = [r for r in rows if r["implementation"].startswith("swinir, CPU kernels off")]
     peers = [r for r in rows if r["implementation"] == peer_name]
     assert len(rows) == len(peers) + len(plain) + len([r for r in rows if r["implementation"] == "swinir"])
