@@ -128,7 +128,9 @@ def test_a_crafted_safetensors_header_with_huge_shapes_is_refused_by_our_check(t
     header = {"conv_first.weight": {"dtype": "F32", "shape": [10**5, 10**5, 3, 3], "data_offsets": [0, 36 * 10**10]}}
     path = tmp_path / "huge.safetensors"
     _write_safetensors(path, header, 64)
-    with pytest.raises(CheckpointError, match=r"shape \(100000, 100000, 3, 3\) claims bytes 0\.\.360000000000 of the 64"):
+    with pytest.raises(
+        CheckpointError, match=r"shape \(100000, 100000, 3, 3\) claims bytes 0\.\.360000000000 of the 64"
+    ):
         swinir.load(path)
     path.write_bytes(struct.pack("<Q", 10**12) + b"{}")
     with pytest.raises(CheckpointError, match="header length"):

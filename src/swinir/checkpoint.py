@@ -311,7 +311,26 @@ def read_state_dict(
     sd, _ = unwrap(obj, name)
     check_sizes(sd, name, max_parameters)
     spec = resolve_spec(sd, meta.get("spec"), name)
+    if not isinstance(source, Mapping):
+        check_zoo_file(source, spec)
     return drop_derived(sd), spec
+
+
+def check_zoo_file(path: str | os.PathLike[str], spec: ModelSpec) -> None:
+    """A file in the model cache under a released model's name must be that model (``zoo.check_cached``):
+    its architecture as the entry says, and its sha256 where the release's is known."""
+    from swinir import zoo
+
+    entry = zoo.cached_entry(path)
+    if entry is not None:
+        detected = {
+            "task": spec.task,
+            "scale": spec.scale,
+            "in_chans": spec.in_chans,
+            "window_size": spec.window_size,
+            "embed_dim": spec.embed_dim,
+        }
+        zoo.check_cached(entry, path, detected, spec.describe().split(":")[0])
 
 
 def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, source: object = "state dict") -> SwinIR:

@@ -51,6 +51,7 @@ def describe(path: Path) -> dict[str, Any]:
     sd, wrapper = checkpoint.unwrap(obj, path)
     checkpoint.check_sizes(sd, path)
     spec = checkpoint.resolve_spec(sd, meta.get("spec"), path)
+    checkpoint.check_zoo_file(path, spec)
     weights = checkpoint.drop_derived(sd)
     entry = zoo.get(path.name) if zoo.is_known(path.name) else None
     return {
