@@ -22,7 +22,7 @@ import shutil
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -457,6 +457,47 @@ class _Incomplete(Exception):
     pass
 
 
+class DownloadError(ZooError):
+    """A released file could not be fetched; says what, from where, why, and where to put it by hand."""
+
+    def __init__(self, message: str, entry: ZooEntry, url: str, dest: Path, reason: str) -> None:
+        super().__init__(message)
+        self.entry, self.url, self.dest, self.reason = entry, url, dest, reason
+
+
+def _download_error(entry: ZooEntry, url: str, dest: Path, reason: str) -> DownloadError:
+    return DownloadError(
+        f"could not download {entry.name} from {url} ({reason}); download it by hand and put it at {dest}",
+        entry,
+        url,
+        dest,
+        reason,
+    )
+
+
+def resolve_all(names: Sequence[str], purpose: str, progress: DownloadProgress = True) -> list[Path]:
+    """Local files for several zoo names that are used together (e.g. the two models of a blend). Every
+    download is tried, and those that fail are named in one error, each with its URL and the path to put it
+    at, so an offline user learns every file to fetch at once. ``purpose`` starts the message."""
+    paths: list[Path] = []
+    have: list[str] = []
+    failed: list[DownloadError] = []
+    for name in names:
+        try:
+            paths.append(resolve(name, progress=progress))
+            have.append(get(name).name)
+        except DownloadError as exc:
+            failed.append(exc)
+    if not failed:
+        return paths
+    cached = f" ({', '.join(have)} {'is' if len(have) == 1 else 'are'} here)" if have else ""
+    each = "; ".join(f"{e.entry.name} from {e.url} ({e.reason}): put it at {e.dest}" for e in failed)
+    raise ZooError(
+        f"{purpose} needs {' and '.join(get(n).name for n in names)}{cached}; could not download "
+        f"{'it' if len(failed) == 1 else f'{len(failed)} of them'}, download by hand: {each}"
+    )
+
+
 def _chunks(resp: Any) -> Iterator[bytes]:
     while True:
         chunk = resp.read(_CHUNK)
@@ -501,20 +542,23 @@ def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: Down
                     if total is not None and written != total:
                         raise _Incomplete(f"connection closed after {written} of {total} bytes")
             except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError, _Incomplete) as exc:
-                raise ZooError(f"could not download {entry.name} from {url} ({_reason(exc)}); {by_hand}") from None
+                raise _download_error(entry, url, dest, _reason(exc)) from None
         if written == 0:
-            raise ZooError(f"could not download {entry.name} from {url} (empty response); {by_hand}")
+            raise _download_error(entry, url, dest, "empty response")
         with open(tmp, "rb") as f:
             head = f.read(4)
         if entry.filename.endswith(".pth") and not (head.startswith(b"PK") or head[:1] == b"\x80"):
-            raise ZooError(
-                f"could not download {entry.name} from {url} (the server sent something that is not a "
-                f"checkpoint, starting {head!r}); {by_hand}"
+            raise _download_error(
+                entry, url, dest, f"the server sent something that is not a checkpoint, starting {head!r}"
             )
         if entry.sha256 and digest.hexdigest() != entry.sha256.lower():
-            raise ZooError(
+            raise DownloadError(
                 f"downloaded {entry.name} from {url} but its sha256 {digest.hexdigest()} is not the expected "
-                f"{entry.sha256}; the file was discarded. Retry, or {by_hand} after checking it"
+                f"{entry.sha256}; the file was discarded. Retry, or {by_hand} after checking it",
+                entry,
+                url,
+                dest,
+                f"sha256 {digest.hexdigest()}, not {entry.sha256}",
             )
     return dest
 
