@@ -27,7 +27,6 @@ import contextlib
 import ctypes
 import importlib
 import importlib.util
-import json
 import math
 import os
 import platform
@@ -45,7 +44,7 @@ from torch import Tensor, nn
 
 from swinir import kernels
 from swinir.model import SwinIR, cpu, flops, native_bf16
-from swinir.paths import shared_dir
+from swinir.paths import released_configurations, shared_dir
 
 # (released configuration, input side) of the table in the README: issue 13's seven cases, at sizes where the
 # original takes 3-11 s per image on one core, so that one table fits in ~4 minutes
@@ -251,13 +250,6 @@ def cpu_setting(**values: object) -> Iterator[None]:
     finally:
         for k, v in before.items():
             setattr(cpu, k, v)
-
-
-def released_configs() -> dict[str, dict]:
-    root = shared_dir()
-    if root is None:
-        raise SystemExit("../shared not found: the released configurations come from golden/released_state_dicts.json")
-    return json.loads((root / "golden" / "released_state_dicts.json").read_text())
 
 
 def build_pair(entry: dict, peer_cls: Callable[..., nn.Module]) -> tuple[nn.Module, SwinIR]:
@@ -521,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = [(c, s) for c in args.configs for s in (args.sizes or [128])]
     else:
         cases = list(FULL)
-    configs = released_configs()
+    configs = released_configurations()
     unknown = [c for c, _ in cases if c not in configs]
     if unknown:
         raise SystemExit(f"unknown configuration(s) {unknown}; choose from {sorted(configs)}")

@@ -12,7 +12,7 @@ from typing import NoReturn
 import pytest
 import torch
 
-from swinir.paths import shared_dir
+from swinir.paths import released_configurations, shared_dir
 
 SHARED = shared_dir()
 
@@ -43,8 +43,8 @@ def golden_index(golden: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def released_shapes(golden: Path) -> dict:
-    return json.loads((golden / "released_state_dicts.json").read_text())
+def released_shapes(shared: Path) -> dict:
+    return released_configurations(shared)
 
 
 # -- spandrel (chaiNNer, ComfyUI): installed as the benchmark installs it, `pip install --no-deps spandrel` --
