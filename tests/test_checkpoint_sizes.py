@@ -22,22 +22,11 @@ from swinir.checkpoint import read_state_dict
 from swinir.errors import CheckpointError
 from swinir.io import write_image
 
-TINY = dict(
-    upscale=2,
-    in_chans=3,
-    img_size=8,
-    window_size=4,
-    depths=[1],
-    embed_dim=8,
-    num_heads=[2],
-    mlp_ratio=2,
-    upsampler="pixelshuffledirect",
-)
 
-
-def tiny_weights() -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    return {k: v.clone() for k, v in swinir.SwinIR(**TINY).state_dict().items()}
+@pytest.fixture(scope="module")
+def tiny_weights(tiny_x2_checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The weights of conftest's tiny x2 model (window 4, one block, embed 8)."""
+    return {k: v.clone() for k, v in swinir.load(tiny_x2_checkpoint).state_dict().items()}
 
 
 def expanded(shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
@@ -47,8 +36,8 @@ def expanded(shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
 
 def test_a_file_of_zero_stride_tensors_claiming_571m_parameters_is_refused(tmp_path: Path) -> None:
     """The issue's bomb: a tiny .pth whose expanded tensors make a 571M-parameter SwinIR (2.3 GB as fp32)."""
-    big = dict(TINY, upscale=2, window_size=8, img_size=64, depths=[6] * 6, embed_dim=1280, num_heads=[8] * 6)
-    big["upsampler"] = "pixelshuffle"
+    big = dict(upscale=2, img_size=64, window_size=8, depths=[6] * 6, embed_dim=1280, num_heads=[8] * 6, mlp_ratio=2,
+               upsampler="pixelshuffle")  # fmt: skip
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in swinir.SwinIR(**big).state_dict().items()}
     path = tmp_path / "bomb.pth"
@@ -62,8 +51,10 @@ def test_a_file_of_zero_stride_tensors_claiming_571m_parameters_is_refused(tmp_p
 
 
 @pytest.mark.parametrize("kind", ["zero-stride", "overlapping"])
-def test_one_expanded_or_overlapping_weight_in_a_valid_model_is_refused(tmp_path: Path, kind: str) -> None:
-    sd = tiny_weights()
+def test_one_expanded_or_overlapping_weight_in_a_valid_model_is_refused(
+    tiny_weights: dict[str, torch.Tensor], tmp_path: Path, kind: str
+) -> None:
+    sd = dict(tiny_weights)
     key = "layers.0.residual_group.blocks.0.mlp.fc1.weight"  # (16, 8)
     shape = sd[key].shape
     if kind == "zero-stride":
@@ -79,10 +70,14 @@ def test_one_expanded_or_overlapping_weight_in_a_valid_model_is_refused(tmp_path
         swinir.load({"params": sd})
 
 
-def test_the_parameter_limit_names_itself_and_how_to_lift_it(tmp_path: Path, monkeypatch) -> None:
+def test_the_parameter_limit_names_itself_and_how_to_lift_it(
+    tiny_weights: dict[str, torch.Tensor], tmp_path: Path, monkeypatch
+) -> None:
     path = tmp_path / "tiny.pth"
-    torch.save({"params": tiny_weights()}, path)
-    n = sum(v.numel() for k, v in tiny_weights().items() if not k.endswith(("attn_mask", "relative_position_index")))
+    torch.save({"params": dict(tiny_weights)}, path)
+    n = sum(
+        v.numel() for k, v in dict(tiny_weights).items() if not k.endswith(("attn_mask", "relative_position_index"))
+    )
     with pytest.raises(CheckpointError, match=rf"{n:,} parameters .*over the limit of 1,000 .*HAT-L") as err:
         swinir.load(path, max_parameters=1000)
     assert all(hint in str(err.value) for hint in ("--max-parameters N", "max_parameters=N", parameter_limit.ENV))
@@ -137,11 +132,13 @@ def test_a_crafted_safetensors_header_with_huge_shapes_is_refused_by_our_check(t
         swinir.load(path)
 
 
-def test_a_deflated_archive_that_inflates_beyond_the_limit_is_refused_before_torch_reads_it(tmp_path: Path) -> None:
+def test_a_deflated_archive_that_inflates_beyond_the_limit_is_refused_before_torch_reads_it(
+    tiny_weights: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
     """torch.load accepts deflated records: 40 KB that inflate to 32 MB of storage. The archive's directory
     is checked against the limit (32 bytes per parameter) first."""
     plain = tmp_path / "plain.pth"
-    torch.save({"params": tiny_weights(), "optimizer": torch.zeros(8_000_000)}, plain)
+    torch.save({"params": dict(tiny_weights), "optimizer": torch.zeros(8_000_000)}, plain)
     bomb = tmp_path / "deflated.pth"
     with zipfile.ZipFile(plain) as src, zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
@@ -162,8 +159,10 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def test_cli_refuses_in_one_line_and_the_flag_lifts_the_limit(tmp_path: Path) -> None:
-    sd = tiny_weights()
+def test_cli_refuses_in_one_line_and_the_flag_lifts_the_limit(
+    tiny_weights: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    sd = dict(tiny_weights)
     sd["conv_first.weight"] = torch.zeros(1).expand(sd["conv_first.weight"].shape)
     bomb = tmp_path / "bomb.pth"
     torch.save({"params": sd}, bomb)
@@ -174,7 +173,7 @@ def test_cli_refuses_in_one_line_and_the_flag_lifts_the_limit(tmp_path: Path) ->
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bomb}: ") and "Traceback" not in proc.stderr
     assert "zero-stride" in proc.stderr and not (tmp_path / "out" / "in.png").exists()
     ok = tmp_path / "ok.pth"
-    torch.save({"params": tiny_weights()}, ok)
+    torch.save({"params": dict(tiny_weights)}, ok)
     low = _cli("info", str(ok), "--max-parameters", "1k")
     assert low.returncode == 1 and "over the limit of 1,000 " in low.stderr and "Traceback" not in low.stderr
     assert _cli("info", str(ok), env={parameter_limit.ENV: "1k"}).returncode == 1

@@ -16,6 +16,7 @@ import torch
 
 import swinir
 from swinir import zoo
+from swinir.checkpoint import zoo_fields
 from swinir.errors import ZooError
 from swinir.io import write_image
 from swinir.spec import ModelSpec
@@ -120,13 +121,7 @@ def test_every_released_entry_expects_the_configuration_of_its_release(released_
     for entry in (*zoo.RELEASED, *zoo.EXTRA):
         config = released_shapes[golden_of[entry.task](entry)]["config"]
         spec = ModelSpec.from_kwargs({**config, "upscale": entry.scale} if entry.task == "real_sr" else config)
-        detected = {
-            "task": spec.task,
-            "scale": spec.scale,
-            "in_chans": spec.in_chans,
-            "window_size": spec.window_size,
-            "embed_dim": spec.embed_dim,
-        }
+        detected = zoo_fields(spec)
         want = zoo.expected_config(entry)
         assert set(want) == set(detected), entry.name  # every released file name states its window and width
         assert want == detected, entry.name

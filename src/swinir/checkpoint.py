@@ -323,14 +323,18 @@ def check_zoo_file(path: str | os.PathLike[str], spec: ModelSpec) -> None:
 
     entry = zoo.cached_entry(path)
     if entry is not None:
-        detected = {
-            "task": spec.task,
-            "scale": spec.scale,
-            "in_chans": spec.in_chans,
-            "window_size": spec.window_size,
-            "embed_dim": spec.embed_dim,
-        }
-        zoo.check_cached(entry, path, detected, spec.describe().split(":")[0])
+        zoo.check_cached(entry, path, zoo_fields(spec), spec.describe().split(":")[0])
+
+
+def zoo_fields(spec: ModelSpec) -> dict[str, object]:
+    """What ``zoo.expected_config`` states of an entry, read from a detected spec."""
+    return {
+        "task": spec.task,
+        "scale": spec.scale,
+        "in_chans": spec.in_chans,
+        "window_size": spec.window_size,
+        "embed_dim": spec.embed_dim,
+    }
 
 
 def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, source: object = "state dict") -> SwinIR:
