@@ -411,7 +411,7 @@ def expected_config(entry: ZooEntry) -> dict[str, object]:
 def cached_entry(path: str | os.PathLike[str]) -> ZooEntry | None:
     """The released entry whose cache file ``path`` is: a file of the cache folder named as the entry's file."""
     p = Path(path)
-    entry = next((e for e in (*RELEASED, *EXTRA) if e.filename == p.name), None)
+    entry = next((e for e in list_entries() if not e.builtin and e.filename == p.name), None)
     if entry is None:
         return None
     return entry if os.path.realpath(p.parent) == os.path.realpath(paths.cache_dir()) else None
