@@ -4,7 +4,6 @@ models beyond the parameter limit are refused in one line before anything is all
 from __future__ import annotations
 
 import json
-import os
 import resource
 import struct
 import subprocess
@@ -19,6 +18,7 @@ import torch
 import swinir
 from swinir import parameter_limit
 from swinir.checkpoint import read_state_dict
+from swinir.cli import main
 from swinir.errors import CheckpointError
 from swinir.io import write_image
 
@@ -149,18 +149,12 @@ def test_a_deflated_archive_that_inflates_beyond_the_limit_is_refused_before_tor
     assert swinir.load(bomb, max_parameters=2_000_000).upscale == 2  # within the bound: a real file loads
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swinir", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "swinir", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_cli_refuses_in_one_line_and_the_flag_lifts_the_limit(
-    tiny_weights: dict[str, torch.Tensor], tmp_path: Path
+    tiny_weights: dict[str, torch.Tensor], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:
     sd = dict(tiny_weights)
     sd["conv_first.weight"] = torch.zeros(1).expand(sd["conv_first.weight"].shape)
@@ -168,16 +162,21 @@ def test_cli_refuses_in_one_line_and_the_flag_lifts_the_limit(
     torch.save({"params": sd}, bomb)
     img = tmp_path / "in.png"
     write_image(img, np.full((12, 12, 3), 128, np.uint8))
-    proc = _cli("restore", str(img), "-o", str(tmp_path / "out"), "--model", str(bomb))
+    proc = _cli("restore", str(img), "-o", str(tmp_path / "out"), "--model", str(bomb))  # a real process
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bomb}: ") and "Traceback" not in proc.stderr
     assert "zero-stride" in proc.stderr and not (tmp_path / "out" / "in.png").exists()
     ok = tmp_path / "ok.pth"
     torch.save({"params": dict(tiny_weights)}, ok)
-    low = _cli("info", str(ok), "--max-parameters", "1k")
-    assert low.returncode == 1 and "over the limit of 1,000 " in low.stderr and "Traceback" not in low.stderr
-    assert _cli("info", str(ok), env={parameter_limit.ENV: "1k"}).returncode == 1
-    lifted = _cli("info", str(ok), "--max-parameters", "1M", env={parameter_limit.ENV: "1k"})
-    assert lifted.returncode == 0 and "parameters:      2,998" in lifted.stdout
-    bad = _cli("info", str(ok), "--max-parameters", "many")
-    assert bad.returncode == 2 and "expected a positive parameter count" in bad.stderr
+    monkeypatch.setenv(parameter_limit.ENV, "")  # empty = the default; the flag sets it: restored after the test
+    assert main(["info", str(ok), "--max-parameters", "1k"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {ok}: ") and "over the limit of 1,000 " in err and err.count("\n") == 1
+    monkeypatch.setenv(parameter_limit.ENV, "1k")
+    assert main(["info", str(ok)]) == 1
+    capsys.readouterr()
+    assert main(["info", str(ok), "--max-parameters", "1M"]) == 0  # the flag wins over the environment
+    assert "parameters:      2,998" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", str(ok), "--max-parameters", "many"])
+    assert exit_info.value.code == 2 and "expected a positive parameter count" in capsys.readouterr().err

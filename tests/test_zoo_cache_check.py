@@ -17,6 +17,7 @@ import torch
 import swinir
 from swinir import zoo
 from swinir.checkpoint import zoo_fields
+from swinir.cli import main
 from swinir.errors import ZooError
 from swinir.io import write_image
 from swinir.spec import ModelSpec
@@ -66,20 +67,21 @@ def test_another_model_at_a_released_name_is_refused_in_one_line(cache: Path, tm
     assert swinir.load(outside).scale == 2
 
 
-def test_the_cli_refuses_it_before_any_output(cache: Path, tmp_path: Path) -> None:
+def test_the_cli_refuses_it_before_any_output(cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _put(cache, "classical-x4")
     img = tmp_path / "in.png"
     write_image(img, np.full((12, 12, 3), 90, np.uint8))
     env = {**os.environ, "SWINIR_CACHE": str(cache), zoo.URL_ENV: "http://127.0.0.1:9/release"}
-    for argv in (
-        ["restore", str(img), "-o", str(tmp_path / "out"), "--model", "classical-x4"],
-        ["info", "classical-x4"],
-    ):
-        proc = subprocess.run([sys.executable, "-m", "swinir", *argv], capture_output=True, text=True, env=env)
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-        assert lines[-1].startswith("error: ") and "the cached file for classical-x4 is another model" in lines[-1]
+    argv = ["restore", str(img), "-o", str(tmp_path / "out"), "--model", "classical-x4"]
+    proc = subprocess.run([sys.executable, "-m", "swinir", *argv], capture_output=True, text=True, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[-1].startswith("error: ") and "the cached file for classical-x4 is another model" in lines[-1]
     assert not (tmp_path / "out" / "in.png").exists()
+    assert main(["info", "classical-x4"]) == 1  # `swinir info` does not report it as classical-x4 either
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "the cached file for classical-x4 is another model" in err
+    assert err.count("\n") == 1
 
 
 def test_a_medium_model_at_the_large_models_name_is_refused_by_its_width(cache: Path) -> None:
