@@ -27,12 +27,10 @@ def child(config: str, size: int, repeats: int, out: str) -> None:
     import torch
 
     from swinir.model import SwinIR
-    from swinir.paths import shared_dir
+    from swinir.paths import released_configuration
 
     torch.set_num_threads(1)
-    root = shared_dir()
-    assert root is not None, "../shared is needed for the released configurations"
-    entry = json.loads((root / "golden" / "released_state_dicts.json").read_text())[config]
+    entry = released_configuration(config)
     torch.manual_seed(0)
     model = SwinIR(**entry["config"]).eval()
     x = torch.rand(1, entry["config"]["in_chans"], size, size, generator=torch.Generator().manual_seed(0))

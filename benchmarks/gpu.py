@@ -15,7 +15,6 @@ output must equal the eager output with TF32 off (max |diff| is printed; the iss
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from swinir.capture import CapturedForward, resolve_capture
 from swinir.model import SwinIR
-from swinir.paths import shared_dir
+from swinir.paths import released_configuration, shared_dir
 
 CONFIGS = ("classical_x2", "real_L_x4", "lightweight_x4")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -56,10 +55,7 @@ def peak_for(device: torch.device, precision: str) -> float | None:
 
 
 def build(config: str, precision: str, device: torch.device) -> SwinIR:
-    root = shared_dir()
-    if root is None:
-        raise SystemExit("../shared not found: the configurations come from golden/released_state_dicts.json")
-    entry = json.loads((root / "golden" / "released_state_dicts.json").read_text())[config]
+    entry = released_configuration(config)
     torch.manual_seed(0)
     return SwinIR(**entry["config"]).eval().to(device=device, dtype=DTYPES[precision])
 

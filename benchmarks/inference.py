@@ -27,7 +27,6 @@ import contextlib
 import ctypes
 import importlib
 import importlib.util
-import json
 import math
 import os
 import platform
@@ -44,9 +43,10 @@ import torch
 from torch import Tensor, nn
 
 from swinir import architectures, kernels
+from swinir.errors import SwinIRError
 from swinir.model import cpu, flops, native_bf16
 from swinir.model.shared import Restorer
-from swinir.paths import shared_dir
+from swinir.paths import released_configurations, shared_dir
 from swinir.spec import ModelSpec
 
 # (released configuration, input side) of the table in the README: issue 13's seven cases, at sizes where the
@@ -286,14 +286,12 @@ def cpu_setting(**values: object) -> Iterator[None]:
 def released_configs() -> dict[str, dict]:
     """SwinIR's released configurations by name, and the family's under ``FAMILY_RELEASES``' names (each
     entry with its ``architecture``)."""
-    root = shared_dir()
-    if root is None:
-        raise SystemExit("../shared not found: the released configurations come from golden/released_state_dicts.json")
-    configs: dict[str, dict] = json.loads((root / "golden" / "released_state_dicts.json").read_text())
-    family = root / "golden" / "family" / "released_state_dicts.json"
-    if family.is_file():
-        releases = json.loads(family.read_text())
-        configs.update({ours: releases[theirs] for ours, theirs in FAMILY_RELEASES.items() if theirs in releases})
+    configs = released_configurations()
+    try:
+        releases = released_configurations(family=True)
+    except SwinIRError:  # an older shared folder without the family's manifest
+        releases = {}
+    configs.update({ours: releases[theirs] for ours, theirs in FAMILY_RELEASES.items() if theirs in releases})
     return configs
 
 

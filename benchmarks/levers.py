@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference import cpu_setting, machine, released_configs, test_image
+from inference import cpu_setting, machine, test_image
 from swinir import kernels
 from swinir.model import SwinIR, cpu
+from swinir.paths import released_configurations
 
 
 @contextlib.contextmanager
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     timer = time.process_time if args.threads == 1 else time.perf_counter
-    released = released_configs()
+    released = released_configurations()
     print(f"# {machine()}; {kernels.status()}; FUSE_GELU default {cpu.FUSE_GELU}")
     print("| case | " + " | ".join(f"{v} ms" for v in VARIANTS) + " |")
     print("|---|" + "---|" * len(VARIANTS))

@@ -3,15 +3,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import torch
 
-from swinir.paths import shared_dir
+from swinir.paths import released_configurations, shared_dir
 
 SHARED = shared_dir()
 
@@ -42,18 +43,36 @@ def golden_index(golden: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def released_shapes(golden: Path) -> dict:
-    return json.loads((golden / "released_state_dicts.json").read_text())
+def released_shapes(shared: Path) -> dict:
+    return released_configurations(shared)
 
 
 # -- spandrel (chaiNNer, ComfyUI): installed as the benchmark installs it, `pip install --no-deps spandrel` --
+# The README's set-up does not install it, so these tests skip there; .ci/run installs it afterwards and reruns
+# the tests marked `spandrel` with SWINIR_REQUIRE_SPANDREL=1, under which a missing spandrel fails instead.
+REQUIRE_SPANDREL = "SWINIR_REQUIRE_SPANDREL"
+SPANDREL_FIXTURES = ("spandrel_swinir", "spandrel_swin2sr")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(f in getattr(item, "fixturenames", ()) for f in SPANDREL_FIXTURES):
+            item.add_marker(pytest.mark.spandrel)
+
+
+def _skip_without_spandrel(reason: str) -> NoReturn:
+    if os.environ.get(REQUIRE_SPANDREL):
+        pytest.fail(f"{reason}, although {REQUIRE_SPANDREL} is set")
+    pytest.skip(reason)
+
+
 def _spandrel_architecture(package: str, attr: str) -> Any:
     """``spandrel.architectures.<package>.<attr>`` without spandrel/__init__, which imports torchvision and
     einops (absent beside this torch); skips the test when spandrel is absent or does not import."""
     if "spandrel" not in sys.modules:  # else already imported (maybe bare, by this test or the benchmark)
         found = importlib.util.find_spec("spandrel")
         if found is None or found.origin is None:
-            pytest.skip("spandrel is not installed (pip install --no-deps spandrel==0.4.2)")
+            _skip_without_spandrel("spandrel is not installed (pip install --no-deps spandrel==0.4.2)")
         bare = types.ModuleType("spandrel")
         bare.__path__ = [str(Path(found.origin).parent)]  # submodules import, __init__ does not run
         sys.modules["spandrel"] = bare
@@ -63,7 +82,7 @@ def _spandrel_architecture(package: str, attr: str) -> Any:
     try:
         return getattr(importlib.import_module(name), attr)
     except Exception as exc:  # a spandrel version whose module needs more of the package
-        pytest.skip(f"spandrel's {package} architecture does not import here ({type(exc).__name__}: {exc})")
+        _skip_without_spandrel(f"spandrel's {package} architecture does not import here ({type(exc).__name__}: {exc})")
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +112,7 @@ def family_index(family: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def family_released(family: Path) -> dict:
-    return json.loads((family / "released_state_dicts.json").read_text())
+    return released_configurations(family.parent.parent, family=True)
 
 
 # one small golden SR network per architecture (x2 where the golden set has it), for the tests that run over

@@ -1,14 +1,19 @@
-"""benchmarks/inference.py in its small mode: it runs, prints a parseable table, and the outputs agree."""
+"""benchmarks/inference.py in its small mode: it runs, prints a parseable table, and the outputs agree, with
+spandrel as the peer or, without it, swinir.reference."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
 
 
+@pytest.mark.spandrel  # passes without spandrel (peer: swinir.reference); .ci/run reruns it with spandrel as the peer
 def test_inference_benchmark_small_mode(shared: Path, tmp_path: Path) -> None:
     out_md = tmp_path / "table.md"
     proc = subprocess.run(
@@ -22,8 +27,15 @@ def test_inference_benchmark_small_mode(shared: Path, tmp_path: Path) -> None:
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
     assert {"implementation", "precision", "ms/image", "MP/s (input)", "peak MiB", "max abs diff"} <= set(header)
+    # the peer is spandrel's SwinIR when spandrel imports, else swinir.reference (which starts with "swinir"
+    # too): the header names it
+    peer_name = proc.stdout.splitlines()[0].split(" Peer: ", 1)[1].split(". ", 1)[0]
+    assert peer_name.startswith("spandrel ") or peer_name == "swinir.reference"
+    if os.environ.get("SWINIR_REQUIRE_SPANDREL"):
+        assert peer_name.startswith("spandrel "), proc.stderr[-2000:]
     plain = [r for r in rows if r["implementation"].startswith("swinir, CPU kernels off")]
-    peers = [r for r in rows if not r["implementation"].startswith("swinir")]
+    peers = [r for r in rows if r["implementation"] == peer_name]
+    assert len(rows) == len(peers) + len(plain) + len([r for r in rows if r["implementation"] == "swinir"])
     ours = {r["precision"]: r for r in rows if r["implementation"] == "swinir"}
     assert len(peers) == 1 and peers[0]["precision"] == "fp32" and float(peers[0]["max abs diff"]) == 0.0
     from swinir.model import native_bf16

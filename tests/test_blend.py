@@ -103,3 +103,35 @@ def test_for_level_builds_the_blend_and_says_which(checkpoints: dict[int, Path])
     exact, line = for_level("noise", 15, sources=checkpoints)
     assert line == "sigma 15: dn-15.safetensors alone"
     assert torch.equal(exact.conv_first.weight, swinir.load(checkpoints[15]).conv_first.weight)
+
+
+def test_offline_a_level_between_two_released_models_names_both_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--noise-level 35` needs the sigma 25 and 50 models: offline, one message names both, each with its URL
+    and the path to put it at (it named only the first). With one of them cached, the other alone is asked for."""
+    from swinir import zoo
+    from swinir.errors import ZooError
+
+    cache, base = tmp_path / "cache", "http://127.0.0.1:9/release"  # port 9: connection refused
+    monkeypatch.setenv("SWINIR_CACHE", str(cache))
+    monkeypatch.setenv(zoo.URL_ENV, base)
+    with pytest.raises(ZooError) as err:
+        for_level("noise", 35)
+    msg = str(err.value)
+    assert msg.startswith("sigma 35 needs denoise-color-25 and denoise-color-50; could not download 2 of them")
+    for name in ("denoise-color-25", "denoise-color-50"):
+        entry = zoo.get(name)
+        assert f"{name} from {base}/{entry.filename} (Connection refused): put it at {cache / entry.filename}" in msg
+    assert "\n" not in msg
+    assert not cache.exists() or not any(cache.iterdir())  # nothing half-written
+    with pytest.raises(ZooError, match=r"^quality 15 needs jpeg-gray-10 and jpeg-gray-20; .*jpeg-gray-20 from "):
+        for_level("jpeg", 15, color=False)
+    # the sigma 25 model in the cache (a stand-in of its architecture): only sigma 50 is missing
+    stand_in = ModelSpec(**{**SMALL.to_dict(), "embed_dim": 180, "num_heads": (6,), "depths": (1,)})
+    save(build(stand_in), cache / zoo.get("denoise-color-25").filename)
+    with pytest.raises(ZooError) as err:
+        for_level("noise", 35)
+    msg = str(err.value)
+    assert msg.startswith("sigma 35 needs denoise-color-25 and denoise-color-50 (denoise-color-25 is here); ")
+    assert "could not download it, download by hand: denoise-color-50 from " in msg and "noise25.pth (" not in msg

@@ -150,12 +150,15 @@ def test_noise_has_the_requested_sigma_and_jpeg_matches_the_codec(tmp_path, data
         (["--pipeline", "jpeg", "--quality", "0-150"], "--quality must be"),
         (["--pipeline", "noise", "--sigma", "abc"], "--sigma must be"),
         (["--pipeline", "bsrgan", "-n", "0"], "-n must be at least 1"),
+        (["--pipeline", "bsrgan", "--seed", "-1"], "--seed must be an integer in 0..4294967295, got -1"),
+        (["--pipeline", "noise", "--seed", str(2**32)], "--seed must be an integer in 0..4294967295"),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path, data_dir, capsys, argv, needle):
     code = main(["degrade", *argv, str(data_dir / "Set5" / "HR" / "bird.png"), "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
 def test_missing_input_and_overwriting_an_input_are_refused(tmp_path, data_dir, capsys):

@@ -13,7 +13,7 @@ from swinir import zoo
 from swinir.checkpoint import save
 from swinir.cli import main
 from swinir.model import SwinIR
-from test_zoo import SMALL_X2, ZooServer, small_checkpoint, zoo_server  # noqa: F401  (fixtures)
+from test_zoo import SMALL_X2, STANDIN, ZooServer, small_checkpoint, zoo_server  # noqa: F401  (fixtures)
 
 
 def _run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -153,11 +153,11 @@ def test_info_by_zoo_name_downloads_once(
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    entry = zoo.get("classical-x2")
+    entry = zoo.get(STANDIN)
     zoo_server.add(entry.filename, small_checkpoint[1])
-    code, out, _ = _run(capsys, "info", "classical-x2", "--json")
+    code, out, _ = _run(capsys, "info", STANDIN, "--json")
     info = json.loads(out)
-    assert code == 0 and info["zoo_name"] == "classical-x2" and info["scale"] == 2
+    assert code == 0 and info["zoo_name"] == STANDIN and info["scale"] == 2
     assert info["file"] == str(tmp_path / "cache" / entry.filename)
     assert _run(capsys, "info", entry.filename)[0] == 0
     assert len(zoo_server.requests) == 1

@@ -64,13 +64,15 @@ def test_export_reports_progress_and_drops_the_torchvision_noise(tmp_path: Path)
     "torchvision is not installed" warnings are dropped; its other log lines pass."""
     import logging
 
-    from swinir.export import _quiet_exporter, export_onnx
+    from swinir.export import MAX_OPSET, _quiet_exporter, export_onnx
     from swinir.model import SwinIR
 
     model = SwinIR(upscale=2, window_size=8, depths=[2], embed_dim=12, num_heads=[2], mlp_ratio=2, upsampler="")
     stages: list[str] = []
-    export_onnx(model, tmp_path / "tiny.onnx", verify_sizes=[(8, 8)], progress=stages.append)
+    report = export_onnx(model, tmp_path / "tiny.onnx", MAX_OPSET, verify_sizes=[(8, 8)], progress=stages.append)
     assert [s.split()[0] for s in stages] == ["tracing", "writing", "checking"] and "8x8" in stages[2]
+    # the highest opset of the stated range: the file has it, and onnxruntime ran it (verify_sizes)
+    assert report.opset == MAX_OPSET == [o.version for o in onnx.load(str(report.path)).opset_import if not o.domain][0]
     seen: list[str] = []
 
     class Keep(logging.Handler):
@@ -88,3 +90,49 @@ def test_export_reports_progress_and_drops_the_torchvision_noise(tmp_path: Path)
     finally:
         logger.removeHandler(handler)
     assert seen == ["something else", "torchvision outside the export"]
+
+
+@pytest.mark.parametrize("opset", ["0", "1", "17", "26", "99"])
+def test_an_opset_outside_the_range_is_one_line_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], opset: str
+) -> None:
+    """`--opset 1` was a traceback, exit 0 and a report of "opset 1" for an opset-18 file; 99 a traceback."""
+    from swinir.export import MAX_OPSET, MIN_OPSET
+
+    code = main(["export", str(tmp_path / "missing.pth"), "--onnx", str(tmp_path / "m.onnx"), "--opset", opset])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1  # refused before the (missing) checkpoint is read
+    assert f"error: ONNX opset {opset} is not supported: use {MIN_OPSET}..{MAX_OPSET}" in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_help_states_the_opset_range() -> None:
+    from swinir.cli import build_parser
+    from swinir.export import MAX_OPSET, MIN_OPSET
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}" in sub.choices["export"].format_help()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("edge", ["below", "above"])
+def test_the_opset_range_is_what_the_exporter_and_onnxruntime_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edge: str
+) -> None:
+    """Just outside the range (range check lifted) nothing is written, and the message is true: for 17 the
+    exporter writes opset 18, for 26 it writes 18 or onnxruntime refuses the graph. When a newer torch or
+    onnxruntime passes here, widen MIN_OPSET / MAX_OPSET."""
+    from swinir import export
+    from swinir.errors import SwinIRError
+    from swinir.model import SwinIR
+
+    opset = export.MIN_OPSET - 1 if edge == "below" else export.MAX_OPSET + 1
+    monkeypatch.setattr(export, "MIN_OPSET", 1)
+    monkeypatch.setattr(export, "MAX_OPSET", 99)
+    model = SwinIR(upscale=2, window_size=4, depths=[1], embed_dim=8, num_heads=[2], mlp_ratio=2, upsampler="")
+    out = tmp_path / "m.onnx"
+    # above: depending on the graph, the down-conversion from torch's opset fails (an opset-18 file) or
+    # onnxruntime refuses the converted graph (no Gelu kernel for opset 26)
+    want = f"wrote opset 18 instead of the requested {opset}" + ("" if edge == "below" else "|onnxruntime cannot run")
+    with pytest.raises(SwinIRError, match=want):
+        export.export_onnx(model, out, opset, verify_sizes=[(8, 8)])
+    assert not out.exists() and not list(tmp_path.iterdir())

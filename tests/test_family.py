@@ -21,7 +21,7 @@ from swinir import architectures, kernels
 from swinir.checkpoint import SPEC_KEY, with_derived
 from swinir.errors import CheckpointError
 from swinir.model.swin2sr import Swin2SR
-from swinir.paths import shared_dir
+from swinir.paths import released_configurations, shared_dir
 from swinir.spec import ModelSpec, SpecError
 
 TOL = 1e-5  # the issue's bound against the authors' outputs
@@ -38,7 +38,11 @@ def _json(rel: str) -> dict[str, Any]:
 
 INDEX = _json("models/index.json")
 HF = _json("hf/index.json").get("models", {})
-RELEASED = _json("released_state_dicts.json")
+RELEASED = (
+    released_configurations(SHARED, family=True)
+    if FAMILY is not None and (FAMILY / "released_state_dicts.json").is_file()
+    else {}
+)
 
 
 def _registered(arch: str) -> list[Any]:

@@ -297,9 +297,9 @@ def test_restore_cli_says_when_the_kernel_is_not_used(
     args = ["restore", str(tmp_path / "a.png"), "--model", str(tiny_x2_checkpoint)]
     with kernels.disabled():
         assert main([*args, "-o", str(tmp_path / "o0")]) == 0
-        assert "CPU attention kernel" not in capsys.readouterr().err  # the note only with --verbose (issue 13)
+        assert "CPU kernels" not in capsys.readouterr().err  # the note only with --verbose (issue 13)
         assert main([*args, "-o", str(tmp_path / "o1"), "--verbose"]) == 0
-    assert "CPU attention kernel is not in use (switched off" in capsys.readouterr().err
+    assert "CPU kernels are not in use (switched off" in capsys.readouterr().err
     assert main([*args, "-o", str(tmp_path / "o2"), "--verbose"]) == 0
     said = capsys.readouterr().err
     assert ("not in use" in said) != kernels.available()  # said exactly when it is not used

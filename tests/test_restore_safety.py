@@ -205,9 +205,9 @@ def test_kernel_note_only_with_verbose(
     write_image(tmp_path / "x.png", _rgb())
     args = ["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--device", "cpu"]
     assert main([*args, "--model", str(tiny_x2_checkpoint)]) == 0
-    assert "CPU attention kernel" not in capsys.readouterr().err
+    assert "CPU kernels" not in capsys.readouterr().err
     assert main([*args, "--overwrite", "-v", "--model", str(tiny_x2_checkpoint)]) == 0
-    assert capsys.readouterr().err.count("CPU attention kernel is not in use") == 1
+    assert capsys.readouterr().err.count("CPU kernels are not in use") == 1
 
 
 def test_sigterm_stops_with_a_message_and_no_partial_file(tmp_path: Path, tiny_x2_checkpoint: Path) -> None:

@@ -23,7 +23,7 @@ pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
 pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
 
 from swinir import zoo  # noqa: E402
-from test_zoo import SMALL_X2, ZooServer, small_checkpoint, zoo_server  # noqa: E402, F401  (fixtures)
+from test_zoo import SMALL_X2, STANDIN, ZooServer, small_checkpoint, zoo_server  # noqa: E402, F401  (fixtures)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -482,13 +482,13 @@ def test_a_bad_device_refuses_to_start() -> None:
 def test_a_released_model_downloads_on_first_use_with_progress(
     zoo_server: ZooServer, small_checkpoint: tuple, tmp_path: Path
 ) -> None:
-    entry = zoo.get("classical-x2")
+    entry = zoo.get(STANDIN)
     zoo_server.add(entry.filename, small_checkpoint[1])
-    srv = ServeProcess(tmp_path / "srv", "--models", "classical-x2")  # inherits $SWINIR_CACHE and the zoo URL
+    srv = ServeProcess(tmp_path / "srv", "--models", STANDIN)  # inherits $SWINIR_CACHE and the zoo URL
     try:
         (listed,) = requests.get(srv.api("/api/models"), timeout=10).json()["models"]
-        assert listed["name"] == "classical-x2" and not listed["cached"]
-        job = submit(srv, [("a.png", png_bytes(noise_image(8, 8)))], model="classical-x2").json()["jobs"][0]
+        assert listed["name"] == STANDIN and not listed["cached"]
+        job = submit(srv, [("a.png", png_bytes(noise_image(8, 8)))], model=STANDIN).json()["jobs"][0]
         seen = []
         with requests.get(srv.api(f"/api/jobs/{job['id']}/events"), stream=True, timeout=120) as resp:
             for line in resp.iter_lines(decode_unicode=True):

@@ -41,6 +41,8 @@ data: {train: [{hr: /nowhere}], patch_size: 16}
         ("val.bogus=1", "val.bogus: unknown key"),
         ("train.betas=[0.9]", "train.betas: expected two numbers"),
         ("model.upscale=1", "model.upscale: upsampler 'pixelshuffledirect' needs upscale >= 2"),
+        ("log.keep_models=-1", "log.keep_models: must be >= 0 (0 keeps all), got -1"),
+        ("log.checkpoint_every=0", "log.checkpoint_every: must be > 0, got 0"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, override: str, message: str) -> None:

@@ -272,6 +272,31 @@ def test_time_limit_replans_iterations_and_milestones(images: Path, tmp_path: Pa
     assert "time limit 6s" in log
 
 
+def test_time_limit_scales_the_checkpoint_interval_and_models_keep_the_last_n(images: Path, tmp_path: Path) -> None:
+    """A 100000-iteration plan with a checkpoint every 25000 (3 on the way, 1 at the end) re-planned to what fits
+    in 4 s keeps its 4 checkpoints: the interval scales with the iterations (unscaled, a re-planned run saved at
+    the old interval: 92 models in 2 minutes for a tiny model, or here none on the way). models/ keeps the last
+    log.keep_models numbered files."""
+    out = tmp_path / "budget"
+    cfg = tiny(
+        images,
+        "train.iterations=100000",
+        "train.time_limit=4",
+        "val.hr=null",
+        "log.every=5",
+        "log.checkpoint_every=25000",
+        "log.keep_models=2",
+        "log.keep_checkpoints=1",
+    )
+    res = train(cfg, out)
+    saved = [int(line.rsplit("iter_", 1)[1][:7]) for line in (out / "train.log").read_text().splitlines()
+             if "saved checkpoint" in line]  # fmt: skip
+    assert saved[-1] == res.iteration and res.iteration > 8
+    assert 2 <= len(saved) <= 6, saved  # 3 planned on the way + the last, as the interval follows the re-plans
+    assert sorted(p.name for p in (out / "models").iterdir()) == [f"model_{it:07d}.pth" for it in saved[-2:]]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"iter_{saved[-1]:07d}.pt", "latest.pt"]
+
+
 def test_training_checkpoint_loads_its_ema_weights(run: Path) -> None:
     """`swinir eval --model runs/x/checkpoints/latest.pt` evaluates the EMA weights, like params_ema."""
     state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)

@@ -35,6 +35,13 @@ SMALL_X2 = dict(
 )
 
 
+# The downloads are tested with a small stand-in served under a released name. A cached file must be the model
+# it is named after (its detected task, scale, channels, window and width; its sha256 where the release's is
+# known), so the stand-in is SwinIR-M-wide (embed_dim 180) with one block, under a name whose sha256 is unknown.
+STANDIN = next(e.name for e in zoo.RELEASED if e.task == "classical_sr" and e.scale == 2 and e.sha256 is None)
+STANDIN_X2 = {**SMALL_X2, "embed_dim": 180, "num_heads": [6], "depths": [1]}
+
+
 class ZooServer:
     """A real HTTP server serving files by name; each file can be served whole, cut short, or as HTML."""
 
@@ -94,8 +101,8 @@ def zoo_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ZooS
 def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[SwinIR, bytes]:
     """A small x2 SwinIR saved in the released layout ({'params': state_dict}); (model, file bytes)."""
     torch.manual_seed(0)
-    model = SwinIR(**SMALL_X2).eval()
-    path = tmp_path_factory.mktemp("ckpt") / zoo.get("classical-x2").filename
+    model = SwinIR(**STANDIN_X2).eval()
+    path = tmp_path_factory.mktemp("ckpt") / zoo.get(STANDIN).filename
     save(model.state_dict(), path, key="params")
     return model, path.read_bytes()
 
@@ -216,24 +223,24 @@ def test_first_use_downloads_then_uses_the_cache(
     zoo_server: ZooServer, small_checkpoint: tuple[SwinIR, bytes], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     original, body = small_checkpoint
-    entry = zoo.get("classical-x2")
+    entry = zoo.get(STANDIN)
     zoo_server.add(entry.filename, body)
     cache = tmp_path / "cache"
     assert not zoo.is_cached(entry)
 
-    model = swinir.load("classical-x2")
+    model = swinir.load(STANDIN)
     assert zoo_server.requests == [f"/release/v0.0/{entry.filename}"]
     assert (cache / entry.filename).read_bytes() == body
     assert _leftovers(cache) == [entry.filename]
     assert zoo.is_cached(entry)
-    assert "classical-x2" in capsys.readouterr().err  # the progress bar
+    assert STANDIN in capsys.readouterr().err  # the progress bar
     got, want = model.state_dict(), original.state_dict()
     assert got.keys() == want.keys()
     assert all(torch.equal(got[k], want[k]) for k in want)
     # img_size is only recorded by attn_mask buffers, which a saved state dict drops; it changes nothing
     assert model.spec.with_(img_size=16) == original.spec and not model.training
 
-    again = swinir.load("classical-x2")
+    again = swinir.load(STANDIN)
     path = zoo.resolve(entry.filename, progress=False)
     assert len(zoo_server.requests) == 1
     assert path == cache / entry.filename
@@ -246,11 +253,9 @@ def test_resolve_with_explicit_cache_dir_and_base_url(
     zoo_server: ZooServer, small_checkpoint: tuple[SwinIR, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(zoo.URL_ENV)
-    entry = zoo.get("classical-x2")
+    entry = zoo.get(STANDIN)
     zoo_server.add(entry.filename, small_checkpoint[1])
-    path = zoo.resolve(
-        "classical-x2", cache_dir=tmp_path / "elsewhere", progress=False, base_url=zoo_server.base_url + "/"
-    )
+    path = zoo.resolve(STANDIN, cache_dir=tmp_path / "elsewhere", progress=False, base_url=zoo_server.base_url + "/")
     assert path == tmp_path / "elsewhere" / entry.filename and path.is_file()
     assert not (tmp_path / "cache").exists()
 
@@ -260,20 +265,20 @@ def test_sha256_is_checked(
 ) -> None:
     body = small_checkpoint[1]
     good = hashlib.sha256(body).hexdigest()
-    entry = zoo.get("classical-x2")
+    entry = zoo.get(STANDIN)
     zoo_server.add(entry.filename, body)
     cache = tmp_path / "cache"
 
     bad_entry = dataclasses.replace(entry, sha256="0" * 64)
     monkeypatch.setattr(zoo, "RELEASED", tuple(bad_entry if e is entry else e for e in zoo.RELEASED))
     with pytest.raises(ZooError, match="sha256") as err:
-        zoo.resolve("classical-x2", progress=False)
+        zoo.resolve(STANDIN, progress=False)
     assert str(cache / entry.filename) in str(err.value)
     assert _leftovers(cache) == []
 
     good_entry = dataclasses.replace(entry, sha256=good.upper())
     monkeypatch.setattr(zoo, "RELEASED", tuple(good_entry if e.name == entry.name else e for e in zoo.RELEASED))
-    assert zoo.resolve("classical-x2", progress=False).read_bytes() == body
+    assert zoo.resolve(STANDIN, progress=False).read_bytes() == body
     assert zoo.sha256_of(cache / entry.filename) == good
 
 
@@ -358,7 +363,7 @@ def test_released_file_name_loads_through_the_zoo(
     zoo_server: ZooServer, small_checkpoint: tuple[SwinIR, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`swinir.load('001_..._x2.pth')` with no such local file fetches the released file."""
-    entry = zoo.get("classical-x2")
+    entry = zoo.get(STANDIN)
     zoo_server.add(entry.filename, small_checkpoint[1])
     monkeypatch.chdir(tmp_path)
     model = swinir.load(entry.filename)

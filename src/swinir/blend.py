@@ -124,6 +124,7 @@ def for_level(
     if kind not in ("noise", "jpeg"):
         raise SwinIRError(f"kind must be 'noise' or 'jpeg', got {kind!r}")
     trained = NOISE_LEVELS if kind == "noise" else JPEG_QUALITIES
+    zoo_names = sources is None
     if sources is None:
         family = f"{'denoise' if kind == 'noise' else 'jpeg'}-{'color' if color else 'gray'}"
         sources = {lv: f"{family}-{lv}" for lv in trained}
@@ -134,6 +135,10 @@ def for_level(
     line = f"{what} {level:g}: {blend.describe(names)}"
     if blend.alpha == 0.0:
         return _as_model(sources[blend.low]), line
+    if zoo_names:  # fetch both (or name every missing file) before loading either
+        from swinir import zoo
+
+        zoo.resolve_all([str(sources[blend.low]), str(sources[blend.high])], f"{what} {level:g}")
     with torch.no_grad():
         return interpolate(sources[blend.low], sources[blend.high], blend.alpha), line
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import warnings
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from swinir import architectures, layouts
+from swinir import architectures, layouts, parameter_limit
 from swinir.atomic import atomic_path
 from swinir.errors import CheckpointError
 from swinir.model.shared import Restorer
@@ -50,8 +51,11 @@ def _fail(path: object, found: str) -> CheckpointError:
     return CheckpointError(f"{path}: expected a SwinIR-family checkpoint (.pth/.pt/.safetensors state dict), {found}")
 
 
-def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load the raw object in a checkpoint file: (top-level dict, metadata)."""
+def read_file(
+    path: str | os.PathLike[str], weights_only: bool = True, max_parameters: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the raw object in a checkpoint file: (top-level dict, metadata). What the file's index says it
+    holds (a safetensors header, a torch archive's records) is checked against ``max_parameters`` first."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint file")
@@ -60,6 +64,7 @@ def read_file(path: str | os.PathLike[str], weights_only: bool = True) -> tuple[
     size = p.stat().st_size
     if size == 0:
         raise _fail(p, "found an empty file")
+    check_file_index(p, max_parameters)
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
@@ -110,6 +115,114 @@ def _parse_spec_json(path: Path, text: str) -> Any:
         return json.loads(text)
     except (json.JSONDecodeError, TypeError):
         raise _fail(path, f"found a {SPEC_KEY} metadata entry that is not valid JSON") from None
+
+
+# -- sizes: what a file asks for, before anything is allocated for it --------------------------------------
+# A torch archive's records are the storages torch.load allocates, one for one (it refuses a record of
+# another size), but they may be deflated: 1 KB of zeros inflates to ~1 MB. Their total is bounded by what the
+# parameter limit could need in a training checkpoint (model, EMA and two Adam moments in fp32 = 16 bytes per
+# parameter; a GAN run adds its discriminator), hence 32 bytes per parameter.
+ARCHIVE_BYTES_PER_PARAMETER = 32
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the header JSON
+_SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+    "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
+}  # fmt: skip
+
+
+def check_file_index(path: Path, max_parameters: int | None = None) -> None:
+    """Refuse, from the file's index alone, a checkpoint that would allocate more than the limit allows."""
+    limit = parameter_limit.resolve(max_parameters)
+    if path.suffix == ".safetensors":
+        _check_safetensors_header(path, limit)
+    elif zipfile.is_zipfile(path):
+        _check_archive(path, limit)
+
+
+def _check_archive(path: Path, limit: int) -> None:
+    try:
+        with zipfile.ZipFile(path) as z:
+            records = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load reports a damaged archive in its own words
+    total = sum(r.file_size for r in records)
+    if total > limit * ARCHIVE_BYTES_PER_PARAMETER:
+        packed = sum(r.compress_size for r in records)
+        raise _fail(
+            path,
+            f"found an archive that unpacks to {_mib(total)} (from {_mib(packed)}), more than a "
+            f"model within the limit of {limit:,} parameters could need ({ARCHIVE_BYTES_PER_PARAMETER} bytes each; "
+            f"{parameter_limit.LARGEST_KNOWN}); {parameter_limit.lift_hint()}",
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def _check_safetensors_header(path: Path, limit: int) -> None:
+    """The header JSON, read before safetensors maps the file: every tensor's shape and byte range agree and
+    lie inside the file, and the weights stay within the parameter limit."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= n <= min(SAFETENSORS_MAX_HEADER, size - 8):
+            raise _fail(path, f"found a safetensors file whose header length ({n} bytes) does not fit its {size} bytes")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _fail(path, "found a safetensors file whose header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise _fail(path, "found a safetensors file whose header is not a JSON object")
+    data_bytes, weights = size - 8 - n, 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (
+            isinstance(shape, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
+            raise _fail(path, f"found a safetensors header entry {name!r:.60} without a valid shape and data_offsets")
+        numel = math.prod(shape)
+        begin, end = offsets
+        width = _SAFETENSORS_DTYPE_BYTES.get(str(info.get("dtype")))
+        if not 0 <= begin <= end <= data_bytes or (width is not None and end - begin != numel * width):
+            raise _fail(
+                path,
+                f"found a safetensors header whose tensor {name!r:.60} of shape {tuple(shape)} claims bytes "
+                f"{begin}..{end} of the {data_bytes} the file holds",
+            )
+        if not name.endswith(DERIVED_SUFFIXES):
+            weights += numel
+    if weights > limit:
+        raise _fail(path, parameter_limit.too_many(weights, limit))
+
+
+def check_sizes(sd: Mapping[str, Tensor], source: object = "state dict", max_parameters: int | None = None) -> None:
+    """Before a model is built from ``sd``: no tensor claims more values than its storage holds (a
+    zero-stride or overlapping view, which loading would expand), and the weights stay within the limit."""
+    for key, t in sd.items():
+        if t.layout != torch.strided:
+            raise _fail(source, f"found a {t.layout} tensor {key}; SwinIR weights are dense tensors")
+        if t.is_meta:
+            continue
+        held = t.untyped_storage().nbytes() // t.element_size() - t.storage_offset()
+        if t.numel() > held:
+            raise _fail(
+                source,
+                f"found tensor {key} of shape {tuple(t.shape)} ({t.numel():,} values) stored in {max(held, 0):,} "
+                f"(strides {t.stride()}): a zero-stride or overlapping view that loading would expand; refused",
+            )
+    limit = parameter_limit.resolve(max_parameters)
+    weights = sum(t.numel() for k, t in sd.items() if not k.endswith(DERIVED_SUFFIXES))
+    if weights > limit:
+        raise _fail(source, parameter_limit.too_many(weights, limit))
 
 
 def unwrap(obj: Mapping[str, Any], source: object = "state dict") -> tuple[dict[str, Tensor], str]:
@@ -187,8 +300,14 @@ class Loaded:
         ]
 
 
-def read(source: str | os.PathLike[str] | Mapping[str, Any], weights_only: bool = True) -> Loaded:
-    """A checkpoint file, a transformers folder or an in-memory (possibly wrapped) dict, read and checked."""
+def read(
+    source: str | os.PathLike[str] | Mapping[str, Any], weights_only: bool = True, max_parameters: int | None = None
+) -> Loaded:
+    """A checkpoint file, a transformers folder or an in-memory (possibly wrapped) dict, read and checked.
+
+    ``max_parameters`` (default ``$SWINIR_MAX_PARAMETERS`` or 100M, see ``swinir.parameter_limit``) bounds
+    the model a file may ask for; a tensor that claims more values than its storage holds is refused, and a
+    file in the model cache under a released name must be that model."""
     path: Path | None = None
     if isinstance(source, Mapping):
         obj, meta, name = dict(source), {"spec": source.get(SPEC_KEY)}, "state dict"
@@ -196,21 +315,46 @@ def read(source: str | os.PathLike[str] | Mapping[str, Any], weights_only: bool 
         path = Path(source)
         name = str(source)
         weights = layouts.folder_weights(path) if path.is_dir() else path
-        obj, meta = read_file(weights, weights_only=weights_only)
+        obj, meta = read_file(weights, weights_only=weights_only, max_parameters=max_parameters)
     found = layouts.unwrap(obj, name)
+    check_sizes(found.state_dict, name, max_parameters)
     stored = meta.get("spec")
     if found.layout == "transformers" and stored is None and path is not None:
         stored = layouts.stored_config(path)
     spec = resolve_spec(found.state_dict, stored, name)
+    if path is not None and not path.is_dir():
+        check_zoo_file(path, spec)
     return Loaded(drop_derived(found.state_dict, spec), spec, found, name)
 
 
 def read_state_dict(
-    source: str | os.PathLike[str] | Mapping[str, Any], weights_only: bool = True
+    source: str | os.PathLike[str] | Mapping[str, Any], weights_only: bool = True, max_parameters: int | None = None
 ) -> tuple[dict[str, Tensor], ModelSpec]:
     """A clean state dict and its checked spec, from a file or an in-memory (possibly wrapped) dict."""
-    loaded = read(source, weights_only)
+    loaded = read(source, weights_only, max_parameters)
     return loaded.state_dict, loaded.spec
+
+
+def check_zoo_file(path: str | os.PathLike[str], spec: ModelSpec) -> None:
+    """A file in the model cache under a released model's name must be that model (``zoo.check_cached``):
+    its architecture as the entry says, and its sha256 where the release's is known."""
+    from swinir import zoo
+
+    entry = zoo.cached_entry(path)
+    if entry is not None:
+        zoo.check_cached(entry, path, zoo_fields(spec), spec.describe().split(":")[0])
+
+
+def zoo_fields(spec: ModelSpec) -> dict[str, object]:
+    """What ``zoo.expected_config`` states of an entry, read from a detected spec."""
+    return {
+        "architecture": spec.architecture,
+        "task": spec.task,
+        "scale": spec.scale,
+        "in_chans": spec.in_chans,
+        "window_size": spec.window_size,
+        "embed_dim": spec.embed_dim,
+    }
 
 
 def build(spec: ModelSpec, state_dict: Mapping[str, Tensor] | None = None, source: object = "state dict") -> Restorer:
@@ -294,13 +438,16 @@ def load(
     device: str | torch.device | None = None,
     weights_only: bool = True,
     dtype: torch.dtype | None = None,
+    max_parameters: int | None = None,
 ) -> Restorer:
     """A ready, eval-mode network (SwinIR, Swin2SR, ...: the architecture is detected) from a checkpoint
     path, a transformers folder, a state dict, or a model-zoo name.
 
     Weights are computed in fp32 whatever dtype the file stores them in (fp16 files included); ``dtype``
     converts the model afterwards. Where the file holds several weight sets (``params_ema`` and
-    ``params``), the EMA weights are used and a notice says so; ``model.origin`` records the choice."""
+    ``params``), the EMA weights are used and a notice says so; ``model.origin`` records the choice.
+    ``max_parameters`` lifts (or lowers) the limit on the model's size, 100M by default: a file that asks
+    for more is refused before anything is allocated for it."""
     from swinir.device import resolve_device
 
     name = source
@@ -311,7 +458,7 @@ def load(
         # a zoo name, or a released file name (e.g. 001_..._x2.pth) that is not a local file
         if os.sep not in text and (not text.endswith(SUFFIXES) or zoo.is_known(text)):
             source = zoo.resolve(text)
-    loaded = read(source, weights_only=weights_only)
+    loaded = read(source, weights_only=weights_only, max_parameters=max_parameters)
     if loaded.notices():
         from swinir.io import notice
 

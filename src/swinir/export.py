@@ -26,6 +26,12 @@ from swinir.errors import SwinIRError
 from swinir.model.shared import Restorer
 
 DEFAULT_OPSET = 18
+# The opsets that give a file of that opset which onnxruntime runs, measured with torch 2.13, onnxscript 0.7.2,
+# onnx 1.23 and onnxruntime 1.32 on a small SwinIR: torch's exporter implements nothing below 18 (it exports
+# at 18 and its down-conversion fails on Pad, leaving an opset-18 file), and from 26 up onnxruntime refuses the
+# graph (no Gelu kernel registered for opset 26-28; above 28 no opset at all). 18..25 all export and match.
+MIN_OPSET = 18
+MAX_OPSET = 25
 MAX_SIDE = 16384
 
 
@@ -75,6 +81,20 @@ def _quiet_exporter() -> Iterator[None]:
             lg.removeFilter(noise)
 
 
+def check_opset(opset: int) -> None:
+    """Refuse an opset this export cannot write as asked (before the model is loaded or traced)."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise SwinIRError(
+            f"ONNX opset {opset!r} is not supported: use {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET}; "
+            f"PyTorch's exporter starts at {MIN_OPSET}, onnxruntime runs the graph up to {MAX_OPSET})"
+        )
+
+
+def _file_opset(program: object) -> int | None:
+    proto = program.model_proto  # type: ignore[attr-defined]
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
 def _check_verify_sizes(sizes: Sequence[tuple[int, int]], ws: int) -> None:
     for h, w in sizes:
         if min(h, w) < ws:
@@ -96,6 +116,7 @@ def export_onnx(
     ``progress`` is called with a short line as each stage starts (tracing takes ~100 s for an M model).
     """
     say = progress or (lambda _: None)
+    check_opset(opset)
     _require("onnxscript", "export")
     out = Path(path)
     if out.suffix.lower() != ".onnx":
@@ -126,6 +147,9 @@ def export_onnx(
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SwinIRError(f"ONNX export failed ({type(exc).__name__}: {first[:200]})") from exc
+    written = _file_opset(program)
+    if written != opset:  # the exporter falls back to its own opset when it cannot convert: never report a wrong one
+        raise SwinIRError(f"the ONNX exporter wrote opset {written} instead of the requested {opset}; nothing written")
     meta = {
         "swinir_spec": json.dumps(model.spec.to_dict()),
         "scale": str(model.upscale),
@@ -162,7 +186,11 @@ def verify(
     _require("onnxruntime", "export")
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types (InvalidGraph, Fail, NotImplemented...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SwinIRError(f"onnxruntime cannot run the exported graph ({first[:200]}); nothing written") from exc
     name = session.get_inputs()[0].name
     gen = torch.Generator().manual_seed(1)
     diffs = {}

@@ -17,11 +17,12 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -114,6 +115,22 @@ class ZooEntry:
         }
 
 
+# sha256 of the release's files. The release publishes none (its assets predate GitHub's digests), so these are
+# the digests that several independent projects recorded for the files they downloaded from the release URLs,
+# kept only where at least two of them agree; the other files' digests are not known here (None), and for them
+# only the architecture detected from the weights is checked against the entry (``check_cached``).
+KNOWN_SHA256 = {
+    "001_classicalSR_DF2K_s64w8_SwinIR-M_x2.pth": "2032ebf8f401dd3ce2fae5f3852117cb72101ec6ed8358faa64c2a3fa09ed4ac",
+    "001_classicalSR_DF2K_s64w8_SwinIR-M_x4.pth": "4e78e33f22c1aa8a773db0cf4a7381bae97c2362c717f155439ebc690cbd9215",
+    "002_lightweightSR_DIV2K_s64w8_SwinIR-S_x2.pth": "193b229909ca89cd8b55de9c9e7fce146ae759d59dfcd78d8feb9dd1d6fa0fd7",
+    "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth": "b9afb61e65e04eb7f8aba5095d070bbe9af28df76acd0c9405aeb33b814bcfc6",
+    "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth": "99adfa91350a84c99e946c1eb3d8fce34bc28f57d807b09dc8fe40a316328c0a",
+    "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x2_GAN.pth": "f397408977a3e07eb06afb7238d453a12ef35ebab7328a54241f307860dbe342",
+    "005_colorDN_DFWB_s128w8_SwinIR-M_noise15.pth": "917cd972f7ba80786871add249ad43e4477ce2db59b4ad63e2fa446f7221d013",
+    "006_colorCAR_DFWB_s126w7_SwinIR-M_jpeg10.pth": "0005b707e0e6f75b4d13c7447e2f184858ddbdcec95aa7eb8c07e8afa1d26bd9",
+}
+
+
 def _released(
     name: str,
     filename: str,
@@ -137,6 +154,7 @@ def _released(
         description=description,
         aliases=aliases,
         url=RELEASE_URL + filename,
+        sha256=KNOWN_SHA256.get(filename),
     )
 
 
@@ -474,6 +492,61 @@ def manual_download_message(entry: ZooEntry, dest: Path) -> str:
     )
 
 
+# -- is a cached file the model it is named after? --------------------------------------------------------
+SWINIR_WIDTHS = {"S": 60, "M": 180, "L": 240}  # embed_dim of SwinIR-S/M/L in the release's file names
+_verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, once per process
+
+
+def expected_config(entry: ZooEntry) -> dict[str, object]:
+    """What the weights of ``entry``'s file must show: task, scale and channels, and for a release file the
+    window and width that its name states (``s64w8``: window 8; ``SwinIR-M``: embed_dim 180)."""
+    want: dict[str, object] = {
+        "architecture": entry.architecture,
+        "task": entry.task,
+        "scale": entry.scale,
+        "in_chans": 3 if entry.color else 1,
+    }
+    named = re.search(r"_s\d+w(\d+)_SwinIR-([SML])_", entry.filename)
+    if named:
+        want["window_size"] = int(named.group(1))
+        want["embed_dim"] = SWINIR_WIDTHS[named.group(2)]
+    return want
+
+
+def cached_entry(path: str | os.PathLike[str]) -> ZooEntry | None:
+    """The released entry whose cache file ``path`` is: a file of the cache folder named as the entry's file."""
+    p = Path(path)
+    entry = next((e for e in list_entries() if not e.builtin and e.filename == p.name), None)
+    if entry is None:
+        return None
+    return entry if os.path.realpath(p.parent) == os.path.realpath(paths.cache_dir()) else None
+
+
+def check_cached(entry: ZooEntry, path: str | os.PathLike[str], detected: dict[str, object], what: str) -> None:
+    """Refuse a cached file that is not ``entry``'s model: its detected configuration (``detected``, described
+    by ``what``) must match ``expected_config(entry)``, and its sha256 the release's where that is known."""
+    p = Path(path)
+    again = f"delete it and run again to download {entry.name} anew from {url_for(entry)} (or put the right file there)"
+    want = expected_config(entry)
+    wrong = {k: v for k, v in want.items() if k in detected and detected[k] != v}
+    if wrong:
+        expected = ", ".join(f"{k}={v}" for k, v in want.items())
+        found = ", ".join(f"{k}={detected[k]}" for k in want if k in detected)
+        raise ZooError(
+            f"{p}: the cached file for {entry.name} is another model ({what}: {found}; expected {expected}); {again}"
+        )
+    if entry.sha256:
+        stat = p.stat()
+        key = (str(p.absolute()), stat.st_size, stat.st_mtime_ns)
+        digest = _verified.get(key) or sha256_of(p)
+        if digest != entry.sha256.lower():
+            raise ZooError(
+                f"{p}: the cached file for {entry.name} has sha256 {digest}, not the release's {entry.sha256} "
+                f"(a damaged or different file of {stat.st_size} bytes); {again}"
+            )
+        _verified[key] = digest
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
@@ -487,6 +560,47 @@ def _reason(exc: BaseException) -> str:
 
 class _Incomplete(Exception):
     pass
+
+
+class DownloadError(ZooError):
+    """A released file could not be fetched; says what, from where, why, and where to put it by hand."""
+
+    def __init__(self, message: str, entry: ZooEntry, url: str, dest: Path, reason: str) -> None:
+        super().__init__(message)
+        self.entry, self.url, self.dest, self.reason = entry, url, dest, reason
+
+
+def _download_error(entry: ZooEntry, url: str, dest: Path, reason: str) -> DownloadError:
+    return DownloadError(
+        f"could not download {entry.name} from {url} ({reason}); download it by hand and put it at {dest}",
+        entry,
+        url,
+        dest,
+        reason,
+    )
+
+
+def resolve_all(names: Sequence[str], purpose: str, progress: DownloadProgress = True) -> list[Path]:
+    """Local files for several zoo names that are used together (e.g. the two models of a blend). Every
+    download is tried, and those that fail are named in one error, each with its URL and the path to put it
+    at, so an offline user learns every file to fetch at once. ``purpose`` starts the message."""
+    paths: list[Path] = []
+    have: list[str] = []
+    failed: list[DownloadError] = []
+    for name in names:
+        try:
+            paths.append(resolve(name, progress=progress))
+            have.append(get(name).name)
+        except DownloadError as exc:
+            failed.append(exc)
+    if not failed:
+        return paths
+    cached = f" ({', '.join(have)} {'is' if len(have) == 1 else 'are'} here)" if have else ""
+    each = "; ".join(f"{e.entry.name} from {e.url} ({e.reason}): put it at {e.dest}" for e in failed)
+    raise ZooError(
+        f"{purpose} needs {' and '.join(get(n).name for n in names)}{cached}; could not download "
+        f"{'it' if len(failed) == 1 else f'{len(failed)} of them'}, download by hand: {each}"
+    )
 
 
 def _chunks(resp: Any) -> Iterator[bytes]:
@@ -533,20 +647,23 @@ def download(entry: ZooEntry, dest: Path, url: str | None = None, progress: Down
                     if total is not None and written != total:
                         raise _Incomplete(f"connection closed after {written} of {total} bytes")
             except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError, _Incomplete) as exc:
-                raise ZooError(f"could not download {entry.name} from {url} ({_reason(exc)}); {by_hand}") from None
+                raise _download_error(entry, url, dest, _reason(exc)) from None
         if written == 0:
-            raise ZooError(f"could not download {entry.name} from {url} (empty response); {by_hand}")
-        if entry.sha256 and digest.hexdigest() != entry.sha256.lower():
-            raise ZooError(
-                f"downloaded {entry.name} from {url} but its sha256 {digest.hexdigest()} is not the expected "
-                f"{entry.sha256}; the file was discarded. Retry, or {by_hand} after checking it"
-            )
+            raise _download_error(entry, url, dest, "empty response")
         with open(tmp, "rb") as f:
             head = f.read(4)
         if entry.filename.endswith(".pth") and not (head.startswith(b"PK") or head[:1] == b"\x80"):
-            raise ZooError(
-                f"could not download {entry.name} from {url} (the server sent something that is not a "
-                f"checkpoint, starting {head!r}); {by_hand}"
+            raise _download_error(
+                entry, url, dest, f"the server sent something that is not a checkpoint, starting {head!r}"
+            )
+        if entry.sha256 and digest.hexdigest() != entry.sha256.lower():
+            raise DownloadError(
+                f"downloaded {entry.name} from {url} but its sha256 {digest.hexdigest()} is not the expected "
+                f"{entry.sha256}; the file was discarded. Retry, or {by_hand} after checking it",
+                entry,
+                url,
+                dest,
+                f"sha256 {digest.hexdigest()}, not {entry.sha256}",
             )
     return dest
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from swinir import parameter_limit
 from swinir.errors import SwinIRError
 
 # subcommand name -> module under swinir.cli
@@ -27,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "ablate": "swinir.cli.ablate",
     "serve": "swinir.cli.serve",
 }
+
+# the subcommands that load checkpoints: they take --max-parameters
+LOADING_COMMANDS = ("restore", "info", "eval", "export", "train", "ablate", "serve")
 
 EPILOG = """examples:
   swinir restore photo.jpg -o out/                 # built-in x4 model, offline
@@ -49,7 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for modname in COMMANDS.values():
         importlib.import_module(modname).register(sub)
+    for name in LOADING_COMMANDS:
+        _add_parameter_limit(sub.choices[name])
     return parser
+
+
+def _parameter_count(text: str) -> int:
+    try:
+        return parameter_limit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_parameter_limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-parameters",
+        type=_parameter_count,
+        default=None,
+        metavar="N",
+        help=f"refuse checkpoints of more than N parameters, checked before anything is allocated (default "
+        f"{parameter_limit.DEFAULT // 10**6}M or ${parameter_limit.ENV}; {parameter_limit.LARGEST_KNOWN}); "
+        "raise it for a real larger model, e.g. 300M",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "max_parameters", None) is not None:  # for this process and the ones it starts
+        os.environ[parameter_limit.ENV] = str(args.max_parameters)
     try:
         return int(args.func(args) or 0)
     except SwinIRError as exc:
@@ -69,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `swinir models | head`
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0

@@ -27,10 +27,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("images", nargs="+", help="image files, left to right")
     p.add_argument("-o", "--output", required=True, help="sheet file to write (PNG)")
-    p.add_argument("--labels", nargs="+", help="one label per image (default: file names)")
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        help="one label per image (default: file names; images of the same name, e.g. an input and its "
+        "restored output, are labelled 'input' (the first) and by their folder, e.g. 'out')",
+    )
     p.add_argument("--crop", default="256", help="SIZE for a centred square, or TOP,LEFT,SIZE (default 256)")
     p.add_argument("--full", action="store_true", help="whole images, no crop")
     p.set_defaults(func=run)
+
+
+def default_labels(images: list[str]) -> list[str]:
+    """File names; where several images share one (``photo.png`` and ``out/photo.png``, the input and what a
+    model made of it), the first is "input" and the others are named by their folder (or path)."""
+    paths = [Path(i).absolute() for i in images]
+    labels = [p.stem for p in paths]
+    for stem in {s for s in labels if labels.count(s) > 1}:
+        first, *others = [i for i, s in enumerate(labels) if s == stem]
+        # beside the input: its file name (photo.jpg); elsewhere: its folder (out), or its path if those repeat
+        names = [paths[i].name if paths[i].parent == paths[first].parent else paths[i].parent.name for i in others]
+        unique = len(set(names)) == len(names) and "input" not in names and all(names)
+        labels[first] = "input"
+        for i, name in zip(others, names):
+            labels[i] = name if unique else images[i]
+    return labels
 
 
 def _parse_crop(text: str) -> int | tuple[int, int, int]:
@@ -55,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".png":
         raise SwinIRError(f"the sheet is written as PNG; name it .png, not {out.name}")
     check_not_input(out, args.images)
-    labels = args.labels or [Path(i).stem for i in args.images]
+    labels = args.labels or default_labels(args.images)
     panels = [(lbl, read_uint8(i)) for lbl, i in zip(labels, args.images)]
     crop = None if args.full else _parse_crop(args.crop)
     sheet = comparison_sheet(panels, crop=crop)

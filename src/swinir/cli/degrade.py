@@ -38,6 +38,7 @@ Outputs: OUTDIR/<name>_<pipeline>_<k>.png, OUTDIR/sheet.png, OUTDIR/samples.json
 """
 
 PIPELINE_NAMES = tuple(PIPELINES)
+MAX_SEED = 2**32 - 1  # numpy seeds are non-negative; the classic 32-bit range, as np.random.seed takes
 # (lr_uint8, hr_uint8) from (hr_uint8, rng, trace)
 
 
@@ -54,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
     p.add_argument("--pipeline", required=True, choices=PIPELINE_NAMES, help="which degradation")
     p.add_argument("--scale", type=int, default=None, help="downscale factor for bsrgan/realesrgan/bicubic (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help=f"random seed, 0..{MAX_SEED} (default 0)")
     p.add_argument("-n", "--samples", type=int, default=8, help="random samples per input (default 8)")
     p.add_argument("--sigma", default="25", help="noise pipeline: sigma or LO-HI range on 0..255 (default 25)")
     p.add_argument("--quality", default="40", help="jpeg pipeline: quality or LO-HI range (default 40)")
@@ -207,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise SwinIRError(f"-n must be at least 1, got {args.samples}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise SwinIRError(f"--seed must be an integer in 0..{MAX_SEED}, got {args.seed}")
     if args.crop < 0:
         raise SwinIRError(f"--crop must be >= 0, got {args.crop}")
     choice = make_pipeline(

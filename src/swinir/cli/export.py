@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint file (.pth/.safetensors) or model-zoo name")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file (written atomically)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset, 18..25 (default 18)")
     p.add_argument(
         "--verify-sizes",
         nargs="*",
@@ -52,8 +52,10 @@ def _size(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     import swinir
-    from swinir.export import DEFAULT_OPSET, export_onnx
+    from swinir.export import DEFAULT_OPSET, check_opset, export_onnx
 
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
+    check_opset(opset)  # before the model loads
     sizes = [_size(s) for s in args.verify_sizes]
     model = swinir.load(args.model, device="cpu")
     t0 = time.perf_counter()
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     report = export_onnx(
         model,
         args.onnx,
-        opset=args.opset or DEFAULT_OPSET,
+        opset=opset,
         verify_sizes=sizes,
         tolerance=args.tolerance,
         progress=progress,

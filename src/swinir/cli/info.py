@@ -51,7 +51,7 @@ def describe(path: Path) -> dict[str, Any]:
     """Everything `swinir info` reports, as a dict."""
     from swinir import checkpoint, layouts
 
-    loaded = checkpoint.read(path)
+    loaded = checkpoint.read(path)  # sizes checked, and a cached release file checked against its entry
     spec, weights, origin = loaded.spec, loaded.state_dict, loaded.origin
     data = layouts.folder_weights(path) if path.is_dir() else path
     entry = zoo.get(path.name) if zoo.is_known(path.name) else None

@@ -144,7 +144,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="capture the forward once per tile shape and replay it: auto = CUDA graphs on CUDA (default off)",
     )
     p.add_argument("--batch-size", type=_int_in(1), default=1, metavar="N", help="tiles per forward pass (default 1)")
-    p.add_argument("-v", "--verbose", action="store_true", help="also print notes on the CPU kernels in use")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also say whether swinir's CPU kernels run for this model, and why not",
+    )
 
 
 def _add_file_args(p: argparse.ArgumentParser) -> None:
@@ -533,11 +538,11 @@ def _load(args: argparse.Namespace, info: DistInfo, say: Callable[[str], None], 
     model = load_model(args, DEFAULT_MODEL, _device_for(args.device, info), say)
     shard = f", {n_mine} of {n_all} on rank 0 of {info.world}" if info.enabled else ""
     say(f"model: {model.spec.describe()}{shard}")
-    if args.verbose and next(model.parameters()).device.type == "cpu" and args.precision == "fp32":
+    if args.verbose and next(model.parameters()).device.type == "cpu":
         from swinir import kernels
 
-        if not kernels.available():
-            say(f"note: swinir's CPU attention kernel is not in use ({kernels.status()}); PyTorch attention is used")
+        spec = model.spec
+        say("note: " + kernels.usage_note(spec.window_size, [spec.embed_dim // h for h in spec.num_heads]))
     return model
 
 

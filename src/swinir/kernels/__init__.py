@@ -194,6 +194,19 @@ def status() -> str:
     return _status if _enabled else "switched off by swinir.kernels.disabled()"
 
 
+def usage_note(window_size: int, head_dims: list[int]) -> str:
+    """One line for a model of this window and these head widths: whether the kernels run for it, and why
+    not when they do not (what `swinir restore -v` prints)."""
+    if not available():
+        return f"swinir's CPU kernels are not in use ({status()}); PyTorch attention and convolutions run instead"
+    if not all(supports(window_size * window_size, d) for d in head_dims):
+        return (
+            f"swinir's CPU kernels ({_isa}) do not fit this model (window {window_size}, head widths {head_dims}; "
+            f"they take up to {MAX_TOKENS} tokens per window and head width {MAX_HEAD_DIM}): PyTorch attention runs"
+        )
+    return f"swinir's CPU kernels are in use for window attention and fp32 Winograd 3x3 convolutions: {status()}"
+
+
 def supports(n: int, head_dim: int) -> bool:
     return n <= MAX_TOKENS and head_dim <= MAX_HEAD_DIM
 

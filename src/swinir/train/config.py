@@ -313,11 +313,21 @@ class OptimConfig:
 @dataclass
 class LogConfig:
     every: int = 50  # iterations between logged training losses
+    # iterations between checkpoints (full state + released-layout model); a train.time_limit re-plan scales
+    # it with the iterations, so the run keeps its planned number of checkpoints
     checkpoint_every: int = 5000
     keep_checkpoints: int = 2  # numbered full checkpoints kept besides latest/best (0 = keep all)
+    keep_models: int = 3  # numbered models/model_*.pth kept besides model_best.pth (0 = keep all)
     tensorboard: bool = True
     plot: bool = True
     progress: bool = True
+
+    def check(self, path: str) -> None:
+        _positive(self.every, f"{path}.every")
+        _positive(self.checkpoint_every, f"{path}.checkpoint_every")
+        for name in ("keep_checkpoints", "keep_models"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{path}.{name}: must be >= 0 (0 keeps all), got {getattr(self, name)}")
 
 
 @dataclass

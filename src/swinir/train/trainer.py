@@ -9,8 +9,9 @@ Output folder layout::
     train.log              human-readable log (appended across resumes)
     metrics.jsonl          every logged value, one JSON record per line
     tensorboard/           losses, learning rate, validation metrics, sample images
-    checkpoints/           full training states: iter_NNNNNNN.pt, latest.pt, best.pt
-    models/                released-layout weights {'params', 'params_ema'}: model_NNNNNNN.pth, model_best.pth
+    checkpoints/           full training states: iter_NNNNNNN.pt (the last log.keep_checkpoints), latest.pt, best.pt
+    models/                released-layout weights {'params', 'params_ema'}: model_NNNNNNN.pth (the last
+                           log.keep_models), model_best.pth
     val/                   restored validation samples (PNG) of the latest validation
     curves.png             loss and validation PSNR at the end
 """
@@ -24,6 +25,7 @@ import logging
 import math
 import os
 import random
+import re
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -464,7 +466,31 @@ class Trainer:
             old = sorted(ck.glob("iter_*.pt"))[:-keep]
             for f in old:
                 f.unlink(missing_ok=True)
+        self.prune_models()
         log.info("saved checkpoint %s", ck / name)
+
+    def prune_models(self) -> None:
+        """Keep the last ``log.keep_models`` numbered ``models/*_NNNNNNN.pth`` (and ``model_best.pth``): a
+        time-limited run of a tiny model once left 92 of them."""
+        keep = self.cfg.log.keep_models
+        if keep <= 0:
+            return
+        numbered: dict[int, list[Path]] = {}
+        for f in (self.out / "models").glob("*_*.pth"):
+            m = re.fullmatch(r"[a-z_]+_(\d+)\.pth", f.name)  # model_0000100.pth, net_d_0000100.pth (GAN)
+            if m:
+                numbered.setdefault(int(m.group(1)), []).append(f)
+        for it in sorted(numbered)[:-keep]:
+            for f in numbered[it]:
+                f.unlink(missing_ok=True)
+
+    @property
+    def checkpoint_every(self) -> int:
+        """``log.checkpoint_every``, scaled as the iterations are when a time limit re-plans the run."""
+        every = self.cfg.log.checkpoint_every
+        if self.plan is None or self.plan.iterations == self.schedule.iterations:
+            return every
+        return max(1, round(every * self.schedule.iterations / self.plan.iterations))
 
     def load_checkpoint(self, path: Path) -> None:
         try:
@@ -655,7 +681,7 @@ class Trainer:
             if cfg.val.every and it % cfg.val.every == 0 and it != total:
                 self._run_validation()
                 dist_utils.barrier(self.dist)
-            if it % cfg.log.checkpoint_every == 0 and it != total:
+            if it % self.checkpoint_every == 0 and it != total:
                 self.save_checkpoint()
 
     def _log_train(self, vals: dict[str, float], total: int, bar: Any) -> None:
