@@ -72,7 +72,7 @@ def _hat_conv_branch(spec: Any, dim: int, h: int, w: int) -> int:
 
 def _hat_ocab(spec: Any, dim: int, tokens: int) -> int:
     """qkv, proj and the MLP over every token, and every query against its wse x wse keys."""
-    ws = spec.window_size
+    ws = int(spec.window_size)
     wse = ws + int(_option(spec, "overlap_ratio", 0.5) * ws)
     hidden = int(dim * spec.mlp_ratio)
     return 2 * tokens * (4 * dim * dim + 2 * dim * hidden) + 2 * 2 * tokens * wse * wse * dim
