@@ -604,7 +604,11 @@ def _restore_tensor(ctx: _Context, image: Tensor, allow_out_of_range: bool) -> T
 def _spans(ctx: _Context, height: int, width: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     tile = ctx.options.tile
     if tile == "auto":
-        tile = auto_tile(ctx.model, ctx.device, height, width, ctx.amp, ctx.options.batch_size)
+        passes = len(ENSEMBLE_TRANSFORMS) if ctx.options.ensemble else 1
+        tile = auto_tile(
+            ctx.model, ctx.device, height, width, ctx.amp, ctx.options.batch_size,
+            overlap=ctx.options.overlap, passes=passes,
+        )  # fmt: skip
     if not tile:
         return [(0, height)], [(0, width)]
     t, o = _round_tile(int(tile), int(ctx.options.overlap), ctx.window)
