@@ -41,7 +41,7 @@ CPU_BUDGET = 0.5
 MAX_AUTO_TILE = 1024  # larger tiles only lose a little less context at borders, for much longer stalls
 # CPU: each tile (each batch of tiles, all ensemble passes) should take at most about this long
 SECONDS_PER_TILE = 3.0
-PROBE_FLOPS = 4e9  # the rate probe's tile: the largest side up to PROBE_MAX_SIDE under this many FLOPs
+PROBE_FLOPS = 2e9  # the rate probe's tile: the largest side up to PROBE_MAX_SIDE under this many FLOPs
 PROBE_MAX_SIDE = 128
 _measured: dict[tuple[int, str, str], float] = {}
 _rates: weakref.WeakKeyDictionary[nn.Module, dict[str, float]] = weakref.WeakKeyDictionary()
@@ -179,6 +179,8 @@ def auto_tile(
     flops_of = _flops_counter(model)
     if device.type != "cpu" or flops_of is None:
         return by_memory
+    if by_memory is None and rate is None and flops_of(height, width) <= PROBE_FLOPS:
+        return None  # the whole image costs about what the probe would: no need to measure
     rate = measured_rate(model, amp) if rate is None else rate
     if not rate > 0 or math.isinf(rate):
         return by_memory
@@ -229,10 +231,11 @@ def _flops_counter(model: nn.Module) -> FlopsOf | None:
 
 
 def measured_rate(model: nn.Module, amp: torch.dtype | None = None) -> float:
-    """The model's CPU rate in counted FLOPs per wall second (what the progress bar sees, load included): one
-    probe forward on the largest window-multiple square up to ``PROBE_MAX_SIDE`` under ``PROBE_FLOPS``, after a
-    one-window warm-up; once per model and precision. A small tile runs below the rate of a large one, so the
-    bound errs towards tiles that finish early."""
+    """The model's CPU rate in counted FLOPs per wall second (what the progress bar sees, load included): the
+    faster of two probe forwards on the largest window-multiple square up to ``PROBE_MAX_SIDE`` under
+    ``PROBE_FLOPS`` (the first forward at a size also pays one-time costs, about 2x on builtin-x4 at 64 px);
+    once per model and precision. A small tile runs below the rate of a large one (builtin-x4: 64 px at ~70%
+    of 256 px's rate), so the bound errs towards tiles that finish early."""
     known = _rates.setdefault(model, {})
     if str(amp) in known:
         return known[str(amp)]
@@ -247,10 +250,11 @@ def measured_rate(model: nn.Module, amp: torch.dtype | None = None) -> float:
     dtype = p.dtype if p is not None and amp is None else torch.float32
     x = torch.rand(1, int(getattr(model, "in_chans", 3)), side, side).to(dtype)
     with torch.inference_mode(), torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
-        model(x[..., :window, :window])
-        start = time.perf_counter()
-        model(x)
-        seconds = time.perf_counter() - start
+        seconds = math.inf
+        for _ in range(2):
+            start = time.perf_counter()
+            model(x)
+            seconds = min(seconds, time.perf_counter() - start)
     known[str(amp)] = flops_of(side, side) / max(seconds, 1e-9)
     return known[str(amp)]
 
