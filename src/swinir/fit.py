@@ -41,6 +41,9 @@ CPU_BUDGET = 0.5
 MAX_AUTO_TILE = 1024  # larger tiles only lose a little less context at borders, for much longer stalls
 # CPU: each tile (each batch of tiles, all ensemble passes) should take at most about this long
 SECONDS_PER_TILE = 3.0
+# ... but never below this many overlaps for it: a 64 px tile with 32 px overlaps does ~4x the work of the
+# image itself, a 128 px one ~1.8x; past that the bar moves more slowly instead (heavy models on slow CPUs)
+MIN_TILE_PER_OVERLAP = 4
 PROBE_FLOPS = 2e9  # the rate probe's tile: the largest side up to PROBE_MAX_SIDE under this many FLOPs
 PROBE_MAX_SIDE = 128
 _measured: dict[tuple[int, str, str], float] = {}
@@ -185,7 +188,8 @@ def auto_tile(
     if not rate > 0 or math.isinf(rate):
         return by_memory
     per_forward = SECONDS_PER_TILE * rate / (max(1, batch_size) * max(1, passes))
-    return fastest_tile(flops_of, height, width, window, overlap, by_memory, per_forward)
+    smallest = max(2 * window, math.ceil(MIN_TILE_PER_OVERLAP * overlap / window) * window)
+    return fastest_tile(flops_of, height, width, window, overlap, by_memory, per_forward, smallest)
 
 
 def _tiles_along(length: int, tile: int, overlap: int) -> int:
@@ -194,18 +198,26 @@ def _tiles_along(length: int, tile: int, overlap: int) -> int:
 
 
 def fastest_tile(
-    flops_of: FlopsOf, height: int, width: int, window: int, overlap: int, largest: int | None, max_flops: float
+    flops_of: FlopsOf,
+    height: int,
+    width: int,
+    window: int,
+    overlap: int,
+    largest: int | None,
+    max_flops: float,
+    smallest: int = 0,
 ) -> int | None:
-    """Of the window-multiple tiles up to ``largest`` (None: the whole image is allowed) whose forward costs at
-    most ``max_flops``, the one whose tiling of the image costs the fewest FLOPs in all (overlaps counted, as
-    the engine lays them out), the larger on a tie; None for the whole image. When even two windows cost
-    more, two windows: the bar then moves as often as it can."""
+    """Of the window-multiple tiles from ``smallest`` up to ``largest`` (None: the whole image is allowed)
+    whose forward costs at most ``max_flops``, the one whose tiling of the image costs the fewest FLOPs in all
+    (overlaps counted, as the engine lays them out), the larger on a tie; None for the whole image. When none
+    is that quick, ``smallest`` (``largest`` if that is smaller)."""
     if largest is None and flops_of(height, width) <= max_flops:
         return None
     top = largest if largest is not None else min(MAX_AUTO_TILE, math.ceil(max(height, width) / window) * window)
+    smallest = max(2 * window, smallest)
     ov = math.ceil(overlap / window) * window
     best: tuple[float, int] | None = None
-    for tile in range(2 * window, top + 1, window):
+    for tile in range(smallest, top + 1, window):
         one = flops_of(min(tile, height), min(tile, width))
         if one > max_flops:
             break  # larger tiles only cost more per forward
@@ -213,7 +225,7 @@ def fastest_tile(
         total = one * _tiles_along(height, tile, o) * _tiles_along(width, tile, o)
         if best is None or total <= best[0]:
             best = (total, tile)
-    return 2 * window if best is None else best[1]
+    return min(smallest, top) if best is None else best[1]
 
 
 def _flops_counter(model: nn.Module) -> FlopsOf | None:
