@@ -41,13 +41,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference import load_spandrel_swinir, machine, sgemm_peak  # noqa: E402
-
-import swinir  # noqa: E402
-from swinir.io import write_image  # noqa: E402
-from swinir.model.flops import flops  # noqa: E402
-from swinir.paths import released_configurations, shared_dir  # noqa: E402
-from swinir.precision import choose  # noqa: E402
+import swinir
+from inference import load_spandrel_swinir, machine, sgemm_peak
+from swinir.io import write_image
+from swinir.model.flops import flops
+from swinir.paths import released_configurations, shared_dir
+from swinir.precision import choose
 
 MODELS = ("builtin-x4", "lightweight_x4", "real_M_x4")
 FULL_SIZE = (1600, 1200)
