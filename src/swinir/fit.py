@@ -8,9 +8,9 @@ and retries the image when a forward raises out-of-memory, so a wrong guess cost
 
 On CPU the tile is also bounded in time, so that the progress bar moves at least every ``SECONDS_PER_TILE``
 (a 1024 px tile of builtin-x4 used to sit at 0% for 9 s, then jump to 100%): the model's rate is measured
-once by a probe forward on a small tile (``measured_rate``, in the FLOPs of ``swinir.model.flops`` per
+once by probe forwards on a small tile (``measured_rate``, in the FLOPs of ``swinir.model.flops`` per
 second), and of the tiles that fit both bounds the one whose whole tiling (overlaps included) costs the
-fewest FLOPs is taken (``fastest_tile``).
+fewest FLOPs is taken (``fastest_tile``), down to ``MIN_TILE_PER_OVERLAP`` overlaps.
 """
 
 from __future__ import annotations
