@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(in CPU time {work / ours.cpu_seconds / (cpu_rate / 1e9):.2f}); "
                 f"precision {described}"
             )
-            print(lines[-1] if original is None else "\n".join(lines[-2:]), flush=True)
+            print(lines[-1] if original is None else "\n".join(lines[-2:]), notes[-1], sep="\n", flush=True)
     print()
     print("\n".join(lines))
     print()
