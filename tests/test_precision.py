@@ -200,3 +200,19 @@ def test_library_auto_runs_what_choose_says(monkeypatch: pytest.MonkeyPatch, tin
         bf16 = swinir.restore(model, image, precision="bf16")
         auto = swinir.restore(model, image, precision="auto")
         assert torch.equal(auto, bf16) and not torch.equal(auto, fp32)
+
+
+def test_a_bf16_first_call_does_not_change_later_fp32_results() -> None:
+    """The cached attention bias is made outside CPU autocast: Swin2SR's CPB MLP used to leave a bf16-rounded
+    bias behind when the first call ran under bf16 autocast (auto's bf16), and later fp32 calls kept it."""
+    from swinir.model.swin2sr import Swin2SR
+
+    torch.manual_seed(0)
+    model = Swin2SR(embed_dim=8, depths=[2], num_heads=[2], window_size=4, upscale=2, upsampler="pixelshuffledirect")
+    fresh = copy.deepcopy(model).eval()
+    model.eval()
+    x = torch.rand(1, 3, 12, 12)
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x)  # the first call, in bf16
+        assert torch.equal(model(x), fresh(x))
