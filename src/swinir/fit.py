@@ -41,9 +41,10 @@ CPU_BUDGET = 0.5
 MAX_AUTO_TILE = 1024  # larger tiles only lose a little less context at borders, for much longer stalls
 # CPU: each tile (each batch of tiles, all ensemble passes) should take at most about this long
 SECONDS_PER_TILE = 3.0
-# ... but never below this many overlaps for it: a 64 px tile with 32 px overlaps does ~4x the work of the
-# image itself, a 128 px one ~1.8x; past that the bar moves more slowly instead (heavy models on slow CPUs)
-MIN_TILE_PER_OVERLAP = 4
+# ... but never below this many overlaps for it: with 32 px overlaps a 128 px tile does ~1.8x the work of the
+# image itself, a 256 px one ~1.3x (builtin-x4, 512x384 photo, loaded 2-core EPYC: 37.4 CPU s with 128 px
+# tiles against 17.5 s whole); past that the bar moves more slowly instead (heavy models, slow or busy CPUs)
+MIN_TILE_PER_OVERLAP = 8
 PROBE_FLOPS = 2e9  # the rate probe's tile: the largest side up to PROBE_MAX_SIDE under this many FLOPs
 PROBE_MAX_SIDE = 128
 _measured: dict[tuple[int, str, str], float] = {}
