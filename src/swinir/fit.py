@@ -244,11 +244,13 @@ def _flops_counter(model: nn.Module) -> FlopsOf | None:
 
 
 def measured_rate(model: nn.Module, amp: torch.dtype | None = None) -> float:
-    """The model's CPU rate in counted FLOPs per wall second (what the progress bar sees, load included): the
-    faster of two probe forwards on the largest window-multiple square up to ``PROBE_MAX_SIDE`` under
-    ``PROBE_FLOPS`` (the first forward at a size also pays one-time costs, about 2x on builtin-x4 at 64 px);
-    once per model and precision. A small tile runs below the rate of a large one (builtin-x4: 64 px at ~70%
-    of 256 px's rate), so the bound errs towards tiles that finish early."""
+    """The model's CPU rate in counted FLOPs per second of the process's CPU time over its threads (what the
+    bar sees on a machine of its own; CPU time rather than wall time, so that other jobs on a busy machine do
+    not shrink the tile and with it the throughput: a loaded 2-core EPYC measured a third of the rate in wall
+    time): the faster of two probe forwards on the largest window-multiple square up to ``PROBE_MAX_SIDE``
+    under ``PROBE_FLOPS`` (the first forward at a size also pays one-time costs, about 2x on builtin-x4 at
+    64 px); once per model and precision. A small tile runs below the rate of a large one (builtin-x4: 64 px
+    at ~70% of 256 px's rate), so the bound errs towards tiles that finish early."""
     known = _rates.setdefault(model, {})
     if str(amp) in known:
         return known[str(amp)]
@@ -265,9 +267,9 @@ def measured_rate(model: nn.Module, amp: torch.dtype | None = None) -> float:
     with torch.inference_mode(), torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
         seconds = math.inf
         for _ in range(2):
-            start = time.perf_counter()
+            start = time.process_time()
             model(x)
-            seconds = min(seconds, time.perf_counter() - start)
+            seconds = min(seconds, (time.process_time() - start) / max(1, torch.get_num_threads()))
     known[str(amp)] = flops_of(side, side) / max(seconds, 1e-9)
     return known[str(amp)]
 
