@@ -86,3 +86,39 @@ def test_inference_benchmark_family_rows(shared: Path) -> None:
     assert all(r["configuration"] == "Swin2SR lightweight SR x2" and float(r["peak MiB"]) >= 0 for r in rows)
     assert float(rows[1]["max abs diff"]) <= 1e-4
     assert "minimum vs peer fp32, swinir fp32 (swin2sr): " in proc.stdout
+
+
+PHOTO = Path(__file__).resolve().parents[1] / "benchmarks" / "photo.py"
+
+
+@pytest.mark.spandrel  # the original's side runs over spandrel's network; without it, --skip-original
+def test_photo_benchmark_small_mode(shared: Path) -> None:
+    """benchmarks/photo.py --small: `swinir restore` end to end on a real file, the original's tiled script
+    beside it, and sane figures (seconds, MP/s, peak RSS, the share of the SGEMM peak, e2e / forward)."""
+    import importlib.util
+
+    have_spandrel = "spandrel" in sys.modules or importlib.util.find_spec("spandrel") is not None
+    args = ["--small", "--models", "builtin-x4", *([] if have_spandrel else ["--skip-original"])]
+    proc = subprocess.run([sys.executable, str(PHOTO), *args], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("# 96x64 photo;") and "SGEMM peak" in lines[0]
+    start = lines.index(next(ln for ln in lines if ln.startswith("| model | run |")))  # rows come first, as run
+    table = [ln for ln in lines[start:] if ln.startswith("| ")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in table[1:]]
+    assert [r["run"] for r in rows] == ["swinir restore", *(["original tiled"] if have_spandrel else [])]
+    for r in rows:
+        assert r["model"] == "builtin-x4"
+        assert 0 < float(r["seconds"]) < 900 and float(r["MP/s"]) > 0 and float(r["CPU s"]) > 0
+        assert 50 < float(r["peak RSS MiB"]) < 64 * 1024  # a torch process, not a runaway one
+        assert 0 < float(r["of SGEMM peak"].rstrip("%")) < 1000
+    ours = rows[0]
+    assert ours["tile"] == "96"  # auto: the whole 96x64 photo in one tile
+    if have_spandrel:
+        for column in ("vs original", "vs original (CPU s)"):
+            assert ours[column].endswith("x") and float(ours[column].rstrip("x")) > 0
+    note = next(ln for ln in lines if ln.startswith("builtin-x4: "))
+    ratio = float(note.split("e2e / forward ")[1].split(" ")[0])
+    assert 0 < ratio <= 1.5  # a whole run cannot beat its own forward by much
+    assert "precision " in note

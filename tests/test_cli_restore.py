@@ -51,7 +51,7 @@ def test_mixed_folder_formats_alpha_bit_depth(tmp_path: Path, x2: Path, capsys: 
 
     ra = read_image(out / "a.png")
     assert ra.array.shape == (26, 34, 3) and ra.bit_depth == 8
-    assert np.array_equal(ra.array, restore(swinir.load(x2, device="cpu"), a))
+    assert np.array_equal(ra.array, restore(swinir.load(x2, device="cpu"), a, precision="auto"))  # the default
     assert read_image(out / "b.png").array.shape == (40, 22, 3)
     rc = read_image(out / "c.png")
     assert rc.alpha is not None and rc.alpha.shape == (18, 30)
@@ -141,7 +141,7 @@ def test_outscale(tmp_path: Path, tiny: Path, factor: float, size: tuple[int, in
     assert r.array.shape[:2] == size and r.alpha is not None and r.alpha.shape == size
     assert np.all(r.alpha == 200)  # a flat alpha stays flat through any resampler
     if factor == 2:  # the model's own scale: no resampling at all
-        assert np.array_equal(r.array, restore(swinir.load(tiny, device="cpu"), img))
+        assert np.array_equal(r.array, restore(swinir.load(tiny, device="cpu"), img, precision="auto"))
 
 
 def test_jpeg_output_and_16bit_notice(tmp_path: Path, tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,7 +176,7 @@ def test_tiled_cli_equals_api(tmp_path: Path, x2: Path) -> None:
     out = tmp_path / "out"
     args = ["--tile", "16", "--overlap", "8", "--batch-size", "2", "--model", str(x2)]
     assert main(["restore", str(tmp_path / "a.png"), "-o", str(out), *args]) == 0
-    expected = restore(swinir.load(x2, device="cpu"), img, tile=16, overlap=8)
+    expected = restore(swinir.load(x2, device="cpu"), img, tile=16, overlap=8, precision="auto")
     assert np.array_equal(read_image(out / "a.png").array, expected)
 
 

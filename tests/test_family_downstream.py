@@ -157,7 +157,7 @@ def test_cli_restore_with_auto_tile(ckpt: Path, sr2: torch.nn.Module, tmp_path: 
     src = write_image(tmp_path / "in.png", crop[:40, :48])
     assert main(["restore", str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--tile", "auto"]) == 0
     out = read_image(tmp_path / "out" / "in.png").array
-    np.testing.assert_array_equal(out, swinir.restore(sr2, crop[:40, :48]))
+    np.testing.assert_array_equal(out, swinir.restore(sr2, crop[:40, :48], precision="auto"))
 
 
 # -- swinir eval -------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_video_frames_are_restored_as_images(ckpt: Path, sr2: torch.nn.Module, t
         got = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(got) == 3
     for g, f in zip(got, frames):
-        np.testing.assert_array_equal(g, restore(sr2, f))
+        np.testing.assert_array_equal(g, restore(sr2, f, precision="auto"))  # the CLI default
 
 
 def test_onnx_export_equals_pytorch(arch: str, ckpt: Path, sr2: torch.nn.Module, tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
-"""Final size and strength (swinir.finish) and the memory-fitted tile (swinir.fit)."""
+"""Final size and strength (swinir.finish) and the tile fitted to memory and time (swinir.fit)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -8,8 +10,10 @@ import torch
 
 import swinir
 import swinir.io
+from swinir.engine import plan_axis
 from swinir.finish import apply_strength, apply_strength_tensor, final_size
-from swinir.fit import auto_tile, estimate_bytes_per_pixel, smaller_tile
+from swinir.fit import MAX_AUTO_TILE, SECONDS_PER_TILE, auto_tile, estimate_bytes_per_pixel, measured_rate, smaller_tile
+from swinir.model.flops import flops
 
 
 @pytest.mark.parametrize(
@@ -56,11 +60,59 @@ def test_auto_tile_follows_free_memory() -> None:
     model = swinir.load("builtin-x4", device="cpu")
     per_px = estimate_bytes_per_pixel(model) * 1.25
     cpu = torch.device("cpu")
-    assert auto_tile(model, cpu, 100, 100, free=10 << 30) is None  # fits whole
-    tile = auto_tile(model, cpu, 2048, 2048, free=1 << 30)
+    fast = math.inf  # no time bound: memory alone
+    assert auto_tile(model, cpu, 100, 100, free=10 << 30, rate=fast) is None  # fits whole
+    tile = auto_tile(model, cpu, 2048, 2048, free=1 << 30, rate=fast)
     assert tile is not None and tile % 8 == 0 and tile * tile * per_px <= 0.5 * (1 << 30)
-    assert auto_tile(model, cpu, 2048, 2048, free=4 << 30) > tile  # more memory, larger tile
-    assert auto_tile(model, cpu, 2048, 2048, free=1 << 20) == 16  # never below two windows
+    assert auto_tile(model, cpu, 2048, 2048, free=4 << 30, rate=fast) > tile  # more memory, larger tile
+    assert auto_tile(model, cpu, 2048, 2048, free=1 << 20, rate=fast) == 16  # never below two windows
+    assert auto_tile(model, cpu, 2048, 2048, free=1 << 20, rate=1e9) == 16  # the time bound never grows it
+
+
+def _seconds(model: torch.nn.Module, h: int, w: int, rate: float) -> float:
+    return flops(model.spec, h, w) / rate
+
+
+@pytest.mark.parametrize("rate", (30e9, 80e9, 200e9))
+def test_auto_tile_bounds_the_time_per_tile_on_cpu(rate: float) -> None:
+    """Issue 26: the bar moves at least every SECONDS_PER_TILE; of the tiles under that bound (and the memory
+    bound), the one whose whole tiling costs least. The rate is injected: the choice, not the clock, is tested."""
+    model = swinir.load("builtin-x4", device="cpu")
+    cpu = torch.device("cpu")
+    h, w, window, bound = 1200, 1600, 8, SECONDS_PER_TILE
+    tile = auto_tile(model, cpu, h, w, free=64 << 30, rate=rate, overlap=32)
+    assert tile is not None and tile % window == 0 and tile <= MAX_AUTO_TILE
+    assert _seconds(model, min(tile, h), min(tile, w), rate) <= bound
+
+    # no tile under the bound tiles the image with fewer FLOPs (the engine's own layout)
+    def total(t: int) -> int:
+        o = min(32, t - window)  # as the engine rounds a tile's overlap
+        return (
+            flops(model.spec, min(t, h), min(t, w)) * len(plan_axis(h, t, o, window)) * len(plan_axis(w, t, o, window))
+        )
+
+    fitting = [t for t in range(256, MAX_AUTO_TILE + 1, 8) if _seconds(model, min(t, h), min(t, w), rate) <= bound]
+    assert total(tile) == min(total(t) for t in fitting)
+    # the ensemble's 8 passes and a batch of 4 tiles each get a tile 8x / 4x cheaper
+    for kwargs, factor in (({"passes": 8}, 8), ({"batch_size": 4}, 4)):
+        smaller = auto_tile(model, cpu, h, w, free=64 << 30, rate=rate, overlap=32, **kwargs)
+        assert smaller is not None and smaller <= tile
+        quick = _seconds(model, min(smaller, h), min(smaller, w), rate) * factor <= bound
+        assert quick or smaller == 8 * 32  # else the smallest tile the overlaps allow
+
+
+def test_auto_tile_time_bound_edges() -> None:
+    model = swinir.load("builtin-x4", device="cpu")
+    cpu = torch.device("cpu")
+    assert auto_tile(model, cpu, 64, 48, free=64 << 30, rate=1e12) is None  # quick and small: whole
+    # nothing that quick: the smallest tile whose overlaps do not swamp it (8 overlaps), or two windows
+    assert auto_tile(model, cpu, 1000, 1000, free=64 << 30, rate=1e3, overlap=32) == 256
+    assert auto_tile(model, cpu, 1000, 1000, free=64 << 30, rate=1e3, overlap=0) == 16
+    # a memory bound tighter than the time bound wins
+    assert auto_tile(model, cpu, 2048, 2048, free=1 << 20, rate=1e15) == 16
+    # the rate the engine uses when none is given: one probe forward, kept per model and precision
+    rate = measured_rate(model)
+    assert 0 < rate < math.inf and measured_rate(model) == rate
 
 
 def test_smaller_tile_halves_to_window_multiples() -> None:

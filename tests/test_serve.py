@@ -181,6 +181,11 @@ def test_result_is_byte_identical_to_the_cli(server: ServeProcess, tmp_path: Pat
     assert want.name in got.headers["content-disposition"]
     out = Image.open(io.BytesIO(got.content))
     assert out.size == (done["output"]["width"], done["output"]["height"])
+    # the job says what ran: the default auto, resolved as `swinir restore` resolves it for this model
+    import swinir
+    from swinir.precision import choose
+
+    assert opts.precision == "auto" and done["precision"] == choose("auto", swinir.load(model, device="cpu")).describe()
 
 
 def test_several_images_in_one_request_make_one_job_each(server: ServeProcess) -> None:

@@ -35,6 +35,7 @@ from swinir.fit import TileOutOfMemory, auto_tile, is_oom, smaller_tile
 from swinir.io import BT601, SwinIRNotice, max_value
 from swinir.model.cpu import native_bf16
 from swinir.options import RestoreOptions
+from swinir.precision import choose as choose_precision
 
 __all__ = [
     "restore",
@@ -150,7 +151,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     """The autocast dtype for ``precision`` on ``device`` (None = plain fp32), with fallbacks + notice."""
     key = str(precision).lower()
     if key not in PRECISIONS:
-        raise SwinIRError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")  # pragma: no cover
+        raise SwinIRError(f"unknown precision {precision!r}; use fp32, bf16, fp16 or auto")  # pragma: no cover
     dt = PRECISIONS[key]
     if dt == torch.float32:
         return None
@@ -471,7 +472,8 @@ def restore(
         raise TypeError(f"image must be a numpy array or a torch tensor, got {type(image).__name__}")
     dev = _place(model, opts.device)
     scale, _, _, window = _model_info(model)
-    ctx = _Context(model, opts, resolve_precision(opts.precision, dev), dev, scale, window, progress, on_tile)
+    chosen = choose_precision(opts.precision, model, dev).name
+    ctx = _Context(model, opts, resolve_precision(chosen, dev), dev, scale, window, progress, on_tile)
     was_training = model.training
     model.eval()
     try:
@@ -602,7 +604,11 @@ def _restore_tensor(ctx: _Context, image: Tensor, allow_out_of_range: bool) -> T
 def _spans(ctx: _Context, height: int, width: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     tile = ctx.options.tile
     if tile == "auto":
-        tile = auto_tile(ctx.model, ctx.device, height, width, ctx.amp, ctx.options.batch_size)
+        passes = len(ENSEMBLE_TRANSFORMS) if ctx.options.ensemble else 1
+        tile = auto_tile(
+            ctx.model, ctx.device, height, width, ctx.amp, ctx.options.batch_size,
+            overlap=ctx.options.overlap, passes=passes,
+        )  # fmt: skip
     if not tile:
         return [(0, height)], [(0, width)]
     t, o = _round_tile(int(tile), int(ctx.options.overlap), ctx.window)

@@ -5,23 +5,51 @@ On CUDA the model's cost per input pixel is measured once (peak allocation of tw
 free bytes. On CPU the cost is the estimate below and the budget is ``MemAvailable``; a CPU run rarely fails
 to allocate, it swaps, so the estimate leans large. Whatever the estimate, ``engine.restore`` halves the tile
 and retries the image when a forward raises out-of-memory, so a wrong guess costs time, never the image.
+
+On CPU the tile is also bounded in time, so that the progress bar moves at least every ``SECONDS_PER_TILE``
+(a 1024 px tile of builtin-x4 used to sit at 0% for 9 s, then jump to 100%): the model's rate is measured
+once by probe forwards on a small tile (``measured_rate``, in the FLOPs of ``swinir.model.flops`` per
+second), and of the tiles that fit both bounds the one whose whole tiling (overlaps included) costs the
+fewest FLOPs is taken (``fastest_tile``), down to ``MIN_TILE_PER_OVERLAP`` overlaps.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["TileOutOfMemory", "is_oom", "free_bytes", "bytes_per_pixel", "auto_tile", "smaller_tile"]
+__all__ = [
+    "TileOutOfMemory",
+    "is_oom",
+    "free_bytes",
+    "bytes_per_pixel",
+    "auto_tile",
+    "fastest_tile",
+    "measured_rate",
+    "smaller_tile",
+]
 
 CUDA_BUDGET = 0.7  # of the free bytes: the allocator's fragmentation and the blend buffers need the rest
 CPU_BUDGET = 0.5
 MAX_AUTO_TILE = 1024  # larger tiles only lose a little less context at borders, for much longer stalls
+# CPU: each tile (each batch of tiles, all ensemble passes) should take at most about this long
+SECONDS_PER_TILE = 3.0
+# ... but never below this many overlaps for it: with 32 px overlaps a 128 px tile does ~1.8x the work of the
+# image itself, a 256 px one ~1.3x (builtin-x4, 512x384 photo, loaded 2-core EPYC: 37.4 CPU s with 128 px
+# tiles against 17.5 s whole); past that the bar moves more slowly instead (heavy models, slow or busy CPUs)
+MIN_TILE_PER_OVERLAP = 8
+PROBE_FLOPS = 2e9  # the rate probe's tile: the largest side up to PROBE_MAX_SIDE under this many FLOPs
+PROBE_MAX_SIDE = 128
 _measured: dict[tuple[int, str, str], float] = {}
+_rates: weakref.WeakKeyDictionary[nn.Module, dict[str, float]] = weakref.WeakKeyDictionary()
+FlopsOf = Callable[[int, int], int]  # FLOPs of one forward on an h x w input
 
 
 class TileOutOfMemory(Exception):
@@ -135,16 +163,115 @@ def auto_tile(
     amp: torch.dtype | None = None,
     batch_size: int = 1,
     free: int | None = None,
+    *,
+    overlap: int = 32,
+    passes: int = 1,
+    rate: float | None = None,
 ) -> int | None:
-    """The tile side (a window multiple) that fits the free memory, or None when the whole image fits."""
+    """The tile side (a window multiple) that fits the free memory, or None when the whole image fits.
+
+    On CPU also the fastest tile whose forward (``batch_size`` tiles, ``passes`` ensemble passes) takes at
+    most ``SECONDS_PER_TILE`` at ``rate`` FLOP/s (None: ``measured_rate``; ``math.inf``: memory alone)."""
     window = int(getattr(model, "window_size", 8) or 8)
     budget = (CUDA_BUDGET if device.type == "cuda" else CPU_BUDGET) * (free_bytes(device) if free is None else free)
     pixels = budget / (bytes_per_pixel(model, device, amp) * max(1, batch_size))
     padded = (math.ceil(height / window) * window) * (math.ceil(width / window) * window)
-    if padded <= pixels and max(height, width) <= MAX_AUTO_TILE:
+    by_memory: int | None = None
+    if not (padded <= pixels and max(height, width) <= MAX_AUTO_TILE):
+        side = int(math.sqrt(max(pixels, 0.0))) // window * window
+        by_memory = max(2 * window, min(side, MAX_AUTO_TILE))
+    flops_of = _flops_counter(model)
+    if device.type != "cpu" or flops_of is None:
+        return by_memory
+    if by_memory is None and rate is None and flops_of(height, width) <= PROBE_FLOPS:
+        return None  # the whole image costs about what the probe would: no need to measure
+    rate = measured_rate(model, amp) if rate is None else rate
+    if not rate > 0 or math.isinf(rate):
+        return by_memory
+    per_forward = SECONDS_PER_TILE * rate / (max(1, batch_size) * max(1, passes))
+    smallest = max(2 * window, math.ceil(MIN_TILE_PER_OVERLAP * overlap / window) * window)
+    return fastest_tile(flops_of, height, width, window, overlap, by_memory, per_forward, smallest)
+
+
+def _tiles_along(length: int, tile: int, overlap: int) -> int:
+    """How many tiles ``engine.plan_axis`` lays along ``length``."""
+    return 1 if length <= tile else math.ceil((length - overlap) / (tile - overlap))
+
+
+def fastest_tile(
+    flops_of: FlopsOf,
+    height: int,
+    width: int,
+    window: int,
+    overlap: int,
+    largest: int | None,
+    max_flops: float,
+    smallest: int = 0,
+) -> int | None:
+    """Of the window-multiple tiles from ``smallest`` up to ``largest`` (None: the whole image is allowed)
+    whose forward costs at most ``max_flops``, the one whose tiling of the image costs the fewest FLOPs in all
+    (overlaps counted, as the engine lays them out), the larger on a tie; None for the whole image. When none
+    is that quick, ``smallest`` (``largest`` if that is smaller)."""
+    if largest is None and flops_of(height, width) <= max_flops:
         return None
-    side = int(math.sqrt(max(pixels, 0.0))) // window * window
-    return max(2 * window, min(side, MAX_AUTO_TILE))
+    top = largest if largest is not None else min(MAX_AUTO_TILE, math.ceil(max(height, width) / window) * window)
+    smallest = max(2 * window, smallest)
+    ov = math.ceil(overlap / window) * window
+    best: tuple[float, int] | None = None
+    for tile in range(smallest, top + 1, window):
+        one = flops_of(min(tile, height), min(tile, width))
+        if one > max_flops:
+            break  # larger tiles only cost more per forward
+        o = min(ov, tile - window)
+        total = one * _tiles_along(height, tile, o) * _tiles_along(width, tile, o)
+        if best is None or total <= best[0]:
+            best = (total, tile)
+    return min(smallest, top) if best is None else best[1]
+
+
+def _flops_counter(model: nn.Module) -> FlopsOf | None:
+    """FLOPs of a forward of ``model`` by size (``swinir.model.flops``); None for a model without a spec."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return None
+    from swinir.model.flops import flops
+
+    try:
+        flops(spec, 16, 16)
+    except Exception:  # an architecture the counter does not know
+        return None
+    return lambda h, w: flops(spec, h, w)
+
+
+def measured_rate(model: nn.Module, amp: torch.dtype | None = None) -> float:
+    """The model's CPU rate in counted FLOPs per second of the process's CPU time over its threads (what the
+    bar sees on a machine of its own; CPU time rather than wall time, so that other jobs on a busy machine do
+    not shrink the tile and with it the throughput: a loaded 2-core EPYC measured a third of the rate in wall
+    time): the faster of two probe forwards on the largest window-multiple square up to ``PROBE_MAX_SIDE``
+    under ``PROBE_FLOPS`` (the first forward at a size also pays one-time costs, about 2x on builtin-x4 at
+    64 px); once per model and precision. A small tile runs below the rate of a large one (builtin-x4: 64 px
+    at ~70% of 256 px's rate), so the bound errs towards tiles that finish early."""
+    known = _rates.setdefault(model, {})
+    if str(amp) in known:
+        return known[str(amp)]
+    flops_of = _flops_counter(model)
+    if flops_of is None:
+        return math.inf
+    window = int(getattr(model, "window_size", 8) or 8)
+    side = 2 * window
+    while side + window <= PROBE_MAX_SIDE and flops_of(side + window, side + window) <= PROBE_FLOPS:
+        side += window
+    p = next(iter(model.parameters()), None)
+    dtype = p.dtype if p is not None and amp is None else torch.float32
+    x = torch.rand(1, int(getattr(model, "in_chans", 3)), side, side).to(dtype)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+        seconds = math.inf
+        for _ in range(2):
+            start = time.process_time()
+            model(x)
+            seconds = min(seconds, (time.process_time() - start) / max(1, torch.get_num_threads()))
+    known[str(amp)] = flops_of(side, side) / max(seconds, 1e-9)
+    return known[str(amp)]
 
 
 def smaller_tile(tile: int | None, height: int, width: int, window: int) -> int | None:

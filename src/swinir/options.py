@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["RestoreOptions", "OptionsError", "PRECISION_NAMES", "CAPTURE_NAMES", "MAX_OUTSCALE"]
 
-# accepted spellings; the engine maps them to dtypes
-PRECISION_NAMES = ("fp32", "float32", "bf16", "bfloat16", "fp16", "float16", "half")
+# accepted spellings; the engine maps them to dtypes ("auto": swinir.precision decides per model and device)
+PRECISION_NAMES = ("fp32", "float32", "bf16", "bfloat16", "fp16", "float16", "half", "auto")
 # forward capture (swinir.capture): off, auto (CUDA graphs on CUDA, eager elsewhere), graph, compile
 CAPTURE_NAMES = ("off", "auto", "graph", "compile")
 MAX_OUTSCALE = 64.0
@@ -57,7 +57,8 @@ class RestoreOptions:
     ``tile``: tile side in input pixels, rounded to the window size; None or 0 runs the image whole.
     ``overlap``: input pixels shared by neighbouring tiles (feathered blend); smaller than ``tile``.
     ``ensemble``: average the 8 flips/rotations (x8 slower; the paper's "SwinIR+").
-    ``precision``: fp32, bf16 or fp16 (autocast; fp16 on CPU becomes bf16).
+    ``precision``: fp32 (default), bf16 or fp16 (autocast; fp16 on CPU becomes bf16), or auto: bf16 where the
+    CPU computes it natively, else fp32 (``swinir.precision``; the default of `swinir restore` and serve).
     ``device``: cpu, cuda, cuda:1, mps; None keeps the model's accelerator or picks the best available.
     ``batch_size``: tiles per forward pass.
     ``outscale``: final size as a factor of the input size (None: the model's scale); area averaging when
@@ -100,7 +101,7 @@ class RestoreOptions:
                 "overlap", f"overlap ({self.overlap}) must be smaller than the tile ({self.tile}) it is part of"
             )
         if str(self.precision).lower() not in PRECISION_NAMES:
-            raise OptionsError("precision", f"unknown precision {self.precision!r}; use fp32, bf16 or fp16")
+            raise OptionsError("precision", f"unknown precision {self.precision!r}; use fp32, bf16, fp16 or auto")
         object.__setattr__(self, "precision", str(self.precision).lower())
         object.__setattr__(self, "ensemble", bool(self.ensemble))
         if str(self.capture).lower() not in CAPTURE_NAMES:

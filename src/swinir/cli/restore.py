@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from swinir.pipeline import (
     LimitError,
     PixelLimits,
 )
+from swinir.precision import choose as choose_precision
 from swinir.restore_plan import Job, Plan, plan_restore, split_existing
 from swinir.torchrun import DistInfo, from_env
 
@@ -132,9 +134,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower, a bit better)")
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default="fp32",
-        help="compute precision (default fp32; fp16 on CPU falls back to bf16)",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="compute precision. auto (default): bf16 on a CPU that computes it natively (AVX512-BF16 or AMX), "
+        "else fp32; the summary line says which ran. fp32: results identical on every machine. "
+        "fp16 on CPU falls back to bf16",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument(
@@ -546,8 +550,10 @@ def _load(args: argparse.Namespace, info: DistInfo, say: Callable[[str], None], 
     return model
 
 
-def _summary(counts: list[int], plan: Plan, info: DistInfo, elapsed: float, outdir: Path, skip: bool) -> int:
-    """Print the totals (rank 0) and return the exit status."""
+def _summary(
+    counts: list[int], plan: Plan, info: DistInfo, elapsed: float, outdir: Path, skip: bool, precision: str = ""
+) -> int:
+    """Print the totals (rank 0), with the precision that ran when a model ran, and return the exit status."""
     totals = _sum_across_ranks(counts) if info.enabled else counts
     scope = f" across {info.world} ranks" if info.enabled else ""
     if totals is None:  # no process group could be formed: rank 0 reports its share, others their failures
@@ -560,7 +566,8 @@ def _summary(counts: list[int], plan: Plan, info: DistInfo, elapsed: float, outd
         parts.append(f"{existing} skipped (output exists)" if skip else f"{existing} not replaced (output exists)")
     parts.append(f"{failed} failed")
     if info.main:
-        print(f"done: {', '.join(parts)}{scope} in {elapsed:.1f} s -> {outdir}")
+        ran = f"; precision {precision}" if precision else ""
+        print(f"done: {', '.join(parts)}{scope} in {elapsed:.1f} s -> {outdir}{ran}")
     own_kept_back = counts[2] and not skip
     everything_kept_back = existing and not skip
     return 1 if counts[1] or own_kept_back or (info.main and (failed or everything_kept_back)) else 0
@@ -599,9 +606,12 @@ def run(args: argparse.Namespace) -> int:
     guard = InputFiles(sources)
     start = time.perf_counter()
     counts = [0, 0, len(existing)]
+    precision = ""
     if mine or videos:
         check_writable(outdir)
         model = _load(args, info, say, len(mine), len(plan.jobs))
+        chosen = choose_precision(options.precision, model)
+        options, precision = replace(options, precision=chosen.name), chosen.describe()
         file_run = FileRun(model, options, args.quality, args.overwrite, limits, guard, outdir)
         try:
             with _stop_on_signals():
@@ -618,7 +628,7 @@ def run(args: argparse.Namespace) -> int:
                 f"stopped by {name}: finished outputs are kept; rerun with --skip-existing to resume", file=sys.stderr
             )
             return 128 + stop.signum
-    return _summary(counts, plan, info, time.perf_counter() - start, outdir, args.skip_existing)
+    return _summary(counts, plan, info, time.perf_counter() - start, outdir, args.skip_existing, precision)
 
 
 def say_always(line: str) -> None:

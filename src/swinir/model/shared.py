@@ -9,6 +9,7 @@ builds its modules with its released parameter names and wires its forward.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -188,8 +189,11 @@ class BiasCache:
         key = (device, *(k for t in sources for k in cpu.values_key(t)))
         if key != self.key or self.value is None:
             # a plain tensor without grad (fused attention skips masks that need grad), made outside
-            # inference mode so that it stays usable in any later mode
-            with torch.inference_mode(False), torch.no_grad():
+            # inference mode so that it stays usable in any later mode; on CPU outside autocast too, so
+            # that it does not depend on the mode of the first call (Swin2SR's CPB MLP made a bf16-rounded
+            # bias under bf16 autocast, which later fp32 calls kept; the CPU attention runs in fp32 anyway)
+            off = torch.autocast("cpu", enabled=False) if device.type == "cpu" else contextlib.nullcontext()
+            with torch.inference_mode(False), torch.no_grad(), off:
                 self.value = make(device)
             self.key = key
         return self.value

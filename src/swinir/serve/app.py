@@ -131,7 +131,9 @@ def create_app(config: ServeConfig, queue: JobQueue, hosts: HostPolicy) -> FastA
         tile: Annotated[int, Form(description="tile side in input pixels; 0 = whole image")] = 512,
         overlap: Annotated[int, Form()] = 32,
         ensemble: Annotated[bool, Form()] = False,
-        precision: Annotated[str, Form(description="fp32, bf16 or fp16")] = "fp32",
+        precision: Annotated[
+            str, Form(description="auto (bf16 on a CPU that computes it natively, else fp32), fp32, bf16 or fp16")
+        ] = "auto",
         outscale: Annotated[float | None, Form(description="final size as a factor of the input's")] = None,
         format: Annotated[str, Form(description="png, jpg, webp, tif, bmp or same")] = "png",
         quality: Annotated[int, Form(description="JPEG/WebP quality")] = 95,

@@ -21,6 +21,7 @@ from typing import Any
 
 from swinir.atomic import write_bytes
 from swinir.errors import SwinIRError
+from swinir.precision import choose as choose_precision
 from swinir.serve.limits import Upload, UploadRefused
 from swinir.serve.restore_call import JobOptions, load_model, output_suffix, restore_to_file
 
@@ -57,6 +58,7 @@ class Job:
     bytes_total: int | None = None
     error: str | None = None
     notices: list[str] = field(default_factory=list)
+    precision: str = ""  # what ran, and why when auto chose it (swinir.precision.Choice.describe)
     version: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     tiles_started: float | None = None
@@ -96,6 +98,7 @@ class Job:
             "download": {"bytes_done": self.bytes_done, "bytes_total": self.bytes_total},
             "error": self.error,
             "notices": self.notices,
+            "precision": self.precision,
             "created": self.created,
             "started": self.started,
             "finished": self.finished,
@@ -194,7 +197,7 @@ class JobQueue:
         while (job := self._next()) is not None:
             try:
                 model = self._model(models, job, device)
-                job.touch(phase="restoring")
+                job.touch(phase="restoring", precision=choose_precision(job.options.precision, model).describe())
                 job.notices = restore_to_file(
                     model, job.input_path, job.output_path, job.options, device, self._tile_callback(job)
                 )

@@ -25,7 +25,7 @@ class JobOptions:
     tile: int = 512
     overlap: int = 32
     ensemble: bool = False
-    precision: str = "fp32"
+    precision: str = "auto"  # swinir.precision: bf16 on a CPU that computes it natively, else fp32
     outscale: float | None = None
     format: str = "png"
     quality: int = 95

@@ -183,7 +183,8 @@ function finished(panel, entry, job) {
   if (!entry.restored) panel.dataset.elapsedMs = String(elapsed);
   const timing = entry.restored ? `restored in ${job.seconds.toFixed(1)} s` :
     `upload to result ${(elapsed / 1000).toFixed(1)} s (restore ${job.seconds.toFixed(1)} s)`;
-  $(".detail", panel).textContent = `${job.input.width}x${job.input.height} → ${job.output.width}x${job.output.height}, ${timing}`;
+  $(".detail", panel).textContent = `${job.input.width}x${job.input.height} → ${job.output.width}x${job.output.height}, ${timing}` +
+    (job.precision ? `, ${job.precision}` : "");
   const link = $(".download", panel);
   link.href = `/api/jobs/${job.id}/result`;
   link.download = job.output.name;
