@@ -5,7 +5,8 @@ What it adds over plain PyTorch, at the same arithmetic (measured on one Zen 4 c
 - ``linear``: oneDNN's inner product (the op inductor emits) runs SwinIR's shapes (K = 60..360) 1.1-1.5x
   faster than the MKL GEMM behind ``F.linear`` and fuses the exact-erf GELU and the residual add. Its bf16
   form needs native bf16 (AVX512-BF16/AMX); elsewhere oneDNN cannot create the primitive, so bf16 then
-  takes ``F.linear``.
+  takes ``F.linear``. Where oneDNN runs AVX-512 code fp32 weights are reordered into its blocked layout once
+  per layer (``PREPACK_WEIGHTS``).
 - ``forward_chunked``: each Swin block chunk by chunk (``chunk_tokens``: about 1 MiB of tokens per thread;
   LayerNorm, qkv, the C attention kernel, proj + residual, LayerNorm, MLP + residual) while the chunk is in
   cache; no block allocates more than a few MB (240k page faults, 0.45 s of system time per 128x128 forward
@@ -111,7 +112,7 @@ ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and _onednn_linear_ok()  # 
 ONEDNN_BF16 = ONEDNN_LINEAR and _onednn_bf16_ok()
 # oneDNN's inner product on weights reordered once into its blocked layout (kept per layer in ``_PACKED``):
 # 1-9% faster whole forwards with oneDNN's AVX-512 code, 0.96-1.0x with its AVX2 code (AMD Zen 4, one
-# thread; benchmarks/results_cpu.md, session 9), so only there
+# thread; benchmarks/results_cpu.md, session 9), so only there; fp32 only (bf16 weights: 0.99-1.00x, for a copy)
 PREPACK_WEIGHTS = ONEDNN_LINEAR and onednn_avx512() and _onednn_prepack_ok()
 # layer -> (its weight's values_key and dtype, the reordered weight). Not an attribute of the layer: a
 # reordered weight is an opaque oneDNN tensor, which neither deepcopy nor torch.save can handle.
@@ -202,7 +203,7 @@ def linear(
         x = x.to(dt)
     if w.dtype != dt and b is not None:
         b = b.to(dt)
-    if PREPACK_WEIGHTS:
+    if PREPACK_WEIGHTS and dt == torch.float32:
         w = _packed_weight(layer, dt, x.numel() // x.shape[-1])
     elif w.dtype != dt:
         w = w.to(dt)
