@@ -121,15 +121,22 @@ def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chun
 @pytest.mark.parametrize("channels", (60, 180, 240))
 @pytest.mark.parametrize("threads", (1, 2, 3, 16))
 def test_chunk_size_fits_the_per_thread_budget(channels: int, threads: int) -> None:
-    """Chunks are a power-of-two number of whole windows, the largest whose rows fit the per-thread budget."""
-    budget = max(swinir_cpu.CPU_CHUNK_BYTES_PER_THREAD * threads, swinir_cpu.CPU_CHUNK_MIN_BYTES)
+    """Chunks are a power-of-two number of whole windows, the largest whose rows fit the per-thread budget,
+    or the largest within the token floor if that is more."""
+    budget = swinir_cpu.CPU_CHUNK_BYTES_PER_THREAD * threads
+    floor = swinir_cpu.CPU_CHUNK_MIN_TOKENS
     for n, itemsize in ((64, 4), (64, 2), (49, 4)):
         tokens = swinir_cpu.chunk_tokens(n, channels, itemsize, threads)
         windows = tokens // n
         assert tokens % n == 0 and windows & (windows - 1) == 0
-        assert tokens * channels * itemsize <= budget < 2 * tokens * channels * itemsize
-    # a window larger than the budget still makes a chunk of one window
-    assert swinir_cpu.chunk_tokens(64, 10**6, 4, threads) == 64
+        fits_budget = tokens * channels * itemsize <= budget < 2 * tokens * channels * itemsize
+        fills_floor = tokens <= floor < 2 * tokens
+        assert fits_budget or fills_floor
+        assert 2 * tokens > floor  # never under the floor's power of two
+    # a window larger than the budget still makes a chunk of one window (without a floor)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(swinir_cpu, "CPU_CHUNK_MIN_TOKENS", 0)
+        assert swinir_cpu.chunk_tokens(64, 10**6, 4, threads) == 64
 
 
 def test_fixed_chunk_tokens_override(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,10 +65,12 @@ def onednn_avx512() -> bool:
 # PyTorch's GELU (AMD Zen 3, 1024x240 -> 480: 5.07 vs 3.81 ms), whole forwards 2-8% slower on Zen 3 and
 # 1-3% on an AVX2-capped Xeon (benchmarks/results_cpu.md, sessions 5 and 7).
 FUSE_GELU = onednn_avx512()
-# Chunks of at least this many bytes in all (``chunk_tokens``). With oneDNN's AVX-512 code, 2048-token chunks
-# of the 180- and 240-channel models beat 1024-token ones at one thread by 2-9% (AMD Zen 4); with its AVX2
-# code they did not (0.93-1.01x), so there one thread keeps 1 MiB (benchmarks/results_cpu.md, session 9).
-CPU_CHUNK_MIN_BYTES = (2 << 20) if onednn_avx512() else 0
+# Chunks of at least about this many tokens (``chunk_tokens``). With oneDNN's AVX-512 code, 2048-token fp32
+# chunks of the 180- and 240-channel models beat the 1 MiB budget's 1024 at one thread by 2-9% (AMD Zen 4);
+# with its AVX2 code they did not (0.93-1.01x), so there 0. Larger chunks than the budget's did not pay
+# (lightweight 8192 against 4096: 0.95-1.01x; bf16 4096 against 2048: 0.94-0.98x; benchmarks/results_cpu.md,
+# session 9), so this is a floor in tokens, not a larger budget in bytes.
+CPU_CHUNK_MIN_TOKENS = 2048 if onednn_avx512() else 0
 
 
 def values_key(t: Tensor) -> tuple[Any, ...]:
@@ -274,21 +276,21 @@ def conv(module: nn.Module, x: Tensor, ex: Exec) -> Tensor:
 
 def chunk_tokens(n: int, channels: int, itemsize: int, threads: int) -> int:
     """Tokens per chunk: the largest power-of-two number of ``n``-token windows whose ``channels``-wide rows
-    fit in ``CPU_CHUNK_BYTES_PER_THREAD`` per thread, or in ``CPU_CHUNK_MIN_BYTES`` if that is more (at least
-    one window).
+    fit in ``CPU_CHUNK_BYTES_PER_THREAD`` per thread (at least one window), and at least the largest
+    power-of-two number of windows within ``CPU_CHUNK_MIN_TOKENS``.
 
     Why this size: the chunk's temporaries (qkv is 3x the rows, the MLP hidden 2x) then stay a few MB, which
     glibc keeps in its heap; 4096-token chunks of the 180- and 240-channel models allocated 8-12 MB each and
     page-faulted them back in for every block (26k-64k faults, 5-10% of a one-thread 64x64 forward). A power
     of two splits power-of-two window counts (a 64x64 input has 64 windows) without a small tail chunk, which
     measured slower (1088-token chunks of 64 windows: 3-5%). At 2 threads the chunk doubles: each thread
-    then works on about as many rows as one thread does alone. One thread gets the 2-thread chunk too
-    where oneDNN runs AVX-512 code (``CPU_CHUNK_MIN_BYTES``): half the calls per block, and measured faster.
+    then works on about as many rows as one thread does alone. Where oneDNN runs AVX-512 code one thread
+    gets 2048 tokens too (``CPU_CHUNK_MIN_TOKENS``): half the calls per block, and measured faster.
     """
     if CPU_CHUNK_TOKENS is not None:
         return max(1, CPU_CHUNK_TOKENS // n) * n
-    budget = max(CPU_CHUNK_BYTES_PER_THREAD * max(1, threads), CPU_CHUNK_MIN_BYTES)
-    fit = budget // max(1, n * channels * itemsize)
+    fit = CPU_CHUNK_BYTES_PER_THREAD * max(1, threads) // max(1, n * channels * itemsize)
+    fit = max(fit, CPU_CHUNK_MIN_TOKENS // n)
     return (1 << max(0, fit.bit_length() - 1)) * n
 
 
