@@ -40,6 +40,12 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "default": contextlib.nullcontext,
     # the other GELU placement than this CPU's default (post-op on AVX-512, after the GEMM elsewhere)
     "GELU placement flipped": lambda: cpu_setting(FUSE_GELU=not cpu.FUSE_GELU),
+    # oneDNN-reordered linear weights on where they are off and off where they are on (on with AVX-512 code)
+    "weight prepacking flipped": lambda: cpu_setting(
+        PREPACK_WEIGHTS=not cpu.PREPACK_WEIGHTS and cpu.ONEDNN_LINEAR and cpu._onednn_prepack_ok()
+    ),
+    # one thread's chunks of the M/L models: 2048 tokens where the default is 1024, and the other way round
+    "one-thread chunk flipped": lambda: cpu_setting(CPU_CHUNK_MIN_TOKENS=0 if cpu.CPU_CHUNK_MIN_TOKENS else 2048),
     "attention by SDPA (Winograd kept)": lambda: cpu_setting(ATTENTION_KERNEL=False),
     "kernels off, chunked (SDPA)": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=True),
     "kernels off, whole-size blocks": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=False),
@@ -55,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     timer = time.process_time if args.threads == 1 else time.perf_counter
     released = released_configurations()
-    print(f"# {machine()}; {kernels.status()}; FUSE_GELU default {cpu.FUSE_GELU}")
+    defaults = f"FUSE_GELU {cpu.FUSE_GELU}, PREPACK_WEIGHTS {cpu.PREPACK_WEIGHTS}, CPU_CHUNK_MIN_TOKENS {cpu.CPU_CHUNK_MIN_TOKENS}"
+    print(f"# {machine()}; {kernels.status()}; defaults: {defaults}")
     print("| case | " + " | ".join(f"{v} ms" for v in VARIANTS) + " |")
     print("|---|" + "---|" * len(VARIANTS))
     for case in args.cases:

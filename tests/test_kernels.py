@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import os
 import subprocess
 import sys
@@ -119,15 +121,22 @@ def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chun
 @pytest.mark.parametrize("channels", (60, 180, 240))
 @pytest.mark.parametrize("threads", (1, 2, 3, 16))
 def test_chunk_size_fits_the_per_thread_budget(channels: int, threads: int) -> None:
-    """Chunks are a power-of-two number of whole windows, the largest whose rows fit the per-thread budget."""
+    """Chunks are a power-of-two number of whole windows, the largest whose rows fit the per-thread budget,
+    or the largest within the token floor if that is more."""
     budget = swinir_cpu.CPU_CHUNK_BYTES_PER_THREAD * threads
+    floor = swinir_cpu.CPU_CHUNK_MIN_TOKENS
     for n, itemsize in ((64, 4), (64, 2), (49, 4)):
         tokens = swinir_cpu.chunk_tokens(n, channels, itemsize, threads)
         windows = tokens // n
         assert tokens % n == 0 and windows & (windows - 1) == 0
-        assert tokens * channels * itemsize <= budget < 2 * tokens * channels * itemsize
-    # a window larger than the budget still makes a chunk of one window
-    assert swinir_cpu.chunk_tokens(64, 10**6, 4, threads) == 64
+        fits_budget = tokens * channels * itemsize <= budget < 2 * tokens * channels * itemsize
+        fills_floor = tokens <= floor < 2 * tokens
+        assert fits_budget or fills_floor
+        assert 2 * tokens > floor  # never under the floor's power of two
+    # a window larger than the budget still makes a chunk of one window (without a floor)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(swinir_cpu, "CPU_CHUNK_MIN_TOKENS", 0)
+        assert swinir_cpu.chunk_tokens(64, 10**6, 4, threads) == 64
 
 
 def test_fixed_chunk_tokens_override(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,6 +177,31 @@ def test_mlp_gelu_fused_or_after_the_gemm_is_exact_gelu(fuse: bool, monkeypatch:
         got = swinir_cpu.linear(fc1, x, ex, gelu=True)
         want = F.gelu(F.linear(x.double(), fc1.weight.double(), fc1.bias.double()))
     assert (got.double() - want).abs().max().item() < 1e-5
+
+
+@pytest.mark.skipif(
+    not (swinir_cpu.ONEDNN_LINEAR and swinir_cpu._onednn_prepack_ok()), reason="needs oneDNN's weight reorder"
+)
+def test_prepacked_weights_give_the_same_linear_and_follow_weight_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reordered weights compute exactly what the plain ones do (plain, GELU, residual), are rebuilt after
+    an in-place update, and leave the layer copyable and saveable (they are not stored on it)."""
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(24, 48)
+    x, res = torch.randn(300, 24), torch.randn(300, 48)
+    ex = swinir_cpu.Exec(linear_dtype=torch.float32)
+    with torch.no_grad():
+        runs = {}
+        for packed in (False, True):
+            monkeypatch.setattr(swinir_cpu, "PREPACK_WEIGHTS", packed)
+            runs[packed] = [
+                swinir_cpu.linear(fc, x, ex, gelu=g, residual=r) for g, r in ((0, None), (1, None), (0, res))
+            ]
+        assert all(torch.equal(a, b) for a, b in zip(runs[False], runs[True]))
+        assert fc in swinir_cpu._PACKED
+        fc.weight.mul_(2)  # in place: same storage, the version counter moves
+        assert torch.allclose(swinir_cpu.linear(fc, x, ex), F.linear(x, fc.weight, fc.bias), atol=1e-5)
+    copy.deepcopy(fc)
+    torch.save(fc, io.BytesIO())
 
 
 @pytest.mark.parametrize("chunk", (64, 4096))

@@ -5,7 +5,8 @@ What it adds over plain PyTorch, at the same arithmetic (measured on one Zen 4 c
 - ``linear``: oneDNN's inner product (the op inductor emits) runs SwinIR's shapes (K = 60..360) 1.1-1.5x
   faster than the MKL GEMM behind ``F.linear`` and fuses the exact-erf GELU and the residual add. Its bf16
   form needs native bf16 (AVX512-BF16/AMX); elsewhere oneDNN cannot create the primitive, so bf16 then
-  takes ``F.linear``.
+  takes ``F.linear``. Where oneDNN runs AVX-512 code fp32 weights are reordered into its blocked layout once
+  per layer (``PREPACK_WEIGHTS``).
 - ``forward_chunked``: each Swin block chunk by chunk (``chunk_tokens``: about 1 MiB of tokens per thread;
   LayerNorm, qkv, the C attention kernel, proj + residual, LayerNorm, MLP + residual) while the chunk is in
   cache; no block allocates more than a few MB (240k page faults, 0.45 s of system time per 128x128 forward
@@ -20,6 +21,7 @@ tracing, autocast). The network modules only read the resulting ``Exec``.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -63,6 +65,12 @@ def onednn_avx512() -> bool:
 # PyTorch's GELU (AMD Zen 3, 1024x240 -> 480: 5.07 vs 3.81 ms), whole forwards 2-8% slower on Zen 3 and
 # 1-3% on an AVX2-capped Xeon (benchmarks/results_cpu.md, sessions 5 and 7).
 FUSE_GELU = onednn_avx512()
+# Chunks of at least about this many tokens (``chunk_tokens``). With oneDNN's AVX-512 code, 2048-token fp32
+# chunks of the 180- and 240-channel models beat the 1 MiB budget's 1024 at one thread by 2-9% (AMD Zen 4);
+# with its AVX2 code they did not (0.93-1.01x), so there 0. Larger chunks than the budget's did not pay
+# (lightweight 8192 against 4096: 0.95-1.01x; bf16 4096 against 2048: 0.94-0.98x; benchmarks/results_cpu.md,
+# session 9), so this is a floor in tokens, not a larger budget in bytes.
+CPU_CHUNK_MIN_TOKENS = 2048 if onednn_avx512() else 0
 
 
 def values_key(t: Tensor) -> tuple[Any, ...]:
@@ -93,8 +101,24 @@ def _onednn_bf16_ok() -> bool:
         return False
 
 
+def _onednn_prepack_ok() -> bool:
+    try:
+        x, w = torch.ones(2, 4), torch.ones(3, 4)
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, 2)
+        return bool(torch.equal(torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""), F.linear(x, w)))
+    except Exception:  # a build without the reorder op: the plain weights
+        return False
+
+
 ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and _onednn_linear_ok()  # type: ignore[no-untyped-call]
 ONEDNN_BF16 = ONEDNN_LINEAR and _onednn_bf16_ok()
+# oneDNN's inner product on weights reordered once into its blocked layout (kept per layer in ``_PACKED``):
+# 1-9% faster whole forwards with oneDNN's AVX-512 code, 0.96-1.0x with its AVX2 code (AMD Zen 4, one
+# thread; benchmarks/results_cpu.md, session 9), so only there; fp32 only (bf16 weights: 0.99-1.00x, for a copy)
+PREPACK_WEIGHTS = ONEDNN_LINEAR and onednn_avx512() and _onednn_prepack_ok()
+# layer -> (its weight's values_key and dtype, the reordered weight). Not an attribute of the layer: a
+# reordered weight is an opaque oneDNN tensor, which neither deepcopy nor torch.save can handle.
+_PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], Tensor]] = weakref.WeakKeyDictionary()
 
 
 def native_bf16() -> bool:
@@ -180,8 +204,12 @@ def linear(
         return y if residual is None else residual + y
     if x.dtype != dt:  # bf16 autocast: do its cast ourselves so that the fused kernel still runs
         x = x.to(dt)
-    if w.dtype != dt:
-        w, b = w.to(dt), None if b is None else b.to(dt)
+    if w.dtype != dt and b is not None:
+        b = b.to(dt)
+    if PREPACK_WEIGHTS and dt == torch.float32:
+        w = _packed_weight(layer, dt, x.numel() // x.shape[-1])
+    elif w.dtype != dt:
+        w = w.to(dt)
     lp = torch.ops.mkldnn._linear_pointwise
     if residual is not None and residual.dtype == dt and residual.shape[:-1] == x.shape[:-1]:
         fused: Tensor = lp.binary(x, residual.contiguous(), w, b, "add")
@@ -190,6 +218,18 @@ def linear(
         return torch.ops.aten.gelu_(lp(x, w, b, "none", [], ""))  # type: ignore[no-any-return]
     act: Tensor = lp(x, w, b, "gelu", [], "none") if gelu else lp(x, w, b, "none", [], "")
     return act if residual is None else residual + act
+
+
+def _packed_weight(layer: nn.Linear, dt: torch.dtype, rows: int) -> Tensor:
+    """The layer's weight in ``dt``, reordered by oneDNN for inputs of about ``rows`` rows; cached until
+    the weight's values change (``values_key``)."""
+    key = (*values_key(layer.weight), dt)
+    cached = _PACKED.get(layer)
+    if cached is None or cached[0] != key:
+        with torch.inference_mode(False), torch.no_grad():
+            packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight.detach().to(dt), rows)
+        cached = _PACKED[layer] = (key, packed)
+    return cached[1]
 
 
 def _winograd_shape_ok(conv: nn.Module, x: Tensor) -> bool:
@@ -237,18 +277,21 @@ def conv(module: nn.Module, x: Tensor, ex: Exec) -> Tensor:
 
 def chunk_tokens(n: int, channels: int, itemsize: int, threads: int) -> int:
     """Tokens per chunk: the largest power-of-two number of ``n``-token windows whose ``channels``-wide rows
-    fit in ``CPU_CHUNK_BYTES_PER_THREAD`` per thread (at least one window).
+    fit in ``CPU_CHUNK_BYTES_PER_THREAD`` per thread (at least one window), and at least the largest
+    power-of-two number of windows within ``CPU_CHUNK_MIN_TOKENS``.
 
     Why this size: the chunk's temporaries (qkv is 3x the rows, the MLP hidden 2x) then stay a few MB, which
     glibc keeps in its heap; 4096-token chunks of the 180- and 240-channel models allocated 8-12 MB each and
     page-faulted them back in for every block (26k-64k faults, 5-10% of a one-thread 64x64 forward). A power
     of two splits power-of-two window counts (a 64x64 input has 64 windows) without a small tail chunk, which
     measured slower (1088-token chunks of 64 windows: 3-5%). At 2 threads the chunk doubles: each thread
-    then works on about as many rows as one thread does alone.
+    then works on about as many rows as one thread does alone. Where oneDNN runs AVX-512 code one thread
+    gets 2048 tokens too (``CPU_CHUNK_MIN_TOKENS``): half the calls per block, and measured faster.
     """
     if CPU_CHUNK_TOKENS is not None:
         return max(1, CPU_CHUNK_TOKENS // n) * n
     fit = CPU_CHUNK_BYTES_PER_THREAD * max(1, threads) // max(1, n * channels * itemsize)
+    fit = max(fit, CPU_CHUNK_MIN_TOKENS // n)
     return (1 << max(0, fit.bit_length() - 1)) * n
 
 
