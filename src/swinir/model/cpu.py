@@ -251,26 +251,29 @@ def _winograd_pays(channel_product: int, pixels: int) -> bool:
     return channel_product >= WINOGRAD_MIN_CHANNEL_PRODUCT or channel_product * pixels >= WINOGRAD_MIN_WORK
 
 
-def _winograd_weight(conv: nn.Conv2d) -> Tensor:
+def _winograd_weight(conv: nn.Conv2d, tile: int) -> Tensor:
     """The conv's Winograd weight, cached on the module like the attention biases (keyed on the version)."""
-    key = (*values_key(conv.weight), WINOGRAD_TILE)
+    key = (*values_key(conv.weight), tile)
     cached = getattr(conv, "_swinir_winograd", None)
     if cached is None or cached[0] != key:
         with torch.inference_mode(False), torch.no_grad():
-            cached = (key, kernels.winograd_weight(conv.weight, WINOGRAD_TILE))
+            cached = (key, kernels.winograd_weight(conv.weight, tile))
         conv._swinir_winograd = cached  # type: ignore[assignment]
     return cached[1]
 
 
-def conv(module: nn.Module, x: Tensor, ex: Exec) -> Tensor:
+def conv(module: nn.Module, x: Tensor, ex: Exec, tile: int | None = None) -> Tensor:
     """``module(x)`` for a conv or a Sequential of convs and activations; with ``ex.winograd`` the large 3x3
-    convs run as Winograd F(4x4, 3x3) (``swinir.kernels.conv3x3``: 4x fewer multiply-adds)."""
+    convs run as Winograd F(tile x tile, 3x3) (``swinir.kernels.conv3x3``; default ``WINOGRAD_TILE``: F(4x4)
+    does 4x fewer multiply-adds, F(2x2) 2.25x fewer with a quarter of F(4x4)'s rounding, for deep chains of
+    convs whose rounding would add up)."""
     if isinstance(module, nn.Sequential):
         for m in module:
-            x = conv(m, x, ex)
+            x = conv(m, x, ex, tile)
         return x
     if ex.winograd and _winograd_shape_ok(module, x):
-        return kernels.conv3x3(x, _winograd_weight(module), module.bias)  # type: ignore[arg-type]
+        u = _winograd_weight(module, WINOGRAD_TILE if tile is None else tile)  # type: ignore[arg-type]
+        return kernels.conv3x3(x, u, module.bias)  # type: ignore[arg-type]
     out: Tensor = module(x)
     return out
 
