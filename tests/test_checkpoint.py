@@ -223,7 +223,7 @@ EXPECTED_WORDS = {
     "pickle needing code": f"needs arbitrary code to load ({NotAWeight.__module__}.NotAWeight)",
     "random bytes .pth": "neither a torch zip archive nor a pickle",
     "garbage safetensors": "safetensors",
-    "non-SwinIR state dict": "not the weights of any known architecture (tried Swin2SR, SwinIR",
+    "non-SwinIR state dict": "not the weights of any known architecture (tried HAT, Swin2SR, SwinIR",
     "empty file": "empty",
     "not a dict": "not a dict",
     "dict without tensors": "without tensors",

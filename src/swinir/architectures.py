@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from swinir.model import network, swin2sr
+from swinir.model import hat, network, swin2sr
 from swinir.model.shared import Restorer, pad_like_release, pad_to_window
 from swinir.spec import TITLES, ModelSpec, SpecError
 from swinir.spec import detect as detect_swinir
@@ -64,6 +64,15 @@ def _swinir_layout(sd: Mapping[str, Tensor], spec: ModelSpec, img_size: int) -> 
 
 
 REGISTRY: tuple[Architecture, ...] = (
+    Architecture(
+        name="hat",
+        detect=hat.detect,
+        constructor=hat.HAT,
+        derived=hat.DERIVED_SUFFIXES,
+        markers=("overlap_attn.", "conv_block.cab.", "relative_position_index_OCA"),
+        test_padding=pad_to_window,  # hat_model.py reflect-pads right/bottom to a window multiple
+        released_layout=hat.with_derived,
+    ),
     Architecture(
         name="swin2sr",
         detect=swin2sr.detect,

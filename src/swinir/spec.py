@@ -436,11 +436,11 @@ def merge_metadata(detected: ModelSpec, stored: object) -> ModelSpec:
     stored_options = stored.get("options", {})
     if not isinstance(stored_options, Mapping):
         raise SpecError(f"options must be a mapping, got {stored_options!r:.40}")
-    for k, v in stored_options.items():
-        if k in options and _hashable(v) != options[k]:
-            raise SpecError(f"its metadata says {k}={v!r} but the weights have {options[k]!r}")
-        options.setdefault(k, v)
     guessed = detected.extra.get("guessed", ())
+    for k, v in stored_options.items():
+        if k in options and k not in guessed and _hashable(v) != options[k]:
+            raise SpecError(f"its metadata says {k}={v!r} but the weights have {options[k]!r}")
+        options[k] = _hashable(v) if k in guessed else options.get(k, v)
     merged = ModelSpec.from_kwargs({**detected.kwargs(), **kw, "options": options}, detected.architecture)
     for name in SHAPE_FIELDS:
         if name in kw and name not in guessed and getattr(merged, name) != getattr(detected, name):

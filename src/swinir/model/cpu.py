@@ -291,7 +291,28 @@ class ChunkedBlock(Protocol):
     def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor: ...
 
 
-def forward_chunked(block: ChunkedBlock, x: Tensor, plan: WindowPlan | None, out: Tensor, ex: Exec) -> Tensor:
+class ChunkedBlockWithSide(Protocol):
+    """A ``ChunkedBlock`` whose chunks need the same rows of a second (tokens, C) tensor beside their own
+    (HAT's hybrid block: the normalised tokens go to the attention, the residual plus its convolution
+    branch is what the attention output is added to)."""
+
+    window_size: int
+    shift_size: int
+    num_heads: int
+
+    def attn_bias(self, device: torch.device) -> Tensor: ...
+
+    def forward_chunk_side(self, xs: Tensor, side: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor: ...
+
+
+def forward_chunked(
+    block: ChunkedBlock | ChunkedBlockWithSide,
+    x: Tensor,
+    plan: WindowPlan | None,
+    out: Tensor,
+    ex: Exec,
+    side: Tensor | None = None,
+) -> Tensor:
     """A whole transformer block chunk by chunk of windows, written into ``out`` (``x`` is never written).
 
     Each chunk (``chunk_tokens``) goes through ``block.forward_chunk`` (for SwinIR: LayerNorm -> qkv ->
@@ -300,7 +321,8 @@ def forward_chunked(block: ChunkedBlock, x: Tensor, plan: WindowPlan | None, out
     it once, at the end. No temporary is larger than a chunk, so the allocator reuses the same few MB
     instead of page-faulting in fresh full-size buffers for every block (that was 5-20% of the CPU time).
     Attention runs in fp32 also when the linears run in bf16 (bf16 weights or autocast): the kernel is
-    fp32-only, and faster than PyTorch's bf16 attention on these tiles.
+    fp32-only, and faster than PyTorch's bf16 attention on these tiles. With ``side`` (x's shape), each
+    chunk also gets side's rows in the same order (``ChunkedBlockWithSide.forward_chunk_side``).
     """
     b, length, c = x.shape
     n = block.window_size**2
@@ -313,13 +335,18 @@ def forward_chunked(block: ChunkedBlock, x: Tensor, plan: WindowPlan | None, out
     group_end = torch.tensor(counts, dtype=torch.int64).cumsum(0)
     bias = block.attn_bias(x.device).reshape(len(counts), heads, n, n).float().contiguous()
     src, dst = x.view(b * length, c), out.view(b * length, c)
+    beside = None if side is None else side.reshape(b * length, c)
     step = chunk_tokens(n, c, x.element_size(), torch.get_num_threads())
     for t0 in range(0, b * length, step):
         t1 = min(t0 + step, b * length)
         idx = None if plan is None or block.shift_size == 0 else plan.perm[t0:t1]
         xs = src[t0:t1] if idx is None else src.index_select(0, idx)
         attend = ChunkAttention(bias, counts, group_end, t0 // n, n, heads, ex.attn_kernel)
-        xs = block.forward_chunk(xs, attend, ex)
+        if beside is None:
+            xs = block.forward_chunk(xs, attend, ex)  # type: ignore[union-attr]
+        else:
+            rows = beside[t0:t1] if idx is None else beside.index_select(0, idx)
+            xs = block.forward_chunk_side(xs, rows, attend, ex)  # type: ignore[union-attr]
         if idx is None:
             dst[t0:t1].copy_(xs)
         else:

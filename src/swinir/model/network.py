@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swinir.model import cpu
@@ -19,8 +18,6 @@ from swinir.model.cpu import PLAIN, ChunkAttention, Exec
 from swinir.model.layout import (
     WindowPlan,
     add_image_to_tokens,
-    attention_by_group,
-    group_masks,
     image_to_tokens,
     relative_position_index,
     tokens_to_image,
@@ -34,12 +31,14 @@ from swinir.model.shared import (
     Restorer,
     Upsample,
     UpsampleOneStep,
+    WindowAttention,
     fp32,
     init_weights,
     layer_norm,
     released_layout,
     resi_conv,
     run_blocks,
+    window_bias,
 )
 
 if TYPE_CHECKING:
@@ -67,63 +66,6 @@ UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
 DERIVED_SUFFIXES = ("attn_mask", "relative_position_index")
 # the helpers' names before they moved to ``swinir.model.shared`` (kept importable)
 _layer_norm, _fp32, _resi_conv, _init_weights = layer_norm, fp32, resi_conv, init_weights
-
-
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside ws x ws windows with a learned relative-position bias."""
-
-    relative_position_index: Tensor
-
-    def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
-        super().__init__()
-        self.dim = dim
-        self.window_size = window_size
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        state_dict.pop(prefix + "relative_position_index", None)  # derived; rebuilt from window_size
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def position_bias(self) -> Tensor:
-        """(heads, N, N) relative-position bias."""
-        n = self.window_size**2
-        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
-        return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
-
-    def forward(
-        self,
-        x: Tensor,
-        bias: Tensor,
-        groups: Sequence[int] | None = None,
-        window_group: Tensor | None = None,
-        residual: Tensor | None = None,
-        ex: Exec = PLAIN,
-    ) -> Tensor:
-        """x: (windows, N, C). bias: (1, heads, N, N), or (G, 1, heads, N, N) with either ``groups`` giving
-        the number of consecutive windows that use each of the G biases, or ``window_group`` giving each
-        window's bias. ``residual`` (windows, N, C) is added to the output (fused where possible)."""
-        bn, n, c = x.shape
-        h = self.num_heads
-        # strided views into one qkv buffer; the CPU/GPU fused kernels take them without copies
-        q, k, v = cpu.linear(self.qkv, x, ex).view(bn, n, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
-        if window_group is not None:  # traced plans: one per-window bias looked up from the window's group
-            bias = bias[:, 0][window_group]
-        if cpu.tracing():
-            # exported graphs: plain ops (the fused kernel's output layout does not survive decomposition)
-            attn = torch.matmul(q, k.transpose(-2, -1)) * self.scale + bias.to(q.dtype)
-            out = torch.matmul(attn.softmax(-1), v).transpose(1, 2)
-        elif groups is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
-            out = out.transpose(1, 2)  # the fused kernels write (windows, N, heads, d): a free view
-        else:
-            out = attention_by_group(q, k, v, bias, groups, self.scale).transpose(1, 2)
-        return cpu.linear(self.proj, out.reshape(bn, n, c), ex, residual=residual)
 
 
 class SwinTransformerBlock(nn.Module):
@@ -157,11 +99,7 @@ class SwinTransformerBlock(nn.Module):
         return self._bias_cache.get(device, (self.attn.relative_position_bias_table,), self._make_bias)
 
     def _make_bias(self, device: torch.device) -> Tensor:
-        bias = self.attn.position_bias().unsqueeze(0).to(device)
-        if self.shift_size > 0:
-            masks = group_masks(self.window_size, self.shift_size, device).to(bias.dtype)
-            bias = bias.unsqueeze(0) + masks[:, None, None]
-        return bias
+        return window_bias(self.attn.position_bias(), self.window_size, self.shift_size, device)
 
     def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor:
         """The whole block on a chunk of tokens (tokens, C) in window order (the chunked CPU path)."""

@@ -20,7 +20,14 @@ from torch import Tensor, nn
 
 from swinir.model import cpu
 from swinir.model.cpu import PLAIN, Exec
-from swinir.model.layout import WindowPlan, shift_mask, shifted_window_plan
+from swinir.model.layout import (
+    WindowPlan,
+    attention_by_group,
+    group_masks,
+    relative_position_index,
+    shift_mask,
+    shifted_window_plan,
+)
 
 if TYPE_CHECKING:
     from swinir.spec import ModelSpec
@@ -191,20 +198,95 @@ class BiasCache:
         self.key = self.value = None
 
 
-def run_blocks(blocks: nn.ModuleList, x: Tensor, plan: WindowPlan | None, ex: Exec, checkpoint: bool) -> Tensor:
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside ws x ws windows with a learned relative-position bias."""
+
+    relative_position_index: Tensor
+
+    def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        state_dict.pop(prefix + "relative_position_index", None)  # derived; rebuilt from window_size
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def position_bias(self) -> Tensor:
+        """(heads, N, N) relative-position bias."""
+        n = self.window_size**2
+        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
+
+    def forward(
+        self,
+        x: Tensor,
+        bias: Tensor,
+        groups: Sequence[int] | None = None,
+        window_group: Tensor | None = None,
+        residual: Tensor | None = None,
+        ex: Exec = PLAIN,
+    ) -> Tensor:
+        """x: (windows, N, C). bias: (1, heads, N, N), or (G, 1, heads, N, N) with either ``groups`` giving
+        the number of consecutive windows that use each of the G biases, or ``window_group`` giving each
+        window's bias. ``residual`` (windows, N, C) is added to the output (fused where possible)."""
+        bn, n, c = x.shape
+        h = self.num_heads
+        # strided views into one qkv buffer; the CPU/GPU fused kernels take them without copies
+        q, k, v = cpu.linear(self.qkv, x, ex).view(bn, n, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
+        if window_group is not None:  # traced plans: one per-window bias looked up from the window's group
+            bias = bias[:, 0][window_group]
+        if cpu.tracing():
+            # exported graphs: plain ops (the fused kernel's output layout does not survive decomposition)
+            attn = torch.matmul(q, k.transpose(-2, -1)) * self.scale + bias.to(q.dtype)
+            out = torch.matmul(attn.softmax(-1), v).transpose(1, 2)
+        elif groups is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
+            out = out.transpose(1, 2)  # the fused kernels write (windows, N, heads, d): a free view
+        else:
+            out = attention_by_group(q, k, v, bias, groups, self.scale).transpose(1, 2)
+        return cpu.linear(self.proj, out.reshape(bn, n, c), ex, residual=residual)
+
+
+def window_bias(position_bias: Tensor, window_size: int, shift_size: int, device: torch.device) -> Tensor:
+    """A Swin block's attention bias from its (heads, N, N) position bias: (1, heads, N, N), or with a shift
+    (4, 1, heads, N, N), the bias plus the shift mask of each window group (``group_masks``)."""
+    bias = position_bias.unsqueeze(0).to(device)
+    if shift_size > 0:
+        masks = group_masks(window_size, shift_size, device).to(bias.dtype)
+        bias = bias.unsqueeze(0) + masks[:, None, None]
+    return bias
+
+
+def run_blocks(
+    blocks: nn.ModuleList,
+    x: Tensor,
+    plan: WindowPlan | None,
+    ex: Exec,
+    checkpoint: bool,
+    size: tuple[int, int] | None = None,
+) -> Tensor:
     """A residual group's transformer blocks in order: on the chunked CPU path each writes into one of two
     alternated buffers (the input is never written); with ``checkpoint`` (training) each is recomputed in
-    the backward pass."""
+    the backward pass. ``size``: the feature map's (H, W), passed on to blocks that need it (HAT's)."""
+    kw: dict[str, Any] = {} if size is None else {"size": size}
     if ex.chunked and len(blocks):
         buffers = (torch.empty_like(x), torch.empty_like(x))
         for i, blk in enumerate(blocks):
-            x = blk(x, plan, ex, out=buffers[i % 2])
+            x = blk(x, plan, ex, out=buffers[i % 2], **kw)
         return x
     for blk in blocks:
         if checkpoint and blk.training and torch.is_grad_enabled():
-            x = torch.utils.checkpoint.checkpoint(blk, x, plan, ex, use_reentrant=False)
+            x = torch.utils.checkpoint.checkpoint(blk, x, plan, ex, use_reentrant=False, **kw)
         else:
-            x = blk(x, plan, ex)
+            x = blk(x, plan, ex, **kw)
     return x
 
 
