@@ -51,7 +51,7 @@ def released_shapes(shared: Path) -> dict:
 # The README's set-up does not install it, so these tests skip there; .ci/run installs it afterwards and reruns
 # the tests marked `spandrel` with SWINIR_REQUIRE_SPANDREL=1, under which a missing spandrel fails instead.
 REQUIRE_SPANDREL = "SWINIR_REQUIRE_SPANDREL"
-SPANDREL_FIXTURES = ("spandrel_swinir", "spandrel_swin2sr")
+SPANDREL_FIXTURES = ("spandrel_swinir", "spandrel_swin2sr", "spandrel_hat")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -96,6 +96,13 @@ def spandrel_swinir() -> type:
 def spandrel_swin2sr() -> type:
     """spandrel 0.4.2's copy of the authors' Swin2SR network class (``models/network_swin2sr.py``)."""
     net: type = _spandrel_architecture("Swin2SR", "Swin2SR")
+    return net
+
+
+@pytest.fixture(scope="session")
+def spandrel_hat() -> type:
+    """spandrel 0.4.2's copy of the authors' HAT network class (``hat/archs/hat_arch.py``; it needs einops)."""
+    net: type = _spandrel_architecture("HAT", "HAT")
     return net
 
 

@@ -195,14 +195,14 @@ def test_unknown_weights_name_the_architectures_tried_and_the_closest() -> None:
 
 
 # -- files we write ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", [n for n, e in RELEASED.items() if e["architecture"] == "swin2sr"] or [None])
-def test_released_layout_of_every_swin2sr_file(name: str | None) -> None:
+@pytest.mark.parametrize("name", list(RELEASED) or [None])
+def test_released_layout_of_every_file(name: str | None) -> None:
     """Keys, order and shapes that ``swinir.save`` writes equal the released file's, derived buffers too."""
     if name is None:
         pytest.skip("golden/family is absent")
     entry = RELEASED[name]
-    spec = ModelSpec.from_kwargs(entry["config"], "swin2sr")
-    weights = {k: v for k, v in _meta_state_dict(entry).items() if not k.endswith(("mask", "table", "index"))}
+    spec = ModelSpec.from_kwargs(entry["config"], entry["architecture"])
+    weights = architectures.get(spec.architecture).drop_derived(_meta_state_dict(entry))
     out = with_derived(weights, spec)
     assert list(out) == list(entry["state_dict"])
     assert {k: list(v.shape) for k, v in out.items()} == entry["state_dict"]
@@ -211,10 +211,8 @@ def test_released_layout_of_every_swin2sr_file(name: str | None) -> None:
 def test_derived_buffers_equal_the_authors(family: Path) -> None:
     """Values, not only shapes: the buffers the authors' code wrote into the golden files."""
     for name, entry in INDEX.items():
-        if entry["architecture"] != "swin2sr":
-            continue
         raw = torch.load(family / entry["checkpoint"], weights_only=True)[entry["checkpoint_key"]]
-        ours = with_derived(raw, ModelSpec.from_kwargs(entry["config"], "swin2sr"))
+        ours = with_derived(raw, ModelSpec.from_kwargs(entry["config"], entry["architecture"]))
         assert list(ours) == list(raw), name
         for k, v in raw.items():
             assert ours[k].dtype == v.dtype and torch.equal(ours[k], v), (name, k)
@@ -271,3 +269,55 @@ def test_full_size_random_weights_equal_spandrels_copy(name: str | None, spandre
     err = (got - want).abs().max().item()
     print(f"\n{name}: max abs difference to spandrel's copy {err:.2e}")
     assert err <= TOL
+
+
+# HAT-S, HAT and HAT-L (x4, x3, x2: every upsampler path and both depths); Real_HAT_GAN_SRx4 and the other
+# scales share these configurations
+HAT_FULL_SIZE = ("HAT-S_SRx4", "HAT_SRx3", "HAT-L_SRx2_ImageNet-pretrain")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in HAT_FULL_SIZE if n in RELEASED] or [None])
+def test_full_size_random_hat_equals_spandrels_copy(name: str | None, spandrel_hat: type) -> None:
+    """HAT-S (9.6M parameters), HAT (20.8M) and HAT-L (40.7M) at full size with random weights (position
+    tables and the channel-attention branch included), against spandrel 0.4.2's copy of the authors' network
+    (which reflect-pads to a window multiple inside, as the authors' test code does outside)."""
+    if name is None:
+        pytest.skip("golden/family is absent")
+    cfg = RELEASED[name]["config"]
+    gen = torch.Generator().manual_seed(0)
+    peer = spandrel_hat(**cfg).eval()
+    with torch.no_grad():
+        for key, p in peer.state_dict().items():
+            if p.dtype.is_floating_point and not key.startswith("relative_position_index"):
+                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    ours = swinir.load(peer.state_dict())
+    assert ours.spec.architecture == "hat" and ours.spec.kwargs()["compress_ratio"] == cfg["compress_ratio"]
+    ws = cfg["window_size"]
+    x = torch.rand(1, cfg["in_chans"], ws + 5, 2 * ws + 3, generator=gen)  # not window multiples: both pad
+    with torch.no_grad():
+        want = peer(x)
+        got = ours(x)
+        with kernels.disabled():
+            plain = ours(x)
+    assert got.shape == want.shape == plain.shape
+    err = max((got - want).abs().max().item(), (plain - want).abs().max().item())
+    print(f"\n{name}: max abs difference to spandrel's copy {err:.2e}")
+    assert err <= TOL
+
+
+def test_saved_hat_file_loads_strictly_into_the_authors_class(family: Path, tmp_path: Path, spandrel_hat: type) -> None:
+    """Our .pth of a HAT holds the original's keys in its order, both position indices included: spandrel's
+    copy of the authors' class loads it with strict=True and computes the golden output."""
+    entry = INDEX["hat_x3"]
+    model = swinir.load(family / entry["checkpoint"])
+    path = swinir.save(model, tmp_path / "saved.pth", key=entry["checkpoint_key"])
+    raw = torch.load(path, weights_only=True)
+    assert raw[SPEC_KEY]["architecture"] == "hat"
+    released = torch.load(family / entry["checkpoint"], weights_only=True)[entry["checkpoint_key"]]
+    assert list(raw[entry["checkpoint_key"]]) == list(released)
+    authors = spandrel_hat(**entry["config"]).eval()
+    authors.load_state_dict(raw[entry["checkpoint_key"]], strict=True)
+    data = torch.load(family / entry["cases"][1]["file"], weights_only=True)
+    with torch.no_grad():
+        assert (authors(data["input"]) - data["output"]).abs().max().item() <= TOL
