@@ -238,8 +238,11 @@ def test_serve_lists_every_architecture_grouped(arch: str) -> None:
         pytest.skip(f"{arch} has no zoo entries")
     first = families.index(arch)
     assert families[first : first + families.count(arch)] == [arch] * families.count(arch)  # one block each
-    row = _model_dict(next(e for e in zoo.list_entries(architecture=arch) if not e.builtin))
+    entry = next(e for e in zoo.list_entries(architecture=arch) if not e.builtin)
+    row = _model_dict(entry)
     assert row["architecture"] == arch and row["family"] == swinir.spec.TITLES[arch]
+    # whether the server can fetch it (HAT's files have no direct URL), and the page to get it from
+    assert row["downloadable"] is bool(entry.url) and row["page"] == zoo.RELEASE_PAGES[arch]
 
 
 def test_video_frames_are_restored_as_images(ckpt: Path, sr2: torch.nn.Module, tmp_path: Path) -> None:
