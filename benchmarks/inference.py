@@ -63,8 +63,9 @@ FULL = (
 # the earlier sessions' sizes (the original takes up to a minute per 256x256 image on one core)
 LARGE = (("classical_x2", 128), ("classical_x2", 256), ("lightweight_x4", 256), ("color_dn", 256), ("real_L_x4", 128))
 SMALL = (("lightweight_x4", 32),)
-# the family's rows (--family): Swin2SR-M (the classical x2 release's configuration) against spandrel's copy
-FAMILY_CASES = (("swin2sr_classical_x2", 64), ("swin2sr_classical_x2", 128))
+# the family's rows (--family): Swin2SR-M (the classical x2 release's configuration) and HAT (the x4 release's)
+# against spandrel's copies
+FAMILY_CASES = (("swin2sr_classical_x2", 64), ("swin2sr_classical_x2", 128), ("hat_x4", 64), ("hat_x4", 128))
 # our configuration names -> the family manifest's release names (golden/family/released_state_dicts.json)
 FAMILY_RELEASES = {
     "swin2sr_classical_x2": "Swin2SR_ClassicalSR_X2_64",
@@ -73,6 +74,10 @@ FAMILY_RELEASES = {
     "swin2sr_compressed_x4": "Swin2SR_CompressedSR_X4_48",
     "swin2sr_real_x4": "Swin2SR_RealworldSR_X4_64_BSRGAN_PSNR",
     "swin2sr_jpeg_gray": "Swin2SR_Jpeg_dynamic",
+    "hat_s_x4": "HAT-S_SRx4",
+    "hat_x2": "HAT_SRx2",
+    "hat_x4": "HAT_SRx4",
+    "hat_l_x4": "HAT-L_SRx4_ImageNet-pretrain",
 }
 # spandrel's module and class of each architecture's copy of the authors' network
 SPANDREL_CLASSES = {"swinir": ("SwinIR", "SwinIR"), "swin2sr": ("Swin2SR", "Swin2SR"), "hat": ("HAT", "HAT")}
@@ -88,6 +93,10 @@ LABELS = {
     "swin2sr_compressed_x4": "Swin2SR compressed SR x4",
     "swin2sr_real_x4": "Swin2SR real-world SR x4",
     "swin2sr_jpeg_gray": "Swin2SR gray JPEG",
+    "hat_s_x4": "HAT-S SR x4",
+    "hat_x2": "HAT SR x2",
+    "hat_x4": "HAT SR x4",
+    "hat_l_x4": "HAT-L SR x4",
 }
 
 
@@ -486,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--family",
         action="store_true",
-        help="the family's rows: Swin2SR-M (classical x2 configuration) at 64 and 128 against spandrel's copy",
+        help="the family's rows: Swin2SR-M (classical x2 configuration) and HAT (x4) at 64 and 128 against "
+        "spandrel's copies",
     )
     ap.add_argument("--configs", nargs="*", help="released configuration names (default: the README's five)")
     ap.add_argument("--sizes", nargs="*", type=int, help="input sides, applied to every --configs entry")

@@ -117,17 +117,23 @@ def of(model_or_spec: Any) -> Architecture:
 
 
 def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
-    """The spec of the first architecture whose detection accepts ``state_dict``, tried in order.
+    """The spec of the first architecture whose detection accepts ``state_dict``, tried in order, unless the
+    file carries the markers of an earlier one that refused it.
 
     None accepting it raises one ``SpecError`` line naming the architectures tried and, for the closest
     (the most keys carrying its markers), the first problem its detection found."""
     errors: list[tuple[Architecture, SpecError]] = []
+    keys = list(state_dict)
     for arch in REGISTRY:
         try:
-            return arch.spec_of(state_dict)
+            spec = arch.spec_of(state_dict)
         except SpecError as exc:
             errors.append((arch, exc))
-    keys = list(state_dict)
+            continue
+        # a file marked as an earlier (more specific) architecture's that its detection refused is a broken
+        # file of that architecture, not a later one's (a HAT file that lost a key still holds SwinIR's)
+        if not any(a.closeness(keys) for a, _ in errors):
+            return spec
     scores = [arch.closeness(keys) for arch, _ in errors]
     best = max(range(len(errors)), key=lambda i: (scores[i], i))  # ties: the later, more generic entry
     closest, why = errors[best]

@@ -441,8 +441,8 @@ def merge_metadata(detected: ModelSpec, stored: object) -> ModelSpec:
         if k in options and k not in guessed and _hashable(v) != options[k]:
             raise SpecError(f"its metadata says {k}={v!r} but the weights have {options[k]!r}")
         options[k] = _hashable(v) if k in guessed else options.get(k, v)
-    # options as arguments: from_kwargs lets an argument override the same name in "options"
-    merged = ModelSpec.from_kwargs({**detected.kwargs(), **options, **kw}, detected.architecture)
+    shared = {k: v for k, v in detected.kwargs().items() if k not in options}  # the options travel as such
+    merged = ModelSpec.from_kwargs({**shared, **kw, "options": options}, detected.architecture)
     for name in SHAPE_FIELDS:
         if name in kw and name not in guessed and getattr(merged, name) != getattr(detected, name):
             if name == "num_out_ch" and merged.out_chans == detected.out_chans:

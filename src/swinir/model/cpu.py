@@ -143,7 +143,8 @@ def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     fp32, bf16 weights, or fp32 under bf16 autocast (attention then stays fp32, the linears run in bf16)."""
     if not place.cpu or x.device.type != "cpu" or torch.is_grad_enabled() or tracing():
         return Exec(fp16_safe)
-    kern = place.kernel_shapes and kernels.available()
+    built = kernels.available()  # the C kernels: Winograd convolutions for any network
+    kern = place.kernel_shapes and built  # and window attention where every window and head fits it
     chunked = kern or CHUNKED_WITHOUT_KERNEL
     attn = kern and ATTENTION_KERNEL
     f32, bf16 = torch.float32, torch.bfloat16
@@ -154,7 +155,7 @@ def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     if x.dtype != place.dtype:
         return Exec(fp16_safe)
     if x.dtype == f32:
-        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, chunked, kern, attn)
+        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, chunked, built, attn)
     if x.dtype == bf16:
         return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn)
     return Exec(fp16_safe)

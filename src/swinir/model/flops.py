@@ -1,4 +1,4 @@
-"""FLOPs of a SwinIR (or Swin2SR) forward at a given input size: 2 per multiply-add of every convolution
+"""FLOPs of a SwinIR (Swin2SR, HAT) forward at a given input size: 2 per multiply-add of every convolution
 and matmul.
 
 LayerNorm, softmax, GELU and the adds are left out (well under 1% of the total at the released shapes);
@@ -65,6 +65,25 @@ class _Pixelshuffle:
         self.embed_dim, self.upscale, self.upsampler = spec.embed_dim, spec.upscale, "pixelshuffle"
 
 
+def _hat_conv_branch(spec: Any, dim: int, h: int, w: int) -> int:
+    hidden = int(dim // _option(spec, "compress_ratio", 3))
+    return conv3x3(dim, hidden, h, w) + conv3x3(hidden, dim, h, w)
+
+
+def _hat_ocab(spec: Any, dim: int, tokens: int) -> int:
+    """qkv, proj and the MLP over every token, and every query against its wse x wse keys."""
+    ws = int(spec.window_size)
+    wse = ws + int(_option(spec, "overlap_ratio", 0.5) * ws)
+    hidden = int(dim * spec.mlp_ratio)
+    return 2 * tokens * (4 * dim * dim + 2 * dim * hidden) + 2 * 2 * tokens * wse * wse * dim
+
+
+def _option(spec: Any, name: str, default: float) -> float:
+    """A HAT option of a ``ModelSpec`` or of a model (which holds it as an attribute)."""
+    value = spec.option(name, default) if hasattr(spec, "option") else getattr(spec, name, default)
+    return float(value)
+
+
 def flops(spec: Any, h: int, w: int, batch: int = 1) -> int:
     """FLOPs of one forward of ``spec`` (a ``ModelSpec`` or a ``SwinIR``) on ``batch`` h x w inputs, after
     the reflect padding to a window multiple that the forward does."""
@@ -74,6 +93,9 @@ def flops(spec: Any, h: int, w: int, batch: int = 1) -> int:
     out = spec.num_out_ch or spec.in_chans
     body = sum(d * block(dim, ws, spec.mlp_ratio, tokens) for d in spec.depths)
     body += (len(spec.depths) + 1) * resi_conv(dim, spec.resi_connection, h, w)
-    if getattr(spec, "architecture", "swinir") == "swin2sr":  # a 1x1 projection after each group and the stem
+    arch = getattr(spec, "architecture", "swinir")
+    if arch == "swin2sr":  # a 1x1 projection after each group and the stem
         body += (len(spec.depths) + 1) * 2 * dim * dim * tokens
+    if arch == "hat":  # each block's convolution branch, and each group's overlapping cross-attention
+        body += sum(spec.depths) * _hat_conv_branch(spec, dim, h, w) + len(spec.depths) * _hat_ocab(spec, dim, tokens)
     return int(batch * (conv3x3(spec.in_chans, dim, h, w) + body + _reconstruction(spec, out, h, w)))

@@ -530,8 +530,6 @@ class HAT(Restorer):
     @property
     def spec(self) -> ModelSpec:
         """Hyperparameters and task description (see ``swinir.spec``)."""
-        fields = self._spec_fields()
-        fields["resi_connection"] = self.resi_connection
         options = {
             "compress_ratio": self.compress_ratio,
             "squeeze_factor": self.squeeze_factor,
@@ -539,7 +537,7 @@ class HAT(Restorer):
             "overlap_ratio": self.overlap_ratio,
         }
         return ModelSpec(
-            **fields,
+            **self._spec_fields(),
             ape=self.ape,
             patch_norm=self.patch_norm,
             architecture="hat",
