@@ -183,6 +183,27 @@ def test_eval_follows_the_architectures_test_script(sr2: torch.nn.Module, data_d
         np.testing.assert_array_equal(saved, mine)
 
 
+# how each architecture's released test script pads the LR before the forward (output cropped after)
+TEST_SCRIPT_PADDING = {"swinir": "flip", "swin2sr": "flip", "hat": "reflect"}
+
+
+def test_eval_pads_as_the_architectures_test_script(arch: str, sr2: torch.nn.Module) -> None:
+    """SwinIR's and Swin2SR's scripts mirror-flip a whole window more, even at a window multiple; HAT's
+    (hat_model.py) reflects right/bottom up to the next multiple only."""
+    from swinir.evaluate import test_padding
+
+    pad = test_padding(sr2)
+    assert pad is architectures.TEST_PADDINGS[TEST_SCRIPT_PADDING[arch]]
+    ws = sr2.window_size
+    x = torch.rand(1, 3, ws + 3, 2 * ws, generator=torch.Generator().manual_seed(0))
+    if TEST_SCRIPT_PADDING[arch] == "reflect":
+        want = torch.nn.functional.pad(x, (0, 0, 0, ws - 3), mode="reflect")  # the columns: already a multiple
+    else:
+        rows = torch.cat([x, torch.flip(x, [2])], 2)[:, :, : 2 * ws, :]
+        want = torch.cat([rows, torch.flip(rows, [3])], 3)[:, :, :, : 3 * ws]
+    assert torch.equal(pad(x, ws), want)
+
+
 def test_compressed_sr_protocol_and_its_bicubic_baseline(data_dir: Path, tmp_path: Path, capsys: Any) -> None:
     """main_test_swin2sr.py --task compressed_sr scores SR of a JPEG LR like classical SR; the bicubic
     baseline of that protocol, computed by hand, is what `swinir eval --model bicubic` prints, and JPEG
