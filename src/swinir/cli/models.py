@@ -15,6 +15,7 @@ EPILOG = """examples:
   swinir models                      # everything: built-ins first, then the released checkpoints
   swinir models --task denoise       # only denoisers
   swinir models --architecture swin2sr   # only Swin2SR's released checkpoints
+  swinir models --architecture hat   # HAT's ten files: where to get each one, where to put it
   swinir models --json               # machine-readable, with cache status and URLs
   swinir restore photo.jpg -o out/ --model classical-x4   # use one (downloaded on first use)
 """
