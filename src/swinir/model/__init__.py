@@ -1,5 +1,6 @@
 """The SwinIR family's networks: SwinIR (Liang et al., ICCVW 2021: shallow conv -> residual Swin Transformer
-blocks -> reconstruction) and Swin2SR (Conde et al., ECCVW 2022: the same with SwinV2 blocks).
+blocks -> reconstruction), Swin2SR (Conde et al., ECCVW 2022: the same with SwinV2 blocks) and HAT (Chen et
+al., CVPR 2023: hybrid window + channel attention blocks and an overlapping cross-attention per group).
 
 Parameter names and shapes follow the released checkpoints exactly; the output equals the original
 forward's (max abs difference ~1e-7 in fp32 on every golden case). Everything derived from the window or
@@ -10,7 +11,9 @@ The package, by concern:
 
 - ``network``: SwinIR's modules and their parameter names (read this for the architecture);
 - ``swin2sr``: Swin2SR's, readable alone, with its detection and released layout;
-- ``shared``: what the architectures share (heads, residual convs, padding, the ``Restorer`` base);
+- ``hat``: HAT's, likewise;
+- ``shared``: what the architectures share (heads, residual convs, padding, window attention with a
+  relative-position bias, the ``Restorer`` base);
 - ``layout``: tokens in window order, shifted-window gathers, shift masks per window group;
 - ``cpu``: the CPU inference backend (oneDNN fused linears, chunked blocks with the C attention kernel,
   Winograd convolutions); the one place that touches private torch ops and ``swinir.kernels``;
@@ -26,6 +29,7 @@ grows past the fp16 range; matmuls and attention stay in fp16.
 
 from swinir.model.cpu import Exec, native_bf16
 from swinir.model.flops import flops
+from swinir.model.hat import HAT
 from swinir.model.layout import (
     MASK_VALUE,
     WindowPlan,
@@ -58,6 +62,7 @@ from swinir.model.swin2sr import Swin2SR
 
 __all__ = [
     "DERIVED_SUFFIXES",
+    "HAT",
     "MASK_VALUE",
     "RESI_CONNECTIONS",
     "RGB_MEAN",
