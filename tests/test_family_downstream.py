@@ -359,3 +359,28 @@ def test_save_writes_the_released_layout_and_reloads(sr2: torch.nn.Module, ckpt:
     assert list(ours[key]) == list(raw[key])
     assert {k: tuple(v.shape) for k, v in ours[key].items()} == {k: tuple(v.shape) for k, v in raw[key].items()}
     assert swinir.load(path).spec == sr2.spec
+
+
+# the smallest released file of each architecture: (manifest under golden/, entry)
+SMALLEST_RELEASE = {
+    "swinir": ("released_state_dicts.json", "lightweight_x2"),
+    "swin2sr": ("family/released_state_dicts.json", "Swin2SR_Lightweight_X2_64"),
+    "hat": ("family/released_state_dicts.json", "HAT-S_SRx2"),
+}
+
+
+def test_save_of_a_released_size_network_writes_its_files_layout(arch: str, golden: Path, tmp_path: Path) -> None:
+    """``swinir.save`` of a full-size network of a released configuration writes the released file's keys, in
+    its order, with its shapes (derived buffers included), under its key: what the authors' code loads
+    strictly (``tests/test_family.py`` loads such files into spandrel's copies)."""
+    if arch not in SMALLEST_RELEASE:
+        pytest.fail(f"registered architecture {arch} has no released manifest in SMALLEST_RELEASE: add one")
+    manifest, name = SMALLEST_RELEASE[arch]
+    release = json.loads((golden / manifest).read_text())[name]
+    spec = swinir.spec.ModelSpec.from_kwargs(release["config"], arch)
+    model = architectures.build(spec)
+    path = swinir.save(model, tmp_path / "m.pth", key=release["checkpoint_key"])
+    written = torch.load(path, weights_only=True)[release["checkpoint_key"]]
+    assert list(written) == list(release["state_dict"])
+    assert {k: list(v.shape) for k, v in written.items()} == release["state_dict"]
+    assert swinir.load(path).spec == model.spec
