@@ -341,9 +341,11 @@ def test_fine_tune_refuses_weights_of_another_architecture(ckpt: Path, arch: str
     from swinir.errors import ConfigError
     from swinir.train import Trainer, load_config
 
-    other = next(a for a in ARCHS if a != arch) if len(ARCHS) > 1 else None
+    # the tiny preset's lightweight head (pixelshuffledirect) exists in SwinIR and Swin2SR, not in HAT (which
+    # the trainer would refuse to build before looking at the weights)
+    other = next((a for a in ARCHS if a not in (arch, "hat")), None)
     if other is None:
-        pytest.skip("one architecture registered")
+        pytest.skip("no other architecture with the preset's head registered")
     overrides = ["val.hr=null", "log.progress=false", f"model.architecture={other}", f"model.init_from={ckpt}"]
     overrides.append("model.upsampler=pixelshuffle")  # the preset's pixelshuffledirect is no head of HAT's
     with pytest.raises(ConfigError, match="model.from_init: true"):
