@@ -58,15 +58,22 @@ def test_models_lists_builtins_first_then_all_released(cache: Path, capsys: pyte
         for i, line in enumerate(lines)
         if line.split()[:1] and zoo.is_known(line.split()[0]) and not line.strip().startswith("builtin-")
     ]
-    # the release README's 27, then two more files of the release, then Swin2SR's six under their own heading
-    assert len(builtin_at) == 3 and len(released_at) == 27 + 2 + 6
+    # the release README's 27, then two more files of the release, then Swin2SR's six and HAT's ten under
+    # their own headings
+    assert len(builtin_at) == 3 and len(released_at) == 27 + 2 + 6 + 10
     assert max(builtin_at) < min(released_at)
-    names = [e.name for e in (*zoo.RELEASED, *zoo.EXTRA, *zoo.SWIN2SR)]
+    names = [e.name for e in (*zoo.RELEASED, *zoo.EXTRA, *zoo.SWIN2SR, *zoo.HAT)]
     assert [lines[i].split()[0] for i in released_at] == names
     assert str(cache) in out and zoo.RELEASE_PAGE in out and zoo.SWIN2SR_RELEASE_PAGE in out
     heading = lines.index(next(line for line in lines if line.startswith("Released Swin2SR checkpoints")))
     assert released_at[28] < heading < released_at[29]
+    hat = lines.index(next(line for line in lines if line.startswith("Released HAT checkpoints")))
+    assert released_at[34] < hat < released_at[35]
+    # HAT's files are not downloaded: the heading says where to get them and where to put them
+    assert "no direct download" in lines[hat] and zoo.HAT_PAGE in lines[hat] and str(cache) in lines[hat + 1]
+    assert "downloaded on first use" in lines[heading + 1]
     assert all(lines[i].split()[4] == "no" for i in released_at)  # nothing cached yet
+    assert lines[released_at[-1]].split()[1:] == ["real_sr", "x4", "color", "no", "Real_HAT_GAN_SRx4.pth"]
 
 
 def test_models_shows_what_is_cached(cache: Path, small_checkpoint, capsys: pytest.CaptureFixture) -> None:
@@ -82,9 +89,13 @@ def test_models_shows_what_is_cached(cache: Path, small_checkpoint, capsys: pyte
     data = json.loads(out)
     assert data["cache_dir"] == str(cache)
     by_name = {m["name"]: m for m in data["models"]}
-    assert len(data["models"]) == 38 and [m["builtin"] for m in data["models"][:3]] == [True] * 3
+    assert len(data["models"]) == 48 and [m["builtin"] for m in data["models"][:3]] == [True] * 3
     assert by_name["swin2sr-classical-x2"]["url"] == zoo.SWIN2SR_RELEASE_URL + "Swin2SR_ClassicalSR_X2_64.pth"
     assert by_name["swin2sr-classical-x2"]["architecture"] == "swin2sr"
+    hat = by_name["hat-l-classical-x3"]
+    assert (hat["url"], hat["page"], hat["architecture"]) == ("", zoo.HAT_PAGE, "hat")
+    assert (hat["filename"], hat["scale"], hat["cached"]) == ("HAT-L_SRx3_ImageNet-pretrain.pth", 3, False)
+    assert hat["path"] == str(cache / "HAT-L_SRx3_ImageNet-pretrain.pth")
     assert by_name["classical-x2"]["cached"] is True and by_name["classical-x3"]["cached"] is False
     assert by_name["classical-x2"]["path"] == str(cache / entry.filename)
     assert by_name["jpeg-color-40"]["url"] == zoo.RELEASE_URL + "006_colorCAR_DFWB_s126w7_SwinIR-M_jpeg40.pth"
@@ -168,6 +179,22 @@ def test_info_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
         code, out, err = _run(capsys, "info", arg)
         assert code == 1 and out == ""
         assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def test_models_of_one_architecture(cache: Path, capsys: pytest.CaptureFixture) -> None:
+    _, out, _ = _run(capsys, "models", "--architecture", "hat", "--json")
+    names = [m["name"] for m in json.loads(out)["models"]]
+    assert len(names) == 10 and names[0] == "hat-s-classical-x2" and names[-1] == "hat-realsr-x4"
+    _, out, _ = _run(capsys, "models", "--architecture", "hat", "--task", "real_sr")
+    rows = [line.split()[0] for line in out.splitlines() if line.startswith("  hat-")]
+    assert rows == ["hat-realsr-x4"]
+
+
+def test_a_hat_name_without_its_file_is_one_line(cache: Path, capsys: pytest.CaptureFixture) -> None:
+    """`swinir info` / `restore` with a HAT name whose file is not there: where to get it, where to put it."""
+    code, out, err = _run(capsys, "info", "hat-classical-x4")
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "HAT_SRx4.pth" in err and zoo.HAT_PAGE in err and str(cache / "HAT_SRx4.pth") in err
 
 
 @pytest.mark.parametrize("command", ["models", "info"])

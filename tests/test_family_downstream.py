@@ -183,6 +183,27 @@ def test_eval_follows_the_architectures_test_script(sr2: torch.nn.Module, data_d
         np.testing.assert_array_equal(saved, mine)
 
 
+# how each architecture's released test script pads the LR before the forward (output cropped after)
+TEST_SCRIPT_PADDING = {"swinir": "flip", "swin2sr": "flip", "hat": "reflect"}
+
+
+def test_eval_pads_as_the_architectures_test_script(arch: str, sr2: torch.nn.Module) -> None:
+    """SwinIR's and Swin2SR's scripts mirror-flip a whole window more, even at a window multiple; HAT's
+    (hat_model.py) reflects right/bottom up to the next multiple only."""
+    from swinir.evaluate import test_padding
+
+    pad = test_padding(sr2)
+    assert pad is architectures.TEST_PADDINGS[TEST_SCRIPT_PADDING[arch]]
+    ws = sr2.window_size
+    x = torch.rand(1, 3, ws + 3, 2 * ws, generator=torch.Generator().manual_seed(0))
+    if TEST_SCRIPT_PADDING[arch] == "reflect":
+        want = torch.nn.functional.pad(x, (0, 0, 0, ws - 3), mode="reflect")  # the columns: already a multiple
+    else:
+        rows = torch.cat([x, torch.flip(x, [2])], 2)[:, :, : 2 * ws, :]
+        want = torch.cat([rows, torch.flip(rows, [3])], 3)[:, :, :, : 3 * ws]
+    assert torch.equal(pad(x, ws), want)
+
+
 def test_compressed_sr_protocol_and_its_bicubic_baseline(data_dir: Path, tmp_path: Path, capsys: Any) -> None:
     """main_test_swin2sr.py --task compressed_sr scores SR of a JPEG LR like classical SR; the bicubic
     baseline of that protocol, computed by hand, is what `swinir eval --model bicubic` prints, and JPEG
@@ -238,8 +259,11 @@ def test_serve_lists_every_architecture_grouped(arch: str) -> None:
         pytest.skip(f"{arch} has no zoo entries")
     first = families.index(arch)
     assert families[first : first + families.count(arch)] == [arch] * families.count(arch)  # one block each
-    row = _model_dict(next(e for e in zoo.list_entries(architecture=arch) if not e.builtin))
+    entry = next(e for e in zoo.list_entries(architecture=arch) if not e.builtin)
+    row = _model_dict(entry)
     assert row["architecture"] == arch and row["family"] == swinir.spec.TITLES[arch]
+    # whether the server can fetch it (HAT's files have no direct URL), and the page to get it from
+    assert row["downloadable"] is bool(entry.url) and row["page"] == zoo.RELEASE_PAGES[arch]
 
 
 def test_video_frames_are_restored_as_images(ckpt: Path, sr2: torch.nn.Module, tmp_path: Path) -> None:
@@ -317,12 +341,13 @@ def test_fine_tune_refuses_weights_of_another_architecture(ckpt: Path, arch: str
     from swinir.errors import ConfigError
     from swinir.train import Trainer, load_config
 
-    # the tiny preset's lightweight head (pixelshuffledirect) exists in SwinIR and Swin2SR, not in HAT (which
-    # the trainer would refuse to build before looking at the weights)
-    other = next((a for a in ARCHS if a not in (arch, "hat")), None)
+    other = next(a for a in ARCHS if a != arch) if len(ARCHS) > 1 else None
     if other is None:
-        pytest.skip("no other architecture with the preset's head registered")
+        pytest.skip("one architecture registered")
     overrides = ["val.hr=null", "log.progress=false", f"model.architecture={other}", f"model.init_from={ckpt}"]
+    # the tiny preset's lightweight head (pixelshuffledirect) is no head of HAT's (the trainer would refuse to
+    # build it before looking at the weights); a pixelshuffle head exists in every architecture
+    overrides.append("model.upsampler=pixelshuffle")
     with pytest.raises(ConfigError, match="model.from_init: true"):
         Trainer(load_config("builtin-x2-tiny", overrides), tmp_path / "run")
 
@@ -336,3 +361,28 @@ def test_save_writes_the_released_layout_and_reloads(sr2: torch.nn.Module, ckpt:
     assert list(ours[key]) == list(raw[key])
     assert {k: tuple(v.shape) for k, v in ours[key].items()} == {k: tuple(v.shape) for k, v in raw[key].items()}
     assert swinir.load(path).spec == sr2.spec
+
+
+# the smallest released file of each architecture: (manifest under golden/, entry)
+SMALLEST_RELEASE = {
+    "swinir": ("released_state_dicts.json", "lightweight_x2"),
+    "swin2sr": ("family/released_state_dicts.json", "Swin2SR_Lightweight_X2_64"),
+    "hat": ("family/released_state_dicts.json", "HAT-S_SRx2"),
+}
+
+
+def test_save_of_a_released_size_network_writes_its_files_layout(arch: str, golden: Path, tmp_path: Path) -> None:
+    """``swinir.save`` of a full-size network of a released configuration writes the released file's keys, in
+    its order, with its shapes (derived buffers included), under its key: what the authors' code loads
+    strictly (``tests/test_family.py`` loads such files into spandrel's copies)."""
+    if arch not in SMALLEST_RELEASE:
+        pytest.fail(f"registered architecture {arch} has no released manifest in SMALLEST_RELEASE: add one")
+    manifest, name = SMALLEST_RELEASE[arch]
+    release = json.loads((golden / manifest).read_text())[name]
+    spec = swinir.spec.ModelSpec.from_kwargs(release["config"], arch)
+    model = architectures.build(spec)
+    path = swinir.save(model, tmp_path / "m.pth", key=release["checkpoint_key"])
+    written = torch.load(path, weights_only=True)[release["checkpoint_key"]]
+    assert list(written) == list(release["state_dict"])
+    assert {k: list(v.shape) for k, v in written.items()} == release["state_dict"]
+    assert swinir.load(path).spec == model.spec

@@ -532,3 +532,36 @@ def test_offline_a_released_model_fails_with_the_clis_message(tmp_path: Path) ->
         timeout=120,
     )
     assert failed["error"] in cli.stderr
+
+
+def test_a_hat_model_needs_its_file_put_into_the_cache(tmp_path: Path) -> None:
+    """HAT's files have no direct download: the list says so, a job fails with where to get the file and
+    where to put it (the CLI's words), and once the file is there the same job runs."""
+    import torch
+
+    from swinir.model.hat import HAT
+
+    cache = tmp_path / "cache"
+    env = {"SWINIR_CACHE": str(cache), zoo.URL_ENV: ""}
+    srv = ServeProcess(tmp_path / "srv", "--models", "hat-classical-x2", env=env)
+    dest = cache / "HAT_SRx2.pth"
+    try:
+        (listed,) = requests.get(srv.api("/api/models"), timeout=10).json()["models"]
+        assert (listed["name"], listed["cached"], listed["downloadable"]) == ("hat-classical-x2", False, False)
+        assert (listed["filename"], listed["page"], listed["family"]) == ("HAT_SRx2.pth", zoo.HAT_PAGE, "HAT")
+        image = [("a.png", png_bytes(noise_image(8, 8)))]
+        failed = wait_done(srv, submit(srv, image, model="hat-classical-x2").json()["jobs"][0]["id"])
+        assert failed["state"] == "failed"
+        assert failed["error"].startswith(
+            f"hat-classical-x2 (HAT_SRx2.pth) has no direct download: get it from {zoo.HAT_PAGE}"
+        )
+        assert f"put it at {dest}" in failed["error"] and not cache.exists()
+        torch.manual_seed(0)  # the released width and window (a cached file is checked against them), one block
+        model = HAT(upscale=2, embed_dim=180, depths=[1], num_heads=[6], window_size=16, img_size=32, mlp_ratio=2)
+        cache.mkdir()
+        torch.save({"params_ema": model.state_dict()}, dest)
+        done = wait_done(srv, submit(srv, image, model="hat-classical-x2").json()["jobs"][0]["id"])
+        assert done["state"] == "done", done
+        assert requests.get(srv.api("/api/models"), timeout=10).json()["models"][0]["cached"]
+    finally:
+        srv.stop()

@@ -143,7 +143,7 @@ def test_every_name_alias_and_file_name_is_unique() -> None:
             key = zoo._key(n)
             assert seen.get(key, e.name) == e.name, f"{n} of {e.name} collides with {seen.get(key)}"
             seen[key] = e.name
-    assert len({e.name for e in zoo.list_entries()}) == 32 + 6  # with Swin2SR's six
+    assert len({e.name for e in zoo.list_entries()}) == 32 + 6 + 10  # with Swin2SR's six and HAT's ten
 
 
 def test_extra_release_files_resolve_by_name_and_file_name() -> None:
@@ -390,3 +390,57 @@ def test_entry_without_a_direct_url_names_the_page_and_the_path(
     assert not list(tmp_path.iterdir())  # nothing written
     (tmp_path / "Page_Only_SRx4.pth").write_bytes(b"PK")
     assert zoo.resolve("page-only-x4", cache_dir=tmp_path) == tmp_path / "Page_Only_SRx4.pth"
+
+
+# -- HAT's files: on its authors' Google Drive only ------------------------------------------------------
+
+
+def test_hat_entries_name_the_ten_released_files(shared: Path) -> None:
+    """One entry per HAT release file, in its README's order, none with a URL; each answers to its short
+    name and its file stem, and states the scale, window and width of the released configuration."""
+    from swinir.paths import released_configurations
+
+    released = {k: v for k, v in released_configurations(shared, family=True).items() if v["architecture"] == "hat"}
+    hat = zoo.list_entries(architecture="hat")
+    assert [e.filename.removesuffix(".pth") for e in hat] == list(released)  # the manifest is in release order
+    assert [e.name for e in hat] == [
+        *(f"hat-s-classical-x{s}" for s in (2, 3, 4)),
+        *(f"hat-classical-x{s}" for s in (2, 3, 4)),
+        *(f"hat-l-classical-x{s}" for s in (2, 3, 4)),
+        "hat-realsr-x4",
+    ]
+    for e in hat:
+        config = released[e.filename.removesuffix(".pth")]["config"]
+        assert e.url == "" and not e.downloadable and e.page == zoo.HAT_PAGE == "https://github.com/XPixelGroup/HAT"
+        assert zoo.get(e.filename) is e and zoo.get(e.filename.removesuffix(".pth")) is e and zoo.is_known(e.name)
+        want = zoo.expected_config(e)
+        assert (want["scale"], want["window_size"], want["embed_dim"]) == (
+            config["upscale"],
+            config["window_size"],
+            config["embed_dim"],
+        ), e.name
+        millions = released[e.filename.removesuffix(".pth")]["parameters"] / 1e6
+        assert f"{millions:.1f}M parameters" in e.description, e.name
+    assert [e.name for e in zoo.list_entries("real_sr", "hat")] == ["hat-realsr-x4"]
+    assert zoo.expected_config(zoo.get("hat-realsr-x4"))["task"] == "classical_sr"  # what its weights show
+
+
+def test_hat_entry_without_its_file_says_where_to_get_it_and_where_to_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline or not, a HAT name without the file is one line naming the file, the page and the folder;
+    nothing is fetched or written. Once the file is there, the name resolves to it."""
+    monkeypatch.delenv(zoo.URL_ENV, raising=False)
+    monkeypatch.setenv("SWINIR_CACHE", str(tmp_path / "cache"))
+    for name in ("hat-l-classical-x4", "HAT-L_SRx4_ImageNet-pretrain.pth", "HAT-L_SRx4_ImageNet-pretrain"):
+        with pytest.raises(ZooError) as err:
+            swinir.load(name)
+        msg = str(err.value)
+        assert "\n" not in msg and "HAT-L_SRx4_ImageNet-pretrain.pth" in msg and zoo.HAT_PAGE in msg, msg
+        assert f"put it at {tmp_path / 'cache' / 'HAT-L_SRx4_ImageNet-pretrain.pth'}" in msg, msg
+    assert not (tmp_path / "cache").exists()  # nothing written
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "HAT_SRx2.pth").write_bytes(b"PK")
+    assert zoo.resolve("hat-classical-x2", cache_dir=folder) == folder / "HAT_SRx2.pth"
+    assert zoo.resolve("HAT_SRx2", cache_dir=folder) == folder / "HAT_SRx2.pth"

@@ -144,7 +144,7 @@ def test_every_family_entry_expects_the_configuration_of_its_release(shared: Pat
 
     released = released_configurations(shared, family=True)
     entries = [e for e in zoo.list_entries() if not e.builtin and e.architecture != "swinir"]
-    assert {e.architecture for e in entries} >= {"swin2sr"}
+    assert {e.architecture for e in entries} == {"swin2sr", "hat"}
     for entry in entries:
         shapes = released[entry.filename.removesuffix(".pth")]["state_dict"]
         meta = {k: torch.empty(v, device="meta") for k, v in shapes.items()}
@@ -158,6 +158,17 @@ def test_a_model_of_another_architecture_at_a_released_name_is_refused(cache: Pa
     _put(cache, "swin2sr-classical-x2", embed_dim=16, upsampler="pixelshuffle")
     with pytest.raises(ZooError, match=r"is another model .*architecture=swinir.*; expected architecture=swin2sr"):
         swinir.load("swin2sr-classical-x2")
+
+
+def test_another_model_at_a_hat_name_says_where_the_right_file_is(cache: Path) -> None:
+    """HAT's files cannot be downloaded again: the refusal says which file to put there instead, from where."""
+    path = _put(cache, "hat-classical-x4", upscale=4, upsampler="pixelshuffle")
+    with pytest.raises(ZooError) as err:
+        swinir.load("hat-classical-x4")
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: the cached file for hat-classical-x4 is another model (SwinIR classical_sr x4")
+    assert "expected architecture=hat, task=classical_sr, scale=4, in_chans=3, window_size=16, embed_dim=180)" in msg
+    assert msg.endswith(f"replace it with HAT_SRx4.pth from {zoo.HAT_PAGE}") and "download" not in msg
 
 
 def test_known_sha256_are_only_where_recorded() -> None:

@@ -8,7 +8,9 @@ so each one is reproduced on purpose:
   the HR cropped to a multiple of the scale; the ground truth is HR cropped to LR size x scale;
 * the model input is padded as the architecture's test script pads it (``swinir.architectures``): SwinIR's
   and Swin2SR's by mirror-flip concatenation, always adding ``(h // window + 1) * window - h`` rows (and
-  the same for columns), even when ``h`` is already a multiple of the window;
+  the same for columns), even when ``h`` is already a multiple of the window; HAT's (``hat_model.py``)
+  by reflection at the right and bottom up to the next multiple of its window (16), nothing when already
+  a multiple;
 * compressed-input SR (Swin2SR's ``main_test_swin2sr.py --task compressed_sr``): the LR is a JPEG,
   ``NAME.jpg`` from ``--lr`` or the MATLAB-bicubic LR compressed with OpenCV at quality ``jpeg``; scored as
   classical SR;

@@ -1,10 +1,12 @@
 """The model zoo: the 27 released SwinIR checkpoints (and two more files of the release), the six
-released Swin2SR checkpoints, and the compact models shipped inside the package.
+released Swin2SR checkpoints, HAT's ten, and the compact models shipped inside the package.
 
 Released weights are fetched on first use into the cache folder (``$SWINIR_CACHE``, see
 ``swinir.paths.cache_dir``). The download goes to a temporary file in the same folder and is renamed into
 place only when complete (and, when a checksum is known, verified), so a half-written file is never
 loaded. ``$SWINIR_ZOO_URL`` replaces the release URL prefix, e.g. for a mirror or a local test server.
+HAT's authors publish their files through Google Drive only: those entries have no URL, and resolve once the
+file has been put into the cache folder by hand (the error says where to get it and where to put it).
 
 Built-in models live in ``swinir/builtin/<name>.safetensors`` beside ``<name>.json`` (config and measured
 metrics, e.g. ``{"metrics": {"Set5 x4 PSNR-Y": 30.7}, ...}``) and ``<name>.md`` (model card).
@@ -36,11 +38,12 @@ RELEASE_PAGE = "https://github.com/JingyunLiang/SwinIR/releases/tag/v0.0"
 RELEASE_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
 SWIN2SR_RELEASE_PAGE = "https://github.com/mv-lab/swin2sr/releases/tag/v0.0.1"
 SWIN2SR_RELEASE_URL = "https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/"
+HAT_PAGE = "https://github.com/XPixelGroup/HAT"  # its README links the Google Drive folder of the weights
 # where each architecture's released files are listed (for `swinir models` and the offline message)
 RELEASE_PAGES = {
     "swinir": RELEASE_PAGE,
     "swin2sr": SWIN2SR_RELEASE_PAGE,
-    "hat": "https://github.com/XPixelGroup/HAT",  # its README links the Google Drive folder of the weights
+    "hat": HAT_PAGE,
 }
 URL_ENV = "SWINIR_ZOO_URL"
 BUILTIN_DIR = "builtin"
@@ -65,8 +68,11 @@ class ZooEntry:
     sha256: str | None = None
     aliases: tuple[str, ...] = ()
     builtin: bool = False
-    url: str = ""  # canonical download URL; empty for built-ins
+    url: str = ""  # canonical download URL; empty for built-ins and files without a direct download
     architecture: str = "swinir"  # ModelSpec.architecture of its weights
+    # the task its weights read as (ModelSpec.task) where that is not ``task``: Real-HAT-GAN has HAT's
+    # classical upsampler, so its file reads as classical SR although it is trained for real-world SR
+    weights_task: str = ""
 
     @property
     def page(self) -> str:
@@ -113,6 +119,11 @@ class ZooEntry:
             "architecture": self.architecture,
             "page": self.page,
         }
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether swinir can fetch the file itself (a released file with a direct URL)."""
+        return not self.builtin and bool(self.url)
 
 
 # sha256 of the release's files. The release publishes none (its assets predate GitHub's digests), so these are
@@ -351,12 +362,63 @@ SWIN2SR: tuple[ZooEntry, ...] = (
 )
 
 
+def _hat(name: str, stem: str, task: str, description: str, scale: int, weights_task: str = "") -> ZooEntry:
+    """A HAT release file: on its authors' Google Drive only, so no URL (``HAT_PAGE`` says where it is);
+    its file stem (``HAT-L_SRx4_ImageNet-pretrain``) is a name too."""
+    return ZooEntry(
+        name=name,
+        filename=f"{stem}.pth",
+        task=task,
+        scale=scale,
+        description=description,
+        architecture="hat",
+        weights_task=weights_task,
+    )
+
+
+# HAT's ten files (https://github.com/XPixelGroup/HAT, "How To Test"), in its README's order: HAT-S, HAT and
+# HAT-L at x2/x3/x4, then the real-world GAN model. All have window 16; the parameter counts (millions) are
+# those of the released state dicts (golden/family/released_state_dicts.json).
+HAT_WIDTHS = {"HAT-S": 144, "HAT": 180, "HAT-L": 180}  # embed_dim
+HAT_MILLIONS = {"HAT-S": (9.5, 9.7, 9.6), "HAT": (20.6, 20.8, 20.8), "HAT-L": (40.7, 40.9, 40.8)}  # x2, x3, x4
+HAT_WINDOW = 16
+
+
+def _hat_classical(size: str, scale: int) -> ZooEntry:
+    stem = f"{size}_SRx{scale}" + ("_ImageNet-pretrain" if size == "HAT-L" else "")
+    how = {
+        "HAT-S": "width 144, 6 groups of 6 hybrid attention blocks",
+        "HAT": "width 180, 6 groups of 6 hybrid attention blocks",
+        "HAT-L": "width 180, 12 groups of 6, pretrained on ImageNet",
+    }[size]
+    return _hat(
+        f"{size.lower()}-classical-x{scale}",
+        stem,
+        "classical_sr",
+        f"classical (bicubic) SR x{scale}, {size} ({HAT_MILLIONS[size][scale - 2]:.1f}M parameters: {how})",
+        scale,
+    )
+
+
+HAT: tuple[ZooEntry, ...] = (
+    *(_hat_classical(size, s) for size in HAT_WIDTHS for s in (2, 3, 4)),
+    _hat(
+        "hat-realsr-x4",
+        "Real_HAT_GAN_SRx4",
+        "real_sr",
+        "real-world SR x4 (GAN), HAT (20.8M parameters); its weights read as classical SR (the same upsampler)",
+        4,
+        weights_task="classical_sr",
+    ),
+)
+
+
 def list_entries(task: str | None = None, architecture: str | None = None) -> list[ZooEntry]:
     """Built-ins first, then the released SwinIR checkpoints in release order (the two extra release files
-    last), then Swin2SR's; optionally one task or one architecture only."""
+    last), then Swin2SR's, then HAT's; optionally one task or one architecture only."""
     return [
         e
-        for e in (*BUILTINS, *RELEASED, *EXTRA, *SWIN2SR)
+        for e in (*BUILTINS, *RELEASED, *EXTRA, *SWIN2SR, *HAT)
         if (task is None or e.task == task) and (architecture is None or e.architecture == architecture)
     ]
 
@@ -502,7 +564,7 @@ def expected_config(entry: ZooEntry) -> dict[str, object]:
     window and width that its name states (``s64w8``: window 8; ``SwinIR-M``: embed_dim 180)."""
     want: dict[str, object] = {
         "architecture": entry.architecture,
-        "task": entry.task,
+        "task": entry.weights_task or entry.task,
         "scale": entry.scale,
         "in_chans": 3 if entry.color else 1,
     }
@@ -510,6 +572,9 @@ def expected_config(entry: ZooEntry) -> dict[str, object]:
     if named:
         want["window_size"] = int(named.group(1))
         want["embed_dim"] = SWINIR_WIDTHS[named.group(2)]
+    if entry.architecture == "hat":  # HAT-S is narrower; HAT and HAT-L differ in depth only
+        want["window_size"] = HAT_WINDOW
+        want["embed_dim"] = HAT_WIDTHS["HAT-S" if entry.filename.startswith("HAT-S_") else "HAT"]
     return want
 
 
@@ -526,7 +591,12 @@ def check_cached(entry: ZooEntry, path: str | os.PathLike[str], detected: dict[s
     """Refuse a cached file that is not ``entry``'s model: its detected configuration (``detected``, described
     by ``what``) must match ``expected_config(entry)``, and its sha256 the release's where that is known."""
     p = Path(path)
-    again = f"delete it and run again to download {entry.name} anew from {url_for(entry)} (or put the right file there)"
+    if entry.url:
+        again = (
+            f"delete it and run again to download {entry.name} anew from {url_for(entry)} (or put the right file there)"
+        )
+    else:
+        again = f"replace it with {entry.filename} from {entry.page or 'its authors'}"
     want = expected_config(entry)
     wrong = {k: v for k, v in want.items() if k in detected and detected[k] != v}
     if wrong:

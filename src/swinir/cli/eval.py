@@ -114,7 +114,7 @@ def _options(args: argparse.Namespace) -> RestoreOptions:
 def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model (or the bicubic baseline) and the test protocol the arguments ask for."""
     from swinir.evaluate import BICUBIC, Protocol, task_for_model
-    from swinir.tasks import DENOISE_TASKS, JPEG_TASKS, SR_TASKS
+    from swinir.tasks import DENOISE_TASKS, JPEG_TASKS, SR_TASKS, eval_task
 
     entry = _zoo_entry(args.model) if args.model != BICUBIC else None
     model: nn.Module | str
@@ -126,8 +126,11 @@ def _model_and_protocol(args: argparse.Namespace) -> tuple[Any, Any]:
     else:
         import swinir
 
-        model = swinir.load(args.model, device=args.device)
-        task = args.task or task_for_model(model)
+        loaded = swinir.load(args.model, device=args.device)
+        model = loaded
+        # a zoo name says what the model is for, where its weights cannot (Real-HAT-GAN reads as classical SR)
+        named = eval_task(entry.task, loaded.in_chans) if entry is not None else None
+        task = args.task or named or task_for_model(model)
         if task is None:
             raise SwinIRError(f"cannot tell the task of {args.model}; give --task")
     if task in SR_TASKS:

@@ -55,6 +55,8 @@ def describe(path: Path) -> dict[str, Any]:
     spec, weights, origin = loaded.spec, loaded.state_dict, loaded.origin
     data = layouts.folder_weights(path) if path.is_dir() else path
     entry = zoo.get(path.name) if zoo.is_known(path.name) else None
+    # a zoo file whose weights read as another task (Real-HAT-GAN: HAT's classical upsampler) is its entry's task
+    task = entry.task if entry is not None and entry.weights_task == spec.task else spec.task
     return {
         "file": str(path),
         "bytes": data.stat().st_size,
@@ -66,7 +68,7 @@ def describe(path: Path) -> dict[str, Any]:
         "prefix_removed": origin.stripped_prefix or None,
         "layout": origin.layout,
         "weights_dtype": str(next(iter(weights.values())).dtype).replace("torch.", ""),
-        "task": spec.task,
+        "task": task,
         "scale": spec.scale,
         "in_chans": spec.in_chans,
         "out_chans": spec.out_chans,
@@ -85,6 +87,8 @@ def describe(path: Path) -> dict[str, Any]:
         "ape": spec.ape,
         "patch_norm": spec.patch_norm,
         "options": dict(spec.options),
+        # what the tensors cannot show and no stored metadata set: the released value is assumed
+        "guessed": list(spec.extra.get("guessed", ())),
         "parameters": int(sum(v.numel() for v in weights.values())),
         "derived_buffers": len(origin.state_dict) - len(weights),
         "config": spec.kwargs(),
@@ -118,6 +122,12 @@ def _weights(info: dict[str, Any]) -> str:
     return f"{where}, stored as {info['weights_dtype']} (computed in float32){also}"
 
 
+def _guessed(info: dict[str, Any]) -> str:
+    if not info["guessed"]:
+        return "- (every value read from the tensors or the file's metadata)"
+    return f"{', '.join(info['guessed'])} (not in the file: the releases' values are assumed)"
+
+
 def run(args: argparse.Namespace) -> int:
     info = describe(_locate(args.checkpoint))
     if args.json:
@@ -144,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         ("img_size", f"{info['img_size']} (training patch; any input size works)"),
         ("switches", _switches(info)),
         ("options", ", ".join(f"{k}={v}" for k, v in info["options"].items()) or "-"),
+        ("guessed", _guessed(info)),
         ("parameters", f"{info['parameters']:,}"),
         (
             "derived buffers",

@@ -15,6 +15,7 @@ EPILOG = """examples:
   swinir models                      # everything: built-ins first, then the released checkpoints
   swinir models --task denoise       # only denoisers
   swinir models --architecture swin2sr   # only Swin2SR's released checkpoints
+  swinir models --architecture hat   # HAT's ten files: where to get each one, where to put it
   swinir models --json               # machine-readable, with cache status and URLs
   swinir restore photo.jpg -o out/ --model classical-x4   # use one (downloaded on first use)
 """
@@ -25,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "models",
         help="list the model zoo",
         description="List the models `--model` accepts: the compact built-ins shipped with swinir (offline), "
-        "then the released checkpoints of each architecture (SwinIR, Swin2SR), downloaded on first use into "
-        "the cache folder ($SWINIR_CACHE). A checkpoint path works wherever a name does.",
+        "then the released checkpoints of each architecture (SwinIR, Swin2SR, HAT), downloaded on first use "
+        "into the cache folder ($SWINIR_CACHE); HAT's are put there by hand from its authors' page. A checkpoint path works wherever a name does.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -91,8 +92,13 @@ def run(args: argparse.Namespace) -> int:
         print()
     for arch in dict.fromkeys(r["architecture"] for r in released):
         group = [r for r in released if r["architecture"] == arch]
-        print(f"Released {TITLES.get(arch, arch)} checkpoints ({zoo.RELEASE_PAGES.get(arch, '')}),")
-        print(f"downloaded on first use into {cache_folder}:")
+        page = zoo.RELEASE_PAGES.get(arch, "")
+        if all(r["url"] for r in group):
+            print(f"Released {TITLES.get(arch, arch)} checkpoints ({page}),")
+            print(f"downloaded on first use into {cache_folder}:")
+        else:  # published without a direct URL (HAT's Google Drive folder)
+            print(f"Released {TITLES.get(arch, arch)} checkpoints, no direct download: get each FILE from {page}")
+            print(f"and put it into {cache_folder} (or pass the file's path instead of the name):")
         print(f"  {'NAME':<22} {'TASK':<15} {'LEVEL':<9} {'COLOR':<6} {'CACHED':<7} FILE")
         for r in group:
             color = "color" if r["color"] else "gray"

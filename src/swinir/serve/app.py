@@ -61,7 +61,7 @@ class ServeConfig:
 
 
 def offered_models(config: ServeConfig) -> list[zoo.ZooEntry]:
-    """Built-ins first, then released ones (the zoo's order: SwinIR's, then Swin2SR's), filtered by --models."""
+    """Built-ins first, then released ones (the zoo's order: SwinIR's, Swin2SR's, HAT's), filtered by --models."""
     entries = zoo.list_entries()
     if config.models is None:
         return entries
@@ -79,6 +79,10 @@ def _model_dict(entry: zoo.ZooEntry) -> dict[str, Any]:
         "description": entry.description,
         "builtin": entry.builtin,
         "cached": zoo.is_cached(entry),
+        # False for files the server cannot fetch itself (HAT's, on Google Drive): the page says so
+        "downloadable": entry.builtin or entry.downloadable,
+        "filename": entry.filename,
+        "page": entry.page,
         "architecture": entry.architecture,
         "family": TITLES.get(entry.architecture, entry.architecture),
     }

@@ -27,8 +27,9 @@ async function loadModels() {
       // one group per task and architecture family: "Super-resolution (classical) · Swin2SR"
       const task = `${TASKS[m.task] || m.task} · ${m.builtin ? "built-in" : m.family}`;
       if (!groups[task]) { groups[task] = document.createElement("optgroup"); groups[task].label = task; select.append(groups[task]); }
-      const opt = new Option(`${m.name} (${m.level}${m.cached ? "" : ", downloads on first use"})`, m.name);
-      opt.title = m.description;
+      const note = m.cached ? "" : m.downloadable ? ", downloads on first use" : ", file not in the server's cache";
+      const opt = new Option(`${m.name} (${m.level}${note})`, m.name);
+      opt.title = about(m);
       groups[task].append(opt);
     }
   }
@@ -36,9 +37,15 @@ async function loadModels() {
   describe();
 }
 
+// a file without a direct download (HAT's) that is not cached: where to get it, and where it goes
+function about(m) {
+  if (m.cached || m.downloadable) return m.description;
+  return `${m.description}; put ${m.filename} (from ${m.page}) into the server's model cache`;
+}
+
 function describe() {
   const m = models.find((x) => x.name === $("#model").value);
-  $("#model-desc").textContent = m ? m.description : "";
+  $("#model-desc").textContent = m ? about(m) : "";
   ready();
 }
 
