@@ -48,7 +48,10 @@ SECONDS_PER_GROUP = 3.0
 # image itself, a 256 px one ~1.3x (builtin-x4, 512x384 photo, loaded 2-core EPYC: 37.4 CPU s with 128 px
 # tiles against 17.5 s whole); past that the bar moves more slowly instead (heavy models, slow or busy CPUs)
 MIN_TILE_PER_OVERLAP = 8
-PROBE_FLOPS = 2e9  # the rate probe's tile: the largest side up to PROBE_MAX_SIDE under this many FLOPs
+# the rate probe's tile: the largest side up to PROBE_MAX_SIDE under this many FLOPs. Small forwards run far
+# below a large tile's rate (builtin-x4 bf16, 2 loaded cores, CPU time: 40 px 2.3, 96 px 15, 128 px 38,
+# 256 px 56 GFLOP/s), which rejected tiles that would have been quick; 128 px errs short by less
+PROBE_FLOPS = 20e9
 PROBE_MAX_SIDE = 128
 _measured: dict[tuple[int, str, str], float] = {}
 _rates: weakref.WeakKeyDictionary[nn.Module, dict[str, float]] = weakref.WeakKeyDictionary()
