@@ -33,7 +33,7 @@ def reporting(sink: GroupSink | None) -> Iterator[None]:
 
 def _recording() -> bool:
     """A graph is being recorded (dynamo, export, JIT tracing, CUDA graph capture): report nothing."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]
         return True
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
