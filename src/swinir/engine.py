@@ -42,6 +42,7 @@ __all__ = [
     "restore",
     "RestoreOptions",
     "TileProgress",
+    "PartProgress",
     "plan_axis",
     "axis_weights",
     "resolve_precision",
