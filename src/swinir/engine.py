@@ -34,6 +34,7 @@ from swinir.finish import apply_strength_tensor, resize_tensor
 from swinir.fit import TileOutOfMemory, auto_tile, is_oom, smaller_tile
 from swinir.io import BT601, SwinIRNotice, max_value
 from swinir.model.cpu import native_bf16
+from swinir.model.progress import reporting
 from swinir.options import RestoreOptions
 from swinir.precision import choose as choose_precision
 
@@ -41,6 +42,7 @@ __all__ = [
     "restore",
     "RestoreOptions",
     "TileProgress",
+    "PartProgress",
     "plan_axis",
     "axis_weights",
     "resolve_precision",
@@ -67,6 +69,9 @@ ENSEMBLE_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for k in range(
 # percent at sharp edges, while a 0..255 image or a [-1, 1] one is off by far more (and restores to garbage).
 FLOAT_RANGE_TOLERANCE = 0.05
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in this image), called after each batch of tiles
+# (tiles done, with the running batch's part as a fraction, tiles in this image): as the model's residual
+# groups finish on a CPU (swinir.model.progress), and after each batch of tiles
+PartProgress = Callable[[float, int], None]
 
 
 def _notice(message: str) -> None:
@@ -340,6 +345,28 @@ class _RunState:
     tiles: int = 0
 
 
+class _GroupsToTiles:
+    """The model's group fractions (0..1 per forward) as fractional tile counts for ``on_progress``.
+
+    A batch runs one forward per ensemble pass (and again in fp32 after a non-finite reduced-precision
+    output); a fraction that does not grow starts the next forward. The count stays within the batch."""
+
+    def __init__(self, report: PartProgress, total: int, passes: int) -> None:
+        self.report, self.total, self.passes = report, total, passes
+        self.before, self.tiles, self.forwards, self.last = 0, 0, 0, 0.0
+
+    def batch(self, before: int, tiles: int) -> _GroupsToTiles:
+        self.before, self.tiles, self.forwards, self.last = before, tiles, 0, 0.0
+        return self
+
+    def __call__(self, fraction: float) -> None:
+        if fraction <= self.last:
+            self.forwards += 1
+        self.last = fraction
+        part = min(1.0, (self.forwards + fraction) / self.passes)
+        self.report(self.before + self.tiles * part, self.total)
+
+
 def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Tensor:
     try:
         y = _run(st.captured or model, x, ensemble, st.amp)
@@ -415,6 +442,7 @@ class _Context:
     window: int
     progress: bool
     on_tile: TileProgress | None
+    on_progress: PartProgress | None = None
 
 
 def _place(model: nn.Module, device: str | torch.device | None) -> torch.device:
@@ -447,6 +475,7 @@ def restore(
     *,
     progress: bool = False,
     on_tile: TileProgress | None = None,
+    on_progress: PartProgress | None = None,
     allow_out_of_range: bool = False,
     **overrides: Any,
 ) -> ArrayOrTensor:
@@ -462,6 +491,8 @@ def restore(
     Tiles that come out non-finite in reduced precision are recomputed in fp32, with a notice; an output
     that is non-finite even in fp32 raises ``SwinIRError``. The model is moved to the device (in place).
     ``progress``: a tqdm bar of tiles; ``on_tile(done, total)`` is called after each batch of tiles.
+    ``on_progress(done, total)``: the same count with fractions of the running batch, reported by the
+    model's residual groups on a CPU, where one large tile takes seconds (eager forwards only).
     ``allow_out_of_range``: accept float inputs outside [0, 1] (the unclipped noisy inputs of the
     denoising protocol); otherwise they raise, since a 0..255 float image restores to garbage.
     """
@@ -473,7 +504,7 @@ def restore(
     dev = _place(model, opts.device)
     scale, _, _, window = _model_info(model)
     chosen = choose_precision(opts.precision, model, dev).name
-    ctx = _Context(model, opts, resolve_precision(chosen, dev), dev, scale, window, progress, on_tile)
+    ctx = _Context(model, opts, resolve_precision(chosen, dev), dev, scale, window, progress, on_tile, on_progress)
     was_training = model.training
     model.eval()
     try:
@@ -604,11 +635,9 @@ def _restore_tensor(ctx: _Context, image: Tensor, allow_out_of_range: bool) -> T
 def _spans(ctx: _Context, height: int, width: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     tile = ctx.options.tile
     if tile == "auto":
-        passes = len(ENSEMBLE_TRANSFORMS) if ctx.options.ensemble else 1
         tile = auto_tile(
-            ctx.model, ctx.device, height, width, ctx.amp, ctx.options.batch_size,
-            overlap=ctx.options.overlap, passes=passes,
-        )  # fmt: skip
+            ctx.model, ctx.device, height, width, ctx.amp, ctx.options.batch_size, overlap=ctx.options.overlap
+        )
     if not tile:
         return [(0, height)], [(0, width)]
     t, o = _round_tile(int(tile), int(ctx.options.overlap), ctx.window)
@@ -655,6 +684,9 @@ def _tiled(ctx: _Context, src: _Source, plan: _Plan, flush: Flush) -> None:
     st = _RunState(ctx.amp, str(ctx.amp).replace("torch.", ""), _captured(ctx.model, ctx.options.capture, ctx.device))
     luma = torch.tensor(BT601).view(1, 3, 1, 1)
     total = len(ys) * len(xs)
+    passes = len(ENSEMBLE_TRANSFORMS) if ctx.options.ensemble else 1
+    on_cpu = ctx.on_progress is not None and ctx.device.type == "cpu"  # elsewhere the forward runs ahead
+    groups = _GroupsToTiles(ctx.on_progress, total, passes) if on_cpu and ctx.on_progress else None
     bar = tqdm(total=total, desc="tiles", unit="tile", leave=False, disable=not ctx.progress)
     try:
         for i, ((y0, y1), wyi) in enumerate(zip(ys, wy)):
@@ -662,7 +694,8 @@ def _tiled(ctx: _Context, src: _Source, plan: _Plan, flush: Flush) -> None:
             wyt = torch.from_numpy(wyi)
             for group in _batches(xs, ctx.options.batch_size):
                 x = torch.stack([src.tile(y0, y1, *xs[j]) for j in group]).to(ctx.device, non_blocking=True)
-                y = _run_safe(ctx.model, x, ctx.options.ensemble, st).cpu()
+                with reporting(groups.batch(st.tiles, len(group)) if groups is not None else None):
+                    y = _run_safe(ctx.model, x, ctx.options.ensemble, st).cpu()
                 if plan.gray_to_color:
                     y = (y * luma).sum(1, keepdim=True)
                 for k, j in enumerate(group):
@@ -672,6 +705,8 @@ def _tiled(ctx: _Context, src: _Source, plan: _Plan, flush: Flush) -> None:
                 bar.update(len(group))
                 if ctx.on_tile is not None:
                     ctx.on_tile(st.tiles, total)
+                if ctx.on_progress is not None:
+                    ctx.on_progress(float(st.tiles), total)
             blender.end_row()
     finally:
         bar.close()

@@ -6,11 +6,13 @@ free bytes. On CPU the cost is the estimate below and the budget is ``MemAvailab
 to allocate, it swaps, so the estimate leans large. Whatever the estimate, ``engine.restore`` halves the tile
 and retries the image when a forward raises out-of-memory, so a wrong guess costs time, never the image.
 
-On CPU the tile is also bounded in time, so that the progress bar moves at least every ``SECONDS_PER_TILE``
-(a 1024 px tile of builtin-x4 used to sit at 0% for 9 s, then jump to 100%): the model's rate is measured
-once by probe forwards on a small tile (``measured_rate``, in the FLOPs of ``swinir.model.flops`` per
-second), and of the tiles that fit both bounds the one whose whole tiling (overlaps included) costs the
-fewest FLOPs is taken (``fastest_tile``), down to ``MIN_TILE_PER_OVERLAP`` overlaps.
+On CPU the bar moves within a forward, as each residual group finishes (``swinir.model.progress``), so the
+tile is bounded in time per group rather than per tile: one group of a forward (of ``batch_size`` tiles)
+should take at most about ``SECONDS_PER_GROUP`` (a 1024 px tile of builtin-x4 used to sit at 0% for 9 s,
+then jump to 100%). The model's rate is measured once by probe forwards on a small tile (``measured_rate``,
+in the FLOPs of ``swinir.model.flops`` per second), and of the tiles that fit both bounds the one whose
+whole tiling (overlaps included) costs the fewest FLOPs is taken (``fastest_tile``): the whole image
+whenever it fits, down to ``MIN_TILE_PER_OVERLAP`` overlaps otherwise.
 """
 
 from __future__ import annotations
@@ -39,13 +41,17 @@ __all__ = [
 CUDA_BUDGET = 0.7  # of the free bytes: the allocator's fragmentation and the blend buffers need the rest
 CPU_BUDGET = 0.5
 MAX_AUTO_TILE = 1024  # larger tiles only lose a little less context at borders, for much longer stalls
-# CPU: each tile (each batch of tiles, all ensemble passes) should take at most about this long
-SECONDS_PER_TILE = 3.0
+# CPU: each residual group of a forward (of a batch of tiles) should take at most about this long; the
+# groups share a forward's FLOPs evenly (the convolutions around them are counted in, which errs short)
+SECONDS_PER_GROUP = 3.0
 # ... but never below this many overlaps for it: with 32 px overlaps a 128 px tile does ~1.8x the work of the
 # image itself, a 256 px one ~1.3x (builtin-x4, 512x384 photo, loaded 2-core EPYC: 37.4 CPU s with 128 px
 # tiles against 17.5 s whole); past that the bar moves more slowly instead (heavy models, slow or busy CPUs)
 MIN_TILE_PER_OVERLAP = 8
-PROBE_FLOPS = 2e9  # the rate probe's tile: the largest side up to PROBE_MAX_SIDE under this many FLOPs
+# the rate probe's tile: the largest side up to PROBE_MAX_SIDE under this many FLOPs. Small forwards run far
+# below a large tile's rate (builtin-x4 bf16, 2 loaded cores, CPU time: 40 px 2.3, 96 px 15, 128 px 38,
+# 256 px 56 GFLOP/s), which rejected tiles that would have been quick; 128 px errs short by less
+PROBE_FLOPS = 20e9
 PROBE_MAX_SIDE = 128
 _measured: dict[tuple[int, str, str], float] = {}
 _rates: weakref.WeakKeyDictionary[nn.Module, dict[str, float]] = weakref.WeakKeyDictionary()
@@ -168,13 +174,13 @@ def auto_tile(
     free: int | None = None,
     *,
     overlap: int = 32,
-    passes: int = 1,
     rate: float | None = None,
 ) -> int | None:
     """The tile side (a window multiple) that fits the free memory, or None when the whole image fits.
 
-    On CPU also the fastest tile whose forward (``batch_size`` tiles, ``passes`` ensemble passes) takes at
-    most ``SECONDS_PER_TILE`` at ``rate`` FLOP/s (None: ``measured_rate``; ``math.inf``: memory alone)."""
+    On CPU also the fastest tiling whose residual groups (of a forward of ``batch_size`` tiles; the bar moves
+    per group) each take at most ``SECONDS_PER_GROUP`` at ``rate`` FLOP/s (None: ``measured_rate``;
+    ``math.inf``: memory alone). Ensemble passes do not change it: each pass reports its own groups."""
     window = int(getattr(model, "window_size", 8) or 8)
     budget = (CUDA_BUDGET if device.type == "cuda" else CPU_BUDGET) * (free_bytes(device) if free is None else free)
     pixels = budget / (bytes_per_pixel(model, device, amp) * max(1, batch_size))
@@ -186,12 +192,13 @@ def auto_tile(
     flops_of = _flops_counter(model)
     if device.type != "cpu" or flops_of is None:
         return by_memory
+    groups = _groups(model)
     if by_memory is None and rate is None and flops_of(height, width) <= PROBE_FLOPS:
         return None  # the whole image costs about what the probe would: no need to measure
     rate = measured_rate(model, amp) if rate is None else rate
     if not rate > 0 or math.isinf(rate):
         return by_memory
-    per_forward = SECONDS_PER_TILE * rate / (max(1, batch_size) * max(1, passes))
+    per_forward = SECONDS_PER_GROUP * rate * groups / max(1, batch_size)
     smallest = max(2 * window, math.ceil(MIN_TILE_PER_OVERLAP * overlap / window) * window)
     return fastest_tile(flops_of, height, width, window, overlap, by_memory, per_forward, smallest)
 
@@ -230,6 +237,12 @@ def fastest_tile(
         if best is None or total <= best[0]:
             best = (total, tile)
     return min(smallest, top) if best is None else best[1]
+
+
+def _groups(model: nn.Module) -> int:
+    """How many residual groups a forward reports (``len(depths)``; 1 for a model without a spec)."""
+    spec = getattr(model, "spec", None)
+    return max(1, len(getattr(spec, "depths", ()) or ()))
 
 
 def _flops_counter(model: nn.Module) -> FlopsOf | None:

@@ -117,6 +117,7 @@ class FileRun:
     inputs: InputFiles | None = None
     root: Path | None = None
     on_tile: Callable[[int, int], None] | None = None
+    on_progress: Callable[[float, int], None] | None = None  # engine.restore's: tiles done with fractions
 
 
 def _check_destination(dst: Path, run: FileRun, src: Path) -> None:
@@ -151,7 +152,7 @@ def restore_file(run: FileRun, src: str | os.PathLike[str], dst: str | os.PathLi
         if frames > 1:
             notice(f"an animated image of {frames} frames: only the first frame is restored")
         data = img.array if img.alpha is None else np.dstack([img.array, img.alpha])
-        out = restore(run.model, data, run.options, on_tile=run.on_tile)
+        out = restore(run.model, data, run.options, on_tile=run.on_tile, on_progress=run.on_progress)
         alpha = None
         if img.alpha is not None:
             out, alpha = out[..., :-1], out[..., -1]

@@ -452,6 +452,16 @@ class _ImageBar:
             self.shown = now
             self.bar.set_postfix_str(f"{self.name} tile {done}/{total}")
 
+    def on_progress(self, done: float, total: int) -> None:
+        """Within a tile (CPU): the bar fills as the model's residual groups finish; the counts stay whole."""
+        if done == int(done):
+            return  # a whole tile: on_tile draws it with the tile count
+        self.bar.n = self.done + done / total
+        now = time.monotonic()
+        if now - self.shown >= 0.1:
+            self.shown = now
+            self.bar.refresh()
+
     def finish(self) -> None:
         self.done += 1
         self.bar.n = self.done
@@ -504,7 +514,7 @@ def _stop_on_signals() -> Iterator[None]:
 def _restore_all(
     jobs: list[Job], run: FileRun, notices: _Notices, info: DistInfo, args: argparse.Namespace
 ) -> list[int]:
-    """[restored, failed, exists] of this rank's images, with a bar that moves per tile."""
+    """[restored, failed, exists] of this rank's images, with a bar that moves per tile and within one."""
     from tqdm import tqdm
 
     from swinir.pipeline import restore_file
@@ -512,7 +522,7 @@ def _restore_all(
     ok = failures = exists = 0
     with _progress_bar(len(jobs), disable=not info.main) as bar:
         images = _ImageBar(bar)
-        run.on_tile = images.on_tile
+        run.on_tile, run.on_progress = images.on_tile, images.on_progress
         for job in jobs:
             images.start(job.src.name)
             try:

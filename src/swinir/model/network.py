@@ -38,6 +38,7 @@ from swinir.model.shared import (
     released_layout,
     resi_conv,
     run_blocks,
+    run_groups,
     window_bias,
 )
 
@@ -326,8 +327,7 @@ class SwinIR(Restorer):
             t = layer_norm(self.patch_embed.norm, t)
         if self.ape:
             t = add_image_to_tokens(t, self._position_embedding(b, h, w, t.dtype), ws)
-        for layer in self.layers:
-            t = layer(t, (h, w), plan, ex)
+        t = run_groups(self.layers, t, (h, w), plan, ex)
         t = layer_norm(self.norm, t)
         return tokens_to_image(t, h, w, ws)
 

@@ -29,6 +29,7 @@ from swinir.model.layout import (
     shift_mask,
     shifted_window_plan,
 )
+from swinir.model.progress import report_group
 
 if TYPE_CHECKING:
     from swinir.spec import ModelSpec
@@ -292,6 +293,15 @@ def run_blocks(
         else:
             x = blk(x, plan, ex, **kw)
     return x
+
+
+def run_groups(layers: nn.ModuleList, t: Tensor, size: tuple[int, int], plan: WindowPlan | None, ex: Exec) -> Tensor:
+    """The residual groups in order on tokens ``t``, each reported as it finishes (``swinir.model.progress``:
+    a no-op unless a sink is set), so that a progress bar can move within one long forward."""
+    for i, layer in enumerate(layers):
+        t = layer(t, size, plan, ex)
+        report_group(i + 1, len(layers))
+    return t
 
 
 _BLOCK_NORM1 = re.compile(r"(layers\.\d+\.residual_group\.blocks\.(\d+)\.)norm1\.weight")
