@@ -261,12 +261,6 @@ class BasicLayer(nn.Module):
 
     def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN) -> Tensor:
         return run_blocks(self.blocks, x, plan, ex, self.use_checkpoint)
-        for blk in self.blocks:
-            if self.use_checkpoint and self.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(blk, x, plan, ex, use_reentrant=False)
-            else:
-                x = blk(x, plan, ex)
-        return x
 
 
 class PatchEmbed(nn.Module):
