@@ -42,6 +42,7 @@ from swinir.model.cpu import PLAIN, ChunkAttention, Exec
 from swinir.model.layout import (
     WindowPlan,
     add_image_to_tokens,
+    built_on_cpu,
     image_to_tokens,
     relative_position_index,
     tokens_to_image,
@@ -90,6 +91,7 @@ def overlap_window(window_size: int, overlap_ratio: float) -> int:
     return window_size + int(overlap_ratio * window_size)
 
 
+@built_on_cpu
 def overlap_position_index(ws: int, wse: int) -> Tensor:
     """(ws*ws, wse*wse) index into the OCAB's (ws + wse - 1)^2 bias table, with the original's values.
 
@@ -101,6 +103,13 @@ def overlap_position_index(ws: int, wse: int) -> Tensor:
     ext = torch.stack(torch.meshgrid(grid, grid, indexing="ij")).flatten(1)  # 2, wse*wse
     rel = (ext[:, None, :] - ori[:, :, None]).permute(1, 2, 0) + (ws - wse + 1)
     return rel[:, :, 0] * (ws + wse - 1) + rel[:, :, 1]
+
+
+@built_on_cpu
+def wrapped_overlap_position_index(ws: int, wse: int) -> Tensor:
+    """``overlap_position_index`` with its negative entries wrapped into the table, as Python indexing does."""
+    side = ws + wse - 1
+    return overlap_position_index(ws, wse) % (side * side)
 
 
 def _number(value: float) -> int | float:
@@ -277,7 +286,7 @@ class OCAB(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.relative_position_bias_table = nn.Parameter(torch.zeros(side * side, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        index = overlap_position_index(window_size, self.overlap_size) % (side * side)  # the wrapped lookup
+        index = wrapped_overlap_position_index(window_size, self.overlap_size)
         self.register_buffer("relative_position_index", index, persistent=False)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)

@@ -9,12 +9,15 @@ also sorts the windows into the four shift-mask groups, so that each group share
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+import functools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, ParamSpec
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+P = ParamSpec("P")
 
 MASK_VALUE = -100.0  # the original's additive mask value (not -inf): kept for identical outputs
 
@@ -62,6 +65,23 @@ def add_image_to_tokens(tokens: Tensor, img: Tensor, ws: int) -> Tensor:
 
 
 # -- windows and masks ----------------------------------------------------------------------------------
+def built_on_cpu(fn: Callable[P, Tensor]) -> Callable[P, Tensor]:
+    """Run a derived-buffer builder on the CPU and move its result to the current default device.
+
+    On the meta device (models built to check shapes) ``stack``, ``//``, ``%`` and friends run PyTorch's
+    Python references, whose first call imports torch._dynamo: 1.5 s of every ``swinir restore``'s start-up."""
+
+    @functools.wraps(fn)
+    def on_cpu(*args: P.args, **kwargs: P.kwargs) -> Tensor:
+        device = torch.empty(0).device  # the default, or a ``with torch.device(...)`` around the caller
+        with torch.device("cpu"):
+            out = fn(*args, **kwargs)
+        return out.to(device)
+
+    return on_cpu
+
+
+@built_on_cpu
 def relative_position_index(ws: int) -> Tensor:
     """(ws*ws, ws*ws) index into the (2ws-1)^2 bias table, as in Swin."""
     coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)

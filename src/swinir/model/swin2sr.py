@@ -38,6 +38,7 @@ from swinir.model.layout import (
     WindowPlan,
     add_image_to_tokens,
     attention_by_group,
+    built_on_cpu,
     group_masks,
     image_to_tokens,
     relative_position_index,
@@ -86,6 +87,7 @@ CPB_HIDDEN = 512
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)  # the logit scale is clamped at 100 before use
 
 
+@built_on_cpu
 def relative_coords_table(ws: int) -> Tensor:
     """(1, 2ws-1, 2ws-1, 2) log-spaced relative coordinates the CPB MLP reads, as SwinV2 computes them."""
     r = torch.arange(-(ws - 1), ws, dtype=torch.float32)
@@ -106,7 +108,7 @@ class CosineWindowAttention(nn.Module):
         self.dim = dim
         self.window_size = window_size
         self.num_heads = num_heads
-        self.logit_scale = nn.Parameter(torch.log(10 * torch.ones((num_heads, 1, 1))))
+        self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10)))  # (no log op: see layout)
         self.cpb_mlp = nn.Sequential(
             nn.Linear(2, CPB_HIDDEN, bias=True), nn.ReLU(inplace=True), nn.Linear(CPB_HIDDEN, num_heads, bias=False)
         )
