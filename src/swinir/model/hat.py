@@ -232,7 +232,6 @@ class HAB(nn.Module):
         """x: (B, H*W, C) in window order of an H x W map (``size``) -> same. ``plan`` is needed by shifted
         blocks. ``out``: a buffer of x's shape for the result of the chunked CPU path (which never writes
         into ``x``)."""
-        b, length, c = x.shape
         h, w = size
         ws = self.window_size
         wdtype = self.attn.qkv.weight.dtype
@@ -244,15 +243,7 @@ class HAB(nn.Module):
         if ex.chunked:
             buffer = torch.empty_like(x) if out is None else out
             return cpu.forward_chunked(self, y, plan, buffer, ex, side=base)
-        n = ws * ws
-        bias = self.attn_bias(x.device)
-        if self.shift_size == 0:
-            x = self.attn(y.view(-1, n, c), bias, residual=base.view(-1, n, c), ex=ex).view(b, length, c)
-        else:
-            assert plan is not None, "shifted blocks need a WindowPlan"
-            ys = y.reshape(b * length, c).index_select(0, plan.perm)
-            ys = self.attn(ys.view(-1, n, c), bias, plan.groups, plan.window_group, ex=ex).view(b * length, c)
-            x = base.reshape(b * length, c).index_add(0, plan.perm, ys.to(x.dtype)).view(b, length, c)
+        x = self.attn.with_residual(y, base, self.attn_bias(x.device), self.shift_size > 0, plan, ex)
         y = layer_norm(self.norm2, x)
         if ex.fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)

@@ -115,20 +115,11 @@ class SwinTransformerBlock(nn.Module):
         of x's shape for the result of the chunked CPU path (which never writes into ``x``)."""
         if ex.chunked:
             return cpu.forward_chunked(self, x, plan, torch.empty_like(x) if out is None else out, ex)
-        b, length, c = x.shape
-        n = self.window_size**2
         wdtype = self.attn.qkv.weight.dtype
         y = layer_norm(self.norm1, x)
         if ex.fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)
-        bias = self.attn_bias(x.device)
-        if self.shift_size == 0:
-            x = self.attn(y.view(-1, n, c), bias, residual=x.view(-1, n, c), ex=ex).view(b, length, c)
-        else:
-            assert plan is not None, "shifted blocks need a WindowPlan"
-            ys = y.reshape(b * length, c).index_select(0, plan.perm)
-            ys = self.attn(ys.view(-1, n, c), bias, plan.groups, plan.window_group, ex=ex).view(b * length, c)
-            x = x.reshape(b * length, c).index_add(0, plan.perm, ys.to(x.dtype)).view(b, length, c)
+        x = self.attn.with_residual(y, x, self.attn_bias(x.device), self.shift_size > 0, plan, ex)
         y = layer_norm(self.norm2, x)
         if ex.fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)

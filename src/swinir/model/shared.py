@@ -259,6 +259,22 @@ class WindowAttention(nn.Module):
             out = attention_by_group(q, k, v, bias, groups, self.scale).transpose(1, 2)
         return cpu.linear(self.proj, out.reshape(bn, n, c), ex, residual=residual)
 
+    def with_residual(
+        self, y: Tensor, residual: Tensor, bias: Tensor, shifted: bool, plan: WindowPlan | None, ex: Exec = PLAIN
+    ) -> Tensor:
+        """residual + (S)W-MSA(y) for (B, L, C) tokens in window order: a plain block fuses the residual into
+        the projection; a shifted one gathers its windows through ``plan.perm`` and scatters the result back
+        onto the residual (SwinIR's and HAT's blocks)."""
+        b, length, c = y.shape
+        n = self.window_size**2
+        if not shifted:
+            plain: Tensor = self(y.view(-1, n, c), bias, residual=residual.view(-1, n, c), ex=ex)
+            return plain.view(b, length, c)
+        assert plan is not None, "shifted blocks need a WindowPlan"
+        ys = y.reshape(b * length, c).index_select(0, plan.perm)
+        ys = self(ys.view(-1, n, c), bias, plan.groups, plan.window_group, ex=ex).view(b * length, c)
+        return residual.reshape(b * length, c).index_add(0, plan.perm, ys.to(residual.dtype)).view(b, length, c)
+
 
 def window_bias(position_bias: Tensor, window_size: int, shift_size: int, device: torch.device) -> Tensor:
     """A Swin block's attention bias from its (heads, N, N) position bias: (1, heads, N, N), or with a shift
