@@ -265,7 +265,9 @@ def block_depths(sd: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(depth_of[i] for i in range(n_layers))
 
 
-def _heads_and_window(sd: Mapping[str, Any], n_layers: int) -> tuple[tuple[int, ...], int]:
+def heads_and_window(sd: Mapping[str, Any], n_layers: int, title: str = "SwinIR") -> tuple[tuple[int, ...], int]:
+    """Each residual group's head count and the window, read from the groups' first position-bias tables
+    (SwinIR's and HAT's keys); ``title`` names the architecture in the error for a window too large."""
     heads = []
     table_len = 0
     for i in range(n_layers):
@@ -279,7 +281,7 @@ def _heads_and_window(sd: Mapping[str, Any], n_layers: int) -> tuple[tuple[int, 
         raise SpecError(f"relative_position_bias_table has {table_len} rows, not (2*window-1)^2")
     window_size = (side + 1) // 2
     if window_size > MAX_WINDOW:
-        raise SpecError(f"window {window_size} is larger than {MAX_WINDOW}; no SwinIR uses such windows")
+        raise SpecError(f"window {window_size} is larger than {MAX_WINDOW}; no {title} uses such windows")
     return tuple(heads), window_size
 
 
@@ -326,7 +328,7 @@ def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
         raise SpecError("missing conv_first.weight")
     embed_dim, in_chans = shape_of(sd, "conv_first.weight")[:2]
     depths = block_depths(sd)
-    heads, window_size = _heads_and_window(sd, len(depths))
+    heads, window_size = heads_and_window(sd, len(depths))
     mlp_ratio = shape_of(sd, "layers.0.residual_group.blocks.0.mlp.fc1.weight")[0] / embed_dim
     upsampler, upscale, out_ch = _upsampling(sd, in_chans)
     img_size = 64

@@ -62,7 +62,7 @@ from swinir.model.shared import (
     run_groups,
     window_bias,
 )
-from swinir.spec import MAX_WINDOW, ModelSpec, SpecError, block_depths, pixelshuffle_scale, shape_of
+from swinir.spec import ModelSpec, SpecError, block_depths, heads_and_window, pixelshuffle_scale, shape_of
 
 __all__ = [
     "DERIVED_SUFFIXES",
@@ -603,20 +603,7 @@ def detect(state_dict: Mapping[str, Any]) -> ModelSpec:
             raise SpecError(f"missing {key}")
     embed_dim, in_chans = shape_of(sd, "conv_first.weight")[:2]
     depths = block_depths(sd)
-    heads = []
-    table_rows = 0
-    for i in range(len(depths)):
-        key = f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"
-        if key not in sd:
-            raise SpecError(f"missing {key}")
-        table_rows, h = shape_of(sd, key)
-        heads.append(h)
-    side = math.isqrt(table_rows)
-    if side * side != table_rows or side % 2 == 0:
-        raise SpecError(f"relative_position_bias_table has {table_rows} rows, not (2*window-1)^2")
-    window_size = (side + 1) // 2
-    if window_size > MAX_WINDOW:
-        raise SpecError(f"window {window_size} is larger than {MAX_WINDOW}; no HAT uses such windows")
+    heads, window_size = heads_and_window(sd, len(depths), "HAT")
     overlap_rows = shape_of(sd, _SIGNATURE)[0]
     wse = math.isqrt(overlap_rows) + 1 - window_size
     if (window_size + wse - 1) ** 2 != overlap_rows or wse < window_size:
