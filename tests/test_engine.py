@@ -17,10 +17,11 @@ from torch import nn
 
 import swinir
 from swinir import engine
-from swinir.engine import ENSEMBLE_TRANSFORMS, _round_tile, axis_weights, plan_axis, restore
+from swinir.engine import ENSEMBLE_TRANSFORMS, axis_weights, restore
 from swinir.errors import SwinIRError
 from swinir.io import SwinIRNotice, read_image
 from swinir.model import native_bf16
+from swinir.tiling import plan_axis, round_tile
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,7 @@ def test_training_mode_is_restored(golden: Path, crop: np.ndarray) -> None:
 @pytest.mark.parametrize("multiple", [1, 7, 8])
 def test_plan_axis_covers_and_aligns(multiple: int) -> None:
     for tile_req, ov_req in [(16, 4), (48, 16), (64, 32), (32, 31)]:
-        t, o = _round_tile(tile_req, ov_req, multiple)
+        t, o = round_tile(tile_req, ov_req, multiple)
         assert t % multiple == 0 and o % multiple == 0 and 0 <= o < t
         for length in range(1, 300, 7):
             spans = plan_axis(length, t, o, multiple)
@@ -248,7 +249,7 @@ def test_tiled_matches_untiled_without_seams(which: str, request: pytest.Fixture
     img = crop[16:80, 16:80].astype(np.float32) / 255
     full = restore(model, img)
     tiled = restore(model, img, tile=32, overlap=8)
-    t, o = _round_tile(32, 8, model.window_size)
+    t, o = round_tile(32, 8, model.window_size)
     spans = plan_axis(64, t, o, model.window_size)
     assert len(spans) == 3  # a 3x3 grid: the test exercises real seams
 

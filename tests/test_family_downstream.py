@@ -22,11 +22,12 @@ import swinir
 from swinir import architectures
 from swinir.cli import main
 from swinir.degrade import imresize, jpeg_compress
-from swinir.engine import ENSEMBLE_TRANSFORMS, _round_tile, plan_axis, restore
+from swinir.engine import ENSEMBLE_TRANSFORMS, restore
 from swinir.evaluate import Protocol, evaluate, score, to_uint8
 from swinir.fit import auto_tile, estimate_bytes_per_pixel
 from swinir.io import SwinIRNotice, from_float, read_image, read_like_release, resize, to_float
 from swinir.model import native_bf16
+from swinir.tiling import plan_axis, round_tile
 
 ARCHS = architectures.names()
 
@@ -65,7 +66,7 @@ def test_tiles_without_seams(sr2: torch.nn.Module, crop: np.ndarray) -> None:
     img = crop.astype(np.float32) / 255
     full = restore(sr2, img)
     tiled = restore(sr2, img, tile=32, overlap=8)
-    t, o = _round_tile(32, 8, ws)
+    t, o = round_tile(32, 8, ws)
     spans = plan_axis(64, t, o, ws)
     assert len(spans) == 3  # a 3x3 grid: real seams
     assert psnr(tiled, full) >= 40.0

@@ -10,17 +10,17 @@ import torch
 
 import swinir
 import swinir.io
-from swinir.engine import plan_axis
 from swinir.finish import apply_strength, apply_strength_tensor, final_size
 from swinir.fit import (
-    MAX_AUTO_TILE,
-    SECONDS_PER_GROUP,
+    SECONDS_PER_STEP,
     auto_tile,
     estimate_bytes_per_pixel,
     measured_rate,
     smaller_tile,
 )
-from swinir.model.flops import flops
+from swinir.model.flops import flops, reconstruction
+from swinir.paths import released_configurations
+from swinir.tiling import plan_axis, tiles
 
 
 @pytest.mark.parametrize(
@@ -77,42 +77,65 @@ def test_auto_tile_follows_free_memory() -> None:
 
 
 def _seconds(model: torch.nn.Module, h: int, w: int, rate: float) -> float:
-    """Seconds of one residual group of an h x w forward at ``rate`` (the bar moves per group)."""
-    return flops(model.spec, h, w) / len(model.spec.depths) / rate
+    """Seconds of the longest wait between two progress reports of an h x w forward at ``rate``: one block
+    (the bar moves per block and group), or the upsampler after the last group."""
+    tail = reconstruction(model.spec, h, w)
+    return max((flops(model.spec, h, w) - tail) / sum(model.spec.depths), tail) / rate
 
 
-@pytest.mark.parametrize("rate", (1e9, 3e9, 10e9, 80e9))
-def test_auto_tile_bounds_the_time_per_group_on_cpu(rate: float) -> None:
-    """Issue 26: the bar moves at least every SECONDS_PER_GROUP, as each residual group finishes; of the
-    tiles under that bound (and the memory bound), the one whose whole tiling costs least, the whole image
-    when it is under the bound. The rate is injected: the choice, not the clock, is tested."""
-    model = swinir.load("builtin-x4", device="cpu")
+@pytest.mark.parametrize("rate", (1e9, 3e9, 10e9, 30e9, 80e9))
+@pytest.mark.parametrize("name", ("builtin-x4", "real_M_x4"))
+def test_auto_tile_bounds_the_time_per_step_on_cpu(rate: float, name: str) -> None:
+    """Issue 26: the bar moves at least every SECONDS_PER_STEP, as each block and residual group finishes; of
+    the tilings under that bound (and the memory bound), the one that costs least, tiles laid as the engine
+    lays them; the whole image when it is under the bound. The rate is injected: the choice, not the clock,
+    is tested."""
+    if name.startswith("builtin"):
+        model = swinir.load(name, device="cpu")
+    else:
+        model = swinir.SwinIR(**released_configurations()[name]["config"])
     cpu = torch.device("cpu")
-    h, w, window, bound = 1200, 1600, 8, SECONDS_PER_GROUP
+    h, w, window, bound = 1200, 1600, 8, SECONDS_PER_STEP
     tile = auto_tile(model, cpu, h, w, free=64 << 30, rate=rate, overlap=32)
-    if tile is None:  # the whole image, one forward: only when each of its groups is quick enough
+    if tile is None:  # the whole image, one forward: only when each of its steps is quick enough
         assert _seconds(model, h, w, rate) <= bound
         return
-    assert tile % window == 0 and tile <= MAX_AUTO_TILE
-    assert _seconds(model, min(tile, h), min(tile, w), rate) <= bound or tile == 8 * 32
+    assert tile % window == 0
+    laid = tiles(h, w, tile, 32, window)
+    assert len(laid) > 1
+    assert all(_seconds(model, th, tw, rate) <= bound for th, tw in laid) or tile == 8 * 32
 
-    # no tile under the bound tiles the image with fewer FLOPs (the engine's own layout)
-    def total(t: int) -> int:
-        o = min(32, t - window)  # as the engine rounds a tile's overlap
-        return (
-            flops(model.spec, min(t, h), min(t, w)) * len(plan_axis(h, t, o, window)) * len(plan_axis(w, t, o, window))
-        )
+    def total(t: int) -> int:  # the engine's own layout
+        return sum(flops(model.spec, th, tw) for th, tw in tiles(h, w, t, 32, window))
 
-    fitting = [t for t in range(256, MAX_AUTO_TILE + 1, 8) if _seconds(model, min(t, h), min(t, w), rate) <= bound]
+    fitting = [
+        t
+        for t in range(256, 1600 + 1, 8)
+        if all(_seconds(model, th, tw, rate) <= bound for th, tw in tiles(h, w, t, 32, 8))
+    ]
     if fitting:
         assert total(tile) == min(total(t) for t in fitting)
     else:
         assert tile == 8 * 32  # nothing that quick: the smallest tile the overlaps allow
-    # a batch of 4 tiles runs each group over all 4: a tile 4x cheaper; the ensemble's passes report each
-    # their own groups, so they do not shrink it
+    # a batch of 4 tiles runs each block over all 4: a tile 4x cheaper; the ensemble's passes report each
+    # their own blocks, so they do not shrink it
     smaller = auto_tile(model, cpu, h, w, free=64 << 30, rate=rate, overlap=32, batch_size=4)
     assert smaller is not None and smaller <= tile
-    assert _seconds(model, min(smaller, h), min(smaller, w), rate) * 4 <= bound or smaller == 8 * 32
+    assert all(_seconds(model, th, tw, rate) * 4 <= bound for th, tw in tiles(h, w, smaller, 32, 8)) or smaller == 256
+
+
+def test_tiles_are_only_as_long_as_they_need_to_be() -> None:
+    """1200 px in tiles of up to 1024 with 32 px overlaps: two of 616, overlapping by 32, not two of 1024
+    that compute 848 px twice; the limit still holds and the overlap is still at least what was asked."""
+    assert plan_axis(1200, 1024, 32, 8) == [(0, 616), (584, 1200)]
+    for length in range(100, 2000, 37):
+        for tile in (64, 256, 424, 1024):
+            spans = plan_axis(length, tile, 32, 8)
+            assert all(b - a <= tile + 7 for a, b in spans)
+            assert all(b0 - a1 >= 32 for (_, b0), (a1, _) in zip(spans, spans[1:]))
+            if len(spans) > 1:  # no shorter tile would do with as many tiles
+                laid = spans[0][1] - spans[0][0]  # the last may be up to 7 px longer, to end at the border
+                assert len(spans) * (laid - 8) - (len(spans) - 1) * 32 < length
 
 
 def test_auto_tile_on_a_photo_is_the_whole_photo_when_its_groups_are_quick() -> None:
@@ -120,7 +143,7 @@ def test_auto_tile_on_a_photo_is_the_whole_photo_when_its_groups_are_quick() -> 
     one forward, which computes each pixel once, instead of 256 px tiles that computed it about twice."""
     model = swinir.load("builtin-x4", device="cpu")
     cpu = torch.device("cpu")
-    assert _seconds(model, 384, 512, 30e9) <= SECONDS_PER_GROUP
+    assert _seconds(model, 384, 512, 30e9) <= SECONDS_PER_STEP
     assert auto_tile(model, cpu, 384, 512, free=64 << 30, rate=30e9, overlap=32) is None
     tile = auto_tile(model, cpu, 384, 512, free=64 << 30, rate=1e9, overlap=32)  # a slow CPU: tiles again
     assert tile is not None and tile < 512

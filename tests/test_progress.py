@@ -1,5 +1,5 @@
-"""Progress inside a forward (issue 26): each residual group reports to a context-local sink, which the engine
-turns into fractional tile counts and the CLI into a bar that fills within one tile."""
+"""Progress inside a forward (issue 26): each transformer block and residual group reports to a context-local
+sink, which the engine turns into fractional tile counts and the CLI into a bar that fills within one tile."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from swinir.model.progress import reporting
 from swinir.model.swin2sr import Swin2SR
 
 SMALL = {"embed_dim": 12, "depths": [1, 2, 1], "num_heads": [2, 2, 2], "window_size": 4, "upscale": 2}
+# group g of 3 with n blocks: block i reports (g + i / (n + 1)) / 3, the group itself (g + 1) / 3
+REPORTS = [1 / 6, 1 / 3, 4 / 9, 5 / 9, 2 / 3, 5 / 6, 1.0]
 
 
 def _small(kind: str) -> nn.Module:
@@ -33,7 +35,7 @@ def _small(kind: str) -> nn.Module:
 
 @pytest.mark.parametrize("kind", ["swinir", "swin2sr", "hat"])
 @pytest.mark.parametrize("grad", [False, True])
-def test_each_residual_group_reports_and_the_output_is_unchanged(kind: str, grad: bool) -> None:
+def test_each_block_and_residual_group_reports_and_the_output_is_unchanged(kind: str, grad: bool) -> None:
     model = _small(kind)
     x = torch.rand(1, 3, 20, 13)
     with torch.set_grad_enabled(grad):
@@ -41,10 +43,10 @@ def test_each_residual_group_reports_and_the_output_is_unchanged(kind: str, grad
         seen: list[float] = []
         with reporting(seen.append):
             reported = model(x)
-        assert seen == [1 / 3, 2 / 3, 1.0]  # one report per group, in order, the last at 1
+        assert seen == pytest.approx(REPORTS)  # each block, then its group, in order, growing, the last at 1
         after: list[float] = []
         model(x)  # outside the context: no sink
-        assert after == [] and seen == [1 / 3, 2 / 3, 1.0]
+        assert after == [] and seen == pytest.approx(REPORTS)
     assert torch.equal(plain, reported)  # bit-identical
     if grad:  # training: the same gradients with a sink
         g_plain = torch.autograd.grad(plain.sum(), list(model.parameters()))
@@ -64,7 +66,7 @@ def test_tracing_and_compiling_record_no_report() -> None:
         assert seen == []
         compiled = torch.compile(model, backend="eager", fullgraph=True)  # a graph break would raise here
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)  # the compiled path may differ
-    assert seen == [1 / 3, 2 / 3, 1.0]  # only the eager forward reported
+    assert seen == pytest.approx(REPORTS)  # only the eager forward reported
 
 
 def _parts(model: nn.Module, img: np.ndarray, **options: object) -> tuple[np.ndarray, list[tuple[float, int]]]:
@@ -91,7 +93,7 @@ def test_restore_reports_tile_fractions_monotone_to_each_whole_tile(
     assert any(d != int(d) for d in done)  # within a tile, not only per tile
     assert sorted({d for d in done if d == int(d)}) == batches  # each batch (3 columns: 2 + 1 a row) to its whole count
     first = done[: done.index(float(batches[0]))]
-    assert first == pytest.approx([batches[0] * f for f in (1 / 3, 2 / 3)])  # its groups, in tile units
+    assert first == pytest.approx([batches[0] * f for f in REPORTS[:-1]])  # its blocks and groups, in tile units
 
 
 def test_the_ensemble_passes_share_a_batch() -> None:
@@ -99,8 +101,9 @@ def test_the_ensemble_passes_share_a_batch() -> None:
     img = np.random.default_rng(1).integers(0, 256, size=(16, 16, 3)).astype(np.uint8)
     _, calls = _parts(model, img, device="cpu", precision="fp32", ensemble=True)
     done = [d for d, _ in calls]
-    assert done == sorted(done) and done[-1] == 1.0 and len(done) == 8 * 3 + 1  # 8 passes of 3 groups, then 1
-    assert done[2] == pytest.approx(1 / 8) and done[-2] == pytest.approx(1.0)
+    per_pass = len(REPORTS)  # 8 passes of 4 blocks and 3 groups, then the tile
+    assert done == sorted(done) and done[-1] == 1.0 and len(done) == 8 * per_pass + 1
+    assert done[per_pass - 1] == pytest.approx(1 / 8) and done[-2] == pytest.approx(1.0)
 
 
 def test_cli_bar_fills_within_one_tile_and_counts_whole_images(
@@ -111,6 +114,6 @@ def test_cli_bar_fills_within_one_tile_and_counts_whole_images(
     args = ["--tile", "0", "--device", "cpu", "--model", str(ckpt)]
     assert main(["restore", str(tmp_path / "one.png"), "-o", str(tmp_path / "o"), *args]) == 0
     err = capsys.readouterr().err
-    assert re.search(r"restore:\s+33%\|[^|]*\| 0/1 \[", err), err  # the first group of the only tile
+    assert re.search(r"restore:\s+17%\|[^|]*\| 0/1 \[", err), err  # the first block of the only tile
     counts = re.findall(r"\| (\S+)/1 \[", err)
     assert counts and set(counts) <= {"0", "1"}, counts

@@ -14,7 +14,6 @@ half cross-fades with complementary raised-cosine weights that sum to one: no se
 
 from __future__ import annotations
 
-import math
 import textwrap
 import warnings
 import weakref
@@ -37,6 +36,7 @@ from swinir.model.cpu import native_bf16
 from swinir.model.progress import reporting
 from swinir.options import RestoreOptions
 from swinir.precision import choose as choose_precision
+from swinir.tiling import plan_axis, round_tile
 
 __all__ = [
     "restore",
@@ -81,36 +81,6 @@ def _notice(message: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # tile layout and blending weights
 # ---------------------------------------------------------------------------------------------------
-def _round_tile(tile: int, overlap: int, multiple: int) -> tuple[int, int]:
-    """Tile rounded to the nearest window multiple (at least one window); overlap rounded up to one."""
-    t = max(multiple, int(round(tile / multiple)) * multiple)
-    o = int(math.ceil(overlap / multiple)) * multiple
-    if o >= t:
-        o = t - multiple
-    return t, o
-
-
-def plan_axis(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
-    """Spans ``(start, end)`` covering ``[0, length)``.
-
-    Starts are multiples of ``multiple``; consecutive tiles overlap by at least ``overlap`` (when ``tile``
-    and ``overlap`` are multiples of ``multiple``) and are spread evenly. The last tile ends at ``length``
-    and may be up to ``multiple - 1`` longer than ``tile``.
-    """
-    if length <= tile:
-        return [(0, length)]
-    n = math.ceil((length - overlap) / (tile - overlap))
-    spans: list[tuple[int, int]] = []
-    for i in range(n):
-        start = (i * (length - tile) // (n - 1)) // multiple * multiple
-        end = length if i == n - 1 else start + tile
-        if spans and spans[-1][0] == start:
-            spans[-1] = (start, max(end, spans[-1][1]))
-        else:
-            spans.append((start, end))
-    return spans
-
-
 def _ramp(n: int) -> np.ndarray:
     """Rising weights over an overlap of n samples: 0 over the first quarter, a raised cosine over the
     middle half, 1 over the last quarter. ``_ramp(n) + _ramp(n)[::-1] == 1``.
@@ -640,7 +610,7 @@ def _spans(ctx: _Context, height: int, width: int) -> tuple[list[tuple[int, int]
         )
     if not tile:
         return [(0, height)], [(0, width)]
-    t, o = _round_tile(int(tile), int(ctx.options.overlap), ctx.window)
+    t, o = round_tile(int(tile), int(ctx.options.overlap), ctx.window)
     return plan_axis(height, t, o, ctx.window), plan_axis(width, t, o, ctx.window)
 
 

@@ -6,13 +6,15 @@ free bytes. On CPU the cost is the estimate below and the budget is ``MemAvailab
 to allocate, it swaps, so the estimate leans large. Whatever the estimate, ``engine.restore`` halves the tile
 and retries the image when a forward raises out-of-memory, so a wrong guess costs time, never the image.
 
-On CPU the bar moves within a forward, as each residual group finishes (``swinir.model.progress``), so the
-tile is bounded in time per group rather than per tile: one group of a forward (of ``batch_size`` tiles)
-should take at most about ``SECONDS_PER_GROUP`` (a 1024 px tile of builtin-x4 used to sit at 0% for 9 s,
-then jump to 100%). The model's rate is measured once by probe forwards on a small tile (``measured_rate``,
-in the FLOPs of ``swinir.model.flops`` per second), and of the tiles that fit both bounds the one whose
-whole tiling (overlaps included) costs the fewest FLOPs is taken (``fastest_tile``): the whole image
-whenever it fits, down to ``MIN_TILE_PER_OVERLAP`` overlaps otherwise.
+On CPU the bar moves within a forward, after each transformer block and residual group
+(``swinir.model.progress``), so the tile is bounded in time per stretch between two reports rather than per
+tile: the longest (one block, or the upsampler after the last group) should take at most about
+``SECONDS_PER_STEP`` (a 1024 px tile of builtin-x4 used to sit at 0% for 9 s, then jump to 100%). The
+model's rate is measured once by probe forwards on a small tile (``measured_rate``, in the FLOPs of
+``swinir.model.flops`` per second), and of the tilings whose tiles all meet that bound (and the memory
+bound) the one that costs the fewest FLOPs in all is taken (``fastest_tile``), tiles laid as the engine lays
+them (``swinir.tiling``): the whole image whenever it qualifies, down to ``MIN_TILE_PER_OVERLAP``
+overlaps otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from swinir.tiling import tiles
+
 __all__ = [
     "TileOutOfMemory",
     "is_oom",
@@ -40,10 +44,12 @@ __all__ = [
 
 CUDA_BUDGET = 0.7  # of the free bytes: the allocator's fragmentation and the blend buffers need the rest
 CPU_BUDGET = 0.5
-MAX_AUTO_TILE = 1024  # larger tiles only lose a little less context at borders, for much longer stalls
-# CPU: each residual group of a forward (of a batch of tiles) should take at most about this long; the
-# groups share a forward's FLOPs evenly (the convolutions around them are counted in, which errs short)
-SECONDS_PER_GROUP = 3.0
+# off the CPU the forward runs ahead of the bar, which moves per tile: larger tiles would only lose a little
+# less context at borders, for much longer stalls
+MAX_AUTO_TILE = 1024
+# CPU: the bar should move at least this often: each block of a forward (of a batch of tiles; a group's
+# closing convolution counted in with its blocks), and the upsampler after the last group, at most this long
+SECONDS_PER_STEP = 3.0
 # ... but never below this many overlaps for it: with 32 px overlaps a 128 px tile does ~1.8x the work of the
 # image itself, a 256 px one ~1.3x (builtin-x4, 512x384 photo, loaded 2-core EPYC: 37.4 CPU s with 128 px
 # tiles against 17.5 s whole); past that the bar moves more slowly instead (heavy models, slow or busy CPUs)
@@ -53,6 +59,10 @@ MIN_TILE_PER_OVERLAP = 8
 # 256 px 56 GFLOP/s), which rejected tiles that would have been quick; 128 px errs short by less
 PROBE_FLOPS = 20e9
 PROBE_MAX_SIDE = 128
+# ... or up to this share of the image's FLOPs (two probe forwards: at most ~2% of the run), so that a heavy
+# model is not probed on a 16-24 px tile (real-world M x4: ~100 GFLOP/s there against ~210 at 128 px, which
+# chose 30 tiles of ~290 px for a 1600x1200 photo instead of 12 of 424)
+PROBE_SHARE = 0.01
 _measured: dict[tuple[int, str, str], float] = {}
 _rates: weakref.WeakKeyDictionary[nn.Module, dict[str, float]] = weakref.WeakKeyDictionary()
 FlopsOf = Callable[[int, int], int]  # FLOPs of one forward on an h x w input
@@ -178,71 +188,81 @@ def auto_tile(
 ) -> int | None:
     """The tile side (a window multiple) that fits the free memory, or None when the whole image fits.
 
-    On CPU also the fastest tiling whose residual groups (of a forward of ``batch_size`` tiles; the bar moves
-    per group) each take at most ``SECONDS_PER_GROUP`` at ``rate`` FLOP/s (None: ``measured_rate``;
-    ``math.inf``: memory alone). Ensemble passes do not change it: each pass reports its own groups."""
+    On CPU also the fastest tiling whose stretches between progress reports (blocks of a forward of
+    ``batch_size`` tiles, and the upsampler) each take at most ``SECONDS_PER_STEP`` at ``rate`` FLOP/s (None:
+    ``measured_rate``; ``math.inf``: memory alone), with no upper limit on the tile but memory. Ensemble passes
+    do not change it: each pass reports its own blocks."""
     window = int(getattr(model, "window_size", 8) or 8)
     budget = (CUDA_BUDGET if device.type == "cuda" else CPU_BUDGET) * (free_bytes(device) if free is None else free)
     pixels = budget / (bytes_per_pixel(model, device, amp) * max(1, batch_size))
     padded = (math.ceil(height / window) * window) * (math.ceil(width / window) * window)
+    cap = MAX_AUTO_TILE if device.type != "cpu" else math.inf
     by_memory: int | None = None
-    if not (padded <= pixels and max(height, width) <= MAX_AUTO_TILE):
+    if not (padded <= pixels and max(height, width) <= cap):
         side = int(math.sqrt(max(pixels, 0.0))) // window * window
-        by_memory = max(2 * window, min(side, MAX_AUTO_TILE))
-    flops_of = _flops_counter(model)
-    if device.type != "cpu" or flops_of is None:
+        by_memory = int(max(2 * window, min(side, cap)))
+    flops_of, longest_of = _flops_counter(model), _longest_wait(model)
+    if device.type != "cpu" or flops_of is None or longest_of is None:
         return by_memory
-    groups = _groups(model)
     if by_memory is None and rate is None and flops_of(height, width) <= PROBE_FLOPS:
         return None  # the whole image costs about what the probe would: no need to measure
-    rate = measured_rate(model, amp) if rate is None else rate
+    if rate is None:
+        rate = measured_rate(model, amp, max(PROBE_FLOPS, PROBE_SHARE * flops_of(height, width)))
     if not rate > 0 or math.isinf(rate):
         return by_memory
-    per_forward = SECONDS_PER_GROUP * rate * groups / max(1, batch_size)
+    max_wait = SECONDS_PER_STEP * rate / max(1, batch_size)
     smallest = max(2 * window, math.ceil(MIN_TILE_PER_OVERLAP * overlap / window) * window)
-    return fastest_tile(flops_of, height, width, window, overlap, by_memory, per_forward, smallest)
-
-
-def _tiles_along(length: int, tile: int, overlap: int) -> int:
-    """How many tiles ``engine.plan_axis`` lays along ``length``."""
-    return 1 if length <= tile else math.ceil((length - overlap) / (tile - overlap))
+    return fastest_tile(flops_of, longest_of, height, width, window, overlap, by_memory, max_wait, smallest)
 
 
 def fastest_tile(
     flops_of: FlopsOf,
+    longest_of: FlopsOf,
     height: int,
     width: int,
     window: int,
     overlap: int,
     largest: int | None,
-    max_flops: float,
+    max_wait: float,
     smallest: int = 0,
 ) -> int | None:
-    """Of the window-multiple tiles from ``smallest`` up to ``largest`` (None: the whole image is allowed)
-    whose forward costs at most ``max_flops``, the one whose tiling of the image costs the fewest FLOPs in all
-    (overlaps counted, as the engine lays them out), the larger on a tie; None for the whole image. When none
-    is that quick, ``smallest`` (``largest`` if that is smaller)."""
-    if largest is None and flops_of(height, width) <= max_flops:
+    """Of the window-multiple tile sides from ``smallest`` up to ``largest`` (None: the whole image is
+    allowed) whose every tile, as the engine lays them, waits at most ``max_wait`` FLOPs between two
+    reports (``longest_of``), the one whose tiling costs the fewest FLOPs in all, the larger on a tie; None
+    for the whole image. When none is that quick, ``smallest`` (``largest`` if that is smaller)."""
+    if largest is None and longest_of(height, width) <= max_wait:
         return None
-    top = largest if largest is not None else min(MAX_AUTO_TILE, math.ceil(max(height, width) / window) * window)
+    top = largest if largest is not None else math.ceil(max(height, width) / window) * window
     smallest = max(2 * window, smallest)
-    ov = math.ceil(overlap / window) * window
     best: tuple[float, int] | None = None
     for tile in range(smallest, top + 1, window):
-        one = flops_of(min(tile, height), min(tile, width))
-        if one > max_flops:
-            break  # larger tiles only cost more per forward
-        o = min(ov, tile - window)
-        total = one * _tiles_along(height, tile, o) * _tiles_along(width, tile, o)
+        sizes = tiles(height, width, tile, overlap, window)
+        if max(longest_of(h, w) for h, w in set(sizes)) > max_wait:
+            continue
+        total = sum(flops_of(h, w) for h, w in sizes)
         if best is None or total <= best[0]:
             best = (total, tile)
-    return min(smallest, top) if best is None else best[1]
+    if best is None:
+        return min(smallest, top)
+    return None if largest is None and best[1] >= max(height, width) else best[1]
 
 
-def _groups(model: nn.Module) -> int:
-    """How many residual groups a forward reports (``len(depths)``; 1 for a model without a spec)."""
-    spec = getattr(model, "spec", None)
-    return max(1, len(getattr(spec, "depths", ()) or ()))
+def _longest_wait(model: nn.Module) -> FlopsOf | None:
+    """FLOPs of the longest stretch of an h x w forward between two progress reports: one block (with its
+    share of the group's closing convolution and the stem), or the part after the last group (the upsampler);
+    None for a model without a spec."""
+    spec, flops_of = getattr(model, "spec", None), _flops_counter(model)
+    if spec is None or flops_of is None:
+        return None
+    from swinir.model.flops import reconstruction
+
+    blocks = max(1, sum(getattr(spec, "depths", ()) or ()))
+
+    def longest(h: int, w: int) -> int:
+        tail = reconstruction(spec, h, w)
+        return max((flops_of(h, w) - tail) // blocks, tail)
+
+    return longest
 
 
 def _flops_counter(model: nn.Module) -> FlopsOf | None:
@@ -259,24 +279,24 @@ def _flops_counter(model: nn.Module) -> FlopsOf | None:
     return lambda h, w: flops(spec, h, w)
 
 
-def measured_rate(model: nn.Module, amp: torch.dtype | None = None) -> float:
+def measured_rate(model: nn.Module, amp: torch.dtype | None = None, budget: float = PROBE_FLOPS) -> float:
     """The model's CPU rate in counted FLOPs per second of the process's CPU time over its threads (what the
     bar sees on a machine of its own; CPU time rather than wall time, so that other jobs on a busy machine do
     not shrink the tile and with it the throughput: a loaded 2-core EPYC measured a third of the rate in wall
     time): the faster of two probe forwards on the largest window-multiple square up to ``PROBE_MAX_SIDE``
-    under ``PROBE_FLOPS`` (the first forward at a size also pays one-time costs, about 2x on builtin-x4 at
-    64 px); once per model and precision. A small tile runs below the rate of a large one (builtin-x4: 64 px
+    under ``budget`` FLOPs (the first forward at a size also pays one-time costs, about 2x on builtin-x4 at
+    64 px); once per model, precision and probe size. A small tile runs below the rate of a large one (builtin-x4: 64 px
     at ~70% of 256 px's rate), so the bound errs towards tiles that finish early."""
-    known = _rates.setdefault(model, {})
-    if str(amp) in known:
-        return known[str(amp)]
     flops_of = _flops_counter(model)
     if flops_of is None:
         return math.inf
     window = int(getattr(model, "window_size", 8) or 8)
     side = 2 * window
-    while side + window <= PROBE_MAX_SIDE and flops_of(side + window, side + window) <= PROBE_FLOPS:
+    while side + window <= PROBE_MAX_SIDE and flops_of(side + window, side + window) <= budget:
         side += window
+    known, key = _rates.setdefault(model, {}), f"{amp} {side}"
+    if key in known:
+        return known[key]
     p = next(iter(model.parameters()), None)
     dtype = p.dtype if p is not None and amp is None else torch.float32
     x = torch.rand(1, int(getattr(model, "in_chans", 3)), side, side).to(dtype)
@@ -286,8 +306,8 @@ def measured_rate(model: nn.Module, amp: torch.dtype | None = None) -> float:
             start = time.process_time()
             model(x)
             seconds = min(seconds, (time.process_time() - start) / max(1, torch.get_num_threads()))
-    known[str(amp)] = flops_of(side, side) / max(seconds, 1e-9)
-    return known[str(amp)]
+    known[key] = flops_of(side, side) / max(seconds, 1e-9)
+    return known[key]
 
 
 def smaller_tile(tile: int | None, height: int, width: int, window: int) -> int | None:

@@ -99,3 +99,12 @@ def flops(spec: Any, h: int, w: int, batch: int = 1) -> int:
     if arch == "hat":  # each block's convolution branch, and each group's overlapping cross-attention
         body += sum(spec.depths) * _hat_conv_branch(spec, dim, h, w) + len(spec.depths) * _hat_ocab(spec, dim, tokens)
     return int(batch * (conv3x3(spec.in_chans, dim, h, w) + body + _reconstruction(spec, out, h, w)))
+
+
+def reconstruction(spec: Any, h: int, w: int, batch: int = 1) -> int:
+    """FLOPs of the part of ``flops`` after the last residual group: the convolution closing the body and the
+    upsampler (a progress bar that moves per block sees this stretch as one wait)."""
+    ws = spec.window_size
+    h, w = -(-h // ws) * ws, -(-w // ws) * ws
+    out = spec.num_out_ch or spec.in_chans
+    return int(batch * (resi_conv(spec.embed_dim, spec.resi_connection, h, w) + _reconstruction(spec, out, h, w)))

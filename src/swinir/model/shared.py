@@ -29,7 +29,7 @@ from swinir.model.layout import (
     shift_mask,
     shifted_window_plan,
 )
-from swinir.model.progress import report_group
+from swinir.model.progress import enter_group, leave_group, report_block, report_group
 
 if TYPE_CHECKING:
     from swinir.spec import ModelSpec
@@ -302,20 +302,27 @@ def run_blocks(
         buffers = (torch.empty_like(x), torch.empty_like(x))
         for i, blk in enumerate(blocks):
             x = blk(x, plan, ex, out=buffers[i % 2], **kw)
+            report_block(i + 1, len(blocks))
         return x
-    for blk in blocks:
+    for i, blk in enumerate(blocks):
         if checkpoint and blk.training and torch.is_grad_enabled():
             x = torch.utils.checkpoint.checkpoint(blk, x, plan, ex, use_reentrant=False, **kw)
         else:
             x = blk(x, plan, ex, **kw)
+        report_block(i + 1, len(blocks))
     return x
 
 
 def run_groups(layers: nn.ModuleList, t: Tensor, size: tuple[int, int], plan: WindowPlan | None, ex: Exec) -> Tensor:
-    """The residual groups in order on tokens ``t``, each reported as it finishes (``swinir.model.progress``:
-    a no-op unless a sink is set), so that a progress bar can move within one long forward."""
+    """The residual groups in order on tokens ``t``, each reported as it finishes, and its blocks within it
+    (``swinir.model.progress``: a no-op unless a sink is set), so that a progress bar can move within one
+    long forward."""
     for i, layer in enumerate(layers):
-        t = layer(t, size, plan, ex)
+        token = enter_group(i, len(layers))
+        try:
+            t = layer(t, size, plan, ex)
+        finally:
+            leave_group(token)
         report_group(i + 1, len(layers))
     return t
 
