@@ -628,7 +628,11 @@ def _encode_pixels(a: np.ndarray, al: np.ndarray | None, ext: str, fmt: str, bit
     elif fmt == "WebP":
         params = [cv2.IMWRITE_WEBP_QUALITY, 101 if quality > 100 else q]  # above 100: lossless
     elif fmt == "PNG":
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        # zlib's run-length strategy: restorations are smooth, and on them it encodes in about half the time
+        # of the default strategy, into a smaller file (builtin-x4's 6400x4800 output: 1.5 s and 19.2 MB
+        # against 2.7 s and 22.7 MB; 16-bit: 0.45 s against 1.0 s, 2% smaller); on a noisy photo (RealSRSet
+        # tiger) 4% larger, still 35% quicker
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
     try:
         ok, buf = cv2.imencode(ext if ext != ".jpeg" else ".jpg", a, params)
     except cv2.error as exc:
