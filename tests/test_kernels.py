@@ -76,6 +76,39 @@ def test_kernel_equals_sdpa(n: int, heads: int, d: int, counts: list[int], threa
 
 
 @needs_kernel
+@pytest.mark.parametrize("n,heads,d", [(64, 4, 12), (49, 6, 10), (64, 3, 16), (64, 6, 30), (36, 3, 32)])
+def test_small_head_path_and_bf16_io(n: int, heads: int, d: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Head dims <= SMALL_HEAD_DIM take the transposed path: the same numbers as the row-wise path but for
+    the order of the softmax sum. bf16 qkv/out give exactly the fp32 kernel on the widened qkv, rounded to
+    bf16 as PyTorch rounds."""
+    g = torch.Generator().manual_seed(n + heads * d)
+    counts = [3, 2]
+    qkv = torch.randn(sum(counts), n, 3 * heads * d, generator=g)
+    bias = torch.randn(len(counts), heads, n, n, generator=g)
+    bias[1:, :, : n // 2, n // 2 :] = -100.0
+    group_end = torch.tensor(counts).cumsum(0)
+    out = torch.empty(sum(counts), n, heads * d)
+    kernels.window_attention(qkv, bias, group_end, 0, out, heads, d**-0.5)
+    monkeypatch.setattr(kernels, "SMALL_HEAD_DIM", 0)
+    rowwise = torch.empty_like(out)
+    kernels.window_attention(qkv, bias, group_end, 0, rowwise, heads, d**-0.5)
+    monkeypatch.undo()
+    if d > kernels.SMALL_HEAD_DIM:
+        assert torch.equal(out, rowwise)
+    else:
+        assert 0 < (out - rowwise).abs().max().item() < 4e-6  # outputs up to ~3: a few ulp
+    half = qkv.bfloat16()
+    widened = torch.empty_like(out)
+    kernels.window_attention(half.float(), bias, group_end, 0, widened, heads, d**-0.5)
+    narrow = torch.empty(out.shape, dtype=torch.bfloat16)
+    kernels.window_attention(half, bias, group_end, 0, narrow, heads, d**-0.5)
+    assert torch.equal(narrow, widened.bfloat16())
+    wide = torch.empty_like(out)
+    kernels.window_attention(half, bias, group_end, 0, wide, heads, d**-0.5)
+    assert torch.equal(wide, widened)
+
+
+@needs_kernel
 def test_kernel_rejects_what_it_cannot_do() -> None:
     qkv, out = torch.zeros(2, 64, 3 * 40), torch.zeros(2, 64, 40)
     bias, group_end = torch.zeros(1, 1, 64, 64), torch.tensor([2])
