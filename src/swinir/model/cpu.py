@@ -51,6 +51,9 @@ WINOGRAD_TILE = 4
 CHUNKED_WITHOUT_KERNEL = True
 # the C kernel for the chunks' attention, else scaled_dot_product_attention (see benchmarks/levers.py)
 ATTENTION_KERNEL = True
+# the kernel reads bf16 qkv and writes bf16 under bf16 linears, else qkv is converted to fp32 first and the
+# fp32 output cast for the projection (the path before session 10; for A/B comparisons)
+KERNEL_BF16_IO = True
 
 
 def onednn_avx512() -> bool:
@@ -323,6 +326,8 @@ class ChunkAttention:
 
     def __call__(self, qkv: Tensor, scale: float) -> Tensor:
         tokens, c = qkv.shape[0], qkv.shape[1] // 3
+        if self.kernel and not KERNEL_BF16_IO:
+            qkv = qkv.float()
         if self.kernel and qkv.dtype in (torch.float32, torch.bfloat16) and qkv.is_contiguous():
             a = torch.empty(tokens, c, dtype=qkv.dtype)
             qkv3 = qkv.view(-1, self.n, 3 * c)
