@@ -176,6 +176,29 @@ AI void head_values(const float *p, const float *inv, const float *vb, int64_t r
 #endif
 }
 
+/* one window, all heads, row by row: k of all heads transposed into kt, then per head the scores, softmax
+ * and p v of SROWS query rows at a time; o: n rows of C */
+__attribute__((noinline)) static void window_rowwise(const float *win, const float *bias, int64_t n, int64_t heads,
+                                                     int64_t d, float scale, float *kt, float *p, float *o) {
+    const int64_t C = heads * d, row = 3 * C;
+    float inv[NMAX];
+    for (int64_t j0 = 0; j0 < NMAX; j0 += VL)
+        for (int64_t c0 = 0; c0 < C; c0 += VL) {
+            int rows = n - j0 >= VL ? VL : (n > j0 ? (int)(n - j0) : 0);
+            transpose_block(win + j0 * row + C + c0, row, rows, vmask_first(C - c0), kt + c0 * NMAX + j0);
+        }
+    for (int64_t h = 0; h < heads; h++) {
+        const float *qb = win + h * d, *vb = qb + 2 * C;
+        const float *brow = bias + h * n * n;
+        for (int64_t i0 = 0; i0 < n; i0 += SROWS) {
+            for (int64_t c0 = 0; c0 < n; c0 += SCVEC * VL)
+                score_block(qb, row, scale, kt + h * d * NMAX, brow, n, d, i0, c0, p);
+            softmax_rows(p, inv, n, i0, i0 + SROWS < n ? i0 + SROWS : n);
+        }
+        head_values(p, inv, vb, row, n, d, o + h * d, C);
+    }
+}
+
 /* ---- small head dims (d <= SMALL_D): the score tile transposed, softmax down its columns ----
  *
  * With d of 10-16 the row-wise kernel above fills 10-12 of 16 lanes in p v, and every score row pays a
@@ -355,7 +378,7 @@ AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, 
 
 /* one window, all heads, d <= SMALL_D: q of all heads transposed into qt, (p v)^T into ot, then ot
  * transposed into o (n rows of C) */
-static void window_small(const float *win, const float *bias_t, int64_t n, int64_t heads, int64_t d, float scale,
+__attribute__((noinline)) static void window_small(const float *win, const float *bias_t, int64_t n, int64_t heads, int64_t d, float scale,
                          float *qt, float *ot, float *st, float *o) {
     const int64_t C = heads * d, row = 3 * C;
     float mx[NMAX] __attribute__((aligned(64)));
@@ -457,7 +480,6 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
         float *kt = scratch, *ot = scratch + tile, *wbuf = scratch + 2 * tile;
         float *obuf = wbuf + (qkv_bf16 ? wide : 0);
         float p[NMAX * NMAX] __attribute__((aligned(64)));
-        float inv[NMAX];
         memset(p, 0, sizeof p);
 #pragma omp for schedule(static)
         for (int64_t w = 0; w < count; w++) {
@@ -472,26 +494,8 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
                 win = (const float *)qkv + w * n * row;
             }
             float *o = out_bf16 ? obuf : (float *)out + w * n * C;
-            if (small) {
-                window_small(win, bias_t + g * heads * n * n, n, heads, d, scale, kt, ot, p, o);
-            } else {
-                for (int64_t j0 = 0; j0 < NMAX; j0 += VL)
-                    for (int64_t c0 = 0; c0 < C; c0 += VL) {
-                        int rows = n - j0 >= VL ? VL : (n > j0 ? (int)(n - j0) : 0);
-                        transpose_block(win + j0 * row + C + c0, row, rows, vmask_first(C - c0),
-                                        kt + c0 * NMAX + j0);
-                    }
-                for (int64_t h = 0; h < heads; h++) {
-                    const float *qb = win + h * d, *vb = qb + 2 * C;
-                    const float *brow = bias + (g * heads + h) * n * n;
-                    for (int64_t i0 = 0; i0 < n; i0 += SROWS) {
-                        for (int64_t c0 = 0; c0 < n; c0 += SCVEC * VL)
-                            score_block(qb, row, scale, kt + h * d * NMAX, brow, n, d, i0, c0, p);
-                        softmax_rows(p, inv, n, i0, i0 + SROWS < n ? i0 + SROWS : n);
-                    }
-                    head_values(p, inv, vb, row, n, d, o + h * d, C);
-                }
-            }
+            if (small) window_small(win, bias_t + g * heads * n * n, n, heads, d, scale, kt, ot, p, o);
+            else window_rowwise(win, bias + g * heads * n * n, n, heads, d, scale, kt, p, o);
             if (out_bf16) narrow_bf16(obuf, n * C, (uint16_t *)out + w * n * C);
         }
         free(scratch);
