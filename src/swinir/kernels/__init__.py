@@ -53,10 +53,12 @@ ISA_ENV = "SWINIR_CPU_ISA"
 OPENMP = "OpenMP" in torch.__config__.parallel_info()
 MAX_TOKENS = 64  # window 8
 MAX_HEAD_DIM = 32
-# Head dims up to this take the kernel's transposed path (queries along the vector lanes; the default
-# builtin-x4 has 12, the lightweight models 10): 1.2-1.4x faster per call there, and it needs the bias
-# transposed. 0 sends every head dim through the row-wise path (for A/B comparisons).
-SMALL_HEAD_DIM = 16
+# Head dims up to this take the kernel's transposed path (queries along the vector lanes, softmax down the
+# columns: no horizontal reductions, p v on full vectors whatever the head dim), which needs the bias
+# transposed: per call 1.2-1.3x faster at d=10-12 (builtin-x4, lightweight), 1.15-1.2x at d=30 (M models),
+# 1.0-1.15x at d=32 (benchmarks/results_cpu.md, session 10). 0 sends every head dim through the row-wise
+# path of earlier sessions (for A/B comparisons).
+TRANSPOSED_HEAD_DIM = MAX_HEAD_DIM
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -217,9 +219,9 @@ def supports(n: int, head_dim: int) -> bool:
 
 
 def transposed_bias(bias: Tensor, head_dim: int) -> Tensor | None:
-    """The bias as the kernel's small-head-dim path reads it (key-major per head), or None where that path
-    is not taken; worth computing once per block rather than per call."""
-    return bias.transpose(-1, -2).contiguous() if head_dim <= SMALL_HEAD_DIM else None
+    """The bias as the kernel's transposed path reads it (key-major per head), or None where that path is
+    not taken; worth computing once per block rather than per call."""
+    return bias.transpose(-1, -2).contiguous() if head_dim <= TRANSPOSED_HEAD_DIM else None
 
 
 def window_attention(
@@ -259,7 +261,7 @@ def window_attention(
         raise ValueError(f"unsupported shapes: qkv {tuple(qkv.shape)}, out {tuple(out.shape)}, heads {heads}")
     if bias.shape[1:] != (heads, n, n) or group_end.numel() != bias.shape[0]:
         raise ValueError(f"bias {tuple(bias.shape)} / group_end {group_end.numel()} do not match")
-    if d > SMALL_HEAD_DIM:
+    if d > TRANSPOSED_HEAD_DIM:
         bias_t = None
     elif bias_t is None:
         bias_t = transposed_bias(bias, d)

@@ -9,15 +9,15 @@
  * Layouts (all contiguous; qkv and out fp32 or bf16, the rest fp32):
  *   qkv  (windows, n, 3, heads, d)   the nn.Linear(C, 3C) output, C = heads * d
  *   bias (groups, heads, n, n)       relative-position bias (+ shift mask) per window group
- *   bias_t (groups, heads, n, n)     the same transposed per head (key-major), for d <= SMALL_D
+ *   bias_t (groups, heads, n, n)     the same transposed per head (key-major); given, the transposed path runs
  *   group_end (groups,)              cumulative window counts: window i of this call uses the first g with
  *                                    wbase + i < group_end[g] (windows are sorted by shift-mask group)
  *   out  (windows, n, heads, d)
  * Limits: n <= 64 (window 8), d <= 32. The caller checks them.
  *
  * Register blocking per ISA (32 vector registers on AVX-512, 16 on AVX2): scores in SROWS x SCVEC-vector
- * tiles, p v in RV rows x NV vectors (NV = vectors per head dim). Head dims <= SMALL_D take the transposed
- * path further down (queries along the lanes).
+ * tiles, p v in RV rows x NV vectors (NV = vectors per head dim). With bias_t the transposed path further
+ * down runs instead (queries along the lanes; faster at every d measured).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -199,15 +199,15 @@ __attribute__((noinline)) static void window_rowwise(const float *win, const flo
     }
 }
 
-/* ---- small head dims (d <= SMALL_D): the score tile transposed, softmax down its columns ----
+/* ---- the transposed path (used for every d where the caller passes bias_t): softmax down the columns ----
  *
  * With d of 10-16 the row-wise kernel above fills 10-12 of 16 lanes in p v, and every score row pays a
- * horizontal max and sum. Here the tile is s^T[j][i] (key j, query i), so that the 64 queries lie along the
+ * horizontal max and sum. Here the tile is s^T[j][i] (key j, query i), so that the queries lie along the
  * lanes: the softmax over keys is a running vmax and vadd down the rows, 1/sum is one vector division, and
- * (p v)^T[e][i] = sum_j v[j][e] p^T[j][i] uses all lanes whatever d is. Scores, the max and exp are the same
- * operations in the same order as above (bit-identical); only the order of the softmax denominator's sum
- * differs (one rounding, ~1e-7 relative). Needs the bias transposed (groups, heads, n_key, n_query). */
-#define SMALL_D 16
+ * (p v)^T[e][i] = sum_j v[j][e] p^T[j][i] uses all lanes whatever d is (measured faster at d = 30 and 32
+ * too). Scores, the max and exp are the same operations in the same order as above (bit-identical); only
+ * the order of the softmax denominator's sum differs (one rounding, ~1e-7 relative). Needs the bias
+ * transposed (groups, heads, n_key, n_query). */
 
 /* vector k of a VL x VL transpose of src (rows beyond `rows` and masked-off columns read as 0), stored
  * masked (dmask) at dst + k * dstride for k < drows */
@@ -293,12 +293,12 @@ AI void score_t_block(const float *qt, const float *kb, int64_t row, float scale
     }
 }
 
-#if VL == 16
 /* (p v)^T for query vector c of one head, D = d a constant: exp, the column sums and p v in one pass over
- * the keys, p never stored; ot[e * NMAX + i] */
+ * the keys, p never stored; ot[e * NMAX + i]. For AVX-512 and d <= FUSED_D (D accumulators). */
+#define FUSED_D 16
 AI void values_t_fused(const float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t c,
                        float *ot, const int D) {
-    vf acc[SMALL_D];
+    vf acc[FUSED_D];
     for (int e = 0; e < D; e++) acc[e] = vzero();
     const vf m = vloada(mx + c * VL);
     vf sum = vzero();
@@ -308,49 +308,44 @@ AI void values_t_fused(const float *st, const float *mx, const float *vb, int64_
         const float *vj = vb + j * row;
         for (int e = 0; e < D; e++) acc[e] = vfmadd(vset1(vj[e]), p, acc[e]);
     }
-    const vf inv = _mm512_div_ps(vset1(1.0f), sum);
+    const vf inv = vdiv(vset1(1.0f), sum);
     for (int e = 0; e < D; e++) vstorea(ot + e * NMAX + c * VL, vmul(acc[e], inv));
 }
 
-AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t d, float *ot) {
-    for (int64_t c = 0; c * VL < n; c++) {
-        switch (d) {
-#define CASE(D) case D: values_t_fused(st, mx, vb, row, n, c, ot, D); break;
-            CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
-            CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
-#undef CASE
-        }
-    }
-}
+/* the two-pass form (AVX2, or d > FUSED_D): exp in place with the column sums, then (p v)^T in tiles of EB
+ * value columns x IV query vectors (IV * VL = 16 queries on AVX2, 64 on AVX-512) */
+#if VL == 16
+#define IV 4
 #else
-/* AVX2 (16 registers): exp in place with the column sums, then (p v)^T in tiles of EB value columns x 2
- * query vectors */
+#define IV 2
+#endif
 AI void values_t_tile(const float *st, const float *inv, const float *vb, int64_t row, int64_t n, int64_t d,
                       int64_t e0, int64_t c0, float *ot, const int EB) {
     const float *vc[6];
     for (int r = 0; r < EB; r++) vc[r] = vb + (e0 + r < d ? e0 + r : d - 1);
-    vf acc[6][2];
-    for (int r = 0; r < EB; r++) acc[r][0] = acc[r][1] = vzero();
+    vf acc[6][IV];
+    for (int r = 0; r < EB; r++)
+        for (int c = 0; c < IV; c++) acc[r][c] = vzero();
     for (int64_t j = 0; j < n; j++) {
-        const vf p0 = vloada(st + j * NMAX + c0), p1 = vloada(st + j * NMAX + c0 + VL);
+        vf pv[IV];
+        for (int c = 0; c < IV; c++) pv[c] = vloada(st + j * NMAX + c0 + c * VL);
         for (int r = 0; r < EB; r++) {
             const vf v = vset1(vc[r][j * row]);
-            acc[r][0] = vfmadd(v, p0, acc[r][0]);
-            acc[r][1] = vfmadd(v, p1, acc[r][1]);
+            for (int c = 0; c < IV; c++) acc[r][c] = vfmadd(v, pv[c], acc[r][c]);
         }
     }
-    const vf i0 = vloada(inv + c0), i1 = vloada(inv + c0 + VL);
-    for (int r = 0; r < EB && e0 + r < d; r++) {
-        vstorea(ot + (e0 + r) * NMAX + c0, vmul(acc[r][0], i0));
-        vstorea(ot + (e0 + r) * NMAX + c0 + VL, vmul(acc[r][1], i1));
-    }
+    vf iv[IV];
+    for (int c = 0; c < IV; c++) iv[c] = vloada(inv + c0 + c * VL);
+    for (int r = 0; r < EB && e0 + r < d; r++)
+        for (int c = 0; c < IV; c++) vstorea(ot + (e0 + r) * NMAX + c0 + c * VL, vmul(acc[r][c], iv[c]));
 }
 
-AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t d, float *ot) {
-    float inv[NMAX] __attribute__((aligned(32)));
-    const int64_t nvec = (n + VL - 1) / VL, npair = (nvec + 1) / 2;
-    for (int64_t c = 0; c < 2 * npair; c++) {
-        if (c >= nvec) { /* the odd vector of the last pair: zeros, never written out */
+AI void head_values_two_pass(float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t d,
+                             float *ot) {
+    float inv[NMAX] __attribute__((aligned(64)));
+    const int64_t nvec = (n + VL - 1) / VL, ngroup = (nvec + IV - 1) / IV;
+    for (int64_t c = 0; c < IV * ngroup; c++) {
+        if (c >= nvec) { /* padding of the last group: zeros, never written out */
             for (int64_t j = 0; j < n; j++) vstorea(st + j * NMAX + c * VL, vzero());
             vstorea(inv + c * VL, vzero());
             continue;
@@ -362,11 +357,13 @@ AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, 
             sum = vadd(sum, p);
             vstorea(st + j * NMAX + c * VL, p);
         }
-        vstorea(inv + c * VL, _mm256_div_ps(vset1(1.0f), sum));
+        vstorea(inv + c * VL, vdiv(vset1(1.0f), sum));
     }
-    const int64_t blocks = (d + 5) / 6, eb = (d + blocks - 1) / blocks;
+    int64_t eb = d < 6 ? d : 6; /* value columns per tile: of 6, 5, 4 the one that pads d the least */
+    for (int64_t e = 5; e >= 4 && d > 6; e--)
+        if ((d + e - 1) / e * e < (d + eb - 1) / eb * eb) eb = e;
     for (int64_t e0 = 0; e0 < d; e0 += eb)
-        for (int64_t c0 = 0; c0 < 2 * npair * VL; c0 += 2 * VL) {
+        for (int64_t c0 = 0; c0 < IV * ngroup * VL; c0 += IV * VL) {
             switch (eb) {
 #define CASE(E) case E: values_t_tile(st, inv, vb, row, n, d, e0, c0, ot, E); break;
                 CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
@@ -374,11 +371,27 @@ AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, 
             }
         }
 }
-#endif
 
-/* one window, all heads, d <= SMALL_D: q of all heads transposed into qt, (p v)^T into ot, then ot
+AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t d, float *ot) {
+#if VL == 16
+    if (d <= FUSED_D) {
+        for (int64_t c = 0; c * VL < n; c++) {
+            switch (d) {
+#define CASE(D) case D: values_t_fused(st, mx, vb, row, n, c, ot, D); break;
+                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+                CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
+#undef CASE
+            }
+        }
+        return;
+    }
+#endif
+    head_values_two_pass(st, mx, vb, row, n, d, ot);
+}
+
+/* one window, all heads, transposed: q of all heads transposed into qt, (p v)^T into ot, then ot
  * transposed into o (n rows of C) */
-__attribute__((noinline)) static void window_small(const float *win, const float *bias_t, int64_t n, int64_t heads, int64_t d, float scale,
+__attribute__((noinline)) static void window_transposed(const float *win, const float *bias_t, int64_t n, int64_t heads, int64_t d, float scale,
                          float *qt, float *ot, float *st, float *o) {
     const int64_t C = heads * d, row = 3 * C;
     float mx[NMAX] __attribute__((aligned(64)));
@@ -453,13 +466,13 @@ static void narrow_bf16(const float *src, int64_t count, uint16_t *dst) {
 
 /* The kernel. qkv and out are fp32, or bf16 where qkv_bf16 / out_bf16 is set (bf16 qkv is widened per
  * window into fp32 scratch; the result is rounded to bf16 on the way out). bias_t (bias transposed per
- * head: (groups, heads, n_key, n_query)) is needed for d <= SMALL_D, which takes the transposed path.
+ * head: (groups, heads, n_key, n_query)) selects the transposed path; NULL, the row-wise one.
  * Returns 0, or 1 if a thread could not allocate its scratch. */
 int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, const float *bias_t,
                             const int64_t *group_end, int64_t groups, void *out, int out_bf16, int64_t wbase,
                             int64_t count, int64_t n, int64_t heads, int64_t d, float scale) {
     const int64_t C = heads * d, row = 3 * C;
-    const int small = d <= SMALL_D && bias_t != NULL;
+    const int transposed = bias_t != NULL;
     int failed = 0;
 #pragma omp parallel
     {
@@ -494,7 +507,7 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
                 win = (const float *)qkv + w * n * row;
             }
             float *o = out_bf16 ? obuf : (float *)out + w * n * C;
-            if (small) window_small(win, bias_t + g * heads * n * n, n, heads, d, scale, kt, ot, p, o);
+            if (transposed) window_transposed(win, bias_t + g * heads * n * n, n, heads, d, scale, kt, ot, p, o);
             else window_rowwise(win, bias + g * heads * n * n, n, heads, d, scale, kt, p, o);
             if (out_bf16) narrow_bf16(obuf, n * C, (uint16_t *)out + w * n * C);
         }
