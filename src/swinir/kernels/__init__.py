@@ -3,7 +3,8 @@
 Why: on a CPU, PyTorch's fused attention runs SwinIR's tiny 64-token windows at ~30 GFLOP/s (per-tile
 dispatch, online-softmax rescaling, layout copies), which made attention 15-17% of an fp32 forward. The
 window-attention kernel in ``window_attention.c`` computes each window and head with the whole score tile
-in L1 and reads q, k, v straight from the qkv projection's output. ``winograd.c`` holds the transforms of
+in L1 and reads q, k, v straight from the qkv projection's output (fp32, or bf16 widened inside the kernel,
+with a bf16 result: the bf16 path needs no separate casts). ``winograd.c`` holds the transforms of
 Winograd F(2x2, 3x3) and F(4x4, 3x3) for the larger 3x3 convolutions.
 
 Built per instruction set from one source (``simd.h``): AVX-512 where the CPU has it, else AVX2 + FMA;

@@ -167,7 +167,8 @@ def placement(weight: Tensor, windows: Sequence[int], head_dims: Sequence[int]) 
 
 def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     """The path of one forward: fused CPU inference only without gradients, outside tracing, on CPU, in
-    fp32, bf16 weights, or fp32 under bf16 autocast (attention then stays fp32, the linears run in bf16)."""
+    fp32, bf16 weights, or fp32 under bf16 autocast (the linears then run in bf16; attention computes in fp32,
+    reading and writing bf16)."""
     if not place.cpu or x.device.type != "cpu" or torch.is_grad_enabled() or tracing():
         return Exec(fp16_safe)
     built = kernels.available()  # the C kernels: Winograd convolutions for any network
