@@ -106,6 +106,39 @@ def test_transposed_path_and_bf16_io(n: int, heads: int, d: int, monkeypatch: py
 
 
 @needs_kernel
+def test_bf16_linears_feed_the_kernel_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under bf16 autocast with oneDNN's bf16 linears the kernel gets qkv as the linear wrote it (bf16, no
+    fp32 copy) and hands bf16 to the output projection; the output stays within bf16 rounding of the path
+    before (qkv converted to fp32, the row-wise kernel, an fp32 result cast for the projection)."""
+    if not swinir_cpu.ONEDNN_BF16:
+        pytest.skip("oneDNN's bf16 linears are not used here")
+    cfg = dict(upscale=2, in_chans=3, img_size=32, window_size=8, embed_dim=48, depths=[2], num_heads=[4])
+    torch.manual_seed(0)
+    model = SwinIR(**cfg, mlp_ratio=2, upsampler="pixelshuffledirect").eval()
+    x = torch.rand(1, 3, 32, 48)
+    seen: list[tuple[torch.dtype, torch.dtype]] = []
+    real = kernels.window_attention
+
+    def spy(
+        qkv: torch.Tensor, bias: torch.Tensor, ge: torch.Tensor, first: int, out: torch.Tensor, *rest: object
+    ) -> None:
+        seen.append((qkv.dtype, out.dtype))
+        real(qkv, bias, ge, first, out, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kernels, "window_attention", spy)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        new = model(x).float()
+        assert seen and set(seen) == {(torch.bfloat16, torch.bfloat16)}
+        seen.clear()
+        monkeypatch.setattr(swinir_cpu, "KERNEL_BF16_IO", False)
+        monkeypatch.setattr(kernels, "TRANSPOSED_HEAD_DIM", 0)
+        old = model(x).float()
+        assert set(seen) == {(torch.float32, torch.float32)}
+    assert (new - old).abs().max().item() < 2e-2
+    assert (new - old).abs().mean().item() < 1e-3
+
+
+@needs_kernel
 def test_kernel_rejects_what_it_cannot_do() -> None:
     qkv, out = torch.zeros(2, 64, 3 * 40), torch.zeros(2, 64, 40)
     bias, group_end = torch.zeros(1, 1, 64, 64), torch.tensor([2])

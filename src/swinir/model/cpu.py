@@ -327,9 +327,10 @@ class ChunkAttention:
 
     def __call__(self, qkv: Tensor, scale: float) -> Tensor:
         tokens, c = qkv.shape[0], qkv.shape[1] // 3
-        if self.kernel and not KERNEL_BF16_IO:
-            qkv = qkv.float()
-        if self.kernel and qkv.dtype in (torch.float32, torch.bfloat16) and qkv.is_contiguous():
+        if self.kernel:
+            if not KERNEL_BF16_IO or qkv.dtype not in (torch.float32, torch.bfloat16):
+                qkv = qkv.float()
+            qkv = qkv.contiguous()
             a = torch.empty(tokens, c, dtype=qkv.dtype)
             qkv3 = qkv.view(-1, self.n, 3 * c)
             kernels.window_attention(
