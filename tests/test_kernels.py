@@ -97,12 +97,22 @@ def test_transposed_path_and_bf16_io(n: int, heads: int, d: int, monkeypatch: py
     half = qkv.bfloat16()
     widened = torch.empty_like(out)
     kernels.window_attention(half.float(), bias, group_end, 0, widened, heads, d**-0.5)
+    monkeypatch.setattr(kernels, "BF16_DOT", False)  # the scores by fp32 multiply-adds: exactly as from fp32
     narrow = torch.empty(out.shape, dtype=torch.bfloat16)
     kernels.window_attention(half, bias, group_end, 0, narrow, heads, d**-0.5)
     assert torch.equal(narrow, widened.bfloat16())
     wide = torch.empty_like(out)
     kernels.window_attention(half, bias, group_end, 0, wide, heads, d**-0.5)
     assert torch.equal(wide, widened)
+    monkeypatch.setattr(kernels, "BF16_DOT", True)  # AVX512-BF16 dot products where built and present
+    dot = torch.empty_like(out)
+    kernels.window_attention(half, bias, group_end, 0, dot, heads, d**-0.5)
+    assert (dot - widened).abs().max().item() < 4e-6
+    if kernels.isa() == "avx512" and "avx512_bf16" in kernels.cpu_flags() and d % 2 == 0:
+        assert not torch.equal(dot, widened)  # the dot products ran (they round their pairwise sums)
+    dot_bf16 = torch.empty(out.shape, dtype=torch.bfloat16)
+    kernels.window_attention(half, bias, group_end, 0, dot_bf16, heads, d**-0.5)
+    assert torch.equal(dot_bf16, dot.bfloat16())
 
 
 @needs_kernel

@@ -60,6 +60,10 @@ MAX_HEAD_DIM = 32
 # 1.0-1.15x at d=32 (benchmarks/results_cpu.md, session 10). 0 sends every head dim through the row-wise
 # path of earlier sessions (for A/B comparisons).
 TRANSPOSED_HEAD_DIM = MAX_HEAD_DIM
+# bf16 qkv on the AVX-512 build of a CPU with AVX512-BF16: the scores by its bf16 dot products (two products
+# per lane and instruction, exact products, the pairwise sums rounded as the instruction rounds: ~1e-7 from
+# the fp32 multiply-adds on the same bf16 numbers), 1.1-1.16x per call at d = 10-30 (session 10). Even d.
+BF16_DOT = True
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -163,7 +167,7 @@ def _try_load() -> tuple[ctypes.CDLL | None, str | None, str]:
     fn.restype = ctypes.c_int
     ptr, flag, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
     attention_args: list[type[ctypes._SimpleCData[Any]]] = [ptr, flag, ptr, ptr, ptr, i64, ptr, flag]
-    fn.argtypes = attention_args + [i64] * 5 + [ctypes.c_float]
+    fn.argtypes = attention_args + [i64] * 5 + [ctypes.c_float, flag]
     lib.swinir_winograd23_input.restype = None
     lib.swinir_winograd23_input.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
     lib.swinir_winograd23_output.restype = None
@@ -284,6 +288,7 @@ def window_attention(
         heads,
         d,
         scale,
+        int(BF16_DOT),
     ):
         raise MemoryError("the CPU window-attention kernel could not allocate its scratch buffers")
 

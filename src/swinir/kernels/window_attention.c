@@ -389,10 +389,60 @@ AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, 
     head_values_two_pass(st, mx, vb, row, n, d, ot);
 }
 
+#if VL == 16
+/* score_t_block from the bf16 qkv itself with AVX512-BF16 dot products, two key/query dims per instruction
+ * (the products of bf16 numbers are exact; the pairwise sums round as vdpbf16ps does, ~1 fp32 ulp from the
+ * fp32 path): qt2[(e / 2) * NMAX + i] holds the pair (q[i][e], q[i][e + 1]), kb the window's bf16 k. */
+__attribute__((target("avx512bf16"))) AI void score_t_block_dot(const float *qt2, const uint16_t *kb, int64_t row,
+                                                                 float scale, const float *bt, int64_t n,
+                                                                 int64_t d, int64_t j0, int64_t c0, float *st,
+                                                                 float *mx) {
+    const uint16_t *kr[SROWS];
+    for (int r = 0; r < SROWS; r++) kr[r] = kb + (j0 + r < n ? j0 + r : n - 1) * row;
+    vf acc[SROWS][SCVEC];
+    for (int r = 0; r < SROWS; r++)
+        for (int c = 0; c < SCVEC; c++) acc[r][c] = vzero();
+    for (int64_t e = 0; e < d; e += 2) {
+        __m512bh qv[SCVEC];
+        for (int c = 0; c < SCVEC; c++) qv[c] = (__m512bh)_mm512_load_si512(qt2 + e / 2 * NMAX + c0 + c * VL);
+        for (int r = 0; r < SROWS; r++) {
+            uint32_t pair;
+            memcpy(&pair, kr[r] + e, 4);
+            const __m512bh k = (__m512bh)_mm512_set1_epi32((int)pair);
+            for (int c = 0; c < SCVEC; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], k, qv[c]);
+        }
+    }
+    const vf sc = vset1(scale);
+    for (int c = 0; c < SCVEC; c++) {
+        const int64_t col = c0 + c * VL;
+        if (col >= n) break;
+        const vmask m = vmask_first(n - col);
+        vf mv = vloada(mx + col);
+        for (int r = 0; r < SROWS && j0 + r < n; r++) {
+            vf s = vselect(m, vfmadd(acc[r][c], sc, vmload(m, bt + (j0 + r) * n + col)), vzero());
+            vstorea(st + (j0 + r) * NMAX + col, s);
+            mv = vmax(mv, s);
+        }
+        vstorea(mx + col, mv);
+    }
+}
+#endif
+
+/* the output of all heads: ot (C x NMAX) transposed into o (n rows of C) */
+AI void store_transposed(const float *ot, int64_t n, int64_t C, float *o) {
+    for (int64_t i0 = 0; i0 < n; i0 += VL)
+        for (int64_t c0 = 0; c0 < C; c0 += VL) {
+            const int rows = C - c0 >= VL ? VL : (int)(C - c0), drows = n - i0 >= VL ? VL : (int)(n - i0);
+            transpose_store(ot + c0 * NMAX + i0, NMAX, rows, vmask_first(n - i0), o + i0 * C + c0, C, drows,
+                            vmask_first(C - c0));
+        }
+}
+
 /* one window, all heads, transposed: q of all heads transposed into qt, (p v)^T into ot, then ot
  * transposed into o (n rows of C) */
-__attribute__((noinline)) static void window_transposed(const float *win, const float *bias_t, int64_t n, int64_t heads, int64_t d, float scale,
-                         float *qt, float *ot, float *st, float *o) {
+__attribute__((noinline)) static void window_transposed(const float *win, const float *bias_t, int64_t n,
+                                                        int64_t heads, int64_t d, float scale, float *qt,
+                                                        float *ot, float *st, float *o) {
     const int64_t C = heads * d, row = 3 * C;
     float mx[NMAX] __attribute__((aligned(64)));
     for (int64_t j0 = 0; j0 < NMAX; j0 += VL)
@@ -409,13 +459,35 @@ __attribute__((noinline)) static void window_transposed(const float *win, const 
                 score_t_block(qt + h * d * NMAX, kb, row, scale, bt, n, d, j0, c0, st, mx);
         head_values_t(st, mx, vb, row, n, d, ot + h * d * NMAX);
     }
-    for (int64_t i0 = 0; i0 < n; i0 += VL)
-        for (int64_t c0 = 0; c0 < C; c0 += VL) {
-            const int rows = C - c0 >= VL ? VL : (int)(C - c0), drows = n - i0 >= VL ? VL : (int)(n - i0);
-            transpose_store(ot + c0 * NMAX + i0, NMAX, rows, vmask_first(n - i0), o + i0 * C + c0, C, drows,
-                            vmask_first(C - c0));
-        }
+    store_transposed(ot, n, C, o);
 }
+
+#if VL == 16
+/* the same with the scores from the window's bf16 qkv (raw) by score_t_block_dot: qt holds q's bf16 pairs,
+ * the same transpose on (n x C/2) 32-bit words; v from the widened fp32 win. Even d only. */
+__attribute__((noinline, target("avx512bf16"))) static void window_transposed_dot(
+    const float *win, const uint16_t *raw, const float *bias_t, int64_t n, int64_t heads, int64_t d, float scale,
+    float *qt, float *ot, float *st, float *o) {
+    const int64_t C = heads * d, row = 3 * C;
+    float mx[NMAX] __attribute__((aligned(64)));
+    const float *words = (const float *)raw;
+    for (int64_t j0 = 0; j0 < NMAX; j0 += VL)
+        for (int64_t c0 = 0; c0 < C / 2; c0 += VL) {
+            int rows = n - j0 >= VL ? VL : (n > j0 ? (int)(n - j0) : 0);
+            transpose_block(words + j0 * (row / 2) + c0, row / 2, rows, vmask_first(C / 2 - c0), qt + c0 * NMAX + j0);
+        }
+    for (int64_t h = 0; h < heads; h++) {
+        const float *vb = win + 2 * C + h * d;
+        const float *bt = bias_t + h * n * n;
+        for (int64_t c = 0; c < NMAX; c += VL) vstorea(mx + c, vset1(-__builtin_inff()));
+        for (int64_t j0 = 0; j0 < n; j0 += SROWS)
+            for (int64_t c0 = 0; c0 < n; c0 += SCVEC * VL)
+                score_t_block_dot(qt + h * d / 2 * NMAX, raw + C + h * d, row, scale, bt, n, d, j0, c0, st, mx);
+        head_values_t(st, mx, vb, row, n, d, ot + h * d * NMAX);
+    }
+    store_transposed(ot, n, C, o);
+}
+#endif
 
 /* ---- bf16 in and out: widen a window's qkv into fp32 scratch, narrow the output (round to nearest even,
  * as PyTorch's cast; inputs are finite) ---- */
@@ -465,14 +537,21 @@ static void narrow_bf16(const float *src, int64_t count, uint16_t *dst) {
 }
 
 /* The kernel. qkv and out are fp32, or bf16 where qkv_bf16 / out_bf16 is set (bf16 qkv is widened per
- * window into fp32 scratch; the result is rounded to bf16 on the way out). bias_t (bias transposed per
+ * window into fp32 scratch; the result is rounded to bf16 on the way out). bf16_dot: with bf16 qkv, even d
+ * and the transposed path, the scores by AVX512-BF16 dot products where the CPU has them (AVX-512 build). bias_t (bias transposed per
  * head: (groups, heads, n_key, n_query)) selects the transposed path; NULL, the row-wise one.
  * Returns 0, or 1 if a thread could not allocate its scratch. */
 int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, const float *bias_t,
                             const int64_t *group_end, int64_t groups, void *out, int out_bf16, int64_t wbase,
-                            int64_t count, int64_t n, int64_t heads, int64_t d, float scale) {
+                            int64_t count, int64_t n, int64_t heads, int64_t d, float scale, int bf16_dot) {
     const int64_t C = heads * d, row = 3 * C;
     const int transposed = bias_t != NULL;
+#if VL == 16
+    /* bf16 qkv, even d: the scores by AVX512-BF16 dot products where asked and the CPU has them */
+    const int dot = transposed && qkv_bf16 && bf16_dot && d % 2 == 0 && __builtin_cpu_supports("avx512bf16");
+#else
+    (void)bf16_dot;
+#endif
     int failed = 0;
 #pragma omp parallel
     {
@@ -507,6 +586,12 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
                 win = (const float *)qkv + w * n * row;
             }
             float *o = out_bf16 ? obuf : (float *)out + w * n * C;
+#if VL == 16
+            if (transposed && dot)
+                window_transposed_dot(win, (const uint16_t *)qkv + w * n * row, bias_t + g * heads * n * n, n,
+                                      heads, d, scale, kt, ot, p, o);
+            else
+#endif
             if (transposed) window_transposed(win, bias_t + g * heads * n * n, n, heads, d, scale, kt, ot, p, o);
             else window_rowwise(win, bias + g * heads * n * n, n, heads, d, scale, kt, p, o);
             if (out_bf16) narrow_bf16(obuf, n * C, (uint16_t *)out + w * n * C);
@@ -521,5 +606,6 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
 int swinir_window_attention_f32(const float *qkv, const float *bias, const int64_t *group_end, int64_t groups,
                                  float *out, int64_t wbase, int64_t count, int64_t n, int64_t heads, int64_t d,
                                  float scale) {
-    return swinir_window_attention(qkv, 0, bias, NULL, group_end, groups, out, 0, wbase, count, n, heads, d, scale);
+    return swinir_window_attention(qkv, 0, bias, NULL, group_end, groups, out, 0, wbase, count, n, heads, d, scale,
+                                   0);
 }
