@@ -25,6 +25,13 @@
 #include "simd.h"
 
 #define NMAX 64
+/* AVX512-BF16 dot products for bf16 scores: in the AVX-512 build, with a compiler that knows them (GCC 10,
+ * clang 9); used only where the CPU reports them at run time */
+#if VL == 16 && ((defined(__clang__) && __clang_major__ >= 9) || (!defined(__clang__) && __GNUC__ >= 10))
+#define BF16_DOT 1
+#else
+#define BF16_DOT 0
+#endif
 #define DMAX 32
 #if VL == 16
 #define SROWS 4
@@ -389,7 +396,7 @@ AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, 
     head_values_two_pass(st, mx, vb, row, n, d, ot);
 }
 
-#if VL == 16
+#if BF16_DOT
 /* score_t_block from the bf16 qkv itself with AVX512-BF16 dot products, two key/query dims per instruction
  * (the products of bf16 numbers are exact; the pairwise sums round as vdpbf16ps does, ~1 fp32 ulp from the
  * fp32 path): qt2[(e / 2) * NMAX + i] holds the pair (q[i][e], q[i][e + 1]), kb the window's bf16 k. */
@@ -462,7 +469,7 @@ __attribute__((noinline)) static void window_transposed(const float *win, const 
     store_transposed(ot, n, C, o);
 }
 
-#if VL == 16
+#if BF16_DOT
 /* the same with the scores from the window's bf16 qkv (raw) by score_t_block_dot: qt holds q's bf16 pairs,
  * the same transpose on (n x C/2) 32-bit words; v from the widened fp32 win. Even d only. */
 __attribute__((noinline, target("avx512bf16"))) static void window_transposed_dot(
@@ -546,7 +553,7 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
                             int64_t count, int64_t n, int64_t heads, int64_t d, float scale, int bf16_dot) {
     const int64_t C = heads * d, row = 3 * C;
     const int transposed = bias_t != NULL;
-#if VL == 16
+#if BF16_DOT
     /* bf16 qkv, even d: the scores by AVX512-BF16 dot products where asked and the CPU has them */
     const int dot = transposed && qkv_bf16 && bf16_dot && d % 2 == 0 && __builtin_cpu_supports("avx512bf16");
 #else
@@ -586,7 +593,7 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
                 win = (const float *)qkv + w * n * row;
             }
             float *o = out_bf16 ? obuf : (float *)out + w * n * C;
-#if VL == 16
+#if BF16_DOT
             if (transposed && dot)
                 window_transposed_dot(win, (const uint16_t *)qkv + w * n * row, bias_t + g * heads * n * n, n,
                                       heads, d, scale, kt, ot, p, o);
