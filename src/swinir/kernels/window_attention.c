@@ -608,11 +608,3 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
     }
     return failed;
 }
-
-/* the fp32 entry point of earlier versions: the row-wise path for every head dim */
-int swinir_window_attention_f32(const float *qkv, const float *bias, const int64_t *group_end, int64_t groups,
-                                 float *out, int64_t wbase, int64_t count, int64_t n, int64_t heads, int64_t d,
-                                 float scale) {
-    return swinir_window_attention(qkv, 0, bias, NULL, group_end, groups, out, 0, wbase, count, n, heads, d, scale,
-                                   0);
-}
