@@ -217,10 +217,10 @@ __attribute__((noinline)) static void window_rowwise(const float *win, const flo
  * transposed (groups, heads, n_key, n_query). */
 
 /* vector k of a VL x VL transpose of src (rows beyond `rows` and masked-off columns read as 0), stored
- * masked (dmask) at dst + k * dstride for k < drows */
+ * masked (dmask; all lanes where `full`) at dst + k * dstride for k < drows */
 #if VL == 16
 AI void transpose_store(const float *src, int64_t stride, int rows, vmask cols, float *dst, int64_t dstride,
-                        int drows, vmask dmask) {
+                        int drows, vmask dmask, int full) {
     __m512 r[16], t[16], o[16];
     for (int i = 0; i < 16; i++) r[i] = i < rows ? vmload(cols, src + i * stride) : vzero();
     for (int i = 0; i < 16; i += 2) {
@@ -243,11 +243,14 @@ AI void transpose_store(const float *src, int64_t stride, int rows, vmask cols, 
         o[8 + k] = _mm512_shuffle_f32x4(c, e, 0x88);
         o[12 + k] = _mm512_shuffle_f32x4(c, e, 0xDD);
     }
-    for (int k = 0; k < drows; k++) vmstore(dst + k * dstride, dmask, o[k]);
+    if (full) /* AVX2's masked stores are slow on AMD cores: plain stores where the whole row is wanted */
+        for (int k = 0; k < drows; k++) vstore(dst + k * dstride, o[k]);
+    else
+        for (int k = 0; k < drows; k++) vmstore(dst + k * dstride, dmask, o[k]);
 }
 #else
 AI void transpose_store(const float *src, int64_t stride, int rows, vmask cols, float *dst, int64_t dstride,
-                        int drows, vmask dmask) {
+                        int drows, vmask dmask, int full) {
     __m256 r[8], t[8], o[8];
     for (int i = 0; i < 8; i++) r[i] = i < rows ? vmload(cols, src + i * stride) : vzero();
     for (int i = 0; i < 8; i += 2) {
@@ -264,7 +267,10 @@ AI void transpose_store(const float *src, int64_t stride, int rows, vmask cols, 
         o[k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x20);
         o[4 + k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x31);
     }
-    for (int k = 0; k < drows; k++) vmstore(dst + k * dstride, dmask, o[k]);
+    if (full) /* AVX2's masked stores are slow on AMD cores: plain stores where the whole row is wanted */
+        for (int k = 0; k < drows; k++) vstore(dst + k * dstride, o[k]);
+    else
+        for (int k = 0; k < drows; k++) vmstore(dst + k * dstride, dmask, o[k]);
 }
 #endif
 
@@ -441,7 +447,7 @@ AI void store_transposed(const float *ot, int64_t n, int64_t C, float *o) {
         for (int64_t c0 = 0; c0 < C; c0 += VL) {
             const int rows = C - c0 >= VL ? VL : (int)(C - c0), drows = n - i0 >= VL ? VL : (int)(n - i0);
             transpose_store(ot + c0 * NMAX + i0, NMAX, rows, vmask_first(n - i0), o + i0 * C + c0, C, drows,
-                            vmask_first(C - c0));
+                            vmask_first(C - c0), rows == VL);
         }
 }
 
