@@ -124,3 +124,22 @@ def test_photo_benchmark_small_mode(shared: Path) -> None:
     without = float(note.split("without it e2e / forward ")[1].split(" ")[0])
     assert without > ratio  # the start-up (a 32x32 restore) is part of the whole run
     assert "precision " in note
+
+
+def test_attention_kernel_benchmark_small_mode() -> None:
+    """benchmarks/attention_kernel.py --small: both tables, the kernel's old and new paths timed and, in fp32,
+    within 1e-5 of each other on the built-in model (bf16: within a bf16 step of the output's range)."""
+    from swinir import kernels
+
+    if not kernels.available():
+        pytest.skip(f"CPU kernels not used here: {kernels.status()}")
+    script = SCRIPT.with_name("attention_kernel.py")
+    proc = subprocess.run([sys.executable, str(script), "--small"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in proc.stdout.splitlines() if ln.startswith("| ")]
+    calls = [r for r in rows if r[0] == "4 x 12"]
+    models = {r[1]: r for r in rows if r[0].startswith("builtin-x4")}
+    assert len(calls) == 1 and all(float(c) > 0 for c in (calls[0][1], calls[0][2], calls[0][5], calls[0][6]))
+    assert set(models) == {"fp32", "bf16 autocast"}
+    assert float(models["fp32"][5]) <= 1e-5
+    assert float(models["bf16 autocast"][5]) <= 2e-2

@@ -76,6 +76,79 @@ def test_kernel_equals_sdpa(n: int, heads: int, d: int, counts: list[int], threa
 
 
 @needs_kernel
+@pytest.mark.parametrize("n,heads,d", [(64, 4, 12), (49, 6, 10), (64, 3, 16), (64, 6, 30), (36, 3, 32)])
+def test_transposed_path_and_bf16_io(n: int, heads: int, d: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Head dims <= TRANSPOSED_HEAD_DIM (all, by default) take the transposed path: the same numbers as the
+    row-wise path but for the order of the softmax sum. bf16 qkv/out give exactly the fp32 kernel on the widened qkv, rounded to
+    bf16 as PyTorch rounds."""
+    g = torch.Generator().manual_seed(n + heads * d)
+    counts = [3, 2]
+    qkv = torch.randn(sum(counts), n, 3 * heads * d, generator=g)
+    bias = torch.randn(len(counts), heads, n, n, generator=g)
+    bias[1:, :, : n // 2, n // 2 :] = -100.0
+    group_end = torch.tensor(counts).cumsum(0)
+    out = torch.empty(sum(counts), n, heads * d)
+    kernels.window_attention(qkv, bias, group_end, 0, out, heads, d**-0.5)
+    monkeypatch.setattr(kernels, "TRANSPOSED_HEAD_DIM", 0)
+    rowwise = torch.empty_like(out)
+    kernels.window_attention(qkv, bias, group_end, 0, rowwise, heads, d**-0.5)
+    monkeypatch.undo()
+    assert 0 < (out - rowwise).abs().max().item() < 4e-6  # outputs up to ~3: a few ulp
+    half = qkv.bfloat16()
+    widened = torch.empty_like(out)
+    kernels.window_attention(half.float(), bias, group_end, 0, widened, heads, d**-0.5)
+    monkeypatch.setattr(kernels, "BF16_DOT", False)  # the scores by fp32 multiply-adds: exactly as from fp32
+    narrow = torch.empty(out.shape, dtype=torch.bfloat16)
+    kernels.window_attention(half, bias, group_end, 0, narrow, heads, d**-0.5)
+    assert torch.equal(narrow, widened.bfloat16())
+    wide = torch.empty_like(out)
+    kernels.window_attention(half, bias, group_end, 0, wide, heads, d**-0.5)
+    assert torch.equal(wide, widened)
+    monkeypatch.setattr(kernels, "BF16_DOT", True)  # AVX512-BF16 dot products where built and present
+    dot = torch.empty_like(out)
+    kernels.window_attention(half, bias, group_end, 0, dot, heads, d**-0.5)
+    assert (dot - widened).abs().max().item() < 4e-6
+    if kernels.isa() == "avx512" and "avx512_bf16" in kernels.cpu_flags() and d % 2 == 0:
+        assert not torch.equal(dot, widened)  # the dot products ran (they round their pairwise sums)
+    dot_bf16 = torch.empty(out.shape, dtype=torch.bfloat16)
+    kernels.window_attention(half, bias, group_end, 0, dot_bf16, heads, d**-0.5)
+    assert torch.equal(dot_bf16, dot.bfloat16())
+
+
+@needs_kernel
+def test_bf16_linears_feed_the_kernel_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under bf16 autocast with oneDNN's bf16 linears the kernel gets qkv as the linear wrote it (bf16, no
+    fp32 copy) and hands bf16 to the output projection; the output stays within bf16 rounding of the path
+    before (qkv converted to fp32, the row-wise kernel, an fp32 result cast for the projection)."""
+    if not swinir_cpu.ONEDNN_BF16:
+        pytest.skip("oneDNN's bf16 linears are not used here")
+    cfg = dict(upscale=2, in_chans=3, img_size=32, window_size=8, embed_dim=48, depths=[2], num_heads=[4])
+    torch.manual_seed(0)
+    model = SwinIR(**cfg, mlp_ratio=2, upsampler="pixelshuffledirect").eval()
+    x = torch.rand(1, 3, 32, 48)
+    seen: list[tuple[torch.dtype, torch.dtype]] = []
+    real = kernels.window_attention
+
+    def spy(
+        qkv: torch.Tensor, bias: torch.Tensor, ge: torch.Tensor, first: int, out: torch.Tensor, *rest: object
+    ) -> None:
+        seen.append((qkv.dtype, out.dtype))
+        real(qkv, bias, ge, first, out, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kernels, "window_attention", spy)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        new = model(x).float()
+        assert seen and set(seen) == {(torch.bfloat16, torch.bfloat16)}
+        seen.clear()
+        monkeypatch.setattr(swinir_cpu, "KERNEL_BF16_IO", False)
+        monkeypatch.setattr(kernels, "TRANSPOSED_HEAD_DIM", 0)
+        old = model(x).float()
+        assert set(seen) == {(torch.float32, torch.float32)}
+    assert (new - old).abs().max().item() < 2e-2
+    assert (new - old).abs().mean().item() < 1e-3
+
+
+@needs_kernel
 def test_kernel_rejects_what_it_cannot_do() -> None:
     qkv, out = torch.zeros(2, 64, 3 * 40), torch.zeros(2, 64, 40)
     bias, group_end = torch.zeros(1, 1, 64, 64), torch.tensor([2])

@@ -3,7 +3,8 @@
 Why: on a CPU, PyTorch's fused attention runs SwinIR's tiny 64-token windows at ~30 GFLOP/s (per-tile
 dispatch, online-softmax rescaling, layout copies), which made attention 15-17% of an fp32 forward. The
 window-attention kernel in ``window_attention.c`` computes each window and head with the whole score tile
-in L1 and reads q, k, v straight from the qkv projection's output. ``winograd.c`` holds the transforms of
+in L1 and reads q, k, v straight from the qkv projection's output (fp32, or bf16 widened inside the kernel,
+with a bf16 result: the bf16 path needs no separate casts). ``winograd.c`` holds the transforms of
 Winograd F(2x2, 3x3) and F(4x4, 3x3) for the larger 3x3 convolutions.
 
 Built per instruction set from one source (``simd.h``): AVX-512 where the CPU has it, else AVX2 + FMA;
@@ -53,6 +54,16 @@ ISA_ENV = "SWINIR_CPU_ISA"
 OPENMP = "OpenMP" in torch.__config__.parallel_info()
 MAX_TOKENS = 64  # window 8
 MAX_HEAD_DIM = 32
+# Head dims up to this take the kernel's transposed path (queries along the vector lanes, softmax down the
+# columns: no horizontal reductions, p v on full vectors whatever the head dim), which needs the bias
+# transposed: per call 1.2-1.3x faster at d=10-12 (builtin-x4, lightweight), 1.15-1.2x at d=30 (M models),
+# 1.0-1.15x at d=32 (benchmarks/results_cpu.md, session 10). 0 sends every head dim through the row-wise
+# path of earlier sessions (for A/B comparisons).
+TRANSPOSED_HEAD_DIM = MAX_HEAD_DIM
+# bf16 qkv on the AVX-512 build of a CPU with AVX512-BF16: the scores by its bf16 dot products (two products
+# per lane and instruction, exact products, the pairwise sums rounded as the instruction rounds: ~1e-7 from
+# the fp32 multiply-adds on the same bf16 numbers), 1.1-1.16x per call at d = 10-30 (session 10). Even d.
+BF16_DOT = True
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -152,10 +163,11 @@ def _try_load() -> tuple[ctypes.CDLL | None, str | None, str]:
     if not target.is_file():
         _build(cc, isa, target)
     lib = ctypes.CDLL(str(target))
-    fn = lib.swinir_window_attention_f32
+    fn = lib.swinir_window_attention
     fn.restype = ctypes.c_int
-    attention_args: list[type[ctypes._SimpleCData[Any]]] = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p]
-    fn.argtypes = attention_args + [ctypes.c_int64] * 5 + [ctypes.c_float]
+    ptr, flag, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+    attention_args: list[type[ctypes._SimpleCData[Any]]] = [ptr, flag, ptr, ptr, ptr, i64, ptr, flag]
+    fn.argtypes = attention_args + [i64] * 5 + [ctypes.c_float, flag]
     lib.swinir_winograd23_input.restype = None
     lib.swinir_winograd23_input.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 6 + [ctypes.c_void_p]
     lib.swinir_winograd23_output.restype = None
@@ -211,14 +223,30 @@ def supports(n: int, head_dim: int) -> bool:
     return n <= MAX_TOKENS and head_dim <= MAX_HEAD_DIM
 
 
+def transposed_bias(bias: Tensor, head_dim: int) -> Tensor | None:
+    """The bias as the kernel's transposed path reads it (key-major per head), or None where that path is
+    not taken; worth computing once per block rather than per call."""
+    return bias.transpose(-1, -2).contiguous() if head_dim <= TRANSPOSED_HEAD_DIM else None
+
+
 def window_attention(
-    qkv: Tensor, bias: Tensor, group_end: Tensor, first_window: int, out: Tensor, heads: int, scale: float
+    qkv: Tensor,
+    bias: Tensor,
+    group_end: Tensor,
+    first_window: int,
+    out: Tensor,
+    heads: int,
+    scale: float,
+    bias_t: Tensor | None = None,
 ) -> None:
     """Write softmax(scale q k^T + bias) v of every window in ``qkv`` into ``out``.
 
-    qkv: (windows, n, 3C) fp32, the qkv projection of consecutive windows; out: (windows, n, C) fp32.
+    qkv: (windows, n, 3C) fp32 or bf16, the qkv projection of consecutive windows; out: (windows, n, C) fp32
+    or bf16 (rounded to nearest even, as ``.to(torch.bfloat16)``). The math is fp32 either way: bf16 qkv is
+    widened per window inside the kernel, which saves the caller a separate ``.float()`` copy.
     bias: (groups, heads, n, n) fp32; group_end: (groups,) int64 cumulative window counts, where window
-    ``first_window + i`` uses the first group g with ``first_window + i < group_end[g]``.
+    ``first_window + i`` uses the first group g with ``first_window + i < group_end[g]``. ``bias_t``:
+    ``transposed_bias(bias, d)``, made here when needed and not given.
     Runs on PyTorch's OpenMP threads where PyTorch uses OpenMP, else on one thread.
     """
     lib = _load()
@@ -227,27 +255,40 @@ def window_attention(
     count, n, c3 = qkv.shape
     c = c3 // 3
     d = c // heads
-    if not (qkv.dtype == out.dtype == bias.dtype == torch.float32 and group_end.dtype == torch.int64):
-        raise TypeError("window_attention takes fp32 qkv/bias/out and int64 group_end")
+    f32, bf16 = torch.float32, torch.bfloat16
+    if not (qkv.dtype in (f32, bf16) and out.dtype in (f32, bf16) and bias.dtype == f32) or (
+        group_end.dtype != torch.int64
+    ):
+        raise TypeError("window_attention takes fp32 or bf16 qkv/out, fp32 bias and int64 group_end")
     if not (qkv.is_contiguous() and out.is_contiguous() and bias.is_contiguous() and group_end.is_contiguous()):
         raise ValueError("window_attention needs contiguous tensors")
     if not supports(n, d) or c * 3 != c3 or d * heads != c or tuple(out.shape) != (count, n, c):
         raise ValueError(f"unsupported shapes: qkv {tuple(qkv.shape)}, out {tuple(out.shape)}, heads {heads}")
     if bias.shape[1:] != (heads, n, n) or group_end.numel() != bias.shape[0]:
         raise ValueError(f"bias {tuple(bias.shape)} / group_end {group_end.numel()} do not match")
-    fn = lib.swinir_window_attention_f32
+    if d > TRANSPOSED_HEAD_DIM:
+        bias_t = None
+    elif bias_t is None:
+        bias_t = transposed_bias(bias, d)
+    elif bias_t.shape != bias.shape or bias_t.dtype != f32 or not bias_t.is_contiguous():
+        raise ValueError(f"bias_t {tuple(bias_t.shape)} is not the contiguous fp32 transpose of bias")
+    fn = lib.swinir_window_attention
     if fn(
         qkv.data_ptr(),
+        int(qkv.dtype == bf16),
         bias.data_ptr(),
+        None if bias_t is None else bias_t.data_ptr(),
         group_end.data_ptr(),
         group_end.numel(),
         out.data_ptr(),
+        int(out.dtype == bf16),
         first_window,
         count,
         n,
         heads,
         d,
         scale,
+        int(BF16_DOT),
     ):
         raise MemoryError("the CPU window-attention kernel could not allocate its scratch buffers")
 

@@ -51,6 +51,9 @@ WINOGRAD_TILE = 4
 CHUNKED_WITHOUT_KERNEL = True
 # the C kernel for the chunks' attention, else scaled_dot_product_attention (see benchmarks/levers.py)
 ATTENTION_KERNEL = True
+# the kernel reads bf16 qkv and writes bf16 under bf16 linears, else qkv is converted to fp32 first and the
+# fp32 output cast for the projection (the path before session 10; for A/B comparisons)
+KERNEL_BF16_IO = True
 
 
 def onednn_avx512() -> bool:
@@ -164,7 +167,8 @@ def placement(weight: Tensor, windows: Sequence[int], head_dims: Sequence[int]) 
 
 def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     """The path of one forward: fused CPU inference only without gradients, outside tracing, on CPU, in
-    fp32, bf16 weights, or fp32 under bf16 autocast (attention then stays fp32, the linears run in bf16)."""
+    fp32, bf16 weights, or fp32 under bf16 autocast (the linears then run in bf16; attention computes in fp32,
+    reading and writing bf16)."""
     if not place.cpu or x.device.type != "cpu" or torch.is_grad_enabled() or tracing():
         return Exec(fp16_safe)
     built = kernels.available()  # the C kernels: Winograd convolutions for any network
@@ -300,27 +304,47 @@ def chunk_tokens(n: int, channels: int, itemsize: int, threads: int) -> int:
 
 class ChunkAttention:
     """Window attention for the windows of one chunk, given their qkv rows: the C kernel or PyTorch's fused
-    attention per shift-mask group. Called as ``attend(qkv, scale)`` with qkv (tokens, 3C) fp32 in window
-    order (q, k, v each head-major, as the releases' qkv projections lay them out); returns (tokens, C) fp32
-    of softmax(scale q k^T + bias) v."""
+    attention per shift-mask group. Called as ``attend(qkv, scale)`` with qkv (tokens, 3C) in window order
+    (q, k, v each head-major, as the releases' qkv projections lay them out); returns (tokens, C) of
+    softmax(scale q k^T + bias) v, computed in fp32. qkv may be bf16 (the linears' output under bf16): the
+    kernel then reads it as it is and returns bf16 (what the output projection casts to anyway), which saves
+    two full-size casts per block; PyTorch's attention gets ``qkv.float()`` and returns fp32."""
 
     def __init__(
-        self, bias: Tensor, counts: Sequence[int], group_end: Tensor, first: int, n: int, heads: int, kernel: bool
+        self,
+        bias: Tensor,
+        counts: Sequence[int],
+        group_end: Tensor,
+        first: int,
+        n: int,
+        heads: int,
+        kernel: bool,
+        bias_t: Tensor | None = None,
     ) -> None:
         self.bias, self.counts, self.group_end = bias, counts, group_end
         self.first, self.n, self.heads, self.kernel = first, n, heads, kernel
+        self.bias_t = bias_t
 
     def __call__(self, qkv: Tensor, scale: float) -> Tensor:
         tokens, c = qkv.shape[0], qkv.shape[1] // 3
         if self.kernel:
-            a = torch.empty(tokens, c, dtype=torch.float32)
+            if not KERNEL_BF16_IO or qkv.dtype not in (torch.float32, torch.bfloat16):
+                qkv = qkv.float()
+            qkv = qkv.contiguous()
+            a = torch.empty(tokens, c, dtype=qkv.dtype)
             qkv3 = qkv.view(-1, self.n, 3 * c)
             kernels.window_attention(
-                qkv3, self.bias, self.group_end, self.first, a.view(-1, self.n, c), self.heads, scale
+                qkv3, self.bias, self.group_end, self.first, a.view(-1, self.n, c), self.heads, scale, self.bias_t
             )
             return a
-        qkv5 = qkv.view(-1, self.n, 3, self.heads, c // self.heads)
+        qkv5 = qkv.float().view(-1, self.n, 3, self.heads, c // self.heads)
         return _chunk_attention(qkv5, self.bias, self.counts, self.first, scale)
+
+
+def projection_input(a: Tensor, layer: nn.Linear, ex: Exec) -> Tensor:
+    """The attention output ``a`` as the output projection takes it: as it is when it already has the
+    dtype that ``linear`` runs in (bf16 from the kernel), else in the layer's weight dtype."""
+    return a if a.dtype == ex.linear_dtype else a.to(layer.weight.dtype)
 
 
 class ChunkedBlock(Protocol):
@@ -367,8 +391,8 @@ def forward_chunked(
     cache. The MLP is token-wise, so a shifted block keeps its chunk in shifted-window order and scatters
     it once, at the end. No temporary is larger than a chunk, so the allocator reuses the same few MB
     instead of page-faulting in fresh full-size buffers for every block (that was 5-20% of the CPU time).
-    Attention runs in fp32 also when the linears run in bf16 (bf16 weights or autocast): the kernel is
-    fp32-only, and faster than PyTorch's bf16 attention on these tiles. With ``side`` (x's shape), each
+    Attention runs in fp32 also when the linears run in bf16 (bf16 weights or autocast): the kernel reads
+    bf16 qkv and writes bf16 but computes in fp32, and is faster than PyTorch's bf16 attention on these tiles. With ``side`` (x's shape), each
     chunk also gets side's rows in the same order (``ChunkedBlockWithSide.forward_chunk_side``).
     """
     b, length, c = x.shape
@@ -381,6 +405,7 @@ def forward_chunked(
         counts = plan.groups
     group_end = torch.tensor(counts, dtype=torch.int64).cumsum(0)
     bias = block.attn_bias(x.device).reshape(len(counts), heads, n, n).float().contiguous()
+    bias_t = kernels.transposed_bias(bias, c // heads) if ex.attn_kernel else None
     src, dst = x.view(b * length, c), out.view(b * length, c)
     beside = None if side is None else side.reshape(b * length, c)
     step = chunk_tokens(n, c, x.element_size(), torch.get_num_threads())
@@ -388,7 +413,7 @@ def forward_chunked(
         t1 = min(t0 + step, b * length)
         idx = None if plan is None or block.shift_size == 0 else plan.perm[t0:t1]
         xs = src[t0:t1] if idx is None else src.index_select(0, idx)
-        attend = ChunkAttention(bias, counts, group_end, t0 // n, n, heads, ex.attn_kernel)
+        attend = ChunkAttention(bias, counts, group_end, t0 // n, n, heads, ex.attn_kernel, bias_t)
         if beside is None:
             xs = block.forward_chunk(xs, attend, ex)  # type: ignore[union-attr]
         else:

@@ -222,8 +222,8 @@ class HAB(nn.Module):
         """The attention and the MLP on a chunk (tokens, C) of normalised tokens ``ys`` (the chunked CPU
         path); ``base``: the same rows of the residual plus the scaled convolution branch."""
         attn, mlp = self.attn, self.mlp
-        a = attend(cpu.linear(attn.qkv, ys, ex).float(), attn.scale)
-        xs = cpu.linear(attn.proj, a.to(attn.proj.weight.dtype), ex, residual=base)
+        a = attend(cpu.linear(attn.qkv, ys, ex), attn.scale)  # bf16 or fp32 in, the same out
+        xs = cpu.linear(attn.proj, cpu.projection_input(a, attn.proj, ex), ex, residual=base)
         return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, self.norm2(xs), ex, gelu=True), ex, residual=xs)
 
     def forward(
