@@ -224,7 +224,7 @@ class HAB(nn.Module):
         attn, mlp = self.attn, self.mlp
         a = attend(cpu.linear(attn.qkv, ys, ex).float(), attn.scale)
         xs = cpu.linear(attn.proj, a.to(attn.proj.weight.dtype), ex, residual=base)
-        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, self.norm2(xs), ex, gelu=True), ex, residual=xs)
+        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, cpu.norm(self.norm2, xs, ex), ex, gelu=True), ex, residual=xs)
 
     def forward(
         self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None, *, size: tuple[int, int]

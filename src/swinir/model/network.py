@@ -105,10 +105,10 @@ class SwinTransformerBlock(nn.Module):
     def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor:
         """The whole block on a chunk of tokens (tokens, C) in window order (the chunked CPU path)."""
         attn, mlp = self.attn, self.mlp
-        qkv = cpu.linear(attn.qkv, self.norm1(xs), ex).float()  # a no-op in fp32
+        qkv = cpu.linear(attn.qkv, cpu.norm(self.norm1, xs, ex), ex).float()  # a no-op in fp32
         a = attend(qkv, attn.scale)
         xs = cpu.linear(attn.proj, a.to(attn.proj.weight.dtype), ex, residual=xs)
-        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, self.norm2(xs), ex, gelu=True), ex, residual=xs)
+        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, cpu.norm(self.norm2, xs, ex), ex, gelu=True), ex, residual=xs)
 
     def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None) -> Tensor:
         """x: (B, H*W, C) in window order -> same. ``plan`` is needed by shifted blocks. ``out``: a buffer
