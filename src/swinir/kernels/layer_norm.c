@@ -28,7 +28,11 @@ AI void store_bf16(uint16_t *dst, vf y, int64_t n) {
     __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
     r = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(y, y, _CMP_ORD_Q), _mm512_set1_epi32(0x7FC0), r);
-    _mm512_mask_cvtepi32_storeu_epi16(dst, vmask_first(n), r);
+    if (n >= 16) {
+        _mm256_storeu_si256((__m256i *)dst, _mm512_cvtepi32_epi16(r));
+    } else {
+        _mm512_mask_cvtepi32_storeu_epi16(dst, vmask_first(n), r);
+    }
 }
 #else
 AI void store_bf16(uint16_t *dst, vf y, int64_t n) {
@@ -50,43 +54,60 @@ AI void store_bf16(uint16_t *dst, vf y, int64_t n) {
 }
 #endif
 
-AI void norm_row(const float *x, int64_t c, const float *w, const float *b, float eps, void *out, int bf16) {
+/* R consecutive rows at once: their reductions are independent chains, so they overlap in the core (a
+ * 48-wide row is 3 vectors, and one row's sum -> mean -> variance -> 1/sqrt chain is mostly latency) */
+AI void norm_rows(const float *x, int64_t c, const float *w, const float *b, float eps, void *out, int bf16,
+                  const int R) {
     const int64_t full = c / VL * VL;
     const vmask tail = vmask_first(c - full);
-    vf s = vzero();
-    for (int64_t i = 0; i < full; i += VL) s = vadd(s, vload(x + i));
-    if (full < c) s = vadd(s, vmload(tail, x + full));
-    const float mean = vhsum(s) / (float)c;
-    const vf m = vset1(mean);
-    vf q = vzero();
-    for (int64_t i = 0; i < full; i += VL) {
-        vf d = vsub(vload(x + i), m);
-        q = vfmadd(d, d, q);
+    vf s[4], q[4], m[4], rs[4];
+    for (int j = 0; j < R; j++) s[j] = vzero();
+    for (int64_t i = 0; i < full; i += VL)
+        for (int j = 0; j < R; j++) s[j] = vadd(s[j], vload(x + j * c + i));
+    if (full < c)
+        for (int j = 0; j < R; j++) s[j] = vadd(s[j], vmload(tail, x + j * c + full));
+    for (int j = 0; j < R; j++) {
+        m[j] = vset1(vhsum(s[j]) / (float)c);
+        q[j] = vzero();
     }
-    if (full < c) {
-        vf d = vselect(tail, vsub(vmload(tail, x + full), m), vzero());
-        q = vfmadd(d, d, q);
-    }
-    const vf r = vset1(1.0f / sqrtf(vhsum(q) / (float)c + eps));
+    for (int64_t i = 0; i < full; i += VL)
+        for (int j = 0; j < R; j++) {
+            vf d = vsub(vload(x + j * c + i), m[j]);
+            q[j] = vfmadd(d, d, q[j]);
+        }
+    if (full < c)
+        for (int j = 0; j < R; j++) {
+            vf d = vselect(tail, vsub(vmload(tail, x + j * c + full), m[j]), vzero());
+            q[j] = vfmadd(d, d, q[j]);
+        }
+    for (int j = 0; j < R; j++) rs[j] = vset1(1.0f / sqrtf(vhsum(q[j]) / (float)c + eps));
     for (int64_t i = 0; i < c; i += VL) {
         const int64_t left = c - i;
         const vmask k = vmask_first(left);
-        vf y = vmul(vsub(left >= VL ? vload(x + i) : vmload(k, x + i), m), r);
-        if (w && b) {
-            y = vfmadd(y, left >= VL ? vload(w + i) : vmload(k, w + i), left >= VL ? vload(b + i) : vmload(k, b + i));
-        } else if (w) {
-            y = vmul(y, left >= VL ? vload(w + i) : vmload(k, w + i));
-        } else if (b) {
-            y = vadd(y, left >= VL ? vload(b + i) : vmload(k, b + i));
-        }
-        if (bf16) {
-            store_bf16((uint16_t *)out + i, y, left);
-        } else if (left >= VL) {
-            vstore((float *)out + i, y);
-        } else {
-            vmstore((float *)out + i, k, y);
+        const vf wv = w ? (left >= VL ? vload(w + i) : vmload(k, w + i)) : vset1(1.0f);
+        const vf bv = b ? (left >= VL ? vload(b + i) : vmload(k, b + i)) : vzero();
+        for (int j = 0; j < R; j++) {
+            const float *xr = x + j * c + i;
+            vf y = vfmadd(vmul(vsub(left >= VL ? vload(xr) : vmload(k, xr), m[j]), rs[j]), wv, bv);
+            if (bf16) {
+                store_bf16((uint16_t *)out + j * c + i, y, left);
+            } else if (left >= VL) {
+                vstore((float *)out + j * c + i, y);
+            } else {
+                vmstore((float *)out + j * c + i, k, y);
+            }
         }
     }
+}
+
+#define ROWS 4
+AI void norm_block(const float *x, int64_t rows, int64_t c, const float *w, const float *b, float eps, void *out,
+                   int bf16, int64_t r) {
+    const int64_t size = bf16 ? 2 : 4;
+    char *o = (char *)out + r * c * size;
+    if (r + ROWS <= rows) norm_rows(x + r * c, c, w, b, eps, o, bf16, ROWS);
+    else
+        for (int64_t t = r; t < rows; t++, o += c * size) norm_rows(x + t * c, c, w, b, eps, o, bf16, 1);
 }
 
 /* out_bf16: 0 writes fp32 into out, 1 writes bf16 bits */
@@ -94,9 +115,9 @@ void swinir_layer_norm_f32(const float *x, int64_t rows, int64_t c, const float 
                            void *out, int out_bf16) {
     if (out_bf16) {
 #pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
-        for (int64_t r = 0; r < rows; r++) norm_row(x + r * c, c, w, b, eps, (uint16_t *)out + r * c, 1);
+        for (int64_t r = 0; r < rows; r += ROWS) norm_block(x, rows, c, w, b, eps, out, 1, r);
     } else {
 #pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
-        for (int64_t r = 0; r < rows; r++) norm_row(x + r * c, c, w, b, eps, (float *)out + r * c, 0);
+        for (int64_t r = 0; r < rows; r += ROWS) norm_block(x, rows, c, w, b, eps, out, 0, r);
     }
 }
