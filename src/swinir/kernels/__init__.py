@@ -349,22 +349,23 @@ _LAYER_NORM_ARGS: list[Any] = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, 
 
 
 def _layer_norm_fn(lib: ctypes.CDLL) -> Any:
-    fn = lib.swinir_layer_norm_f32
+    fn = lib.swinir_layer_norm
     if fn.argtypes is None:
         fn.restype = None
-        fn.argtypes = [*_LAYER_NORM_ARGS, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+        fn.argtypes = [*_LAYER_NORM_ARGS, ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     return fn
 
 
 def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, out_dtype: torch.dtype) -> Tensor:
-    """``F.layer_norm`` over the last dimension of contiguous fp32 ``x``, returned in ``out_dtype`` (fp32,
-    or bf16 rounded to nearest even from the fp32 result, as ``.to(torch.bfloat16)`` rounds). No autograd:
-    inference only. ``weight`` and ``bias``: fp32 (C,) or None."""
+    """``F.layer_norm`` over the last dimension of contiguous fp32 or bf16 ``x`` (computed in fp32, as PyTorch
+    computes bf16 LayerNorms), returned in ``out_dtype``: fp32, or bf16 rounded to nearest even from the fp32
+    result, as ``.to(torch.bfloat16)`` rounds. No autograd: inference only. ``weight`` and ``bias``: fp32
+    (C,) or None."""
     lib = _load()
     if lib is None:
         raise RuntimeError(f"the CPU kernels are not available: {_status}")
-    if x.dtype != torch.float32 or not x.is_contiguous() or x.dim() == 0:
-        raise ValueError(f"layer_norm takes contiguous fp32 x, got {x.dtype} {tuple(x.shape)}")
+    if x.dtype not in (torch.float32, torch.bfloat16) or not x.is_contiguous() or x.dim() == 0:
+        raise ValueError(f"layer_norm takes contiguous fp32 or bf16 x, got {x.dtype} {tuple(x.shape)}")
     if out_dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"layer_norm writes fp32 or bf16, not {out_dtype}")
     c = x.shape[-1]
@@ -376,6 +377,6 @@ def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
     if rows:
         w_ptr = None if weight is None else weight.data_ptr()
         b_ptr = None if bias is None else bias.data_ptr()
-        bf16 = int(out_dtype == torch.bfloat16)
-        _layer_norm_fn(lib)(x.data_ptr(), rows, c, w_ptr, b_ptr, eps, out.data_ptr(), bf16)
+        in_bf16, out_bf16 = int(x.dtype == torch.bfloat16), int(out_dtype == torch.bfloat16)
+        _layer_norm_fn(lib)(x.data_ptr(), rows, c, w_ptr, b_ptr, eps, out.data_ptr(), in_bf16, out_bf16)
     return out

@@ -11,7 +11,9 @@
  * PyTorch's, so fp32 outputs agree to a few ulps. bf16 outputs are rounded to nearest even from the fp32
  * value, as PyTorch's .to(torch.bfloat16) rounds (NaN becomes a quiet NaN).
  *
- * x: (rows, C) contiguous; w, b: (C,) or NULL (no affine); out: (rows, C) fp32 or bf16 (uint16 bits).
+ * x: (rows, C) contiguous fp32 or bf16 (under bf16 autocast the residual stream is bf16; it is widened
+ * to fp32 as it is read, as PyTorch's LayerNorm does); w, b: fp32 (C,) or NULL (no affine); out: (rows, C)
+ * fp32 or bf16 (uint16 bits).
  * Rows are split over PyTorch's OpenMP threads when there are enough of them.
  */
 #include <math.h>
@@ -54,30 +56,49 @@ AI void store_bf16(uint16_t *dst, vf y, int64_t n) {
 }
 #endif
 
+/* n (1..VL) floats of row p, as fp32 (bf16 bits widened: bf16 is the top half of an fp32); lanes >= n are 0 */
+AI vf load_row(const void *p, int64_t i, int64_t n, int bf16) {
+    if (!bf16) return n >= VL ? vload((const float *)p + i) : vmload(vmask_first(n), (const float *)p + i);
+    const uint16_t *q = (const uint16_t *)p + i;
+    uint16_t tmp[VL];
+    if (n < VL) { /* no 16-bit masked loads below AVX512BW */
+        memset(tmp, 0, sizeof tmp);
+        memcpy(tmp, q, (size_t)n * sizeof(uint16_t));
+        q = tmp;
+    }
+#if VL == 16
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)q)), 16));
+#else
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)q)), 16));
+#endif
+}
+
 /* R consecutive rows at once: their reductions are independent chains, so they overlap in the core (a
  * 48-wide row is 3 vectors, and one row's sum -> mean -> variance -> 1/sqrt chain is mostly latency) */
-AI void norm_rows(const float *x, int64_t c, const float *w, const float *b, float eps, void *out, int bf16,
-                  const int R) {
+AI void norm_rows(const void *xv, int64_t c, const float *w, const float *b, float eps, void *out, int in_bf16,
+                  int bf16, const int R) {
+    const char *x = (const char *)xv;
+    const int64_t xrow = c * (in_bf16 ? 2 : 4);
     const int64_t full = c / VL * VL;
     const vmask tail = vmask_first(c - full);
     vf s[4], q[4], m[4], rs[4];
     for (int j = 0; j < R; j++) s[j] = vzero();
     for (int64_t i = 0; i < full; i += VL)
-        for (int j = 0; j < R; j++) s[j] = vadd(s[j], vload(x + j * c + i));
+        for (int j = 0; j < R; j++) s[j] = vadd(s[j], load_row(x + j * xrow, i, VL, in_bf16));
     if (full < c)
-        for (int j = 0; j < R; j++) s[j] = vadd(s[j], vmload(tail, x + j * c + full));
+        for (int j = 0; j < R; j++) s[j] = vadd(s[j], load_row(x + j * xrow, full, c - full, in_bf16));
     for (int j = 0; j < R; j++) {
         m[j] = vset1(vhsum(s[j]) / (float)c);
         q[j] = vzero();
     }
     for (int64_t i = 0; i < full; i += VL)
         for (int j = 0; j < R; j++) {
-            vf d = vsub(vload(x + j * c + i), m[j]);
+            vf d = vsub(load_row(x + j * xrow, i, VL, in_bf16), m[j]);
             q[j] = vfmadd(d, d, q[j]);
         }
     if (full < c)
         for (int j = 0; j < R; j++) {
-            vf d = vselect(tail, vsub(vmload(tail, x + j * c + full), m[j]), vzero());
+            vf d = vselect(tail, vsub(load_row(x + j * xrow, full, c - full, in_bf16), m[j]), vzero());
             q[j] = vfmadd(d, d, q[j]);
         }
     for (int j = 0; j < R; j++) rs[j] = vset1(1.0f / sqrtf(vhsum(q[j]) / (float)c + eps));
@@ -87,8 +108,7 @@ AI void norm_rows(const float *x, int64_t c, const float *w, const float *b, flo
         const vf wv = w ? (left >= VL ? vload(w + i) : vmload(k, w + i)) : vset1(1.0f);
         const vf bv = b ? (left >= VL ? vload(b + i) : vmload(k, b + i)) : vzero();
         for (int j = 0; j < R; j++) {
-            const float *xr = x + j * c + i;
-            vf y = vfmadd(vmul(vsub(left >= VL ? vload(xr) : vmload(k, xr), m[j]), rs[j]), wv, bv);
+            vf y = vfmadd(vmul(vsub(load_row(x + j * xrow, i, left, in_bf16), m[j]), rs[j]), wv, bv);
             if (bf16) {
                 store_bf16((uint16_t *)out + j * c + i, y, left);
             } else if (left >= VL) {
@@ -101,23 +121,25 @@ AI void norm_rows(const float *x, int64_t c, const float *w, const float *b, flo
 }
 
 #define ROWS 4
-AI void norm_block(const float *x, int64_t rows, int64_t c, const float *w, const float *b, float eps, void *out,
-                   int bf16, int64_t r) {
-    const int64_t size = bf16 ? 2 : 4;
-    char *o = (char *)out + r * c * size;
-    if (r + ROWS <= rows) norm_rows(x + r * c, c, w, b, eps, o, bf16, ROWS);
+AI void norm_block(const void *x, int64_t rows, int64_t c, const float *w, const float *b, float eps, void *out,
+                   int in_bf16, int bf16, int64_t r) {
+    const int64_t xrow = c * (in_bf16 ? 2 : 4), orow = c * (bf16 ? 2 : 4);
+    const char *xr = (const char *)x + r * xrow;
+    char *o = (char *)out + r * orow;
+    if (r + ROWS <= rows) norm_rows(xr, c, w, b, eps, o, in_bf16, bf16, ROWS);
     else
-        for (int64_t t = r; t < rows; t++, o += c * size) norm_rows(x + t * c, c, w, b, eps, o, bf16, 1);
+        for (int64_t t = r; t < rows; t++, xr += xrow, o += orow) norm_rows(xr, c, w, b, eps, o, in_bf16, bf16, 1);
 }
 
-/* out_bf16: 0 writes fp32 into out, 1 writes bf16 bits */
-void swinir_layer_norm_f32(const float *x, int64_t rows, int64_t c, const float *w, const float *b, float eps,
-                           void *out, int out_bf16) {
-    if (out_bf16) {
-#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
-        for (int64_t r = 0; r < rows; r += ROWS) norm_block(x, rows, c, w, b, eps, out, 1, r);
-    } else {
-#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
-        for (int64_t r = 0; r < rows; r += ROWS) norm_block(x, rows, c, w, b, eps, out, 0, r);
-    }
+/* x: fp32 rows (in_bf16 0) or bf16 bits (1); out: fp32 (out_bf16 0) or bf16 bits (1) */
+void swinir_layer_norm(const void *x, int64_t rows, int64_t c, const float *w, const float *b, float eps, void *out,
+                       int in_bf16, int out_bf16) {
+#define LN_CASE(IN, OUT)                                                                                    \
+    _Pragma("omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)")                     \
+    for (int64_t r = 0; r < rows; r += ROWS) norm_block(x, rows, c, w, b, eps, out, IN, OUT, r)
+    if (in_bf16 && out_bf16) LN_CASE(1, 1);
+    else if (in_bf16) LN_CASE(1, 0);
+    else if (out_bf16) LN_CASE(0, 1);
+    else LN_CASE(0, 0);
+#undef LN_CASE
 }

@@ -228,14 +228,15 @@ def linear(
 
 
 def norm(module: nn.LayerNorm, x: Tensor, ex: Exec) -> Tensor:
-    """``module(x)`` for a pre-norm whose output only feeds a linear (``linear``): with ``ex.norm_dtype`` the C
-    kernel writes it in that dtype (bf16 under bf16 autocast: the cast that the linear would make, fused;
-    rounded as ``.to(torch.bfloat16)`` rounds), else PyTorch's LayerNorm (any dtype, autograd, export)."""
+    """``module(x)`` for a pre-norm whose output only feeds a linear (``linear``). With ``ex.norm_dtype`` the C
+    kernel reads fp32 or bf16 rows (under bf16 autocast the residual stream is bf16 from ``conv_first`` on)
+    and writes that dtype: bf16 under bf16 autocast, what the bf16 linear takes (rounded as
+    ``.to(torch.bfloat16)`` rounds), fp32 otherwise. Else PyTorch's LayerNorm (any dtype, autograd, export)."""
     w, b = module.weight, module.bias
     if (
         ex.norm_dtype is None
         or torch.is_grad_enabled()
-        or x.dtype != torch.float32
+        or x.dtype not in (torch.float32, torch.bfloat16)
         or not x.is_contiguous()
         or len(module.normalized_shape) != 1
         or (w is not None and w.dtype != torch.float32)
