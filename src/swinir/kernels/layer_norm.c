@@ -6,8 +6,9 @@
  * rows are short (48 channels are 3 AVX-512 vectors), so PyTorch's per-row overhead dominates its
  * LayerNorm, and the autocast cast of its output is a second pass over the chunk.
  *
- * Per row (in L1): the mean, then the variance as the mean of squared deviations (two passes, as exact as
- * fp32 sums allow; no E[x^2] - mean^2 cancellation), then the output. Summation order differs from
+ * Per row (in L1): the mean, then the variance as the mean of squared deviations, whose sum also corrects
+ * the mean's rounding (the corrected two-pass algorithm: no E[x^2] - mean^2 cancellation, rows far from
+ * zero keep their precision), then the output; four rows at a time. Summation order differs from
  * PyTorch's, so fp32 outputs agree to a few ulps. bf16 outputs are rounded to nearest even from the fp32
  * value, as PyTorch's .to(torch.bfloat16) rounds (NaN becomes a quiet NaN).
  *
@@ -81,7 +82,7 @@ AI void norm_rows(const void *xv, int64_t c, const float *w, const float *b, flo
     const int64_t xrow = c * (in_bf16 ? 2 : 4);
     const int64_t full = c / VL * VL;
     const vmask tail = vmask_first(c - full);
-    vf s[4], q[4], m[4], rs[4];
+    vf s[4], q[4], e[4], m[4], rs[4];
     for (int j = 0; j < R; j++) s[j] = vzero();
     for (int64_t i = 0; i < full; i += VL)
         for (int j = 0; j < R; j++) s[j] = vadd(s[j], load_row(x + j * xrow, i, VL, in_bf16));
@@ -89,19 +90,25 @@ AI void norm_rows(const void *xv, int64_t c, const float *w, const float *b, flo
         for (int j = 0; j < R; j++) s[j] = vadd(s[j], load_row(x + j * xrow, full, c - full, in_bf16));
     for (int j = 0; j < R; j++) {
         m[j] = vset1(vhsum(s[j]) / (float)c);
-        q[j] = vzero();
+        q[j] = e[j] = vzero();
     }
     for (int64_t i = 0; i < full; i += VL)
         for (int j = 0; j < R; j++) {
             vf d = vsub(load_row(x + j * xrow, i, VL, in_bf16), m[j]);
             q[j] = vfmadd(d, d, q[j]);
+            e[j] = vadd(e[j], d);
         }
     if (full < c)
         for (int j = 0; j < R; j++) {
             vf d = vselect(tail, vsub(load_row(x + j * xrow, full, c - full, in_bf16), m[j]), vzero());
             q[j] = vfmadd(d, d, q[j]);
+            e[j] = vadd(e[j], d);
         }
-    for (int j = 0; j < R; j++) rs[j] = vset1(1.0f / sqrtf(vhsum(q[j]) / (float)c + eps));
+    for (int j = 0; j < R; j++) { /* the corrected two-pass: the deviations' sum fixes the mean's rounding */
+        const float corr = vhsum(e[j]) / (float)c, var = vhsum(q[j]) / (float)c - corr * corr;
+        m[j] = vadd(m[j], vset1(corr));
+        rs[j] = vset1(1.0f / sqrtf((var > 0.0f ? var : 0.0f) + eps));
+    }
     for (int64_t i = 0; i < c; i += VL) {
         const int64_t left = c - i;
         const vmask k = vmask_first(left);
