@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import statistics
 import sys
@@ -28,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import swinir
 from inference import cpu_setting, machine, test_image
 from swinir import kernels
-from swinir.model import cpu
 from swinir.paths import released_configurations
 
 
-def ab(a: Callable[[], object], b: Callable[[], object], repeats: int, inner: int, timer: Callable[[], float]) -> tuple[float, float]:
+def ab(
+    a: Callable[[], object], b: Callable[[], object], repeats: int, inner: int, timer: Callable[[], float]
+) -> tuple[float, float]:
     """Median seconds per call of a and of b, alternating."""
     ta: list[float] = []
     tb: list[float] = []
@@ -46,6 +48,10 @@ def ab(a: Callable[[], object], b: Callable[[], object], repeats: int, inner: in
     return statistics.median(ta), statistics.median(tb)
 
 
+def _torch_ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
+    return F.layer_norm(x, (x.shape[-1],), w, b, 1e-5).to(dt)
+
+
 def per_call(shapes: list[tuple[int, int]], repeats: int, timer: Callable[[], float]) -> None:
     print("| rows x C | in -> out | PyTorch us | kernel us | speed-up | max abs diff |")
     print("|---|---|---|---|---|---|")
@@ -56,12 +62,8 @@ def per_call(shapes: list[tuple[int, int]], repeats: int, timer: Callable[[], fl
         w, b = torch.randn(c, generator=g), torch.randn(c, generator=g)
         # fp32 -> bf16: PyTorch's LayerNorm, then the cast; bf16 -> bf16: PyTorch's bf16 LayerNorm (one pass)
         for x, dt in ((x32, f32), (x32, bf16), (x32.to(bf16), bf16)):
-
-            def torch_ln(x: torch.Tensor = x, dt: torch.dtype = dt) -> torch.Tensor:
-                return F.layer_norm(x, (c,), w, b, 1e-5).to(dt)
-
-            def kernel_ln(x: torch.Tensor = x, dt: torch.dtype = dt) -> torch.Tensor:
-                return kernels.layer_norm(x, w, b, 1e-5, dt)
+            torch_ln = functools.partial(_torch_ln, x, w, b, dt)
+            kernel_ln = functools.partial(kernels.layer_norm, x, w, b, 1e-5, dt)
 
             diff = (torch_ln().float() - kernel_ln().float()).abs().max().item()
             inner = max(1, 2_000_000 // (rows * c))
@@ -77,21 +79,25 @@ def load(model: str) -> swinir.model.Restorer:  # type: ignore[name-defined]
     return swinir.SwinIR(**released_configurations()[model]["config"]).eval()
 
 
+def _forward(model: torch.nn.Module, x: torch.Tensor, amp: bool, kernel: bool) -> torch.Tensor:
+    ctx = torch.autocast("cpu", torch.bfloat16) if amp else contextlib.nullcontext()
+    with cpu_setting(LAYER_NORM_KERNEL=kernel), torch.inference_mode(), ctx:
+        out: torch.Tensor = model(x)
+    return out
+
+
 def whole(model_name: str, size: int, repeats: int, timer: Callable[[], float]) -> None:
     model = load(model_name)
     x = test_image(size, 3)
-    print(f"| model | input | precision | LN off ms | LN kernel ms | speed-up | max abs diff |")
+    print("| model | input | precision | LN off ms | LN kernel ms | speed-up | max abs diff |")
     print("|---|---|---|---|---|---|---|")
     for precision in ("fp32", "bf16 autocast"):
         amp = precision != "fp32"
 
-        def run(on: bool) -> torch.Tensor:
-            ctx = torch.autocast("cpu", torch.bfloat16) if amp else contextlib.nullcontext()
-            with cpu_setting(LAYER_NORM_KERNEL=on), torch.inference_mode(), ctx:
-                return model(x)
-
-        diff = (run(False).float() - run(True).float()).abs().max().item()
-        ta, tb = ab(lambda: run(False), lambda: run(True), repeats, 1, timer)
+        off = functools.partial(_forward, model, x, amp, False)
+        on = functools.partial(_forward, model, x, amp, True)
+        diff = (off().float() - on().float()).abs().max().item()
+        ta, tb = ab(off, on, repeats, 1, timer)
         print(
             f"| {model_name} | {size}x{size} | {precision} | {1e3 * ta:.0f} | {1e3 * tb:.0f} | {ta / tb:.3f}x | "
             f"{diff:.1e} |"

@@ -146,7 +146,9 @@ def _counting() -> contextlib.AbstractContextManager[list[tuple[torch.dtype, tor
     calls: list[tuple[torch.dtype, torch.dtype]] = []
     real = kernels.layer_norm
 
-    def spy(x: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None, eps: float, dt: torch.dtype) -> torch.Tensor:
+    def spy(
+        x: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None, eps: float, dt: torch.dtype
+    ) -> torch.Tensor:
         calls.append((x.dtype, dt))
         return real(x, w, b, eps, dt)
 

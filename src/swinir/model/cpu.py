@@ -182,7 +182,8 @@ def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     if torch.is_autocast_enabled("cpu"):
         if torch.get_autocast_dtype("cpu") != bf16 or x.dtype != f32 or place.dtype != f32:
             return Exec(fp16_safe)
-        return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn, norm_dtype=bf16 if ln else None)
+        norm_bf16 = bf16 if ln else None  # the pre-norms written in what the bf16 linears take
+        return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn, norm_dtype=norm_bf16)
     if x.dtype != place.dtype:
         return Exec(fp16_safe)
     if x.dtype == f32:
