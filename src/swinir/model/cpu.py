@@ -229,7 +229,8 @@ def linear(
 
 
 def norm(module: nn.LayerNorm, x: Tensor, ex: Exec) -> Tensor:
-    """``module(x)`` for a pre-norm whose output only feeds a linear (``linear``). With ``ex.norm_dtype`` the C
+    """``module(x)`` for a pre-norm whose output only feeds linears (``linear``; and HAT's conv branch, which
+    autocast runs in bf16 too). With ``ex.norm_dtype`` (set only on the chunked path) the C
     kernel reads fp32 or bf16 rows (under bf16 autocast the residual stream is bf16 from ``conv_first`` on)
     and writes that dtype: bf16 under bf16 autocast, what the bf16 linear takes (rounded as
     ``.to(torch.bfloat16)`` rounds), fp32 otherwise. Else PyTorch's LayerNorm (any dtype, autograd, export)."""

@@ -235,7 +235,8 @@ class HAB(nn.Module):
         h, w = size
         ws = self.window_size
         wdtype = self.attn.qkv.weight.dtype
-        y = layer_norm(self.norm1, x)
+        # feeds qkv and the conv branch; on the chunked path both run in ex.norm_dtype (bf16 under autocast)
+        y = cpu.norm(self.norm1, x, ex) if ex.norm_dtype else layer_norm(self.norm1, x)
         if ex.fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)
         conv = self.conv_block(tokens_to_image(y, h, w, ws), ex) * self.conv_scale
