@@ -128,14 +128,33 @@ AI void norm_rows(const void *xv, int64_t c, const float *w, const float *b, flo
 }
 
 #define ROWS 4
+#define STAGE_MAX 1024 /* bf16 rows up to this wide are widened to fp32 once (not in each of the 3 passes) */
+
+/* n bf16 values -> fp32 */
+AI void widen(const uint16_t *src, int64_t n, float *dst) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) vstore(dst + i, load_row(src, i, VL, 1));
+    for (; i < n; i++) {
+        const uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &u, sizeof u);
+    }
+}
+
 AI void norm_block(const void *x, int64_t rows, int64_t c, const float *w, const float *b, float eps, void *out,
                    int in_bf16, int bf16, int64_t r) {
-    const int64_t xrow = c * (in_bf16 ? 2 : 4), orow = c * (bf16 ? 2 : 4);
+    const int64_t xrow = c * (in_bf16 ? 2 : 4), orow = c * (bf16 ? 2 : 4), n = rows - r < ROWS ? rows - r : ROWS;
     const char *xr = (const char *)x + r * xrow;
     char *o = (char *)out + r * orow;
-    if (r + ROWS <= rows) norm_rows(xr, c, w, b, eps, o, in_bf16, bf16, ROWS);
+    float staged[ROWS * STAGE_MAX] __attribute__((aligned(64)));
+    if (in_bf16 && c <= STAGE_MAX) { /* the block's rows are contiguous: widen them in one go */
+        widen((const uint16_t *)xr, n * c, staged);
+        xr = (const char *)staged;
+        in_bf16 = 0;
+    }
+    const int64_t step = c * (in_bf16 ? 2 : 4);
+    if (n == ROWS) norm_rows(xr, c, w, b, eps, o, in_bf16, bf16, ROWS);
     else
-        for (int64_t t = r; t < rows; t++, xr += xrow, o += orow) norm_rows(xr, c, w, b, eps, o, in_bf16, bf16, 1);
+        for (int64_t t = 0; t < n; t++, xr += step, o += orow) norm_rows(xr, c, w, b, eps, o, in_bf16, bf16, 1);
 }
 
 /* x: fp32 rows (in_bf16 0) or bf16 bits (1); out: fp32 (out_bf16 0) or bf16 bits (1) */
