@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import functools
 import os
+import resource
 import statistics
 import sys
 import time
@@ -32,20 +33,28 @@ from swinir import kernels
 from swinir.paths import released_configurations
 
 
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def ab(
     a: Callable[[], object], b: Callable[[], object], repeats: int, inner: int, timer: Callable[[], float]
-) -> tuple[float, float]:
-    """Median seconds per call of a and of b, alternating."""
+) -> tuple[float, float, str]:
+    """Median seconds per call of a and of b, alternating; and their page faults per call (a fresh multi-MB
+    output that glibc maps from the OS costs a fault per 4 KiB page, which can outweigh the arithmetic)."""
     ta: list[float] = []
     tb: list[float] = []
+    faults = [0, 0]
     a(), b()
     for _ in range(repeats):
-        for fn, acc in ((a, ta), (b, tb)):
-            t0 = timer()
+        for k, (fn, acc) in enumerate(((a, ta), (b, tb))):
+            f0, t0 = _faults(), timer()
             for _ in range(inner):
                 fn()
             acc.append((timer() - t0) / inner)
-    return statistics.median(ta), statistics.median(tb)
+            faults[k] += _faults() - f0
+    per = repeats * inner
+    return statistics.median(ta), statistics.median(tb), f"{faults[0] / per:.0f} / {faults[1] / per:.0f}"
 
 
 def _torch_ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
@@ -53,8 +62,8 @@ def _torch_ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dt: torch.dtype
 
 
 def per_call(shapes: list[tuple[int, int]], repeats: int, timer: Callable[[], float]) -> None:
-    print("| rows x C | in -> out | PyTorch us | kernel us | speed-up | max abs diff |")
-    print("|---|---|---|---|---|---|")
+    print("| rows x C | in -> out | PyTorch us | kernel us | speed-up | max abs diff | page faults / call |")
+    print("|---|---|---|---|---|---|---|")
     f32, bf16 = torch.float32, torch.bfloat16
     for rows, c in shapes:
         g = torch.Generator().manual_seed(c)
@@ -67,9 +76,9 @@ def per_call(shapes: list[tuple[int, int]], repeats: int, timer: Callable[[], fl
 
             diff = (torch_ln().float() - kernel_ln().float()).abs().max().item()
             inner = max(1, 2_000_000 // (rows * c))
-            ta, tb = ab(torch_ln, kernel_ln, repeats, inner, timer)
+            ta, tb, faults = ab(torch_ln, kernel_ln, repeats, inner, timer)
             io = f"{str(x.dtype)[6:]} -> {str(dt)[6:]}"
-            print(f"| {rows} x {c} | {io} | {1e6 * ta:.1f} | {1e6 * tb:.1f} | {ta / tb:.2f}x | {diff:.1e} |")
+            print(f"| {rows} x {c} | {io} | {1e6 * ta:.1f} | {1e6 * tb:.1f} | {ta / tb:.2f}x | {diff:.1e} | {faults} |")
 
 
 def load(model: str) -> swinir.model.Restorer:  # type: ignore[name-defined]
@@ -86,21 +95,21 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, amp: bool, kernel: bool) -
     return out
 
 
-def whole(model_name: str, size: int, repeats: int, timer: Callable[[], float]) -> None:
+def whole(model_name: str, size: int, precisions: list[str], repeats: int, timer: Callable[[], float]) -> None:
     model = load(model_name)
     x = test_image(size, 3)
-    print("| model | input | precision | LN off ms | LN kernel ms | speed-up | max abs diff |")
-    print("|---|---|---|---|---|---|---|")
-    for precision in ("fp32", "bf16 autocast"):
-        amp = precision != "fp32"
+    print("| model | input | precision | LN off ms | LN kernel ms | speed-up | max abs diff | page faults / call |")
+    print("|---|---|---|---|---|---|---|---|")
+    for precision in precisions:
+        amp = precision == "bf16"
 
         off = functools.partial(_forward, model, x, amp, False)
         on = functools.partial(_forward, model, x, amp, True)
         diff = (off().float() - on().float()).abs().max().item()
-        ta, tb = ab(off, on, repeats, 1, timer)
+        ta, tb, faults = ab(off, on, repeats, 1, timer)
         print(
-            f"| {model_name} | {size}x{size} | {precision} | {1e3 * ta:.0f} | {1e3 * tb:.0f} | {ta / tb:.3f}x | "
-            f"{diff:.1e} |"
+            f"| {model_name} | {size}x{size} | {'bf16 autocast' if amp else 'fp32'} | {1e3 * ta:.0f} | {1e3 * tb:.0f} | {ta / tb:.3f}x | "
+            f"{diff:.1e} | {faults} |"
         )
 
 
@@ -111,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precisions", nargs="*", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     ap.add_argument("--skip-model", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
     per_call(shapes, args.repeats, timer)  # type: ignore[arg-type]
     if not args.skip_model:
-        whole(args.model, args.size, args.repeats, timer)
+        whole(args.model, args.size, args.precisions, args.repeats, timer)
     print(f"# load average at the end {' / '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
