@@ -39,7 +39,7 @@ def _faults() -> int:
 
 def ab(
     a: Callable[[], object], b: Callable[[], object], repeats: int, inner: int, timer: Callable[[], float]
-) -> tuple[float, float, str]:
+) -> tuple[float, float, str, float, float]:
     """Median seconds per call of a and of b, alternating; and their page faults per call (a fresh multi-MB
     output that glibc maps from the OS costs a fault per 4 KiB page, which can outweigh the arithmetic)."""
     ta: list[float] = []
@@ -54,7 +54,8 @@ def ab(
             acc.append((timer() - t0) / inner)
             faults[k] += _faults() - f0
     per = repeats * inner
-    return statistics.median(ta), statistics.median(tb), f"{faults[0] / per:.0f} / {faults[1] / per:.0f}"
+    faults_text = f"{faults[0] / per:.0f} / {faults[1] / per:.0f}"
+    return statistics.median(ta), statistics.median(tb), faults_text, min(ta), min(tb)
 
 
 def _torch_ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
@@ -76,7 +77,7 @@ def per_call(shapes: list[tuple[int, int]], repeats: int, timer: Callable[[], fl
 
             diff = (torch_ln().float() - kernel_ln().float()).abs().max().item()
             inner = max(1, 2_000_000 // (rows * c))
-            ta, tb, faults = ab(torch_ln, kernel_ln, repeats, inner, timer)
+            ta, tb, faults, _, _ = ab(torch_ln, kernel_ln, repeats, inner, timer)
             io = f"{str(x.dtype)[6:]} -> {str(dt)[6:]}"
             print(f"| {rows} x {c} | {io} | {1e6 * ta:.1f} | {1e6 * tb:.1f} | {ta / tb:.2f}x | {diff:.1e} | {faults} |")
 
@@ -98,17 +99,19 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, amp: bool, kernel: bool) -
 def whole(model_name: str, size: int, precisions: list[str], repeats: int, timer: Callable[[], float]) -> None:
     model = load(model_name)
     x = test_image(size, 3)
-    print("| model | input | precision | LN off ms | LN kernel ms | speed-up | max abs diff | page faults / call |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | input | precision | LN off ms | LN kernel ms | speed-up | min: off / kernel ms | max abs diff | faults / call |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for precision in precisions:
         amp = precision == "bf16"
 
         off = functools.partial(_forward, model, x, amp, False)
         on = functools.partial(_forward, model, x, amp, True)
         diff = (off().float() - on().float()).abs().max().item()
-        ta, tb, faults = ab(off, on, repeats, 1, timer)
+        ta, tb, faults, ma, mb = ab(off, on, repeats, 1, timer)
         print(
-            f"| {model_name} | {size}x{size} | {'bf16 autocast' if amp else 'fp32'} | {1e3 * ta:.0f} | {1e3 * tb:.0f} | {ta / tb:.3f}x | "
+            f"| {model_name} | {size}x{size} | {'bf16 autocast' if amp else 'fp32'} | {1e3 * ta:.0f} | {1e3 * tb:.0f} | {ta / tb:.3f}x | {1e3 * ma:.0f} / {1e3 * mb:.0f} | "
             f"{diff:.1e} | {faults} |"
         )
 
