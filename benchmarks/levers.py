@@ -47,6 +47,7 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     # one thread's chunks of the M/L models: 2048 tokens where the default is 1024, and the other way round
     "one-thread chunk flipped": lambda: cpu_setting(CPU_CHUNK_MIN_TOKENS=0 if cpu.CPU_CHUNK_MIN_TOKENS else 2048),
     "attention by SDPA (Winograd kept)": lambda: cpu_setting(ATTENTION_KERNEL=False),
+    "pre-norms by PyTorch's LayerNorm": lambda: cpu_setting(LAYER_NORM_KERNEL=False),
     "kernels off, chunked (SDPA)": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=True),
     "kernels off, whole-size blocks": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=False),
 }

@@ -5,7 +5,8 @@ dispatch, online-softmax rescaling, layout copies), which made attention 15-17% 
 window-attention kernel in ``window_attention.c`` computes each window and head with the whole score tile
 in L1 and reads q, k, v straight from the qkv projection's output (fp32, or bf16 widened inside the kernel,
 with a bf16 result: the bf16 path needs no separate casts). ``winograd.c`` holds the transforms of
-Winograd F(2x2, 3x3) and F(4x4, 3x3) for the larger 3x3 convolutions.
+Winograd F(2x2, 3x3) and F(4x4, 3x3) for the larger 3x3 convolutions. ``layer_norm.c`` normalises the
+chunks' rows before qkv and fc1, writing bf16 straight away where a bf16 linear follows.
 
 Built per instruction set from one source (``simd.h``): AVX-512 where the CPU has it, else AVX2 + FMA;
 ``SWINIR_CPU_ISA=avx512|avx2|none`` forces one (CI runs the AVX2 build on AVX-512 machines this way).
@@ -39,7 +40,7 @@ from torch import Tensor
 from swinir.atomic import atomic_path
 from swinir.paths import cache_dir
 
-SOURCES = tuple(Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c"))
+SOURCES = tuple(Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c", "layer_norm.c"))
 HEADERS = (Path(__file__).with_name("simd.h"),)
 CFLAGS = ("-O3", "-fPIC", "-shared")
 # One source, built once per instruction set; chosen from the CPU's flags, or forced with SWINIR_CPU_ISA
@@ -382,4 +383,41 @@ def conv3x3(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
             m = list(torch.bmm(v, u.transpose(1, 2)).unbind(0))
         ptrs = (ctypes.c_void_p * points)(*(t.data_ptr() for t in m))
         transform_out(ptrs, bias_ptr, b, h, w, o, first, count, out.data_ptr())
+    return out
+
+
+_LAYER_NORM_ARGS: list[Any] = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+
+
+def _layer_norm_fn(lib: ctypes.CDLL) -> Any:
+    fn = lib.swinir_layer_norm
+    if fn.argtypes is None:
+        fn.restype = None
+        fn.argtypes = [*_LAYER_NORM_ARGS, ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    return fn
+
+
+def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, out_dtype: torch.dtype) -> Tensor:
+    """``F.layer_norm`` over the last dimension of contiguous fp32 or bf16 ``x`` (computed in fp32, as PyTorch
+    computes bf16 LayerNorms), returned in ``out_dtype``: fp32, or bf16 rounded to nearest even from the fp32
+    result, as ``.to(torch.bfloat16)`` rounds. No autograd: inference only. ``weight`` and ``bias``: fp32
+    (C,) or None."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"the CPU kernels are not available: {_status}")
+    if x.dtype not in (torch.float32, torch.bfloat16) or not x.is_contiguous() or x.dim() == 0:
+        raise ValueError(f"layer_norm takes contiguous fp32 or bf16 x, got {x.dtype} {tuple(x.shape)}")
+    if out_dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"layer_norm writes fp32 or bf16, not {out_dtype}")
+    c = x.shape[-1]
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and (t.dtype != torch.float32 or t.shape != (c,) or not t.is_contiguous()):
+            raise ValueError(f"layer_norm's {name} must be contiguous fp32 ({c},), got {t.dtype} {tuple(t.shape)}")
+    out = torch.empty(x.shape, dtype=out_dtype)
+    rows = x.numel() // c if c else 0
+    if rows:
+        w_ptr = None if weight is None else weight.data_ptr()
+        b_ptr = None if bias is None else bias.data_ptr()
+        in_bf16, out_bf16 = int(x.dtype == torch.bfloat16), int(out_dtype == torch.bfloat16)
+        _layer_norm_fn(lib)(x.data_ptr(), rows, c, w_ptr, b_ptr, eps, out.data_ptr(), in_bf16, out_bf16)
     return out

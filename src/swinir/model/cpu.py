@@ -54,6 +54,9 @@ ATTENTION_KERNEL = True
 # the kernel reads bf16 qkv and writes bf16 under bf16 linears, else qkv is converted to fp32 first and the
 # fp32 output cast for the projection (the path before session 10; for A/B comparisons)
 KERNEL_BF16_IO = True
+# the C kernel for the chunks' pre-norms (before qkv and fc1), writing bf16 straight away where a bf16 linear
+# follows; else F.layer_norm (and the linear's cast). See ``norm`` and benchmarks/results_cpu.md, session 10.
+LAYER_NORM_KERNEL = True
 
 
 def onednn_avx512() -> bool:
@@ -148,6 +151,8 @@ class Exec:
     or None for ``F.linear``. ``chunked``: Swin blocks through ``forward_chunked``; ``attn_kernel``: their
     attention through the C kernel, else through ``scaled_dot_product_attention`` per chunk (ARM, macOS,
     ``SWINIR_CPU_KERNELS=0``). ``winograd``: large fp32 3x3 convs through ``kernels.conv3x3``.
+    ``norm_dtype``: the dtype the C LayerNorm kernel writes for the chunks' pre-norms (``norm``), or None
+    for ``F.layer_norm``.
     """
 
     fp16_safe: bool = False
@@ -155,6 +160,7 @@ class Exec:
     chunked: bool = False
     winograd: bool = False
     attn_kernel: bool = False
+    norm_dtype: torch.dtype | None = None
 
 
 PLAIN = Exec()
@@ -175,15 +181,17 @@ def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     kern = place.kernel_shapes and built  # and window attention where every window and head fits it
     chunked = kern or CHUNKED_WITHOUT_KERNEL
     attn = kern and ATTENTION_KERNEL
+    ln = built and chunked and LAYER_NORM_KERNEL  # fp32 rows in; under autocast the linears take bf16
     f32, bf16 = torch.float32, torch.bfloat16
     if torch.is_autocast_enabled("cpu"):
         if torch.get_autocast_dtype("cpu") != bf16 or x.dtype != f32 or place.dtype != f32:
             return Exec(fp16_safe)
-        return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn)
+        norm_bf16 = bf16 if ln else None  # the pre-norms written in what the bf16 linears take
+        return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn, norm_dtype=norm_bf16)
     if x.dtype != place.dtype:
         return Exec(fp16_safe)
     if x.dtype == f32:
-        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, chunked, built, attn)
+        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, chunked, built, attn, f32 if ln else None)
     if x.dtype == bf16:
         return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn)
     return Exec(fp16_safe)
@@ -222,6 +230,27 @@ def linear(
         return torch.ops.aten.gelu_(lp(x, w, b, "none", [], ""))  # type: ignore[no-any-return]
     act: Tensor = lp(x, w, b, "gelu", [], "none") if gelu else lp(x, w, b, "none", [], "")
     return act if residual is None else residual + act
+
+
+def norm(module: nn.LayerNorm, x: Tensor, ex: Exec) -> Tensor:
+    """``module(x)`` for a pre-norm whose output only feeds linears (``linear``; and HAT's conv branch, which
+    autocast runs in bf16 too). With ``ex.norm_dtype`` (set only on the chunked path) the C
+    kernel reads fp32 or bf16 rows (under bf16 autocast the residual stream is bf16 from ``conv_first`` on)
+    and writes that dtype: bf16 under bf16 autocast, what the bf16 linear takes (rounded as
+    ``.to(torch.bfloat16)`` rounds), fp32 otherwise. Else PyTorch's LayerNorm (any dtype, autograd, export)."""
+    w, b = module.weight, module.bias
+    if (
+        ex.norm_dtype is None
+        or torch.is_grad_enabled()
+        or x.dtype not in (torch.float32, torch.bfloat16)
+        or not x.is_contiguous()
+        or len(module.normalized_shape) != 1
+        or (w is not None and w.dtype != torch.float32)
+        or (b is not None and b.dtype != torch.float32)
+    ):
+        out: Tensor = module(x)
+        return out
+    return kernels.layer_norm(x, w, b, module.eps, ex.norm_dtype)
 
 
 def _packed_weight(layer: nn.Linear, dt: torch.dtype, rows: int) -> Tensor:

@@ -224,7 +224,7 @@ class HAB(nn.Module):
         attn, mlp = self.attn, self.mlp
         a = attend(cpu.linear(attn.qkv, ys, ex), attn.scale)  # bf16 or fp32 in, the same out
         xs = cpu.linear(attn.proj, cpu.projection_input(a, attn.proj, ex), ex, residual=base)
-        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, self.norm2(xs), ex, gelu=True), ex, residual=xs)
+        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, cpu.norm(self.norm2, xs, ex), ex, gelu=True), ex, residual=xs)
 
     def forward(
         self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None, *, size: tuple[int, int]
@@ -235,7 +235,8 @@ class HAB(nn.Module):
         h, w = size
         ws = self.window_size
         wdtype = self.attn.qkv.weight.dtype
-        y = layer_norm(self.norm1, x)
+        # feeds qkv and the conv branch; on the chunked path both run in ex.norm_dtype (bf16 under autocast)
+        y = cpu.norm(self.norm1, x, ex) if ex.norm_dtype else layer_norm(self.norm1, x)
         if ex.fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)
         conv = self.conv_block(tokens_to_image(y, h, w, ws), ex) * self.conv_scale
