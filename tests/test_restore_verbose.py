@@ -29,7 +29,7 @@ def test_verbose_says_whether_the_kernels_run(tiny_x2_checkpoint: Path, tmp_path
     if kernels.available():
         assert (
             note
-            == f"note: swinir's CPU kernels are in use for window attention and fp32 Winograd 3x3 convolutions: {kernels.status()}"
+            == f"note: swinir's CPU kernels are in use for window attention, LayerNorm and fp32 Winograd 3x3 convolutions: {kernels.status()}"
         )
     else:
         assert note.startswith("note: swinir's CPU kernels are not in use (") and kernels.status() in note

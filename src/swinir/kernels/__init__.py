@@ -217,7 +217,7 @@ def usage_note(window_size: int, head_dims: list[int]) -> str:
             f"swinir's CPU kernels ({_isa}) do not fit this model (window {window_size}, head widths {head_dims}; "
             f"they take up to {MAX_TOKENS} tokens per window and head width {MAX_HEAD_DIM}): PyTorch attention runs"
         )
-    return f"swinir's CPU kernels are in use for window attention and fp32 Winograd 3x3 convolutions: {status()}"
+    return f"swinir's CPU kernels are in use for window attention, LayerNorm and fp32 Winograd 3x3 convolutions: {status()}"
 
 
 def supports(n: int, head_dim: int) -> bool:
