@@ -249,18 +249,18 @@ def fastest_tile(
 
 def _longest_wait(model: nn.Module) -> FlopsOf | None:
     """FLOPs of the longest stretch of an h x w forward between two progress reports: one block (with its
-    share of the group's closing convolution and the stem), or the part after the last group (the upsampler);
-    None for a model without a spec."""
+    share of the group's closing convolution and the stem), or a step of the part after the last group (the
+    upsampler: one step, or nearest+conv's convolutions one by one); None for a model without a spec."""
     spec, flops_of = getattr(model, "spec", None), _flops_counter(model)
     if spec is None or flops_of is None:
         return None
-    from swinir.model.flops import reconstruction
+    from swinir.model.flops import reconstruction_steps
 
     blocks = max(1, sum(getattr(spec, "depths", ()) or ()))
 
     def longest(h: int, w: int) -> int:
-        tail = reconstruction(spec, h, w)
-        return max((flops_of(h, w) - tail) // blocks, tail)
+        tail = reconstruction_steps(spec, h, w)
+        return max((flops_of(h, w) - sum(tail)) // blocks, max(tail))
 
     return longest
 

@@ -103,8 +103,22 @@ def flops(spec: Any, h: int, w: int, batch: int = 1) -> int:
 
 def reconstruction(spec: Any, h: int, w: int, batch: int = 1) -> int:
     """FLOPs of the part of ``flops`` after the last residual group: the convolution closing the body and the
-    upsampler (a progress bar that moves per block sees this stretch as one wait)."""
+    upsampler."""
+    return sum(reconstruction_steps(spec, h, w, batch))
+
+
+def reconstruction_steps(spec: Any, h: int, w: int, batch: int = 1) -> list[int]:
+    """``reconstruction`` split where the forward reports progress (``swinir.model.progress``): the
+    nearest+conv upsampler after each of its convolutions at 2x and 4x, the others in one piece."""
     ws = spec.window_size
     h, w = -(-h // ws) * ws, -(-w // ws) * ws
     out = spec.num_out_ch or spec.in_chans
-    return int(batch * (resi_conv(spec.embed_dim, spec.resi_connection, h, w) + _reconstruction(spec, out, h, w)))
+    closing = resi_conv(spec.embed_dim, spec.resi_connection, h, w)
+    if spec.upsampler != "nearest+conv":
+        return [batch * (closing + _reconstruction(spec, out, h, w))]
+    s = spec.upscale
+    steps = [closing + conv3x3(spec.embed_dim, 64, h, w) + conv3x3(64, 64, 2 * h, 2 * w)]
+    if s == 4:
+        steps.append(conv3x3(64, 64, 4 * h, 4 * w))
+    steps += [conv3x3(64, 64, s * h, s * w), conv3x3(64, out, s * h, s * w)]
+    return [batch * f for f in steps]

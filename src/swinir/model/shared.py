@@ -316,14 +316,15 @@ def run_blocks(
 def run_groups(layers: nn.ModuleList, t: Tensor, size: tuple[int, int], plan: WindowPlan | None, ex: Exec) -> Tensor:
     """The residual groups in order on tokens ``t``, each reported as it finishes, and its blocks within it
     (``swinir.model.progress``: a no-op unless a sink is set), so that a progress bar can move within one
-    long forward."""
+    long forward. The reconstruction after them counts as one more step (``_reconstruct`` reports it)."""
+    steps = len(layers) + 1
     for i, layer in enumerate(layers):
-        token = enter_group(i, len(layers))
+        token = enter_group(i, steps)
         try:
             t = layer(t, size, plan, ex)
         finally:
             leave_group(token)
-        report_group(i + 1, len(layers))
+        report_group(i + 1, steps)
     return t
 
 
@@ -382,6 +383,7 @@ class Restorer(nn.Module):
     upsampler: str
     conv_first: nn.Conv2d
     conv_after_body: nn.Module
+    layers: nn.ModuleList  # the residual groups
     absolute_pos_embed: nn.Parameter  # with ape only
     # the reconstruction heads (released names; which exist depends on the upsampler)
     conv_before_upsample: nn.Sequential
@@ -518,12 +520,21 @@ class Restorer(nn.Module):
             return conv(self.conv_last, conv(self.upsample, y, ex), ex)
         if self.upsampler == "pixelshuffledirect":
             return conv(self.upsample, self._body(self.conv_first(x), ex), ex)
-        if self.upsampler == "nearest+conv":
+        if self.upsampler == "nearest+conv":  # its convolutions at 2x and 4x take long: each reports
             y = conv(self.conv_before_upsample, self._body(self.conv_first(x), ex), ex)
-            y = self.lrelu(conv(self.conv_up1, F.interpolate(y, scale_factor=2, mode="nearest"), ex))
-            if self.upscale == 4:
-                y = self.lrelu(conv(self.conv_up2, F.interpolate(y, scale_factor=2, mode="nearest"), ex))
-            out: Tensor = self.conv_last(self.lrelu(conv(self.conv_hr, y, ex)))
+            steps, groups = 2 + (self.upscale == 4), len(self.layers)
+            token = enter_group(groups, groups + 1)
+            try:
+                y = self.lrelu(conv(self.conv_up1, F.interpolate(y, scale_factor=2, mode="nearest"), ex))
+                report_block(1, steps)
+                if self.upscale == 4:
+                    y = self.lrelu(conv(self.conv_up2, F.interpolate(y, scale_factor=2, mode="nearest"), ex))
+                    report_block(2, steps)
+                y = self.lrelu(conv(self.conv_hr, y, ex))
+                report_block(steps, steps)
+            finally:
+                leave_group(token)
+            out: Tensor = self.conv_last(y)
             return out
         res: Tensor = x + self.conv_last(self._body(self.conv_first(x), ex))
         return res
