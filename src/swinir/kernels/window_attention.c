@@ -274,6 +274,25 @@ AI void transpose_store(const float *src, int64_t stride, int rows, vmask cols, 
 }
 #endif
 
+/* scale * acc + bias^T for s^T rows j0..j0+SROWS-1 and query vectors c0.. into st (query lanes >= n: 0);
+ * the running column max into mx. The epilogue of both score_t_block variants. */
+AI void store_scores_t(vf acc[SROWS][SCVEC], float scale, const float *bt, int64_t n, int64_t j0, int64_t c0,
+                       float *st, float *mx) {
+    const vf sc = vset1(scale);
+    for (int c = 0; c < SCVEC; c++) {
+        const int64_t col = c0 + c * VL;
+        if (col >= n) break;
+        const vmask m = vmask_first(n - col);
+        vf mv = vloada(mx + col);
+        for (int r = 0; r < SROWS && j0 + r < n; r++) {
+            vf s = vselect(m, vfmadd(acc[r][c], sc, vmload(m, bt + (j0 + r) * n + col)), vzero());
+            vstorea(st + (j0 + r) * NMAX + col, s);
+            mv = vmax(mv, s);
+        }
+        vstorea(mx + col, mv);
+    }
+}
+
 /* s^T rows j0..j0+SROWS-1, query vectors c0.. (SCVEC of them) = scale k q^T + bias^T into st; the running
  * column max into mx. Query lanes >= n hold 0 (never written out). */
 AI void score_t_block(const float *qt, const float *kb, int64_t row, float scale, const float *bt, int64_t n,
@@ -291,19 +310,7 @@ AI void score_t_block(const float *qt, const float *kb, int64_t row, float scale
             for (int c = 0; c < SCVEC; c++) acc[r][c] = vfmadd(qv[c], k, acc[r][c]);
         }
     }
-    const vf sc = vset1(scale);
-    for (int c = 0; c < SCVEC; c++) {
-        const int64_t col = c0 + c * VL;
-        if (col >= n) break;
-        const vmask m = vmask_first(n - col);
-        vf mv = vloada(mx + col);
-        for (int r = 0; r < SROWS && j0 + r < n; r++) {
-            vf s = vselect(m, vfmadd(acc[r][c], sc, vmload(m, bt + (j0 + r) * n + col)), vzero());
-            vstorea(st + (j0 + r) * NMAX + col, s);
-            mv = vmax(mv, s);
-        }
-        vstorea(mx + col, mv);
-    }
+    store_scores_t(acc, scale, bt, n, j0, c0, st, mx);
 }
 
 /* (p v)^T for query vector c of one head, D = d a constant: exp, the column sums and p v in one pass over
@@ -425,19 +432,7 @@ __attribute__((target("avx512bf16"))) AI void score_t_block_dot(const float *qt2
             for (int c = 0; c < SCVEC; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], k, qv[c]);
         }
     }
-    const vf sc = vset1(scale);
-    for (int c = 0; c < SCVEC; c++) {
-        const int64_t col = c0 + c * VL;
-        if (col >= n) break;
-        const vmask m = vmask_first(n - col);
-        vf mv = vloada(mx + col);
-        for (int r = 0; r < SROWS && j0 + r < n; r++) {
-            vf s = vselect(m, vfmadd(acc[r][c], sc, vmload(m, bt + (j0 + r) * n + col)), vzero());
-            vstorea(st + (j0 + r) * NMAX + col, s);
-            mv = vmax(mv, s);
-        }
-        vstorea(mx + col, mv);
-    }
+    store_scores_t(acc, scale, bt, n, j0, c0, st, mx);
 }
 #endif
 
