@@ -69,8 +69,8 @@ ENSEMBLE_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for k in range(
 # percent at sharp edges, while a 0..255 image or a [-1, 1] one is off by far more (and restores to garbage).
 FLOAT_RANGE_TOLERANCE = 0.05
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in this image), called after each batch of tiles
-# (tiles done, with the running batch's part as a fraction, tiles in this image): as the model's residual
-# groups finish on a CPU (swinir.model.progress), and after each batch of tiles
+# (tiles done, with the running batch's part as a fraction, tiles in this image): as the model's blocks,
+# residual groups and upsampler steps finish on a CPU (swinir.model.progress), and after each batch of tiles
 PartProgress = Callable[[float, int], None]
 
 
@@ -317,7 +317,7 @@ class _RunState:
 
 
 class _GroupsToTiles:
-    """The model's group fractions (0..1 per forward) as fractional tile counts for ``on_progress``.
+    """The model's progress fractions (0..1 per forward) as fractional tile counts for ``on_progress``.
 
     A batch runs one forward per ensemble pass (and again in fp32 after a non-finite reduced-precision
     output); a fraction that does not grow starts the next forward. The count stays within the batch."""
@@ -463,7 +463,8 @@ def restore(
     that is non-finite even in fp32 raises ``SwinIRError``. The model is moved to the device (in place).
     ``progress``: a tqdm bar of tiles; ``on_tile(done, total)`` is called after each batch of tiles.
     ``on_progress(done, total)``: the same count with fractions of the running batch, reported by the
-    model's residual groups on a CPU, where one large tile takes seconds (eager forwards only).
+    model's blocks, residual groups and upsampler steps on a CPU, where one large tile takes seconds
+    (eager forwards only).
     ``allow_out_of_range``: accept float inputs outside [0, 1] (the unclipped noisy inputs of the
     denoising protocol); otherwise they raise, since a 0..255 float image restores to garbage.
     """

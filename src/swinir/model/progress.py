@@ -24,7 +24,7 @@ _GROUP: ContextVar[tuple[int, int] | None] = ContextVar("swinir_group", default=
 
 @contextmanager
 def reporting(sink: GroupSink | None) -> Iterator[None]:
-    """Forwards run in this context (this thread or task) report their residual groups to ``sink``."""
+    """Forwards run in this context (this thread or task) report their progress to ``sink``."""
     token = _SINK.set(sink)
     try:
         yield
@@ -40,7 +40,8 @@ def _recording() -> bool:
 
 
 def report_group(done: int, total: int) -> None:
-    """``done`` of the forward's ``total`` residual groups have run; a no-op without a sink."""
+    """``done`` of the forward's ``total`` steps (its residual groups, then the reconstruction) have run; a
+    no-op without a sink."""
     if torch.compiler.is_compiling():  # first, so that dynamo folds it and never reads the context variable
         return
     sink = _SINK.get()
