@@ -447,8 +447,6 @@ class HAT(Restorer):
     unused (identities in eval mode); unknown keyword arguments are an error.
     """
 
-    mean: Tensor
-
     def __init__(
         self,
         img_size: int | Sequence[int] = 64,
@@ -564,17 +562,6 @@ class HAT(Restorer):
         t = run_groups(self.layers, t, (h, w), plan, ex)
         t = layer_norm(self.norm, t)
         return tokens_to_image(t, h, w, ws)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        x = self.pad_to_window(x)
-        ex = cpu.choose(self.placement, x, self.fp16_active(x))
-        mean = self.mean.to(x.dtype)
-        x = ((x - mean) * self.img_range).contiguous(memory_format=torch.channels_last)
-        x = self._reconstruct(x, ex)
-        x = x / self.img_range + mean
-        s = self.upscale
-        return x[..., : h * s, : w * s].contiguous()
 
 
 # ---------------------------------------------------------------------------------------------------

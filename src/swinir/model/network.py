@@ -206,8 +206,6 @@ class SwinIR(Restorer):
     original's signature and unused (every released model runs in eval mode, where they are identities).
     """
 
-    mean: Tensor
-
     def __init__(
         self,
         img_size: int | Sequence[int] = 64,
@@ -314,17 +312,6 @@ class SwinIR(Restorer):
         t = run_groups(self.layers, t, (h, w), plan, ex)
         t = layer_norm(self.norm, t)
         return tokens_to_image(t, h, w, ws)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        x = self.pad_to_window(x)
-        ex = cpu.choose(self.placement, x, self.fp16_active(x))
-        mean = self.mean.to(x.dtype)
-        x = ((x - mean) * self.img_range).contiguous(memory_format=torch.channels_last)
-        x = self._reconstruct(x, ex)
-        x = x / self.img_range + mean
-        s = self.upscale
-        return x[..., : h * s, : w * s].contiguous()
 
 
 class _PatchNorm(nn.Module):

@@ -382,6 +382,7 @@ class Restorer(nn.Module):
     img_range: float
     upsampler: str
     conv_first: nn.Conv2d
+    mean: Tensor  # the normalisation's per-channel mean (a buffer)
     conv_after_body: nn.Module
     layers: nn.ModuleList  # the residual groups
     absolute_pos_embed: nn.Parameter  # with ape only
@@ -511,6 +512,19 @@ class Restorer(nn.Module):
             self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
         elif self.upsampler == "":
             self.conv_last = nn.Conv2d(dim, out, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pad to the window, normalise, reconstruct, undo the normalisation, crop to the scaled input size
+        (SwinIR's and HAT's; Swin2SR adds its auxiliary output)."""
+        h, w = x.shape[-2:]
+        x = self.pad_to_window(x)
+        ex = cpu.choose(self.placement, x, self.fp16_active(x))
+        mean = self.mean.to(x.dtype)
+        x = ((x - mean) * self.img_range).contiguous(memory_format=torch.channels_last)
+        x = self._reconstruct(x, ex)
+        x = x / self.img_range + mean
+        s = self.upscale
+        return x[..., : h * s, : w * s].contiguous()
 
     def _reconstruct(self, x: Tensor, ex: Exec) -> Tensor:
         """Shallow conv -> body -> the head, on the normalised, padded input ``x``."""

@@ -321,8 +321,6 @@ class Swin2SR(Restorer):
     eval mode); unknown keyword arguments are an error.
     """
 
-    mean: Tensor
-
     def __init__(
         self,
         img_size: int | Sequence[int] = 64,
