@@ -57,6 +57,7 @@ from swinir.model.shared import (
     fp32,
     init_weights,
     layer_norm,
+    norm_mlp_residual,
     resi_conv,
     run_blocks,
     run_groups,
@@ -245,11 +246,7 @@ class HAB(nn.Module):
             buffer = torch.empty_like(x) if out is None else out
             return cpu.forward_chunked(self, y, plan, buffer, ex, side=base)
         x = self.attn.with_residual(y, base, self.attn_bias(x.device), self.shift_size > 0, plan, ex)
-        y = layer_norm(self.norm2, x)
-        if ex.fp16_safe and y.dtype != wdtype:
-            y = y.to(wdtype)
-        mixed: Tensor = self.mlp(y, residual=x, ex=ex)
-        return mixed
+        return norm_mlp_residual(self.norm2, self.mlp, x, wdtype, ex)
 
 
 # -- the overlapping cross-attention block -------------------------------------------------------------
@@ -345,11 +342,7 @@ class OCAB(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
         out = out.transpose(1, 2).reshape(b, length, c)
         x = cpu.linear(self.proj, out.to(wdtype) if ex.fp16_safe else out, ex, residual=x)
-        y = layer_norm(self.norm2, x)
-        if ex.fp16_safe and y.dtype != wdtype:
-            y = y.to(wdtype)
-        mixed: Tensor = self.mlp(y, residual=x, ex=ex)
-        return mixed
+        return norm_mlp_residual(self.norm2, self.mlp, x, wdtype, ex)
 
 
 # -- the residual group ----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from swinir.model.shared import (
     fp32,
     init_weights,
     layer_norm,
+    norm_mlp_residual,
     released_layout,
     resi_conv,
     run_blocks,
@@ -119,11 +120,7 @@ class SwinTransformerBlock(nn.Module):
         if ex.fp16_safe and y.dtype != wdtype:
             y = y.to(wdtype)
         x = self.attn.with_residual(y, x, self.attn_bias(x.device), self.shift_size > 0, plan, ex)
-        y = layer_norm(self.norm2, x)
-        if ex.fp16_safe and y.dtype != wdtype:
-            y = y.to(wdtype)
-        mixed: Tensor = self.mlp(y, residual=x, ex=ex)
-        return mixed
+        return norm_mlp_residual(self.norm2, self.mlp, x, wdtype, ex)
 
 
 class BasicLayer(nn.Module):

@@ -99,6 +99,15 @@ class Mlp(nn.Module):
         return cpu.linear(self.fc2, cpu.linear(self.fc1, x, ex, gelu=True), ex, residual=residual)
 
 
+def norm_mlp_residual(norm: nn.LayerNorm, mlp: Mlp, x: Tensor, weight_dtype: torch.dtype, ex: Exec) -> Tensor:
+    """x + MLP(norm(x)), a pre-norm block's second half off the chunked path: the norm as ``layer_norm``
+    runs it (fp32 under ``fp16_safe``), the MLP in the weights' dtype."""
+    y = layer_norm(norm, x)
+    if ex.fp16_safe and y.dtype != weight_dtype:
+        y = y.to(weight_dtype)
+    return mlp(y, residual=x, ex=ex)  # type: ignore[no-any-return]
+
+
 class Upsample(nn.Sequential):
     """Conv + PixelShuffle stages: log2(scale) x2 stages, or one x3 stage."""
 
