@@ -49,7 +49,7 @@ from swinir.model.layout import (
 )
 from swinir.model.shared import (
     RGB_MEAN,
-    BiasCache,
+    BiasCached,
     Mlp,
     Restorer,
     WindowAttention,
@@ -172,7 +172,7 @@ class CAB(nn.Module):
         return out
 
 
-class HAB(nn.Module):
+class HAB(BiasCached):
     """Hybrid attention block: x + (S)W-MSA(norm1(x)) + conv_scale * CAB(norm1(x)), then x + MLP(norm2(x)).
 
     Works on tokens in window order; a shifted block reads and writes them through a ``WindowPlan``."""
@@ -198,15 +198,6 @@ class HAB(nn.Module):
         self.conv_block = CAB(dim, compress_ratio, squeeze_factor)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self._bias_cache = BiasCache()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        state_dict.pop(prefix + "attn_mask", None)  # derived from the input size; rebuilt per size
-        self.clear_cache()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def clear_cache(self) -> None:
-        self._bias_cache.clear()
 
     def attn_bias(self, device: torch.device) -> Tensor:
         """(1, heads, N, N) position bias, or (4, 1, heads, N, N) bias + mask per window group if shifted.
@@ -250,11 +241,13 @@ class HAB(nn.Module):
 
 
 # -- the overlapping cross-attention block -------------------------------------------------------------
-class OCAB(nn.Module):
+class OCAB(BiasCached):
     """Overlapping cross-attention: each ws x ws window's queries attend to the keys and values of the
     wse x wse window centred on it (zero rows past the image border), with a learned relative position
     bias; then proj + residual, and x + MLP(norm2(x)). Released names ``norm1``, ``qkv``, ``proj``,
     ``relative_position_bias_table``, ``norm2``, ``mlp``."""
+
+    DERIVED = "relative_position_index"  # rebuilt from the window sizes
 
     relative_position_index: Tensor
 
@@ -280,15 +273,6 @@ class OCAB(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self._bias_cache = BiasCache()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        state_dict.pop(prefix + "relative_position_index", None)  # derived; rebuilt from the window sizes
-        self.clear_cache()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def clear_cache(self) -> None:
-        self._bias_cache.clear()
 
     def position_bias(self) -> Tensor:
         """(1, heads, ws*ws, wse*wse) relative position bias."""

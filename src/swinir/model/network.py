@@ -26,7 +26,7 @@ from swinir.model.shared import (
     NUM_FEAT,
     RESI_CONNECTIONS,
     RGB_MEAN,
-    BiasCache,
+    BiasCached,
     Mlp,
     Restorer,
     Upsample,
@@ -70,7 +70,7 @@ DERIVED_SUFFIXES = ("attn_mask", "relative_position_index")
 _layer_norm, _fp32, _resi_conv, _init_weights = layer_norm, fp32, resi_conv, init_weights
 
 
-class SwinTransformerBlock(nn.Module):
+class SwinTransformerBlock(BiasCached):
     """LayerNorm -> (shifted) window attention -> residual -> LayerNorm -> MLP -> residual.
 
     Works on tokens in window order; a shifted block reads/writes them through a ``WindowPlan``.
@@ -85,15 +85,6 @@ class SwinTransformerBlock(nn.Module):
         self.attn = WindowAttention(dim, window_size, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self._bias_cache = BiasCache()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        state_dict.pop(prefix + "attn_mask", None)  # derived from the input size; rebuilt per size
-        self.clear_cache()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def clear_cache(self) -> None:
-        self._bias_cache.clear()
 
     def attn_bias(self, device: torch.device) -> Tensor:
         """(1, heads, N, N) position bias, or (4, 1, heads, N, N) bias + mask per window group if shifted.

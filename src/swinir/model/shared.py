@@ -212,6 +212,25 @@ class BiasCache:
         self.key = self.value = None
 
 
+class BiasCached(nn.Module):
+    """A block that keeps its attention bias in a ``BiasCache``: emptied by ``clear_cache`` and on every load,
+    where ``DERIVED``, the released files' buffer that the bias replaces, is dropped (rebuilt, not read)."""
+
+    DERIVED = "attn_mask"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bias_cache = BiasCache()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        state_dict.pop(prefix + self.DERIVED, None)
+        self.clear_cache()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def clear_cache(self) -> None:
+        self._bias_cache.clear()
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside ws x ws windows with a learned relative-position bias."""
 

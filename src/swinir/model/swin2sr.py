@@ -47,7 +47,7 @@ from swinir.model.layout import (
 from swinir.model.shared import (
     NUM_FEAT,
     RGB_MEAN,
-    BiasCache,
+    BiasCached,
     Mlp,
     Restorer,
     Upsample,
@@ -183,7 +183,7 @@ def _fold_cosine(qkv: Tensor, heads: int, scales: Tensor) -> None:
     qk.mul_(factor / norms)
 
 
-class SwinV2Block(nn.Module):
+class SwinV2Block(BiasCached):
     """Res-post-norm Swin block: x + norm1(W-MSA or SW-MSA(x)), then x + norm2(MLP(x)).
 
     Works on tokens in window order; a shifted block reads and writes them through a ``WindowPlan``."""
@@ -197,15 +197,6 @@ class SwinV2Block(nn.Module):
         self.attn = CosineWindowAttention(dim, window_size, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self._bias_cache = BiasCache()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        state_dict.pop(prefix + "attn_mask", None)  # derived from the input size; rebuilt per size
-        self.clear_cache()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def clear_cache(self) -> None:
-        self._bias_cache.clear()
 
     def attn_bias(self, device: torch.device) -> Tensor:
         """(1, heads, N, N) position bias, or (4, 1, heads, N, N) bias + mask per window group if shifted;
