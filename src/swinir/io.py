@@ -4,8 +4,8 @@ Arrays are channels-last in RGB order: ``HxW`` (gray) or ``HxWx3`` (color), ``ui
 Alpha travels separately as an ``HxW`` array of the same dtype, because models restore color only.
 
 Decoding uses Pillow (strict about truncated files, knows EXIF), except for 16-bit color PNG/TIFF, which
-Pillow reduces to 8 bits: those go through OpenCV's ``IMREAD_UNCHANGED``. Encoding uses OpenCV (fast,
-16-bit PNG/TIFF) and Pillow for 8-bit gray+alpha PNG. Every write is atomic: a temporary file in the
+Pillow reduces to 8 bits: those go through OpenCV's ``IMREAD_UNCHANGED``. PNG is encoded by ``swinir.png``
+(on every core), the other formats by OpenCV (fast, 16-bit TIFF). Every write is atomic: a temporary file in the
 destination folder, then ``os.replace``, so an interrupted run never leaves a half image behind.
 
 This is the one image-file layer: every command lists (``list_images``), reads and writes images here.
@@ -34,6 +34,7 @@ from PIL import UnidentifiedImageError
 from swinir.atomic import write_bytes
 from swinir.errors import ImageReadError, ImageWriteError, OutputExistsError
 from swinir.metadata import embed_metadata, icc_fits, read_metadata
+from swinir.png import encode_png
 
 __all__ = [
     "Image",
@@ -610,13 +611,11 @@ def _fitting_profile(icc_profile: bytes | None, fmt: str, gray: bool) -> bytes |
 
 def _encode_pixels(a: np.ndarray, al: np.ndarray | None, ext: str, fmt: str, bits: int, quality: int) -> bytes:
     if al is not None and a.ndim == 2 and bits == 8 and fmt == "PNG":
-        import io as _io
-
-        stream = _io.BytesIO()
-        PILImage.fromarray(np.stack([a, al], axis=-1), mode="LA").save(stream, format="PNG", compress_level=3)
-        return stream.getvalue()
+        return encode_png(np.stack([a, al], axis=-1))
     if a.ndim == 2 and al is not None:
         a = np.repeat(a[..., None], 3, axis=2)
+    if fmt == "PNG":  # RGB(A) as it is: no BGR order, all cores (swinir.png)
+        return encode_png(a if al is None else np.concatenate([a, al[..., None]], axis=2))
     if a.ndim == 3:
         a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
     if al is not None:
@@ -627,12 +626,6 @@ def _encode_pixels(a: np.ndarray, al: np.ndarray | None, ext: str, fmt: str, bit
         params = [cv2.IMWRITE_JPEG_QUALITY, q]
     elif fmt == "WebP":
         params = [cv2.IMWRITE_WEBP_QUALITY, 101 if quality > 100 else q]  # above 100: lossless
-    elif fmt == "PNG":
-        # zlib's run-length strategy: restorations are smooth, and on them it encodes in about half the time
-        # of the default strategy, into a smaller file (builtin-x4's 6400x4800 output: 1.5 s and 19.2 MB
-        # against 2.7 s and 22.7 MB; 16-bit: 0.45 s against 1.0 s, 2% smaller); on a noisy photo (RealSRSet
-        # tiger) 4% larger, still 35% quicker
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
     try:
         ok, buf = cv2.imencode(ext if ext != ".jpeg" else ".jpg", a, params)
     except cv2.error as exc:
