@@ -1,6 +1,4 @@
-import sys
-
-from swinir.cli import main
+from swinir.cli import run_program
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_program()

@@ -9,9 +9,13 @@ inside ``run``. That keeps ``swinir --help`` at 0.5 s instead of 5 s (tests/test
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
 import os
 import sys
+import threading
+from typing import NoReturn
 
 from swinir import parameter_limit
 from swinir.errors import SwinIRError
@@ -100,3 +104,20 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+
+
+def run_program(argv: list[str] | None = None) -> NoReturn:
+    """The ``swinir`` program (``python -m swinir`` too): ``main``, then the process ends without the
+    interpreter's teardown. With torch loaded that teardown (freeing every module, torch's static
+    destructors) took 0.4-0.5 s after the work was done, on every command. What an exit must do still
+    happens: the ``atexit`` handlers run and the standard streams are flushed; outputs are already closed
+    and in place (every write is atomic). While another non-daemon thread is alive, the normal exit,
+    which waits for it. ``main`` itself returns, for callers in the same process."""
+    code = main(argv)
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing more can reach it
+            stream.flush()
+    os._exit(code)
