@@ -167,3 +167,19 @@ def test_smaller_tile_halves_to_window_multiples() -> None:
     assert smaller_tile(256, 1000, 1000, 8) == 128
     assert smaller_tile(None, 300, 200, 8) == 144
     assert smaller_tile(24, 1000, 1000, 8) is None
+
+
+def test_the_probe_stops_after_one_forward_when_that_already_settles_the_choice() -> None:
+    model = swinir.load("builtin-x4", device="cpu")
+    calls: list[int] = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    first = measured_rate(model, budget=1e9, enough=1.0)  # any real rate passes 1 FLOP/s: one forward
+    assert len(calls) == 1 and first > 1.0
+    assert measured_rate(model, budget=1e9, enough=2.0) == first and len(calls) == 1  # the lower bound answers
+    exact = measured_rate(model, budget=1e9)  # a caller that needs the rate itself: both forwards
+    assert len(calls) == 3 and exact >= first * 0.5
+    assert measured_rate(model, budget=1e9, enough=math.inf) == exact and len(calls) == 3
+    unreachable = swinir.load("builtin-x4", device="cpu")
+    unreachable.register_forward_hook(lambda *_: calls.append(2))
+    measured_rate(unreachable, budget=1e9, enough=math.inf)  # never reached: both forwards
+    assert calls.count(2) == 2

@@ -64,7 +64,8 @@ PROBE_MAX_SIDE = 128
 # chose 30 tiles of ~290 px for a 1600x1200 photo instead of 12 of 424)
 PROBE_SHARE = 0.01
 _measured: dict[tuple[int, str, str], float] = {}
-_rates: weakref.WeakKeyDictionary[nn.Module, dict[str, float]] = weakref.WeakKeyDictionary()
+# model -> probe key -> (rate, whether both probe forwards ran: else a lower bound from the first alone)
+_rates: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[float, bool]]] = weakref.WeakKeyDictionary()
 FlopsOf = Callable[[int, int], int]  # FLOPs of one forward on an h x w input
 
 
@@ -207,7 +208,9 @@ def auto_tile(
     if by_memory is None and rate is None and flops_of(height, width) <= PROBE_FLOPS:
         return None  # the whole image costs about what the probe would: no need to measure
     if rate is None:
-        rate = measured_rate(model, amp, max(PROBE_FLOPS, PROBE_SHARE * flops_of(height, width)))
+        # the whole image fits in memory: any rate from this one up lets it run whole
+        whole = longest_of(height, width) * max(1, batch_size) / SECONDS_PER_STEP if by_memory is None else None
+        rate = measured_rate(model, amp, max(PROBE_FLOPS, PROBE_SHARE * flops_of(height, width)), enough=whole)
     if not rate > 0 or math.isinf(rate):
         return by_memory
     max_wait = SECONDS_PER_STEP * rate / max(1, batch_size)
@@ -279,14 +282,20 @@ def _flops_counter(model: nn.Module) -> FlopsOf | None:
     return lambda h, w: flops(spec, h, w)
 
 
-def measured_rate(model: nn.Module, amp: torch.dtype | None = None, budget: float = PROBE_FLOPS) -> float:
+def measured_rate(
+    model: nn.Module, amp: torch.dtype | None = None, budget: float = PROBE_FLOPS, enough: float | None = None
+) -> float:
     """The model's CPU rate in counted FLOPs per second of the process's CPU time over its threads (what the
     bar sees on a machine of its own; CPU time rather than wall time, so that other jobs on a busy machine do
     not shrink the tile and with it the throughput: a loaded 2-core EPYC measured a third of the rate in wall
     time): the faster of two probe forwards on the largest window-multiple square up to ``PROBE_MAX_SIDE``
     under ``budget`` FLOPs (the first forward at a size also pays one-time costs, about 2x on builtin-x4 at
     64 px); once per model, precision and probe size. A small tile runs below the rate of a large one (builtin-x4: 64 px
-    at ~70% of 256 px's rate), so the bound errs towards tiles that finish early."""
+    at ~70% of 256 px's rate), so the bound errs towards tiles that finish early.
+
+    ``enough``: a rate past which the caller's choice no longer changes (the whole image qualifies). When the
+    first forward already reaches it, that rate (a lower bound) is returned without the second forward; it
+    is kept as a lower bound, answering later calls that need no more."""
     flops_of = _flops_counter(model)
     if flops_of is None:
         return math.inf
@@ -296,18 +305,24 @@ def measured_rate(model: nn.Module, amp: torch.dtype | None = None, budget: floa
         side += window
     known, key = _rates.setdefault(model, {}), f"{amp} {side}"
     if key in known:
-        return known[key]
+        rate, exact = known[key]
+        if exact or (enough is not None and rate >= enough):
+            return rate
     p = next(iter(model.parameters()), None)
     dtype = p.dtype if p is not None and amp is None else torch.float32
     x = torch.rand(1, int(getattr(model, "in_chans", 3)), side, side).to(dtype)
     with torch.inference_mode(), torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
         seconds = math.inf
-        for _ in range(2):
+        for attempt in range(2):
             start = time.process_time()
             model(x)
             seconds = min(seconds, (time.process_time() - start) / max(1, torch.get_num_threads()))
-    known[key] = flops_of(side, side) / max(seconds, 1e-9)
-    return known[key]
+            rate = flops_of(side, side) / max(seconds, 1e-9)
+            if attempt == 0 and enough is not None and rate >= enough:
+                known[key] = (rate, False)
+                return rate
+    known[key] = (rate, True)
+    return rate
 
 
 def smaller_tile(tile: int | None, height: int, width: int, window: int) -> int | None:
