@@ -56,3 +56,20 @@ def test_import_swinir_then_submodules_work() -> None:
     assert "swinir.io swinir.zoo swinir.evaluate" in res.stdout
     assert "swinir.checkpoint SwinIR swinir.architectures" in res.stdout  # detect tries every architecture
     assert "has no attribute 'no_such_thing'" in res.stdout
+
+
+def test_the_program_exits_with_mains_code_after_atexit_handlers_and_buffered_output() -> None:
+    """run_program skips the interpreter's teardown (os._exit), so what an exit must do is checked here:
+    atexit handlers run, buffered stdout reaches the pipe, main's code is the exit status, and a live
+    non-daemon thread gets the normal exit that waits for it."""
+    prelude = "import atexit, sys, threading, time\nfrom swinir.cli import run_program\n"
+    ok = _python(prelude + "atexit.register(lambda: print('handler ran'))\nrun_program(['models'])\n")
+    assert ok.returncode == 0, ok.stderr
+    assert "builtin-x4" in ok.stdout and ok.stdout.rstrip().endswith("handler ran")
+    bad = _python(prelude + "run_program(['info', '/nonexistent/model.pth'])\n")
+    assert bad.returncode == 1 and bad.stderr.startswith("error:")
+    waited = _python(
+        prelude + "t = threading.Thread(target=lambda: (time.sleep(0.5), print('thread done')))\n"
+        "t.start()\nrun_program(['models'])\n"
+    )
+    assert waited.returncode == 0 and "thread done" in waited.stdout
