@@ -81,6 +81,29 @@ def test_numpy_types_follow_the_input(sr2: nn.Module, crop: np.ndarray) -> None:
     assert out64.dtype == np.float64 and np.abs(out64 - out_f).max() < 1e-5
 
 
+def test_narrowing_row_by_row_gives_the_bits_of_one_piece(
+    sr2: nn.Module, crop: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    img8, img16 = crop[:24, :40], crop[:24, :40].astype(np.uint16) * 257
+    whole8, whole16 = restore(sr2, img8), restore(sr2, img16)
+    monkeypatch.setattr(engine, "FLUSH_CHUNK_BYTES", 3 * 80 * 4 * 5)  # 5 rows at a time: 10 pieces
+    assert np.array_equal(restore(sr2, img8), whole8)
+    assert np.array_equal(restore(sr2, img16), whole16)
+
+
+def test_the_finite_check_sees_nan_and_infinity_and_keeps_huge_finite_values() -> None:
+    y = torch.rand(2, 3, 50, 70)
+    assert engine._finite(y)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        z = y.clone()
+        z[1, 2, 49, 69] = bad
+        assert not engine._finite(z)
+    assert engine._finite(torch.full((4, 4), 3e38))  # the sum overflows; every value is finite
+    both = torch.full((4,), 3e38)
+    both[0] = -float("inf")
+    assert not engine._finite(both)
+
+
 def test_tensor_types_follow_the_input(sr2: nn.Module, crop: np.ndarray) -> None:
     chw = torch.from_numpy(crop[:16, :24]).permute(2, 0, 1).contiguous()
     f = chw.float() / 255

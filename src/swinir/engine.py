@@ -68,6 +68,8 @@ ENSEMBLE_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for k in range(
 # Float inputs must lie in [0, 1] up to this much: bicubic resampling of a [0, 1] image overshoots by a few
 # percent at sharp edges, while a 0..255 image or a [-1, 1] one is off by far more (and restores to garbage).
 FLOAT_RANGE_TOLERANCE = 0.05
+# rows of a result are narrowed into the output array this many bytes at a time (``_numpy_flush``)
+FLUSH_CHUNK_BYTES = 2 << 20
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in this image), called after each batch of tiles
 # (tiles done, with the running batch's part as a fraction, tiles in this image): as the model's blocks,
 # residual groups and upsampler steps finish on a CPU (swinir.model.progress), and after each batch of tiles
@@ -338,6 +340,13 @@ class _GroupsToTiles:
         self.report(self.before + self.tiles * part, self.total)
 
 
+def _finite(y: Tensor) -> bool:
+    """Whether every value is finite: one sum, since a NaN or an infinity carries through it; value by value
+    only when the sum is not finite (finite values can overflow it). On a 6400x4800 output the sum took
+    0.02 s and ``isfinite(y).all()`` 0.6 s."""
+    return bool(torch.isfinite(y.sum())) or bool(torch.isfinite(y).all())
+
+
 def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Tensor:
     try:
         y = _run(st.captured or model, x, ensemble, st.amp)
@@ -356,11 +365,11 @@ def _run_safe(model: nn.Module, x: Tensor, ensemble: bool, st: _RunState) -> Ten
         )
         st.amp = None
         y = _run(model, x, ensemble, None)
-    if not bool(torch.isfinite(y).all()):
+    if not _finite(y):
         if st.amp is not None:
             st.recomputed += x.shape[0]
             y = _run(model, x, ensemble, None)
-        if not bool(torch.isfinite(y).all()):
+        if not _finite(y):
             raise SwinIRError(
                 "the model's output is NaN or infinite even in fp32 (are the checkpoint's weights finite?); "
                 "nothing was produced for this image"
@@ -507,11 +516,16 @@ def _numpy_flush(out: np.ndarray, result_ch: int) -> Flush:
 
     def flush(r0: int, r1: int, c0: int, c1: int, values: Tensor) -> None:
         dst = torch.from_numpy(out[r0:r1, c0:c1, :result_ch])
-        if integer is not None:  # scaled, rounded half to even, clipped and narrowed in channel-first order,
-            # on PyTorch's threads; then one strided copy of the narrow values (a 6400x4800 output: 0.5 s
-            # against 1.2 s through NumPy, the same bits)
-            values = values.mul(maxv).round_().clamp_(0, maxv).to(integer)
-        dst.copy_(values.permute(1, 2, 0))
+        # a few MB of rows at a time, so that each step reads what the last one wrote from cache: scaled,
+        # rounded half to even, clipped and narrowed in channel-first order on PyTorch's threads, then one
+        # strided copy of the narrow values (a 6400x4800 output: 0.08 s, against 0.28 s in one piece and
+        # 1.2 s through NumPy, the same bits)
+        step = max(1, FLUSH_CHUNK_BYTES // max(1, values.shape[0] * values.shape[2] * values.element_size()))
+        for r in range(0, values.shape[1], step):
+            part = values[:, r : r + step]
+            if integer is not None:
+                part = part.mul(maxv).round_().clamp_(0, maxv).to(integer)
+            dst[r : r + step].copy_(part.permute(1, 2, 0))
 
     return flush
 
