@@ -1,5 +1,5 @@
 """`swinir restore -v` says whether swinir's CPU kernels run for the model, and why not (it said nothing
-while they ran)."""
+while they ran), and how each image was tiled (``--tile auto``'s choice was seen only in the bar)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def _note(tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str], *extr
     img = tmp_path / "in.png"
     write_image(img, np.full((12, 12, 3), 100, np.uint8))
     assert main(["restore", str(img), "-o", str(tmp_path / "out"), "--model", str(model), "--overwrite", *extra]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    err = capsys.readouterr().err.splitlines()
+    notes = [line for line in err if line.startswith("note: ") and not line.startswith("note: in.png: ")]
     assert len(notes) <= 1
     return notes[0] if notes else ""
 
@@ -50,3 +51,19 @@ def test_verbose_says_when_the_model_does_not_fit_the_kernels(tmp_path: Path, ca
     assert (
         note.startswith("note: swinir's CPU kernels (") and "do not fit this model (window 4, head widths [48]" in note
     )
+
+
+def test_verbose_says_how_each_image_was_tiled(tiny_x2_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    img = tmp_path / "in.png"
+    write_image(img, np.full((20, 36, 3), 100, np.uint8))
+
+    def tiling(*extra: str) -> list[str]:
+        out = str(tmp_path / "out")
+        assert main(["restore", str(img), "-o", out, "--model", str(tiny_x2_checkpoint), "--overwrite", *extra]) == 0
+        return [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: in.png: ")]
+
+    assert tiling("-v") == ["note: in.png: the whole image (20x36) in one forward"]
+    assert tiling("-v", "--tile", "16", "--overlap", "4") == [
+        "note: in.png: 6 tiles (2 rows x 3 columns) of up to 12x16, overlapping by up to 8"
+    ]  # laid evenly (swinir.tiling): rows 0-12 and 8-20; columns 0-16, 8-24 and 20-36
+    assert tiling("--tile", "16", "--overlap", "4") == []  # only with -v

@@ -76,6 +76,8 @@ TileProgress = Callable[[int, int], None]  # (tiles done, tiles in this image), 
 # (tiles done, with the running batch's part as a fraction, tiles in this image): as the model's blocks,
 # residual groups and upsampler steps finish on a CPU (swinir.model.progress), and after each batch of tiles
 PartProgress = Callable[[float, int], None]
+# (row spans, column spans) of the input that the tiles cover, as laid for an image (again after a halving)
+TilePlan = Callable[[Sequence[tuple[int, int]], Sequence[tuple[int, int]]], None]
 
 
 def _notice(message: str) -> None:
@@ -425,6 +427,7 @@ class _Context:
     progress: bool
     on_tile: TileProgress | None
     on_progress: PartProgress | None = None
+    on_plan: TilePlan | None = None
 
 
 def _place(model: nn.Module, device: str | torch.device | None) -> torch.device:
@@ -458,6 +461,7 @@ def restore(
     progress: bool = False,
     on_tile: TileProgress | None = None,
     on_progress: PartProgress | None = None,
+    on_plan: TilePlan | None = None,
     allow_out_of_range: bool = False,
     **overrides: Any,
 ) -> ArrayOrTensor:
@@ -475,7 +479,8 @@ def restore(
     ``progress``: a tqdm bar of tiles; ``on_tile(done, total)`` is called after each batch of tiles.
     ``on_progress(done, total)``: the same count with fractions of the running batch, reported by the
     model's blocks, residual groups and upsampler steps on a CPU, where one large tile takes seconds
-    (eager forwards only).
+    (eager forwards only). ``on_plan(rows, columns)``: the input's row and column spans of the tiles, once
+    they are laid (``--tile auto`` measured, or the tile given), again if an out-of-memory error halves them.
     ``allow_out_of_range``: accept float inputs outside [0, 1] (the unclipped noisy inputs of the
     denoising protocol); otherwise they raise, since a 0..255 float image restores to garbage.
     """
@@ -487,7 +492,8 @@ def restore(
     dev = _place(model, opts.device)
     scale, _, _, window = _model_info(model)
     chosen = choose_precision(opts.precision, model, dev).name
-    ctx = _Context(model, opts, resolve_precision(chosen, dev), dev, scale, window, progress, on_tile, on_progress)
+    amp = resolve_precision(chosen, dev)
+    ctx = _Context(model, opts, amp, dev, scale, window, progress, on_tile, on_progress, on_plan)
     was_training = model.training
     model.eval()
     try:
@@ -665,6 +671,8 @@ def _tiled(ctx: _Context, src: _Source, plan: _Plan, flush: Flush) -> None:
     from tqdm import tqdm
 
     ys, xs = _spans(ctx, src.height, src.width)
+    if ctx.on_plan is not None:
+        ctx.on_plan(ys, xs)
     scale = ctx.scale
     wy, wx = axis_weights(ys, scale), axis_weights(xs, scale)
     blender = _Blender(plan.out_channels, src.width * scale, [(a * scale, b * scale) for a, b in ys], flush)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,7 @@ class FileRun:
     root: Path | None = None
     on_tile: Callable[[int, int], None] | None = None
     on_progress: Callable[[float, int], None] | None = None  # engine.restore's: tiles done with fractions
+    on_plan: Callable[[Sequence[tuple[int, int]], Sequence[tuple[int, int]]], None] | None = None  # the tiles laid
 
 
 def _check_destination(dst: Path, run: FileRun, src: Path) -> None:
@@ -152,7 +153,9 @@ def restore_file(run: FileRun, src: str | os.PathLike[str], dst: str | os.PathLi
         if frames > 1:
             notice(f"an animated image of {frames} frames: only the first frame is restored")
         data = img.array if img.alpha is None else np.dstack([img.array, img.alpha])
-        out = restore(run.model, data, run.options, on_tile=run.on_tile, on_progress=run.on_progress)
+        out = restore(
+            run.model, data, run.options, on_tile=run.on_tile, on_progress=run.on_progress, on_plan=run.on_plan
+        )
         alpha = None
         if img.alpha is not None:
             out, alpha = out[..., :-1], out[..., -1]

@@ -15,7 +15,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -438,8 +438,13 @@ def _progress_bar(total: int, disable: bool) -> Any:
 class _ImageBar:
     """The per-image bar, advanced by fractions of an image as its tiles finish (with the tile count)."""
 
-    def __init__(self, bar: Any) -> None:
+    def __init__(self, bar: Any, say: Callable[[str], None] | None = None) -> None:
         self.bar, self.done, self.name, self.shown = bar, 0, "", 0.0
+        self.say = say  # with -v: each image's tiling, as laid
+
+    def on_plan(self, rows: Sequence[tuple[int, int]], cols: Sequence[tuple[int, int]]) -> None:
+        if self.say is not None:
+            self.say(f"note: {self.name}: {tiling_note(rows, cols)}")
 
     def start(self, name: str) -> None:
         self.name = name
@@ -466,6 +471,18 @@ class _ImageBar:
         self.done += 1
         self.bar.n = self.done
         self.bar.refresh()
+
+
+def tiling_note(rows: Sequence[tuple[int, int]], cols: Sequence[tuple[int, int]]) -> str:
+    """How an image is tiled, in input pixels: "the whole image (1200x1600) in one forward", or "12 tiles
+    (3 rows x 4 columns) of up to 424x424, overlapping by up to 32"."""
+    if len(rows) == 1 and len(cols) == 1:
+        return f"the whole image ({rows[0][1] - rows[0][0]}x{cols[0][1] - cols[0][0]}) in one forward"
+    height, width = max(b - a for a, b in rows), max(b - a for a, b in cols)
+    overlap = max((end - start for spans in (rows, cols) for (_, end), (start, _) in zip(spans, spans[1:])), default=0)
+    shared = f", overlapping by up to {overlap}" if overlap > 0 else ""
+    grid = f"{len(rows)} row{'s' if len(rows) > 1 else ''} x {len(cols)} column{'s' if len(cols) > 1 else ''}"
+    return f"{len(rows) * len(cols)} tiles ({grid}) of up to {height}x{width}{shared}"
 
 
 def _fail_line(src: Path, exc: BaseException) -> str:
@@ -521,8 +538,8 @@ def _restore_all(
 
     ok = failures = exists = 0
     with _progress_bar(len(jobs), disable=not info.main) as bar:
-        images = _ImageBar(bar)
-        run.on_tile, run.on_progress = images.on_tile, images.on_progress
+        images = _ImageBar(bar, (lambda line: tqdm.write(line, file=sys.stderr)) if args.verbose else None)
+        run.on_tile, run.on_progress, run.on_plan = images.on_tile, images.on_progress, images.on_plan
         for job in jobs:
             images.start(job.src.name)
             try:
