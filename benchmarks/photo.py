@@ -52,6 +52,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import swinir
 from inference import load_spandrel_swinir, machine, sgemm_peak
+from swinir.heap import keep_freed_memory
 from swinir.io import write_image
 from swinir.model.flops import flops
 from swinir.paths import released_configurations, shared_dir
@@ -194,7 +195,9 @@ def original_worker(ckpt: str, config_json: str, photo: str, out: str, tile: int
 def forward_rate(ckpt: Path, tile_h: int, tile_w: int, precision: str, image: np.ndarray) -> tuple[float, float, str]:
     """FLOPs per wall second and per CPU second (all threads) of the model's own forward on one tile of the
     photo (best of two after a warm-up), in the precision restore resolves to, and that precision's
-    description."""
+    description. The heap keeps freed memory as restore's does (``swinir.heap``), so that the forward here
+    reuses its pages as the forward in restore does."""
+    keep_freed_memory()
     model = swinir.load(ckpt, device="cpu").eval()
     chosen = choose(precision, model)
     crop = image[:tile_h, :tile_w].astype(np.float32) / 255.0
