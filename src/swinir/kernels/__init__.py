@@ -397,11 +397,7 @@ def _layer_norm_fn(lib: ctypes.CDLL) -> Any:
     return fn
 
 
-def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, out_dtype: torch.dtype) -> Tensor:
-    """``F.layer_norm`` over the last dimension of contiguous fp32 or bf16 ``x`` (computed in fp32, as PyTorch
-    computes bf16 LayerNorms), returned in ``out_dtype``: fp32, or bf16 rounded to nearest even from the fp32
-    result, as ``.to(torch.bfloat16)`` rounds. No autograd: inference only. ``weight`` and ``bias``: fp32
-    (C,) or None."""
+def _check_layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, out_dtype: torch.dtype) -> ctypes.CDLL:
     lib = _load()
     if lib is None:
         raise RuntimeError(f"the CPU kernels are not available: {_status}")
@@ -413,11 +409,46 @@ def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and (t.dtype != torch.float32 or t.shape != (c,) or not t.is_contiguous()):
             raise ValueError(f"layer_norm's {name} must be contiguous fp32 ({c},), got {t.dtype} {tuple(t.shape)}")
+    return lib
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, out_dtype: torch.dtype) -> Tensor:
+    """``F.layer_norm`` over the last dimension of contiguous fp32 or bf16 ``x`` (computed in fp32, as PyTorch
+    computes bf16 LayerNorms), returned in ``out_dtype``: fp32, or bf16 rounded to nearest even from the fp32
+    result, as ``.to(torch.bfloat16)`` rounds. No autograd: inference only. ``weight`` and ``bias``: fp32
+    (C,) or None."""
+    lib = _check_layer_norm(x, weight, bias, out_dtype)
+    c = x.shape[-1]
     out = torch.empty(x.shape, dtype=out_dtype)
     rows = x.numel() // c if c else 0
     if rows:
-        w_ptr = None if weight is None else weight.data_ptr()
-        b_ptr = None if bias is None else bias.data_ptr()
         in_bf16, out_bf16 = int(x.dtype == torch.bfloat16), int(out_dtype == torch.bfloat16)
-        _layer_norm_fn(lib)(x.data_ptr(), rows, c, w_ptr, b_ptr, eps, out.data_ptr(), in_bf16, out_bf16)
+        _layer_norm_fn(lib)(x.data_ptr(), rows, c, _ptr(weight), _ptr(bias), eps, out.data_ptr(), in_bf16, out_bf16)
+    return out
+
+
+def add_layer_norm(
+    x: Tensor, residual: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, out_dtype: torch.dtype
+) -> Tensor:
+    """``x += residual`` in place, then ``layer_norm`` of the sum, in one pass over the rows (a block's
+    residual add and the pre-norm that follows it). ``x`` and ``residual``: contiguous fp32 of one shape."""
+    lib = _check_layer_norm(x, weight, bias, out_dtype)
+    if x.dtype != torch.float32 or residual.dtype != torch.float32 or residual.shape != x.shape:
+        raise ValueError(f"add_layer_norm adds fp32 of one shape, got {x.dtype} {tuple(x.shape)} and "
+                         f"{residual.dtype} {tuple(residual.shape)}")
+    residual = residual.contiguous()
+    c = x.shape[-1]
+    out = torch.empty(x.shape, dtype=out_dtype)
+    rows = x.numel() // c if c else 0
+    if rows:
+        fn = lib.swinir_add_layer_norm
+        if fn.argtypes is None:
+            fn.restype = None
+            fn.argtypes = [ctypes.c_void_p, *_LAYER_NORM_ARGS, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+        out_bf16 = int(out_dtype == torch.bfloat16)
+        fn(x.data_ptr(), residual.data_ptr(), rows, c, _ptr(weight), _ptr(bias), eps, out.data_ptr(), out_bf16)
     return out

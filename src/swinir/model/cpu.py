@@ -83,6 +83,9 @@ CPU_CHUNK_MIN_TOKENS = 2048 if onednn_avx512() else 0
 # (AMD Zen 4, one thread; benchmarks/results_cpu.md, session 11). bf16 keeps the post-op: the add after it
 # would round the product to bf16 before adding.
 RESIDUAL_POSTOP = False
+# the output projection's residual added by the LayerNorm kernel of norm2 as it normalises the sum
+# (``linear_residual_norm``; fp32 chunked path), else added after the GEMM and normalised in a second pass
+ADD_NORM_KERNEL = True
 
 
 def values_key(t: Tensor) -> tuple[Any, ...]:
@@ -246,19 +249,47 @@ def norm(module: nn.LayerNorm, x: Tensor, ex: Exec) -> Tensor:
     kernel reads fp32 or bf16 rows (under bf16 autocast the residual stream is bf16 from ``conv_first`` on)
     and writes that dtype: bf16 under bf16 autocast, what the bf16 linear takes (rounded as
     ``.to(torch.bfloat16)`` rounds), fp32 otherwise. Else PyTorch's LayerNorm (any dtype, autograd, export)."""
+    if ex.norm_dtype is None or not _norm_kernel_takes(module, x):
+        out: Tensor = module(x)
+        return out
+    return kernels.layer_norm(x, module.weight, module.bias, module.eps, ex.norm_dtype)
+
+
+def _norm_kernel_takes(module: nn.LayerNorm, x: Tensor) -> bool:
     w, b = module.weight, module.bias
-    if (
-        ex.norm_dtype is None
-        or torch.is_grad_enabled()
+    return not (
+        torch.is_grad_enabled()
         or x.dtype not in (torch.float32, torch.bfloat16)
         or not x.is_contiguous()
         or len(module.normalized_shape) != 1
         or (w is not None and w.dtype != torch.float32)
         or (b is not None and b.dtype != torch.float32)
+    )
+
+
+def linear_residual_norm(
+    layer: nn.Linear, x: Tensor, residual: Tensor, module: nn.LayerNorm, ex: Exec
+) -> tuple[Tensor, Tensor]:
+    """``s = linear(layer, x) + residual`` and ``norm(module, s)``: a block's output projection, its residual
+    and the MLP's pre-norm. In fp32 on the chunked path (``ADD_NORM_KERNEL``) the residual is added by the
+    LayerNorm kernel while it normalises the rows (``kernels.add_layer_norm``), a pass over the chunk fewer
+    than the add after the GEMM and the norm apart."""
+    f32 = torch.float32
+    if (
+        ADD_NORM_KERNEL
+        and not RESIDUAL_POSTOP
+        and ex.norm_dtype == f32
+        and ex.linear_dtype == f32
+        and x.dtype == residual.dtype == f32
+        and _norm_kernel_takes(module, residual)
     ):
-        out: Tensor = module(x)
-        return out
-    return kernels.layer_norm(x, w, b, module.eps, ex.norm_dtype)
+        s = linear(layer, x, ex)
+        if s.shape == residual.shape and s.is_contiguous():
+            return s, kernels.add_layer_norm(s, residual, module.weight, module.bias, module.eps, f32)
+        s.add_(residual)
+    else:
+        s = linear(layer, x, ex, residual=residual)
+    return s, norm(module, s, ex)
 
 
 def _packed_weight(layer: nn.Linear, dt: torch.dtype, rows: int) -> Tensor:

@@ -215,8 +215,8 @@ class HAB(BiasCached):
         path); ``base``: the same rows of the residual plus the scaled convolution branch."""
         attn, mlp = self.attn, self.mlp
         a = attend(cpu.linear(attn.qkv, ys, ex), attn.scale)  # bf16 or fp32 in, the same out
-        xs = cpu.linear(attn.proj, cpu.projection_input(a, attn.proj, ex), ex, residual=base)
-        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, cpu.norm(self.norm2, xs, ex), ex, gelu=True), ex, residual=xs)
+        xs, y = cpu.linear_residual_norm(attn.proj, cpu.projection_input(a, attn.proj, ex), base, self.norm2, ex)
+        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, y, ex, gelu=True), ex, residual=xs)
 
     def forward(
         self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None, *, size: tuple[int, int]

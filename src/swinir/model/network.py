@@ -98,8 +98,8 @@ class SwinTransformerBlock(BiasCached):
         """The whole block on a chunk of tokens (tokens, C) in window order (the chunked CPU path)."""
         attn, mlp = self.attn, self.mlp
         a = attend(cpu.linear(attn.qkv, cpu.norm(self.norm1, xs, ex), ex), attn.scale)  # bf16 or fp32 in, the same out
-        xs = cpu.linear(attn.proj, cpu.projection_input(a, attn.proj, ex), ex, residual=xs)
-        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, cpu.norm(self.norm2, xs, ex), ex, gelu=True), ex, residual=xs)
+        xs, y = cpu.linear_residual_norm(attn.proj, cpu.projection_input(a, attn.proj, ex), xs, self.norm2, ex)
+        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, y, ex, gelu=True), ex, residual=xs)
 
     def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None) -> Tensor:
         """x: (B, H*W, C) in window order -> same. ``plan`` is needed by shifted blocks. ``out``: a buffer
