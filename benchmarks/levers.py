@@ -48,6 +48,8 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "one-thread chunk flipped": lambda: cpu_setting(CPU_CHUNK_MIN_TOKENS=0 if cpu.CPU_CHUNK_MIN_TOKENS else 2048),
     # fp32 proj and fc2: the residual by oneDNN's binary post-op instead of added after the inner product
     "residual by post-op": lambda: cpu_setting(RESIDUAL_POSTOP=True),
+    # the residual adds apart from norm2 and from the put into the block's output (add, then norm / copy)
+    "residual adds unfused": lambda: cpu_setting(ADD_NORM_KERNEL=False, ADD_ROWS_KERNEL=False),
     "attention by SDPA (Winograd kept)": lambda: cpu_setting(ATTENTION_KERNEL=False),
     "pre-norms by PyTorch's LayerNorm": lambda: cpu_setting(LAYER_NORM_KERNEL=False),
     "kernels off, chunked (SDPA)": lambda: no_kernels(CHUNKED_WITHOUT_KERNEL=True),
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     timer = time.process_time if args.threads == 1 else time.perf_counter
     released = released_configurations()
     defaults = f"FUSE_GELU {cpu.FUSE_GELU}, PREPACK_WEIGHTS {cpu.PREPACK_WEIGHTS}, CPU_CHUNK_MIN_TOKENS {cpu.CPU_CHUNK_MIN_TOKENS}"
-    defaults += f", RESIDUAL_POSTOP {cpu.RESIDUAL_POSTOP}"
+    defaults += f", RESIDUAL_POSTOP {cpu.RESIDUAL_POSTOP}, ADD_NORM_KERNEL {cpu.ADD_NORM_KERNEL}"
+    defaults += f", ADD_ROWS_KERNEL {cpu.ADD_ROWS_KERNEL}"
     print(f"# {machine()}; {kernels.status()}; defaults: {defaults}")
     print("| case | " + " | ".join(f"{v} ms (median / min)" for v in variants) + " |")
     print("|---|" + "---|" * len(variants))

@@ -6,7 +6,9 @@ window-attention kernel in ``window_attention.c`` computes each window and head 
 in L1 and reads q, k, v straight from the qkv projection's output (fp32, or bf16 widened inside the kernel,
 with a bf16 result: the bf16 path needs no separate casts). ``winograd.c`` holds the transforms of
 Winograd F(2x2, 3x3) and F(4x4, 3x3) for the larger 3x3 convolutions. ``layer_norm.c`` normalises the
-chunks' rows before qkv and fc1, writing bf16 straight away where a bf16 linear follows.
+chunks' rows before qkv and fc1, writing bf16 straight away where a bf16 linear follows (and adds the output
+projection's residual on the way); ``rows.c`` writes a chunk's last residual sum straight into its rows of the
+block's output.
 
 Built per instruction set from one source (``simd.h``): AVX-512 where the CPU has it, else AVX2 + FMA;
 ``SWINIR_CPU_ISA=avx512|avx2|none`` forces one (CI runs the AVX2 build on AVX-512 machines this way).
@@ -40,7 +42,7 @@ from torch import Tensor
 from swinir.atomic import atomic_path
 from swinir.paths import cache_dir
 
-SOURCES = tuple(Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c", "layer_norm.c"))
+SOURCES = tuple(Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c", "layer_norm.c", "rows.c"))
 HEADERS = (Path(__file__).with_name("simd.h"),)
 CFLAGS = ("-O3", "-fPIC", "-shared")
 # One source, built once per instruction set; chosen from the CPU's flags, or forced with SWINIR_CPU_ISA
@@ -438,8 +440,10 @@ def add_layer_norm(
     residual add and the pre-norm that follows it). ``x`` and ``residual``: contiguous fp32 of one shape."""
     lib = _check_layer_norm(x, weight, bias, out_dtype)
     if x.dtype != torch.float32 or residual.dtype != torch.float32 or residual.shape != x.shape:
-        raise ValueError(f"add_layer_norm adds fp32 of one shape, got {x.dtype} {tuple(x.shape)} and "
-                         f"{residual.dtype} {tuple(residual.shape)}")
+        raise ValueError(
+            f"add_layer_norm adds fp32 of one shape, got {x.dtype} {tuple(x.shape)} and "
+            f"{residual.dtype} {tuple(residual.shape)}"
+        )
     residual = residual.contiguous()
     c = x.shape[-1]
     out = torch.empty(x.shape, dtype=out_dtype)
@@ -452,3 +456,31 @@ def add_layer_norm(
         out_bf16 = int(out_dtype == torch.bfloat16)
         fn(x.data_ptr(), residual.data_ptr(), rows, c, _ptr(weight), _ptr(bias), eps, out.data_ptr(), out_bf16)
     return out
+
+
+def add_rows(y: Tensor, residual: Tensor, dst: Tensor, first: int, index: Tensor | None) -> None:
+    """``dst[first + i] = y[i] + residual[i]`` for each row i of the (rows, C) fp32 ``y``, or ``dst[index[i]]``
+    with an int64 ``index`` (a shifted block's chunk, in shifted-window order): the add and the copy (or
+    scatter) into the block's output in one pass. ``dst``: contiguous fp32 (tokens, C). The caller keeps
+    the rows inside ``dst`` (the index is a permutation of its rows, or ``first + rows`` fits)."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"the CPU kernels are not available: {_status}")
+    rows, c = y.shape
+    ok = all(t.dtype == torch.float32 and t.is_contiguous() for t in (y, residual, dst))
+    if not ok or residual.shape != y.shape or dst.dim() != 2 or dst.shape[1] != c:
+        raise ValueError(
+            f"add_rows takes contiguous fp32 y, residual (rows, C) and dst (tokens, C); got {tuple(y.shape)}, "
+            f"{tuple(residual.shape)}, {tuple(dst.shape)}"
+        )
+    if index is not None and (index.dtype != torch.int64 or not index.is_contiguous() or index.numel() != rows):
+        raise ValueError(f"add_rows' index must be {rows} contiguous int64 row numbers")
+    if index is None and not 0 <= first <= dst.shape[0] - rows:
+        raise ValueError(f"rows {first}..{first + rows} are not inside dst's {dst.shape[0]}")
+    fn = lib.swinir_add_rows
+    if fn.argtypes is None:
+        fn.restype = None
+        p, i64 = ctypes.c_void_p, ctypes.c_int64
+        fn.argtypes = [p, p, i64, i64, p, i64, p]
+    if rows:
+        fn(y.data_ptr(), residual.data_ptr(), rows, c, _ptr(index), first, dst.data_ptr())

@@ -86,6 +86,9 @@ RESIDUAL_POSTOP = False
 # the output projection's residual added by the LayerNorm kernel of norm2 as it normalises the sum
 # (``linear_residual_norm``; fp32 chunked path), else added after the GEMM and normalised in a second pass
 ADD_NORM_KERNEL = True
+# a chunk's last residual (fc2's) added as the sum is written into the block's output (``ChunkRows.put_sum``;
+# fp32 chunked path), else added in place and then copied or scattered there
+ADD_ROWS_KERNEL = True
 
 
 def values_key(t: Tensor) -> tuple[Any, ...]:
@@ -409,6 +412,43 @@ class ChunkAttention:
         return _chunk_attention(qkv5, self.bias, self.counts, self.first, scale)
 
 
+class ChunkRows:
+    """Where a chunk's result goes: rows ``first:first + count`` of the block's (tokens, C) output ``dst``,
+    or its rows ``index`` (a shifted block's chunk, which stays in shifted-window order until here)."""
+
+    def __init__(self, dst: Tensor, first: int, count: int, index: Tensor | None) -> None:
+        self.dst, self.first, self.count, self.index = dst, first, count, index
+
+    def put(self, xs: Tensor) -> None:
+        """The chunk's result ``xs`` (count, C) copied (or scattered) into place."""
+        if self.index is None:
+            self.dst[self.first : self.first + self.count].copy_(xs)
+        else:
+            self.dst.index_copy_(0, self.index, xs)
+
+    def put_sum(self, layer: nn.Linear, x: Tensor, residual: Tensor, ex: Exec) -> None:
+        """``linear(layer, x, residual=residual)`` put into place; in fp32 with the kernels
+        (``ADD_ROWS_KERNEL``) the residual is added as the sum is written into place
+        (``kernels.add_rows``): one pass over the chunk instead of the add and the copy."""
+        f32 = torch.float32
+        if (
+            ADD_ROWS_KERNEL
+            and not RESIDUAL_POSTOP
+            and ex.norm_dtype == f32  # the kernels are built and this is the fp32 chunked path
+            and ex.linear_dtype == f32
+            and x.dtype == residual.dtype == self.dst.dtype == f32
+            and residual.is_contiguous()
+            and self.dst.is_contiguous()
+        ):
+            y = linear(layer, x, ex)
+            if y.shape == residual.shape and y.is_contiguous():
+                kernels.add_rows(y, residual, self.dst, self.first, self.index)
+                return
+            self.put(y.add_(residual))
+            return
+        self.put(linear(layer, x, ex, residual=residual))
+
+
 def projection_input(a: Tensor, layer: nn.Linear, ex: Exec) -> Tensor:
     """The attention output ``a`` as the output projection takes it: as it is when it already has the
     dtype that ``linear`` runs in (bf16 from the kernel), else in the layer's weight dtype."""
@@ -427,7 +467,7 @@ class ChunkedBlock(Protocol):
 
     def attn_bias(self, device: torch.device) -> Tensor: ...
 
-    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor: ...
+    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec, out: ChunkRows) -> None: ...
 
 
 class ChunkedBlockWithSide(Protocol):
@@ -441,7 +481,9 @@ class ChunkedBlockWithSide(Protocol):
 
     def attn_bias(self, device: torch.device) -> Tensor: ...
 
-    def forward_chunk_side(self, xs: Tensor, side: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor: ...
+    def forward_chunk_side(
+        self, xs: Tensor, side: Tensor, attend: ChunkAttention, ex: Exec, out: ChunkRows
+    ) -> None: ...
 
 
 def forward_chunked(
@@ -482,15 +524,12 @@ def forward_chunked(
         idx = None if plan is None or block.shift_size == 0 else plan.perm[t0:t1]
         xs = src[t0:t1] if idx is None else src.index_select(0, idx)
         attend = ChunkAttention(bias, counts, group_end, t0 // n, n, heads, ex.attn_kernel, bias_t)
+        rows_out = ChunkRows(dst, t0, t1 - t0, idx)
         if beside is None:
-            xs = block.forward_chunk(xs, attend, ex)  # type: ignore[union-attr]
+            block.forward_chunk(xs, attend, ex, rows_out)  # type: ignore[union-attr]
         else:
             rows = beside[t0:t1] if idx is None else beside.index_select(0, idx)
-            xs = block.forward_chunk_side(xs, rows, attend, ex)  # type: ignore[union-attr]
-        if idx is None:
-            dst[t0:t1].copy_(xs)
-        else:
-            dst.index_copy_(0, idx, xs)
+            block.forward_chunk_side(xs, rows, attend, ex, rows_out)  # type: ignore[union-attr]
     return out
 
 
