@@ -48,6 +48,12 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "one-thread chunk flipped": lambda: cpu_setting(CPU_CHUNK_MIN_TOKENS=0 if cpu.CPU_CHUNK_MIN_TOKENS else 2048),
     # fp32 proj and fc2: the residual by oneDNN's binary post-op instead of added after the inner product
     "residual by post-op": lambda: cpu_setting(RESIDUAL_POSTOP=True),
+    # where the GELU runs after fc1's GEMM (AVX2 code): PyTorch's instead of the C kernel
+    "GELU by PyTorch": lambda: cpu_setting(GELU_KERNEL=False),
+    # session 10's fp32 path: residuals by the post-op, PyTorch's GELU, no fused adds
+    "session 10 path": lambda: cpu_setting(
+        RESIDUAL_POSTOP=True, GELU_KERNEL=False, ADD_NORM_KERNEL=False, ADD_ROWS_KERNEL=False
+    ),
     # the residual adds apart from norm2 and from the put into the block's output (add, then norm / copy)
     "residual adds unfused": lambda: cpu_setting(ADD_NORM_KERNEL=False, ADD_ROWS_KERNEL=False),
     "attention by SDPA (Winograd kept)": lambda: cpu_setting(ATTENTION_KERNEL=False),
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     released = released_configurations()
     defaults = f"FUSE_GELU {cpu.FUSE_GELU}, PREPACK_WEIGHTS {cpu.PREPACK_WEIGHTS}, CPU_CHUNK_MIN_TOKENS {cpu.CPU_CHUNK_MIN_TOKENS}"
     defaults += f", RESIDUAL_POSTOP {cpu.RESIDUAL_POSTOP}, ADD_NORM_KERNEL {cpu.ADD_NORM_KERNEL}"
-    defaults += f", ADD_ROWS_KERNEL {cpu.ADD_ROWS_KERNEL}"
+    defaults += f", ADD_ROWS_KERNEL {cpu.ADD_ROWS_KERNEL}, GELU_KERNEL {cpu.GELU_KERNEL}"
     print(f"# {machine()}; {kernels.status()}; defaults: {defaults}")
     print("| case | " + " | ".join(f"{v} ms (median / min)" for v in variants) + " |")
     print("|---|" + "---|" * len(variants))

@@ -8,7 +8,7 @@ with a bf16 result: the bf16 path needs no separate casts). ``winograd.c`` holds
 Winograd F(2x2, 3x3) and F(4x4, 3x3) for the larger 3x3 convolutions. ``layer_norm.c`` normalises the
 chunks' rows before qkv and fc1, writing bf16 straight away where a bf16 linear follows (and adds the output
 projection's residual on the way); ``rows.c`` writes a chunk's last residual sum straight into its rows of the
-block's output.
+block's output; ``gelu.c`` applies the exact GELU to fc1's fp32 output where oneDNN's GELU post-op is not used.
 
 Built per instruction set from one source (``simd.h``): AVX-512 where the CPU has it, else AVX2 + FMA;
 ``SWINIR_CPU_ISA=avx512|avx2|none`` forces one (CI runs the AVX2 build on AVX-512 machines this way).
@@ -42,7 +42,9 @@ from torch import Tensor
 from swinir.atomic import atomic_path
 from swinir.paths import cache_dir
 
-SOURCES = tuple(Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c", "layer_norm.c", "rows.c"))
+SOURCES = tuple(
+    Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c", "layer_norm.c", "rows.c", "gelu.c")
+)
 HEADERS = (Path(__file__).with_name("simd.h"),)
 CFLAGS = ("-O3", "-fPIC", "-shared")
 # One source, built once per instruction set; chosen from the CPU's flags, or forced with SWINIR_CPU_ISA
@@ -484,3 +486,20 @@ def add_rows(y: Tensor, residual: Tensor, dst: Tensor, first: int, index: Tensor
         fn.argtypes = [p, p, i64, i64, p, i64, p]
     if rows:
         fn(y.data_ptr(), residual.data_ptr(), rows, c, _ptr(index), first, dst.data_ptr())
+
+
+def gelu_(x: Tensor) -> Tensor:
+    """The exact (erf) GELU of contiguous fp32 ``x`` in place (``F.gelu`` to ~1e-6 relative; erf by a rational
+    approximation, see gelu.c); returns ``x``. No autograd: inference only."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"the CPU kernels are not available: {_status}")
+    if x.dtype != torch.float32 or not x.is_contiguous():
+        raise ValueError(f"gelu_ takes a contiguous fp32 tensor, got {x.dtype} {tuple(x.shape)}")
+    fn = lib.swinir_gelu
+    if fn.argtypes is None:
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    if x.numel():
+        fn(x.data_ptr(), x.numel())
+    return x

@@ -77,6 +77,9 @@ FUSE_GELU = onednn_avx512()
 # (lightweight 8192 against 4096: 0.95-1.01x; bf16 4096 against 2048: 0.94-0.98x; benchmarks/results_cpu.md,
 # session 9), so this is a floor in tokens, not a larger budget in bytes.
 CPU_CHUNK_MIN_TOKENS = 2048 if onednn_avx512() else 0
+# Where the GELU runs after fc1's GEMM (``FUSE_GELU`` off), the C kernel (``kernels.gelu_``: erf by a rational
+# approximation, about half the multiply-adds of PyTorch's) instead of PyTorch's in-place GELU
+GELU_KERNEL = True
 # fp32 linears with a residual (proj, fc2) through oneDNN's binary post-op, else the inner product alone and
 # the residual added in place after it. The add after measured faster with oneDNN's AVX2 and AVX-512 code
 # alike: per call inside the model, proj 180 -> 180 1.13x (AVX2) and 1.06x (AVX-512), fc2 1.06x and 1.02-1.03x
@@ -164,7 +167,7 @@ class Exec:
     attention through the C kernel, else through ``scaled_dot_product_attention`` per chunk (ARM, macOS,
     ``SWINIR_CPU_KERNELS=0``). ``winograd``: large fp32 3x3 convs through ``kernels.conv3x3``.
     ``norm_dtype``: the dtype the C LayerNorm kernel writes for the chunks' pre-norms (``norm``), or None
-    for ``F.layer_norm``.
+    for ``F.layer_norm``. ``gelu_kernel``: fp32 GELUs after the GEMM may take ``kernels.gelu_``.
     """
 
     fp16_safe: bool = False
@@ -173,6 +176,7 @@ class Exec:
     winograd: bool = False
     attn_kernel: bool = False
     norm_dtype: torch.dtype | None = None
+    gelu_kernel: bool = False
 
 
 PLAIN = Exec()
@@ -203,7 +207,7 @@ def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     if x.dtype != place.dtype:
         return Exec(fp16_safe)
     if x.dtype == f32:
-        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, chunked, built, attn, f32 if ln else None)
+        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, chunked, built, attn, f32 if ln else None, built)
     if x.dtype == bf16:
         return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn)
     return Exec(fp16_safe)
@@ -241,7 +245,10 @@ def linear(
             return fused
         return lp(x, w, b, "none", [], "").add_(residual)  # type: ignore[no-any-return]
     if gelu and not FUSE_GELU:
-        return torch.ops.aten.gelu_(lp(x, w, b, "none", [], ""))  # type: ignore[no-any-return]
+        y = lp(x, w, b, "none", [], "")
+        if GELU_KERNEL and ex.gelu_kernel and y.dtype == torch.float32 and y.is_contiguous():
+            return kernels.gelu_(y)
+        return torch.ops.aten.gelu_(y)  # type: ignore[no-any-return]
     act: Tensor = lp(x, w, b, "gelu", [], "none") if gelu else lp(x, w, b, "none", [], "")
     return act if residual is None else residual + act
 
