@@ -3,14 +3,16 @@
 What it adds over plain PyTorch, at the same arithmetic (measured on one Zen 4 core, classical x2 M):
 
 - ``linear``: oneDNN's inner product (the op inductor emits) runs SwinIR's shapes (K = 60..360) 1.1-1.5x
-  faster than the MKL GEMM behind ``F.linear`` and fuses the exact-erf GELU and the residual add. Its bf16
-  form needs native bf16 (AVX512-BF16/AMX); elsewhere oneDNN cannot create the primitive, so bf16 then
-  takes ``F.linear``. Where oneDNN runs AVX-512 code fp32 weights are reordered into its blocked layout once
-  per layer (``PREPACK_WEIGHTS``).
+  faster than the MKL GEMM behind ``F.linear``; where oneDNN runs AVX-512 code it fuses the exact-erf GELU
+  (elsewhere ``kernels.gelu_`` follows the GEMM), and in bf16 the residual add (fp32 adds it after the GEMM,
+  or inside the next C kernel: ``linear_residual_norm``, ``ChunkRows.put_sum``). Its bf16 form needs native
+  bf16 (AVX512-BF16/AMX); elsewhere oneDNN cannot create the primitive, so bf16 then takes ``F.linear``.
+  Where oneDNN runs AVX-512 code fp32 weights are reordered into its blocked layout once per layer
+  (``PREPACK_WEIGHTS``).
 - ``forward_chunked``: each Swin block chunk by chunk (``chunk_tokens``: about 1 MiB of tokens per thread;
-  LayerNorm, qkv, the C attention kernel, proj + residual, LayerNorm, MLP + residual) while the chunk is in
-  cache; no block allocates more than a few MB (240k page faults, 0.45 s of system time per 128x128 forward
-  before).
+  LayerNorm, qkv, the C attention kernel, proj, residual + LayerNorm in one C pass, MLP, residual added as
+  the result is written into the block's output) while the chunk is in cache; no block allocates more than
+  a few MB (240k page faults, 0.45 s of system time per 128x128 forward before).
 - ``conv``: fp32 3x3 convolutions with enough channels as Winograd F(4x4, 3x3) (C transforms, 36 GEMMs).
 
 The path is chosen once, as timm chooses ``fused_attn`` once: ``Placement`` when the model is built or
@@ -66,7 +68,7 @@ def onednn_avx512() -> bool:
     return "avx512f" in kernels.cpu_flags() and not capped
 
 
-# oneDNN's GELU post-op on the fc1 output, or PyTorch's GELU in place after it (benchmarks/levers.py). The
+# oneDNN's GELU post-op on the fc1 output, or a GELU in place after it (``GELU_KERNEL``; benchmarks/levers.py). The
 # post-op pays only in oneDNN's AVX-512 code: its AVX2 GELU made fc1 25% slower than the GEMM plus
 # PyTorch's GELU (AMD Zen 3, 1024x240 -> 480: 5.07 vs 3.81 ms), whole forwards 2-8% slower on Zen 3 and
 # 1-3% on an AVX2-capped Xeon (benchmarks/results_cpu.md, sessions 5 and 7).
@@ -78,7 +80,9 @@ FUSE_GELU = onednn_avx512()
 # session 9), so this is a floor in tokens, not a larger budget in bytes.
 CPU_CHUNK_MIN_TOKENS = 2048 if onednn_avx512() else 0
 # Where the GELU runs after fc1's GEMM (``FUSE_GELU`` off), the C kernel (``kernels.gelu_``: erf by a rational
-# approximation, about half the multiply-adds of PyTorch's) instead of PyTorch's in-place GELU
+# approximation, about half the multiply-adds of PyTorch's) instead of PyTorch's in-place GELU: fc1 + GELU
+# 1.07x per call in the model capped at AVX2 (~20 ms of a 1.3 s classical x2 64x64 forward; AMD Zen 4, one
+# thread). With oneDNN's AVX-512 code the GEMM plus this kernel and the post-op were within 2% (session 11).
 GELU_KERNEL = True
 # fp32 linears with a residual (proj, fc2) through oneDNN's binary post-op, else the inner product alone and
 # the residual added in place after it. The add after measured faster with oneDNN's AVX2 and AVX-512 code
@@ -87,10 +91,12 @@ GELU_KERNEL = True
 # would round the product to bf16 before adding.
 RESIDUAL_POSTOP = False
 # the output projection's residual added by the LayerNorm kernel of norm2 as it normalises the sum
-# (``linear_residual_norm``; fp32 chunked path), else added after the GEMM and normalised in a second pass
+# (``linear_residual_norm``; fp32 chunked path), else added after the GEMM and normalised in a second pass:
+# proj + add + norm2 1.02-1.04x per call in the model (AVX2 and AVX-512; session 11)
 ADD_NORM_KERNEL = True
 # a chunk's last residual (fc2's) added as the sum is written into the block's output (``ChunkRows.put_sum``;
-# fp32 chunked path), else added in place and then copied or scattered there
+# fp32 chunked path), else added in place and then copied or scattered there: fc2 + add + put 1.04-1.05x per
+# call in the model (session 11)
 ADD_ROWS_KERNEL = True
 
 
