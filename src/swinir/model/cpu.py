@@ -510,9 +510,10 @@ def forward_chunked(
     """A whole transformer block chunk by chunk of windows, written into ``out`` (``x`` is never written).
 
     Each chunk (``chunk_tokens``) goes through ``block.forward_chunk`` (for SwinIR: LayerNorm -> qkv ->
-    attention kernel -> proj + residual -> LayerNorm -> MLP + residual) while it is in the last-level
-    cache. The MLP is token-wise, so a shifted block keeps its chunk in shifted-window order and scatters
-    it once, at the end. No temporary is larger than a chunk, so the allocator reuses the same few MB
+    attention kernel -> proj -> residual + LayerNorm -> MLP -> residual) while it is in the last-level
+    cache, and the block puts its result into place through a ``ChunkRows``. The MLP is token-wise, so a
+    shifted block keeps its chunk in shifted-window order and scatters it once, at the end (in fp32 as
+    the last residual is added: ``ChunkRows.put_sum``). No temporary is larger than a chunk, so the allocator reuses the same few MB
     instead of page-faulting in fresh full-size buffers for every block (that was 5-20% of the CPU time).
     Attention runs in fp32 also when the linears run in bf16 (bf16 weights or autocast): the kernel reads
     bf16 qkv and writes bf16 but computes in fp32, and is faster than PyTorch's bf16 attention on these tiles. With ``side`` (x's shape), each
