@@ -191,6 +191,128 @@ def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chun
     assert not torch.equal(got, plain)  # the two paths really differ in their arithmetic
 
 
+@needs_kernel
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("n", (1, 7, 15, 17, 33, 360, 1000003))
+def test_gelu_kernel_equals_exact_gelu(n: int, threads: int) -> None:
+    """kernels.gelu_ in place: the exact-erf GELU to a few fp32 ulps of x (float64 reference; x (1 + erf) / 2
+    rounds at 1's ulp times x, as PyTorch's does), no worse than PyTorch's own fp32 GELU by more than an ulp,
+    for lengths with vector tails and a parallel split."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, generator=g) * 3
+    x[: min(n, 5)] = torch.tensor([0.0, -5.7, 5.7, -3.0, 40.0])[: min(n, 5)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = kernels.gelu_(x.clone())
+    finally:
+        torch.set_num_threads(before)
+    exact = F.gelu(x.double())
+    ulp = torch.finfo(torch.float32).eps * x.double().abs().clamp_min(1.0)  # 1 + erf rounds at 1's ulp, times x
+    err = (got.double() - exact).abs()
+    assert bool((err <= 4 * ulp).all())
+    assert err.max().item() <= (F.gelu(x).double() - exact).abs().max().item() + ulp.max().item()
+
+
+@needs_kernel
+def test_gelu_kernel_far_tails_and_specials() -> None:
+    """Large negative inputs give exactly 0 (as PyTorch's do), large positive ones themselves; inf and NaN
+    as PyTorch's GELU; non-contiguous or non-fp32 input is refused."""
+    x = torch.tensor([-6.0, -50.0, -1e30, 6.0, 1e30, float("inf"), float("nan")])
+    got = kernels.gelu_(x.clone())
+    assert torch.equal(got[:3], torch.zeros(3)) and torch.equal(got[3:6], x[3:6])
+    assert bool(got[6].isnan())
+    with pytest.raises(ValueError, match="contiguous fp32"):
+        kernels.gelu_(torch.randn(4, 6).t())
+    with pytest.raises(ValueError, match="contiguous fp32"):
+        kernels.gelu_(torch.randn(8).double())
+
+
+@needs_kernel
+@pytest.mark.skipif(not swinir_cpu.ONEDNN_LINEAR, reason="needs oneDNN's fused linear (torch built with mkldnn)")
+def test_model_gelu_kernel_matches_pytorch_gelu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the GELU after the GEMM, the model's fp32 output through the C GELU stays within 1e-5 of the one
+    through PyTorch's GELU (and the kernel really runs)."""
+    monkeypatch.setattr(swinir_cpu, "FUSE_GELU", False)
+    torch.manual_seed(0)
+    model = SwinIR(upscale=2, img_size=32, window_size=8, embed_dim=30, depths=[2, 2], num_heads=[3, 3]).eval()
+    x = torch.rand(1, 3, 27, 43)
+    calls: list[int] = []
+    real = kernels.gelu_
+    monkeypatch.setattr(kernels, "gelu_", lambda t: calls.append(t.numel()) or real(t))
+    with torch.no_grad():
+        got = model(x)
+        monkeypatch.setattr(swinir_cpu, "GELU_KERNEL", False)
+        want = model(x)
+    assert len(calls) >= 4
+    assert (got - want).abs().max().item() < 1e-5
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("c", (7, 16, 17, 60, 180, 301))
+@pytest.mark.parametrize("scattered", (False, True))
+def test_add_rows_puts_the_sum_into_place(c: int, threads: int, scattered: bool) -> None:
+    """add_rows: dst's rows first.. (or its rows ``index``) become y + residual, bit for bit; the other rows,
+    y and the residual are untouched (widths with vector tails, 1031 rows for a parallel split)."""
+    torch.manual_seed(c)
+    rows, tokens = 1031, 1500
+    y, res = torch.randn(rows, c), torch.randn(rows, c)
+    dst = torch.randn(tokens, c)
+    want, y0, res0 = dst.clone(), y.clone(), res.clone()
+    index = torch.randperm(tokens)[:rows] if scattered else None
+    if index is None:
+        want[300 : 300 + rows] = y + res
+    else:
+        want[index] = y + res
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        kernels.add_rows(y, res, dst, 300, index)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(dst, want) and torch.equal(y, y0) and torch.equal(res, res0)
+
+
+@needs_kernel
+def test_add_rows_rejects_what_it_cannot_do() -> None:
+    y, dst = torch.randn(8, 12), torch.randn(16, 12)
+    with pytest.raises(ValueError, match="contiguous fp32"):
+        kernels.add_rows(y, y.double(), dst, 0, None)
+    with pytest.raises(ValueError, match="contiguous fp32"):
+        kernels.add_rows(y, y, torch.randn(16, 13), 0, None)
+    with pytest.raises(ValueError, match="inside dst"):
+        kernels.add_rows(y, y, dst, 9, None)
+    with pytest.raises(ValueError, match="int64 row numbers"):
+        kernels.add_rows(y, y, dst, 0, torch.arange(8, dtype=torch.int32))
+
+
+@needs_kernel
+@pytest.mark.parametrize("chunk", (64, 4096))
+def test_residual_switches_give_the_same_output(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """The fp32 residual adds (proj's by the post-op, after the GEMM or inside norm2's kernel; fc2's after
+    the GEMM or as the sum is put into the block's output) give the same output to the bit, with shifted
+    blocks and chunks crossing their shift-mask groups; the fused kernels really run."""
+    monkeypatch.setattr(swinir_cpu, "CPU_CHUNK_TOKENS", chunk)
+    torch.manual_seed(0)
+    model = SwinIR(upscale=2, img_size=32, window_size=8, embed_dim=30, depths=[2, 2], num_heads=[3, 3]).eval()
+    x = torch.rand(2, 3, 27, 43)
+    calls: list[str] = []
+    for name in ("add_layer_norm", "add_rows"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
+    outs = []
+    with torch.no_grad():
+        for postop, add_norm, add_rows in ((True, False, False), (False, False, False), (False, True, True)):
+            monkeypatch.setattr(swinir_cpu, "RESIDUAL_POSTOP", postop)
+            monkeypatch.setattr(swinir_cpu, "ADD_NORM_KERNEL", add_norm)
+            monkeypatch.setattr(swinir_cpu, "ADD_ROWS_KERNEL", add_rows)
+            calls.clear()
+            outs.append(model(x))
+    assert set(calls) == {"add_layer_norm", "add_rows"}
+    assert all(torch.equal(o, outs[0]) for o in outs[1:])
+
+
 @pytest.mark.parametrize("channels", (60, 180, 240))
 @pytest.mark.parametrize("threads", (1, 2, 3, 16))
 def test_chunk_size_fits_the_per_thread_budget(channels: int, threads: int) -> None:

@@ -143,8 +143,10 @@ def test_rejects_what_it_cannot_do() -> None:
 
 @contextlib.contextmanager
 def _counting() -> contextlib.AbstractContextManager[list[tuple[torch.dtype, torch.dtype]]]:  # type: ignore[misc]
+    """Records (input dtype, output dtype) of every call of the LayerNorm kernel, alone or with the residual
+    add before it (``add_layer_norm``)."""
     calls: list[tuple[torch.dtype, torch.dtype]] = []
-    real = kernels.layer_norm
+    real, real_add = kernels.layer_norm, kernels.add_layer_norm
 
     def spy(
         x: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None, eps: float, dt: torch.dtype
@@ -152,11 +154,52 @@ def _counting() -> contextlib.AbstractContextManager[list[tuple[torch.dtype, tor
         calls.append((x.dtype, dt))
         return real(x, w, b, eps, dt)
 
-    kernels.layer_norm = spy  # type: ignore[assignment]
+    def spy_add(
+        x: torch.Tensor, r: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None, eps: float, dt: torch.dtype
+    ) -> torch.Tensor:
+        calls.append((x.dtype, dt))
+        return real_add(x, r, w, b, eps, dt)
+
+    kernels.layer_norm, kernels.add_layer_norm = spy, spy_add  # type: ignore[assignment]
     try:
         yield calls
     finally:
-        kernels.layer_norm = real  # type: ignore[assignment]
+        kernels.layer_norm, kernels.add_layer_norm = real, real_add  # type: ignore[assignment]
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("c", (7, 16, 17, 60, 180, 301))
+@pytest.mark.parametrize("out_dtype", (torch.float32, BF16))
+def test_add_layer_norm_is_the_add_then_the_norm(c: int, threads: int, out_dtype: torch.dtype) -> None:
+    """add_layer_norm: x becomes x + residual (fp32, bit for bit), and the output is the kernel's LayerNorm of
+    that sum, bit for bit (1031 rows: a tail of the four-row blocks, enough rows for a parallel split);
+    the residual is left alone."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x, w, b = _rows(1031, c, c + 2)
+        res = torch.randn(1031, c) * 2
+        res0, want_sum = res.clone(), x + res
+        got = kernels.add_layer_norm(x, res, w, b, 1e-5, out_dtype)
+        want = kernels.layer_norm(want_sum, w, b, 1e-5, out_dtype)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(x, want_sum) and torch.equal(res, res0)
+    assert got.dtype == out_dtype and torch.equal(got, want)
+    if out_dtype == torch.float32:
+        torch.testing.assert_close(got, F.layer_norm(want_sum, (c,), w, b, 1e-5), atol=1e-5, rtol=1e-5)
+
+
+@needs_kernel
+def test_add_layer_norm_rejects_what_it_cannot_do() -> None:
+    x, w, b = _rows(8, 48, 0)
+    with pytest.raises(ValueError, match="adds fp32 of one shape"):
+        kernels.add_layer_norm(x, x[:4], w, b, 1e-5, torch.float32)
+    with pytest.raises(ValueError, match="adds fp32 of one shape"):
+        kernels.add_layer_norm(x.to(BF16), x.to(BF16), w, b, 1e-5, torch.float32)
+    with pytest.raises(ValueError, match="weight"):
+        kernels.add_layer_norm(x, x.clone(), w[:47], b, 1e-5, torch.float32)
 
 
 def _model() -> SwinIR:

@@ -6,7 +6,9 @@ window-attention kernel in ``window_attention.c`` computes each window and head 
 in L1 and reads q, k, v straight from the qkv projection's output (fp32, or bf16 widened inside the kernel,
 with a bf16 result: the bf16 path needs no separate casts). ``winograd.c`` holds the transforms of
 Winograd F(2x2, 3x3) and F(4x4, 3x3) for the larger 3x3 convolutions. ``layer_norm.c`` normalises the
-chunks' rows before qkv and fc1, writing bf16 straight away where a bf16 linear follows.
+chunks' rows before qkv and fc1, writing bf16 straight away where a bf16 linear follows (and adds the output
+projection's residual on the way); ``rows.c`` writes a chunk's last residual sum straight into its rows of the
+block's output; ``gelu.c`` applies the exact GELU to fc1's fp32 output where oneDNN's GELU post-op is not used.
 
 Built per instruction set from one source (``simd.h``): AVX-512 where the CPU has it, else AVX2 + FMA;
 ``SWINIR_CPU_ISA=avx512|avx2|none`` forces one (CI runs the AVX2 build on AVX-512 machines this way).
@@ -40,7 +42,9 @@ from torch import Tensor
 from swinir.atomic import atomic_path
 from swinir.paths import cache_dir
 
-SOURCES = tuple(Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c", "layer_norm.c"))
+SOURCES = tuple(
+    Path(__file__).with_name(n) for n in ("window_attention.c", "winograd.c", "layer_norm.c", "rows.c", "gelu.c")
+)
 HEADERS = (Path(__file__).with_name("simd.h"),)
 CFLAGS = ("-O3", "-fPIC", "-shared")
 # One source, built once per instruction set; chosen from the CPU's flags, or forced with SWINIR_CPU_ISA
@@ -397,11 +401,7 @@ def _layer_norm_fn(lib: ctypes.CDLL) -> Any:
     return fn
 
 
-def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, out_dtype: torch.dtype) -> Tensor:
-    """``F.layer_norm`` over the last dimension of contiguous fp32 or bf16 ``x`` (computed in fp32, as PyTorch
-    computes bf16 LayerNorms), returned in ``out_dtype``: fp32, or bf16 rounded to nearest even from the fp32
-    result, as ``.to(torch.bfloat16)`` rounds. No autograd: inference only. ``weight`` and ``bias``: fp32
-    (C,) or None."""
+def _check_layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, out_dtype: torch.dtype) -> ctypes.CDLL:
     lib = _load()
     if lib is None:
         raise RuntimeError(f"the CPU kernels are not available: {_status}")
@@ -413,11 +413,93 @@ def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and (t.dtype != torch.float32 or t.shape != (c,) or not t.is_contiguous()):
             raise ValueError(f"layer_norm's {name} must be contiguous fp32 ({c},), got {t.dtype} {tuple(t.shape)}")
+    return lib
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, out_dtype: torch.dtype) -> Tensor:
+    """``F.layer_norm`` over the last dimension of contiguous fp32 or bf16 ``x`` (computed in fp32, as PyTorch
+    computes bf16 LayerNorms), returned in ``out_dtype``: fp32, or bf16 rounded to nearest even from the fp32
+    result, as ``.to(torch.bfloat16)`` rounds. No autograd: inference only. ``weight`` and ``bias``: fp32
+    (C,) or None."""
+    lib = _check_layer_norm(x, weight, bias, out_dtype)
+    c = x.shape[-1]
     out = torch.empty(x.shape, dtype=out_dtype)
     rows = x.numel() // c if c else 0
     if rows:
-        w_ptr = None if weight is None else weight.data_ptr()
-        b_ptr = None if bias is None else bias.data_ptr()
         in_bf16, out_bf16 = int(x.dtype == torch.bfloat16), int(out_dtype == torch.bfloat16)
-        _layer_norm_fn(lib)(x.data_ptr(), rows, c, w_ptr, b_ptr, eps, out.data_ptr(), in_bf16, out_bf16)
+        _layer_norm_fn(lib)(x.data_ptr(), rows, c, _ptr(weight), _ptr(bias), eps, out.data_ptr(), in_bf16, out_bf16)
     return out
+
+
+def add_layer_norm(
+    x: Tensor, residual: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, out_dtype: torch.dtype
+) -> Tensor:
+    """``x += residual`` in place, then ``layer_norm`` of the sum, in one pass over the rows (a block's
+    residual add and the pre-norm that follows it). ``x`` and ``residual``: contiguous fp32 of one shape."""
+    lib = _check_layer_norm(x, weight, bias, out_dtype)
+    if x.dtype != torch.float32 or residual.dtype != torch.float32 or residual.shape != x.shape:
+        raise ValueError(
+            f"add_layer_norm adds fp32 of one shape, got {x.dtype} {tuple(x.shape)} and "
+            f"{residual.dtype} {tuple(residual.shape)}"
+        )
+    residual = residual.contiguous()
+    c = x.shape[-1]
+    out = torch.empty(x.shape, dtype=out_dtype)
+    rows = x.numel() // c if c else 0
+    if rows:
+        fn = lib.swinir_add_layer_norm
+        if fn.argtypes is None:
+            fn.restype = None
+            fn.argtypes = [ctypes.c_void_p, *_LAYER_NORM_ARGS, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+        out_bf16 = int(out_dtype == torch.bfloat16)
+        fn(x.data_ptr(), residual.data_ptr(), rows, c, _ptr(weight), _ptr(bias), eps, out.data_ptr(), out_bf16)
+    return out
+
+
+def add_rows(y: Tensor, residual: Tensor, dst: Tensor, first: int, index: Tensor | None) -> None:
+    """``dst[first + i] = y[i] + residual[i]`` for each row i of the (rows, C) fp32 ``y``, or ``dst[index[i]]``
+    with an int64 ``index`` (a shifted block's chunk, in shifted-window order): the add and the copy (or
+    scatter) into the block's output in one pass. ``dst``: contiguous fp32 (tokens, C). The caller keeps
+    the rows inside ``dst`` (the index is a permutation of its rows, or ``first + rows`` fits)."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"the CPU kernels are not available: {_status}")
+    rows, c = y.shape
+    ok = all(t.dtype == torch.float32 and t.is_contiguous() for t in (y, residual, dst))
+    if not ok or residual.shape != y.shape or dst.dim() != 2 or dst.shape[1] != c:
+        raise ValueError(
+            f"add_rows takes contiguous fp32 y, residual (rows, C) and dst (tokens, C); got {tuple(y.shape)}, "
+            f"{tuple(residual.shape)}, {tuple(dst.shape)}"
+        )
+    if index is not None and (index.dtype != torch.int64 or not index.is_contiguous() or index.numel() != rows):
+        raise ValueError(f"add_rows' index must be {rows} contiguous int64 row numbers")
+    if index is None and not 0 <= first <= dst.shape[0] - rows:
+        raise ValueError(f"rows {first}..{first + rows} are not inside dst's {dst.shape[0]}")
+    fn = lib.swinir_add_rows
+    if fn.argtypes is None:
+        fn.restype = None
+        p, i64 = ctypes.c_void_p, ctypes.c_int64
+        fn.argtypes = [p, p, i64, i64, p, i64, p]
+    if rows:
+        fn(y.data_ptr(), residual.data_ptr(), rows, c, _ptr(index), first, dst.data_ptr())
+
+
+def gelu_(x: Tensor) -> Tensor:
+    """The exact (erf) GELU of contiguous fp32 ``x`` in place (``F.gelu`` to ~1e-6 relative; erf by a rational
+    approximation, see gelu.c); returns ``x``. No autograd: inference only."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"the CPU kernels are not available: {_status}")
+    if x.dtype != torch.float32 or not x.is_contiguous():
+        raise ValueError(f"gelu_ takes a contiguous fp32 tensor, got {x.dtype} {tuple(x.shape)}")
+    fn = lib.swinir_gelu
+    if fn.argtypes is None:
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    if x.numel():
+        fn(x.data_ptr(), x.numel())
+    return x

@@ -3,14 +3,16 @@
 What it adds over plain PyTorch, at the same arithmetic (measured on one Zen 4 core, classical x2 M):
 
 - ``linear``: oneDNN's inner product (the op inductor emits) runs SwinIR's shapes (K = 60..360) 1.1-1.5x
-  faster than the MKL GEMM behind ``F.linear`` and fuses the exact-erf GELU and the residual add. Its bf16
-  form needs native bf16 (AVX512-BF16/AMX); elsewhere oneDNN cannot create the primitive, so bf16 then
-  takes ``F.linear``. Where oneDNN runs AVX-512 code fp32 weights are reordered into its blocked layout once
-  per layer (``PREPACK_WEIGHTS``).
+  faster than the MKL GEMM behind ``F.linear``; where oneDNN runs AVX-512 code it fuses the exact-erf GELU
+  (elsewhere ``kernels.gelu_`` follows the GEMM), and in bf16 the residual add (fp32 adds it after the GEMM,
+  or inside the next C kernel: ``linear_residual_norm``, ``ChunkRows.put_sum``). Its bf16 form needs native
+  bf16 (AVX512-BF16/AMX); elsewhere oneDNN cannot create the primitive, so bf16 then takes ``F.linear``.
+  Where oneDNN runs AVX-512 code fp32 weights are reordered into its blocked layout once per layer
+  (``PREPACK_WEIGHTS``).
 - ``forward_chunked``: each Swin block chunk by chunk (``chunk_tokens``: about 1 MiB of tokens per thread;
-  LayerNorm, qkv, the C attention kernel, proj + residual, LayerNorm, MLP + residual) while the chunk is in
-  cache; no block allocates more than a few MB (240k page faults, 0.45 s of system time per 128x128 forward
-  before).
+  LayerNorm, qkv, the C attention kernel, proj, residual + LayerNorm in one C pass, MLP, residual added as
+  the result is written into the block's output) while the chunk is in cache; no block allocates more than
+  a few MB (240k page faults, 0.45 s of system time per 128x128 forward before).
 - ``conv``: fp32 3x3 convolutions with enough channels as Winograd F(4x4, 3x3) (C transforms, 36 GEMMs).
 
 The path is chosen once, as timm chooses ``fused_attn`` once: ``Placement`` when the model is built or
@@ -66,7 +68,7 @@ def onednn_avx512() -> bool:
     return "avx512f" in kernels.cpu_flags() and not capped
 
 
-# oneDNN's GELU post-op on the fc1 output, or PyTorch's GELU in place after it (benchmarks/levers.py). The
+# oneDNN's GELU post-op on the fc1 output, or a GELU in place after it (``GELU_KERNEL``; benchmarks/levers.py). The
 # post-op pays only in oneDNN's AVX-512 code: its AVX2 GELU made fc1 25% slower than the GEMM plus
 # PyTorch's GELU (AMD Zen 3, 1024x240 -> 480: 5.07 vs 3.81 ms), whole forwards 2-8% slower on Zen 3 and
 # 1-3% on an AVX2-capped Xeon (benchmarks/results_cpu.md, sessions 5 and 7).
@@ -77,6 +79,25 @@ FUSE_GELU = onednn_avx512()
 # (lightweight 8192 against 4096: 0.95-1.01x; bf16 4096 against 2048: 0.94-0.98x; benchmarks/results_cpu.md,
 # session 9), so this is a floor in tokens, not a larger budget in bytes.
 CPU_CHUNK_MIN_TOKENS = 2048 if onednn_avx512() else 0
+# Where the GELU runs after fc1's GEMM (``FUSE_GELU`` off), the C kernel (``kernels.gelu_``: erf by a rational
+# approximation, about half the multiply-adds of PyTorch's) instead of PyTorch's in-place GELU: fc1 + GELU
+# 1.07x per call in the model capped at AVX2 (~20 ms of a 1.3 s classical x2 64x64 forward; AMD Zen 4, one
+# thread). With oneDNN's AVX-512 code the GEMM plus this kernel and the post-op were within 2% (session 11).
+GELU_KERNEL = True
+# fp32 linears with a residual (proj, fc2) through oneDNN's binary post-op, else the inner product alone and
+# the residual added in place after it. The add after measured faster with oneDNN's AVX2 and AVX-512 code
+# alike: per call inside the model, proj 180 -> 180 1.13x (AVX2) and 1.06x (AVX-512), fc2 1.06x and 1.02-1.03x
+# (AMD Zen 4, one thread; benchmarks/results_cpu.md, session 11). bf16 keeps the post-op: the add after it
+# would round the product to bf16 before adding.
+RESIDUAL_POSTOP = False
+# the output projection's residual added by the LayerNorm kernel of norm2 as it normalises the sum
+# (``linear_residual_norm``; fp32 chunked path), else added after the GEMM and normalised in a second pass:
+# proj + add + norm2 1.02-1.04x per call in the model (AVX2 and AVX-512; session 11)
+ADD_NORM_KERNEL = True
+# a chunk's last residual (fc2's) added as the sum is written into the block's output (``ChunkRows.put_sum``;
+# fp32 chunked path), else added in place and then copied or scattered there: fc2 + add + put 1.04-1.05x per
+# call in the model (session 11)
+ADD_ROWS_KERNEL = True
 
 
 def values_key(t: Tensor) -> tuple[Any, ...]:
@@ -152,7 +173,7 @@ class Exec:
     attention through the C kernel, else through ``scaled_dot_product_attention`` per chunk (ARM, macOS,
     ``SWINIR_CPU_KERNELS=0``). ``winograd``: large fp32 3x3 convs through ``kernels.conv3x3``.
     ``norm_dtype``: the dtype the C LayerNorm kernel writes for the chunks' pre-norms (``norm``), or None
-    for ``F.layer_norm``.
+    for ``F.layer_norm``. ``gelu_kernel``: fp32 GELUs after the GEMM may take ``kernels.gelu_``.
     """
 
     fp16_safe: bool = False
@@ -161,6 +182,7 @@ class Exec:
     winograd: bool = False
     attn_kernel: bool = False
     norm_dtype: torch.dtype | None = None
+    gelu_kernel: bool = False
 
 
 PLAIN = Exec()
@@ -191,7 +213,7 @@ def choose(place: Placement, x: Tensor, fp16_safe: bool) -> Exec:
     if x.dtype != place.dtype:
         return Exec(fp16_safe)
     if x.dtype == f32:
-        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, chunked, built, attn, f32 if ln else None)
+        return Exec(fp16_safe, f32 if ONEDNN_LINEAR else None, chunked, built, attn, f32 if ln else None, built)
     if x.dtype == bf16:
         return Exec(fp16_safe, bf16 if ONEDNN_BF16 else None, chunked, attn_kernel=attn)
     return Exec(fp16_safe)
@@ -224,10 +246,15 @@ def linear(
         w = w.to(dt)
     lp = torch.ops.mkldnn._linear_pointwise
     if residual is not None and residual.dtype == dt and residual.shape[:-1] == x.shape[:-1]:
-        fused: Tensor = lp.binary(x, residual.contiguous(), w, b, "add")
-        return fused
+        if RESIDUAL_POSTOP or dt != torch.float32:
+            fused: Tensor = lp.binary(x, residual.contiguous(), w, b, "add")
+            return fused
+        return lp(x, w, b, "none", [], "").add_(residual)  # type: ignore[no-any-return]
     if gelu and not FUSE_GELU:
-        return torch.ops.aten.gelu_(lp(x, w, b, "none", [], ""))  # type: ignore[no-any-return]
+        y = lp(x, w, b, "none", [], "")
+        if GELU_KERNEL and ex.gelu_kernel and y.dtype == torch.float32 and y.is_contiguous():
+            return kernels.gelu_(y)
+        return torch.ops.aten.gelu_(y)  # type: ignore[no-any-return]
     act: Tensor = lp(x, w, b, "gelu", [], "none") if gelu else lp(x, w, b, "none", [], "")
     return act if residual is None else residual + act
 
@@ -238,19 +265,47 @@ def norm(module: nn.LayerNorm, x: Tensor, ex: Exec) -> Tensor:
     kernel reads fp32 or bf16 rows (under bf16 autocast the residual stream is bf16 from ``conv_first`` on)
     and writes that dtype: bf16 under bf16 autocast, what the bf16 linear takes (rounded as
     ``.to(torch.bfloat16)`` rounds), fp32 otherwise. Else PyTorch's LayerNorm (any dtype, autograd, export)."""
+    if ex.norm_dtype is None or not _norm_kernel_takes(module, x):
+        out: Tensor = module(x)
+        return out
+    return kernels.layer_norm(x, module.weight, module.bias, module.eps, ex.norm_dtype)
+
+
+def _norm_kernel_takes(module: nn.LayerNorm, x: Tensor) -> bool:
     w, b = module.weight, module.bias
-    if (
-        ex.norm_dtype is None
-        or torch.is_grad_enabled()
+    return not (
+        torch.is_grad_enabled()
         or x.dtype not in (torch.float32, torch.bfloat16)
         or not x.is_contiguous()
         or len(module.normalized_shape) != 1
         or (w is not None and w.dtype != torch.float32)
         or (b is not None and b.dtype != torch.float32)
+    )
+
+
+def linear_residual_norm(
+    layer: nn.Linear, x: Tensor, residual: Tensor, module: nn.LayerNorm, ex: Exec
+) -> tuple[Tensor, Tensor]:
+    """``s = linear(layer, x) + residual`` and ``norm(module, s)``: a block's output projection, its residual
+    and the MLP's pre-norm. In fp32 on the chunked path (``ADD_NORM_KERNEL``) the residual is added by the
+    LayerNorm kernel while it normalises the rows (``kernels.add_layer_norm``), a pass over the chunk fewer
+    than the add after the GEMM and the norm apart."""
+    f32 = torch.float32
+    if (
+        ADD_NORM_KERNEL
+        and not RESIDUAL_POSTOP
+        and ex.norm_dtype == f32
+        and ex.linear_dtype == f32
+        and x.dtype == residual.dtype == f32
+        and _norm_kernel_takes(module, residual)
     ):
-        out: Tensor = module(x)
-        return out
-    return kernels.layer_norm(x, w, b, module.eps, ex.norm_dtype)
+        s = linear(layer, x, ex)
+        if s.shape == residual.shape and s.is_contiguous():
+            return s, kernels.add_layer_norm(s, residual, module.weight, module.bias, module.eps, f32)
+        s.add_(residual)
+    else:
+        s = linear(layer, x, ex, residual=residual)
+    return s, norm(module, s, ex)
 
 
 def _packed_weight(layer: nn.Linear, dt: torch.dtype, rows: int) -> Tensor:
@@ -370,6 +425,43 @@ class ChunkAttention:
         return _chunk_attention(qkv5, self.bias, self.counts, self.first, scale)
 
 
+class ChunkRows:
+    """Where a chunk's result goes: rows ``first:first + count`` of the block's (tokens, C) output ``dst``,
+    or its rows ``index`` (a shifted block's chunk, which stays in shifted-window order until here)."""
+
+    def __init__(self, dst: Tensor, first: int, count: int, index: Tensor | None) -> None:
+        self.dst, self.first, self.count, self.index = dst, first, count, index
+
+    def put(self, xs: Tensor) -> None:
+        """The chunk's result ``xs`` (count, C) copied (or scattered) into place."""
+        if self.index is None:
+            self.dst[self.first : self.first + self.count].copy_(xs)
+        else:
+            self.dst.index_copy_(0, self.index, xs)
+
+    def put_sum(self, layer: nn.Linear, x: Tensor, residual: Tensor, ex: Exec) -> None:
+        """``linear(layer, x, residual=residual)`` put into place; in fp32 with the kernels
+        (``ADD_ROWS_KERNEL``) the residual is added as the sum is written into place
+        (``kernels.add_rows``): one pass over the chunk instead of the add and the copy."""
+        f32 = torch.float32
+        if (
+            ADD_ROWS_KERNEL
+            and not RESIDUAL_POSTOP
+            and ex.norm_dtype == f32  # the kernels are built and this is the fp32 chunked path
+            and ex.linear_dtype == f32
+            and x.dtype == residual.dtype == self.dst.dtype == f32
+            and residual.is_contiguous()
+            and self.dst.is_contiguous()
+        ):
+            y = linear(layer, x, ex)
+            if y.shape == residual.shape and y.is_contiguous():
+                kernels.add_rows(y, residual, self.dst, self.first, self.index)
+                return
+            self.put(y.add_(residual))
+            return
+        self.put(linear(layer, x, ex, residual=residual))
+
+
 def projection_input(a: Tensor, layer: nn.Linear, ex: Exec) -> Tensor:
     """The attention output ``a`` as the output projection takes it: as it is when it already has the
     dtype that ``linear`` runs in (bf16 from the kernel), else in the layer's weight dtype."""
@@ -388,7 +480,7 @@ class ChunkedBlock(Protocol):
 
     def attn_bias(self, device: torch.device) -> Tensor: ...
 
-    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor: ...
+    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec, out: ChunkRows) -> None: ...
 
 
 class ChunkedBlockWithSide(Protocol):
@@ -402,7 +494,9 @@ class ChunkedBlockWithSide(Protocol):
 
     def attn_bias(self, device: torch.device) -> Tensor: ...
 
-    def forward_chunk_side(self, xs: Tensor, side: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor: ...
+    def forward_chunk_side(
+        self, xs: Tensor, side: Tensor, attend: ChunkAttention, ex: Exec, out: ChunkRows
+    ) -> None: ...
 
 
 def forward_chunked(
@@ -416,9 +510,10 @@ def forward_chunked(
     """A whole transformer block chunk by chunk of windows, written into ``out`` (``x`` is never written).
 
     Each chunk (``chunk_tokens``) goes through ``block.forward_chunk`` (for SwinIR: LayerNorm -> qkv ->
-    attention kernel -> proj + residual -> LayerNorm -> MLP + residual) while it is in the last-level
-    cache. The MLP is token-wise, so a shifted block keeps its chunk in shifted-window order and scatters
-    it once, at the end. No temporary is larger than a chunk, so the allocator reuses the same few MB
+    attention kernel -> proj -> residual + LayerNorm -> MLP -> residual) while it is in the last-level
+    cache, and the block puts its result into place through a ``ChunkRows``. The MLP is token-wise, so a
+    shifted block keeps its chunk in shifted-window order and scatters it once, at the end (in fp32 as
+    the last residual is added: ``ChunkRows.put_sum``). No temporary is larger than a chunk, so the allocator reuses the same few MB
     instead of page-faulting in fresh full-size buffers for every block (that was 5-20% of the CPU time).
     Attention runs in fp32 also when the linears run in bf16 (bf16 weights or autocast): the kernel reads
     bf16 qkv and writes bf16 but computes in fp32, and is faster than PyTorch's bf16 attention on these tiles. With ``side`` (x's shape), each
@@ -443,15 +538,12 @@ def forward_chunked(
         idx = None if plan is None or block.shift_size == 0 else plan.perm[t0:t1]
         xs = src[t0:t1] if idx is None else src.index_select(0, idx)
         attend = ChunkAttention(bias, counts, group_end, t0 // n, n, heads, ex.attn_kernel, bias_t)
+        rows_out = ChunkRows(dst, t0, t1 - t0, idx)
         if beside is None:
-            xs = block.forward_chunk(xs, attend, ex)  # type: ignore[union-attr]
+            block.forward_chunk(xs, attend, ex, rows_out)  # type: ignore[union-attr]
         else:
             rows = beside[t0:t1] if idx is None else beside.index_select(0, idx)
-            xs = block.forward_chunk_side(xs, rows, attend, ex)  # type: ignore[union-attr]
-        if idx is None:
-            dst[t0:t1].copy_(xs)
-        else:
-            dst.index_copy_(0, idx, xs)
+            block.forward_chunk_side(xs, rows, attend, ex, rows_out)  # type: ignore[union-attr]
     return out
 
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swinir.model import cpu
-from swinir.model.cpu import PLAIN, ChunkAttention, Exec
+from swinir.model.cpu import PLAIN, ChunkAttention, ChunkRows, Exec
 from swinir.model.layout import (
     WindowPlan,
     add_image_to_tokens,
@@ -210,13 +210,14 @@ class HAB(BiasCached):
         position = self._bias_cache.get(device, (table,), lambda d: self.attn.position_bias().to(d))
         return window_bias(position, self.window_size, self.shift_size, device)
 
-    def forward_chunk_side(self, ys: Tensor, base: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor:
+    def forward_chunk_side(self, ys: Tensor, base: Tensor, attend: ChunkAttention, ex: Exec, out: ChunkRows) -> None:
         """The attention and the MLP on a chunk (tokens, C) of normalised tokens ``ys`` (the chunked CPU
-        path); ``base``: the same rows of the residual plus the scaled convolution branch."""
+        path), its result put into ``out``; ``base``: the same rows of the residual plus the scaled convolution
+        branch."""
         attn, mlp = self.attn, self.mlp
         a = attend(cpu.linear(attn.qkv, ys, ex), attn.scale)  # bf16 or fp32 in, the same out
-        xs = cpu.linear(attn.proj, cpu.projection_input(a, attn.proj, ex), ex, residual=base)
-        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, cpu.norm(self.norm2, xs, ex), ex, gelu=True), ex, residual=xs)
+        xs, y = cpu.linear_residual_norm(attn.proj, cpu.projection_input(a, attn.proj, ex), base, self.norm2, ex)
+        out.put_sum(mlp.fc2, cpu.linear(mlp.fc1, y, ex, gelu=True), xs, ex)
 
     def forward(
         self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None, *, size: tuple[int, int]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from swinir.model import cpu
-from swinir.model.cpu import PLAIN, ChunkAttention, Exec
+from swinir.model.cpu import PLAIN, ChunkAttention, ChunkRows, Exec
 from swinir.model.layout import (
     WindowPlan,
     add_image_to_tokens,
@@ -94,12 +94,13 @@ class SwinTransformerBlock(BiasCached):
     def _make_bias(self, device: torch.device) -> Tensor:
         return window_bias(self.attn.position_bias(), self.window_size, self.shift_size, device)
 
-    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor:
-        """The whole block on a chunk of tokens (tokens, C) in window order (the chunked CPU path)."""
+    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec, out: ChunkRows) -> None:
+        """The whole block on a chunk of tokens (tokens, C) in window order (the chunked CPU path), its result
+        put into ``out``."""
         attn, mlp = self.attn, self.mlp
         a = attend(cpu.linear(attn.qkv, cpu.norm(self.norm1, xs, ex), ex), attn.scale)  # bf16 or fp32 in, the same out
-        xs = cpu.linear(attn.proj, cpu.projection_input(a, attn.proj, ex), ex, residual=xs)
-        return cpu.linear(mlp.fc2, cpu.linear(mlp.fc1, cpu.norm(self.norm2, xs, ex), ex, gelu=True), ex, residual=xs)
+        xs, y = cpu.linear_residual_norm(attn.proj, cpu.projection_input(a, attn.proj, ex), xs, self.norm2, ex)
+        out.put_sum(mlp.fc2, cpu.linear(mlp.fc1, y, ex, gelu=True), xs, ex)
 
     def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None) -> Tensor:
         """x: (B, H*W, C) in window order -> same. ``plan`` is needed by shifted blocks. ``out``: a buffer

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swinir.model import cpu
-from swinir.model.cpu import PLAIN, ChunkAttention, Exec
+from swinir.model.cpu import PLAIN, ChunkAttention, ChunkRows, Exec
 from swinir.model.layout import (
     WindowPlan,
     add_image_to_tokens,
@@ -210,14 +210,15 @@ class SwinV2Block(BiasCached):
             bias = bias.unsqueeze(0) + masks[:, None, None]
         return bias
 
-    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec) -> Tensor:
-        """The whole block on a chunk of tokens (tokens, C) in window order (the chunked CPU path)."""
+    def forward_chunk(self, xs: Tensor, attend: ChunkAttention, ex: Exec, out: ChunkRows) -> None:
+        """The whole block on a chunk of tokens (tokens, C) in window order (the chunked CPU path), its result
+        put into ``out``."""
         attn = self.attn
         qkv = cpu.linear(attn.qkv, xs, ex, bias=attn.qkv_bias()).float()
         _fold_cosine(qkv, self.num_heads, attn.logit_scales().float())
         a = attend(qkv, 1.0)
         xs = xs + layer_norm(self.norm1, cpu.linear(attn.proj, a.to(attn.proj.weight.dtype), ex)).to(xs.dtype)
-        return xs + layer_norm(self.norm2, self.mlp(xs, ex=ex)).to(xs.dtype)
+        out.put(xs + layer_norm(self.norm2, self.mlp(xs, ex=ex)).to(xs.dtype))
 
     def forward(self, x: Tensor, plan: WindowPlan | None, ex: Exec = PLAIN, out: Tensor | None = None) -> Tensor:
         """x: (B, H*W, C) in window order -> same. ``plan`` is needed by shifted blocks. ``out``: a buffer
