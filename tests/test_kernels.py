@@ -285,6 +285,9 @@ def test_add_rows_rejects_what_it_cannot_do() -> None:
         kernels.add_rows(y, y, dst, 9, None)
     with pytest.raises(ValueError, match="int64 row numbers"):
         kernels.add_rows(y, y, dst, 0, torch.arange(8, dtype=torch.int32))
+    for outside in (torch.arange(9, 17), torch.arange(-1, 7)):  # the C loop would write past dst
+        with pytest.raises(ValueError, match="outside dst"):
+            kernels.add_rows(y, y, dst, 0, outside)
 
 
 @needs_kernel

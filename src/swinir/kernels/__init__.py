@@ -477,6 +477,8 @@ def add_rows(y: Tensor, residual: Tensor, dst: Tensor, first: int, index: Tensor
         )
     if index is not None and (index.dtype != torch.int64 or not index.is_contiguous() or index.numel() != rows):
         raise ValueError(f"add_rows' index must be {rows} contiguous int64 row numbers")
+    if index is not None and rows and not (int(index.min()) >= 0 and int(index.max()) < dst.shape[0]):
+        raise ValueError(f"add_rows' index holds rows outside dst's {dst.shape[0]}")  # the C loop does not check
     if index is None and not 0 <= first <= dst.shape[0] - rows:
         raise ValueError(f"rows {first}..{first + rows} are not inside dst's {dst.shape[0]}")
     fn = lib.swinir_add_rows
