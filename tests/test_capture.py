@@ -101,11 +101,15 @@ def test_autocast_and_moved_weights_are_new_keys(tiny: SwinIR) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             captured(x)
         assert captured.builds == 2 and captured.cached_keys()[-1][3] == torch.bfloat16
+        # the first weights kept alive, so that the float weights below cannot land at their addresses again
+        # (a freed block reused in place would rightly give the same key)
+        first = [p.data for p in tiny.parameters()]
         tiny.double()  # the weights now live elsewhere: a graph over the old addresses would read stale memory
         captured(x.double())
         tiny.float()
         captured(x)  # float again, but new storage again
     assert captured.builds == 4
+    del first
 
 
 def test_tiled_restore_with_capture_builds_once_per_tile_shape(tiny: SwinIR) -> None:

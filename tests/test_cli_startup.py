@@ -63,9 +63,14 @@ def test_the_program_exits_with_mains_code_after_atexit_handlers_and_buffered_ou
     atexit handlers run, buffered stdout reaches the pipe, main's code is the exit status, and a live
     non-daemon thread gets the normal exit that waits for it."""
     prelude = "import atexit, sys, threading, time\nfrom swinir.cli import run_program\n"
-    ok = _python(prelude + "atexit.register(lambda: print('handler ran'))\nrun_program(['models'])\n")
+    ok = _python(
+        prelude + "import swinir.cli as cli\n"
+        "print('before', cli.running_as_program())\n"
+        "atexit.register(lambda: print('handler ran', cli.running_as_program()))\nrun_program(['models'])\n"
+    )
     assert ok.returncode == 0, ok.stderr
-    assert "builtin-x4" in ok.stdout and ok.stdout.rstrip().endswith("handler ran")
+    assert "before False" in ok.stdout  # main() alone (in-process callers) is not the program
+    assert "builtin-x4" in ok.stdout and ok.stdout.rstrip().endswith("handler ran True")
     bad = _python(prelude + "run_program(['info', '/nonexistent/model.pth'])\n")
     assert bad.returncode == 1 and bad.stderr.startswith("error:")
     waited = _python(

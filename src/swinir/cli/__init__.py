@@ -106,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+_PROGRAM = False  # set by ``run_program``: this process is the ``swinir`` program, not a caller of ``main``
+
+
+def running_as_program() -> bool:
+    """Whether this process is the ``swinir`` program itself (one command, then exit), so that a command may
+    change process-wide settings (``swinir.heap``) that an in-process caller of ``main`` would keep."""
+    return _PROGRAM
+
+
 def run_program(argv: list[str] | None = None) -> NoReturn:
     """The ``swinir`` program (``python -m swinir`` too): ``main``, then the process ends without the
     interpreter's teardown. With torch loaded that teardown (freeing every module, torch's static
@@ -113,6 +122,8 @@ def run_program(argv: list[str] | None = None) -> NoReturn:
     happens: the ``atexit`` handlers run and the standard streams are flushed; outputs are already closed
     and in place (every write is atomic). While another non-daemon thread is alive, the normal exit,
     which waits for it. ``main`` itself returns, for callers in the same process."""
+    global _PROGRAM
+    _PROGRAM = True
     code = main(argv)
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)

@@ -636,9 +636,12 @@ def run(args: argparse.Namespace) -> int:
     precision = ""
     if mine or videos:
         check_writable(outdir)
-        from swinir.heap import keep_freed_memory
+        from swinir.cli import running_as_program
 
-        keep_freed_memory()  # a one-shot run: full-size activations reuse freed pages (swinir.heap)
+        if running_as_program():  # a one-shot process: full-size activations reuse freed pages (swinir.heap)
+            from swinir.heap import keep_freed_memory
+
+            keep_freed_memory()
         model = _load(args, info, say, len(mine), len(plan.jobs))
         chosen = choose_precision(options.precision, model)
         options, precision = replace(options, precision=chosen.name), chosen.describe()
