@@ -7,7 +7,8 @@ builtin-x4 on an 800x600 photo took 487k page faults and 1.3 s of system time in
 With large blocks served from the heap (``M_MMAP_MAX`` 0) and the heap's top not trimmed
 (``M_TRIM_THRESHOLD``), the next block reuses those pages: 0.5-0.6 s of system time and 15-20% less wall
 time there. The cost is memory: the process keeps its peak heap until it exits (peak RSS 25-40% higher,
-fragmentation included), which suits ``swinir restore`` (one run, then exit), not a long-lived server.
+fragmentation included), which suits the ``swinir restore`` program (one run, then exit; applied only when
+the process is that program, ``swinir.cli.running_as_program``), not a long-lived server or a host process.
 
 glibc only (``mallopt``); elsewhere nothing changes. ``SWINIR_KEEP_FREED_MEMORY=0`` turns it off.
 """
