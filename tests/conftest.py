@@ -20,6 +20,23 @@ SHARED = shared_dir()
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def small_kernel_config() -> dict[str, Any]:
+    """A small SwinIR whose windows (8x8) and head width (10) fit the C kernels: two residual groups of two
+    blocks, so shifted blocks and chunks crossing shift-mask groups are both exercised. A fresh dict each time."""
+    return dict(
+        upscale=2,
+        in_chans=3,
+        img_size=32,
+        window_size=8,
+        embed_dim=30,
+        depths=[2, 2],
+        num_heads=[3, 3],
+        mlp_ratio=2,
+        upsampler="pixelshuffledirect",
+    )
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     if SHARED is None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -162,20 +163,12 @@ def test_kernel_rejects_what_it_cannot_do() -> None:
 
 @needs_kernel
 @pytest.mark.parametrize("chunk", (64, 4096))
-def test_chunked_cpu_path_equals_reference(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+def test_chunked_cpu_path_equals_reference(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, small_kernel_config: dict[str, Any]
+) -> None:
     """Whole blocks chunk by chunk (chunks crossing shift-mask groups at 64 tokens), batch 2, odd sizes."""
     monkeypatch.setattr(swinir_cpu, "CPU_CHUNK_TOKENS", chunk)
-    cfg = dict(
-        upscale=2,
-        in_chans=3,
-        img_size=32,
-        window_size=8,
-        embed_dim=30,
-        depths=[2, 2],
-        num_heads=[3, 3],
-        mlp_ratio=2,
-        upsampler="pixelshuffledirect",
-    )
+    cfg = small_kernel_config
     torch.manual_seed(0)
     model = SwinIR(**cfg).eval()
     ref = ReferenceSwinIR(**cfg).eval()

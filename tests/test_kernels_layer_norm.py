@@ -4,6 +4,7 @@ pre-norms that use it (SwinIR's before qkv and fc1, HAT's before fc1), fp32 and 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pytest
 import torch
@@ -16,18 +17,6 @@ from swinir.model.hat import HAT
 
 needs_kernel = pytest.mark.skipif(not kernels.available(), reason=f"CPU kernels not used here: {kernels.status()}")
 BF16 = torch.bfloat16
-
-CFG = dict(
-    upscale=2,
-    in_chans=3,
-    img_size=32,
-    window_size=8,
-    embed_dim=30,
-    depths=[2, 2],
-    num_heads=[3, 3],
-    mlp_ratio=2,
-    upsampler="pixelshuffledirect",
-)
 
 
 def _bf16_ulp(v: torch.Tensor) -> torch.Tensor:
@@ -202,33 +191,35 @@ def test_add_layer_norm_rejects_what_it_cannot_do() -> None:
         kernels.add_layer_norm(x, x.clone(), w[:47], b, 1e-5, torch.float32)
 
 
-def _model() -> SwinIR:
+@pytest.fixture
+def model(small_kernel_config: dict[str, Any]) -> SwinIR:
     torch.manual_seed(0)
-    return SwinIR(**CFG).eval()  # type: ignore[arg-type]
+    return SwinIR(**small_kernel_config).eval()
 
 
 @needs_kernel
-def test_swinir_fp32_pre_norms_take_the_kernel_and_match(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_swinir_fp32_pre_norms_take_the_kernel_and_match(monkeypatch: pytest.MonkeyPatch, model: SwinIR) -> None:
     """fp32: both pre-norms of every block go through the kernel (fp32 in and out), and the output stays
     within 1e-5 of PyTorch's LayerNorm on the same path."""
-    model, x = _model(), torch.rand(2, 3, 27, 43)
+    x = torch.rand(2, 3, 27, 43)
     with torch.no_grad():
         with _counting() as calls:
             got = model(x)
         monkeypatch.setattr(swinir_cpu, "LAYER_NORM_KERNEL", False)
         with _counting() as off:
             want = model(x)
-    assert len(calls) >= 2 * sum(CFG["depths"]) and set(calls) == {(torch.float32, torch.float32)}  # type: ignore[call-overload]
+    blocks = sum(len(layer.residual_group.blocks) for layer in model.layers)
+    assert blocks == 4 and len(calls) >= 2 * blocks and set(calls) == {(torch.float32, torch.float32)}
     assert off == []
     assert (got - want).abs().max().item() < 1e-5
     assert not torch.equal(got, want)  # the kernel really ran
 
 
 @needs_kernel
-def test_swinir_bf16_autocast_pre_norms_write_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_swinir_bf16_autocast_pre_norms_write_bf16(monkeypatch: pytest.MonkeyPatch, model: SwinIR) -> None:
     """bf16 autocast: the kernel writes the pre-norms in bf16 for the bf16 linears; the output stays close
     to the PyTorch-LayerNorm path (bf16 rounding of a few elements differs by one ulp)."""
-    model, x = _model(), torch.rand(1, 3, 40, 32)
+    x = torch.rand(1, 3, 40, 32)
     with torch.inference_mode(), torch.autocast("cpu", BF16):
         with _counting() as calls:
             got = model(x)
@@ -239,10 +230,10 @@ def test_swinir_bf16_autocast_pre_norms_write_bf16(monkeypatch: pytest.MonkeyPat
 
 
 @needs_kernel
-def test_fallbacks_never_call_the_kernel() -> None:
+def test_fallbacks_never_call_the_kernel(model: SwinIR) -> None:
     """With the kernels switched off, with gradients (training), and in plain fp16-free export-style runs
     the norms are PyTorch's, and gradients flow."""
-    model, x = _model(), torch.rand(1, 3, 16, 16)
+    x = torch.rand(1, 3, 16, 16)
     with _counting() as calls:
         with torch.no_grad(), kernels.disabled():
             model(x)
