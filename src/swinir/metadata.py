@@ -18,6 +18,8 @@ import zlib
 
 from PIL import Image as PILImage
 
+from swinir.png import png_chunk
+
 __all__ = ["read_metadata", "embed_metadata", "icc_fits"]
 
 _ORIENTATION_TAG = 0x0112
@@ -57,17 +59,13 @@ def icc_fits(icc: bytes, gray: bool) -> bool:
     return space == (b"GRAY" if gray else b"RGB ")
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
 def _embed_png(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
     end_ihdr = 8 + 8 + struct.unpack(">I", data[8:12])[0] + 4
     extra = b""
     if icc:
-        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc, 9))
+        extra += png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc, 9))
     if exif:
-        extra += _png_chunk(b"eXIf", exif)
+        extra += png_chunk(b"eXIf", exif)
     return data[:end_ihdr] + extra + data[end_ihdr:]
 
 

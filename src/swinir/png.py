@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["encode_png", "adler32_combine", "worker_count"]
+__all__ = ["encode_png", "png_chunk", "adler32_combine", "worker_count"]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # below this many bytes of raw rows one thread is as quick as two (thread start-up, the join)
@@ -60,7 +60,8 @@ def adler32_combine(first: int, second: int, second_length: int) -> int:
     return (s2 << 16) | s1
 
 
-def _chunk(kind: bytes, payload: bytes) -> bytes:
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """One PNG chunk: length, type, payload, CRC-32 of type and payload."""
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(payload, zlib.crc32(kind)))
 
 
@@ -115,5 +116,5 @@ def encode_png(pixels: np.ndarray, strips: int | None = None) -> bytes:
     # zlib header: deflate with a 32 KiB window, no preset dictionary, "fast" level flag; a multiple of 31
     stream = b"".join([b"\x78\x01", *(body for body, _, _ in parts), struct.pack(">I", adler)])
     header = struct.pack(">IIBBBBB", width, height, bits, _COLOR_TYPE[channels], 0, 0, 0)
-    idat = [_chunk(b"IDAT", stream[i : i + IDAT_MAX]) for i in range(0, len(stream), IDAT_MAX)]
-    return b"".join([SIGNATURE, _chunk(b"IHDR", header), *idat, _chunk(b"IEND", b"")])
+    idat = [png_chunk(b"IDAT", stream[i : i + IDAT_MAX]) for i in range(0, len(stream), IDAT_MAX)]
+    return b"".join([SIGNATURE, png_chunk(b"IHDR", header), *idat, png_chunk(b"IEND", b"")])
