@@ -283,6 +283,14 @@ def _norm_kernel_takes(module: nn.LayerNorm, x: Tensor) -> bool:
     )
 
 
+def _residual_in_kernel(ex: Exec, x: Tensor, residual: Tensor) -> bool:
+    """Whether a linear's fp32 residual may be added by one of the C kernels that follow the GEMM: the
+    fp32 chunked path with the kernels built (``ex.norm_dtype`` set), fp32 oneDNN linears, and residuals
+    not fused into oneDNN's post-op (``RESIDUAL_POSTOP``)."""
+    f32 = torch.float32
+    return not RESIDUAL_POSTOP and ex.norm_dtype == f32 and ex.linear_dtype == f32 and x.dtype == residual.dtype == f32
+
+
 def linear_residual_norm(
     layer: nn.Linear, x: Tensor, residual: Tensor, module: nn.LayerNorm, ex: Exec
 ) -> tuple[Tensor, Tensor]:
@@ -290,18 +298,10 @@ def linear_residual_norm(
     and the MLP's pre-norm. In fp32 on the chunked path (``ADD_NORM_KERNEL``) the residual is added by the
     LayerNorm kernel while it normalises the rows (``kernels.add_layer_norm``), a pass over the chunk fewer
     than the add after the GEMM and the norm apart."""
-    f32 = torch.float32
-    if (
-        ADD_NORM_KERNEL
-        and not RESIDUAL_POSTOP
-        and ex.norm_dtype == f32
-        and ex.linear_dtype == f32
-        and x.dtype == residual.dtype == f32
-        and _norm_kernel_takes(module, residual)
-    ):
+    if ADD_NORM_KERNEL and _residual_in_kernel(ex, x, residual) and _norm_kernel_takes(module, residual):
         s = linear(layer, x, ex)
         if s.shape == residual.shape and s.is_contiguous():
-            return s, kernels.add_layer_norm(s, residual, module.weight, module.bias, module.eps, f32)
+            return s, kernels.add_layer_norm(s, residual, module.weight, module.bias, module.eps, torch.float32)
         s.add_(residual)
     else:
         s = linear(layer, x, ex, residual=residual)
@@ -443,13 +443,10 @@ class ChunkRows:
         """``linear(layer, x, residual=residual)`` put into place; in fp32 with the kernels
         (``ADD_ROWS_KERNEL``) the residual is added as the sum is written into place
         (``kernels.add_rows``): one pass over the chunk instead of the add and the copy."""
-        f32 = torch.float32
         if (
             ADD_ROWS_KERNEL
-            and not RESIDUAL_POSTOP
-            and ex.norm_dtype == f32  # the kernels are built and this is the fp32 chunked path
-            and ex.linear_dtype == f32
-            and x.dtype == residual.dtype == self.dst.dtype == f32
+            and _residual_in_kernel(ex, x, residual)
+            and self.dst.dtype == torch.float32
             and residual.is_contiguous()
             and self.dst.is_contiguous()
         ):
