@@ -11,7 +11,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from swinir import png
 from swinir.png import adler32_combine, encode_png
+
+
+@pytest.fixture(autouse=True, params=["isal", "zlib"])
+def deflate(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with each deflate: ISA-L's where installed (the default then), and zlib's (the fallback)."""
+    if request.param == "isal":
+        if png._isal is None:
+            pytest.skip("isal is not installed (pip install isal): only the zlib fallback is tested here")
+    else:
+        monkeypatch.setattr(png, "_isal", None)
+    return str(request.param)
 
 
 def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
