@@ -200,7 +200,8 @@ class Row:
     speedup_same: float | None = None  # against the peer in the same reduced precision
     finite: bool = True
     gflops: float = 0.0  # the model's FLOPs (swinir.model.flops) per second of ms/image
-    of_peak: float = 0.0  # gflops / the SGEMM peak measured in the same run
+    of_peak: float = 0.0  # gflops / the SGEMM peak measured in the same run (between this case's repeats)
+    peak: float = math.nan  # that SGEMM peak, GFLOP/s
 
     def cells(self) -> list[str]:
         psnr = "inf" if math.isinf(self.psnr) else f"{self.psnr:.1f}"
@@ -220,6 +221,7 @@ class Row:
             f"{self.speedup:.2f}x",
             "-" if self.speedup_same is None else f"{self.speedup_same:.2f}x",
             f"{self.gflops:.1f}",
+            f"{self.peak:.0f}",
             f"{100 * self.of_peak:.0f}%",
         ]
 
@@ -238,6 +240,7 @@ HEADER = [
     "vs peer fp32",
     "vs peer same precision",
     "GFLOP/s",
+    "SGEMM peak",
     "of SGEMM peak",
 ]
 
@@ -404,7 +407,10 @@ def bench_case(
                 outputs[key], peaks[key] = peak_rss_growth(fn)
             if key == "ours_compiled":
                 print(f"# torch.compile warm-up for {name} {size}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        for _ in range(repeats):  # alternating
+        case_peaks = []
+        for _ in range(repeats):  # alternating, with the SGEMM peak measured between repeats
+            if not cuda:
+                case_peaks.append(sgemm_peak(clock, repeats=3))
             for key, (_, _, fn) in runs.items():
                 if cuda:
                     torch.cuda.synchronize(device)
@@ -420,6 +426,9 @@ def bench_case(
     }
     rows = []
     work = flops(ours, size, size)
+    # The peak beside this case's runs: on a VM the 2048^3 matmul measured 297-386 GFLOP/s within one
+    # session (Xeon, two threads), so a peak from the start of the run could be another moment's
+    peak = statistics.median(case_peaks) if case_peaks else peak
     for key, (impl, prec, _) in runs.items():
         ms = statistics.median(times[key]) * 1000
         out = outputs[key].float()
@@ -441,6 +450,7 @@ def bench_case(
                 bool(torch.isfinite(outputs[key]).all()),
                 work / ms / 1e6,
                 work / ms / 1e6 / peak,
+                peak,
             )
         )
     return rows
@@ -591,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"Machine: {where}. Peer: {', '.join(names)}. Median of {repeats} alternating runs after "
         f"{'two warm-ups' if cuda else 'one warm-up'}; ms/image is "
-        f"{'process CPU' if clock == 'cpu' else 'wall'} time. SGEMM peak (2048^3 fp32 matmul): {peak:.1f} GFLOP/s."
+        f"{'process CPU' if clock == 'cpu' else 'wall'} time. SGEMM peak (2048^3 fp32 matmul): {peak:.1f} GFLOP/s at "
+        "the start; each case's 'of SGEMM peak' is against the median of the peaks measured between its repeats "
+        "(column 'SGEMM peak')."
     )
     if "bf16" not in precisions and not cuda and not native_bf16():
         header += " No native bf16 here: bf16 runs as fp32 (swinir.engine falls back), so it has no rows."

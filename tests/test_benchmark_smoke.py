@@ -45,6 +45,9 @@ def test_inference_benchmark_small_mode(shared: Path, tmp_path: Path) -> None:
     for r in rows:
         assert float(r["ms/image"]) > 0 and float(r["MP/s (input)"]) > 0 and float(r["peak MiB"]) >= 0
         assert float(r["GFLOP/s"]) > 0 and 0 < float(r["of SGEMM peak"].rstrip("%")) < 1000
+        # the case's own peak, measured between its repeats, is what its share is of (the table rounds)
+        share = float(r["GFLOP/s"]) / float(r["SGEMM peak"])
+        assert abs(100 * share - float(r["of SGEMM peak"].rstrip("%"))) <= 0.5 + 100 * share / float(r["SGEMM peak"])
     assert float(ours["fp32"]["max abs diff"]) <= 1e-4  # same weights, same input: same output
     assert "bf16" not in ours or float(ours["bf16"]["PSNR dB"]) >= 45
     assert out_md.read_text().count("| swinir |") == len(ours)
