@@ -284,6 +284,63 @@ def test_add_rows_rejects_what_it_cannot_do() -> None:
 
 
 @needs_kernel
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16, torch.float16))
+@pytest.mark.parametrize("c", (7, 48, 180))
+def test_put_rows_scatters_as_index_copy_does(c: int, dtype: torch.dtype, threads: int) -> None:
+    """put_rows: dst's rows ``index`` become src's rows, as index_copy_ puts them, bit for bit, in any dtype;
+    the other rows and src are untouched (1031 rows of a 1500-row dst, enough for a parallel split)."""
+    torch.manual_seed(c)
+    src, dst = torch.randn(1031, c).to(dtype), torch.randn(1500, c).to(dtype)
+    index = torch.randperm(1500)[:1031]
+    want, src0 = dst.clone().index_copy_(0, index, src), src.clone()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        kernels.put_rows(src, dst, index)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(dst, want) and torch.equal(src, src0)
+
+
+@needs_kernel
+def test_put_rows_rejects_what_it_cannot_do() -> None:
+    src, dst = torch.randn(8, 12), torch.randn(16, 12)
+    index = torch.arange(8)
+    with pytest.raises(ValueError, match="one dtype"):
+        kernels.put_rows(src, dst.double(), index)
+    with pytest.raises(ValueError, match="one dtype"):
+        kernels.put_rows(src, torch.randn(16, 13), index)
+    with pytest.raises(ValueError, match="one dtype"):
+        kernels.put_rows(src, torch.randn(12, 16).t(), index)  # not contiguous
+    with pytest.raises(ValueError, match="int64 row numbers"):
+        kernels.put_rows(src, dst, index.int())
+    for outside in (torch.arange(9, 17), torch.arange(-1, 7)):  # the C loop would write past dst
+        with pytest.raises(ValueError, match="outside dst"):
+            kernels.put_rows(src, dst, outside)
+
+
+@needs_kernel
+def test_shifted_chunks_scattered_by_put_rows_give_the_same_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 weights (where the scatter is not fused into add_rows): the same output with put_rows as with
+    index_copy_, and put_rows really runs for the shifted blocks."""
+    monkeypatch.setattr(swinir_cpu, "CPU_CHUNK_TOKENS", 64)
+    torch.manual_seed(0)
+    model = SwinIR(upscale=2, img_size=32, window_size=8, embed_dim=30, depths=[2, 2], num_heads=[3, 3]).eval()
+    model = model.bfloat16()
+    x = torch.rand(1, 3, 27, 43).bfloat16()
+    calls: list[int] = []
+    real = kernels.put_rows
+    monkeypatch.setattr(kernels, "put_rows", lambda *a: calls.append(1) or real(*a))
+    outs = []
+    with torch.no_grad():
+        for on in (True, False):
+            monkeypatch.setattr(swinir_cpu, "PUT_ROWS_KERNEL", on)
+            outs.append(model(x))
+    assert calls and torch.equal(outs[0], outs[1])
+
+
+@needs_kernel
 @pytest.mark.parametrize("chunk", (64, 4096))
 def test_residual_switches_give_the_same_output(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     """The fp32 residual adds (proj's by the post-op, after the GEMM or inside norm2's kernel; fc2's after

@@ -26,9 +26,11 @@ import os
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 
 import numpy as np
 
+_isal: ModuleType | None
 try:  # Intel ISA-L's deflate (python-isal): the same zlib format, ~4x faster than zlib at its fastest level
     from isal import isal_zlib as _isal
 except ImportError:  # a platform without its wheel: zlib

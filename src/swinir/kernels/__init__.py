@@ -8,7 +8,7 @@ with a bf16 result: the bf16 path needs no separate casts). ``winograd.c`` holds
 Winograd F(2x2, 3x3) and F(4x4, 3x3) for the larger 3x3 convolutions. ``layer_norm.c`` normalises the
 chunks' rows before qkv and fc1, writing bf16 straight away where a bf16 linear follows (and adds the output
 projection's residual on the way); ``rows.c`` writes a chunk's last residual sum straight into its rows of the
-block's output; ``gelu.c`` applies the exact GELU to fc1's fp32 output where oneDNN's GELU post-op is not used.
+block's output (and scatters a shifted chunk's rows there by a memcpy per row); ``gelu.c`` applies the exact GELU to fc1's fp32 output where oneDNN's GELU post-op is not used.
 
 Built per instruction set from one source (``simd.h``): AVX-512 where the CPU has it, else AVX2 + FMA;
 ``SWINIR_CPU_ISA=avx512|avx2|none`` forces one (CI runs the AVX2 build on AVX-512 machines this way).
@@ -488,6 +488,38 @@ def add_rows(y: Tensor, residual: Tensor, dst: Tensor, first: int, index: Tensor
         fn.argtypes = [p, p, i64, i64, p, i64, p]
     if rows:
         fn(y.data_ptr(), residual.data_ptr(), rows, c, _ptr(index), first, dst.data_ptr())
+
+
+def put_rows(src: Tensor, dst: Tensor, index: Tensor) -> None:
+    """``dst[index[i]] = src[i]`` for each row i of the (rows, C) ``src``: ``dst.index_copy_(0, index, src)``
+    for contiguous tensors of one dtype, by a copy per row (PyTorch's scatter of narrow bf16 rows is several
+    times slower). The index must hold row numbers of ``dst`` (checked: the C loop does not)."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"the CPU kernels are not available: {_status}")
+    rows = src.shape[0] if src.dim() == 2 else -1
+    if (
+        rows < 0
+        or dst.dim() != 2
+        or dst.shape[1] != src.shape[1]
+        or dst.dtype != src.dtype
+        or not (src.is_contiguous() and dst.is_contiguous())
+    ):
+        raise ValueError(
+            f"put_rows takes contiguous (rows, C) src and (tokens, C) dst of one dtype; got {src.dtype} "
+            f"{tuple(src.shape)}, {dst.dtype} {tuple(dst.shape)}"
+        )
+    if index.dtype != torch.int64 or not index.is_contiguous() or index.numel() != rows:
+        raise ValueError(f"put_rows' index must be {rows} contiguous int64 row numbers")
+    if rows and not (int(index.min()) >= 0 and int(index.max()) < dst.shape[0]):
+        raise ValueError(f"put_rows' index holds rows outside dst's {dst.shape[0]}")
+    fn = lib.swinir_put_rows
+    if fn.argtypes is None:
+        fn.restype = None
+        p, i64 = ctypes.c_void_p, ctypes.c_int64
+        fn.argtypes = [p, i64, i64, p, p]
+    if rows:
+        fn(src.data_ptr(), rows, src.shape[1] * src.element_size(), index.data_ptr(), dst.data_ptr())
 
 
 def gelu_(x: Tensor) -> Tensor:
