@@ -17,7 +17,8 @@
  *
  * Register blocking per ISA (32 vector registers on AVX-512, 16 on AVX2): scores in SROWS x SCVEC-vector
  * tiles, p v in RV rows x NV vectors (NV = vectors per head dim). With bias_t the transposed path further
- * down runs instead (queries along the lanes; faster at every d measured).
+ * down runs instead (queries along the lanes; faster at every d measured); on AVX-512 with d > 16 its p v
+ * goes back to rows (values_rows_direct), written straight into the output.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -360,12 +361,12 @@ AI void values_t_tile(const float *st, const float *inv, const float *vb, int64_
         for (int c = 0; c < IV; c++) vstorea(ot + (e0 + r) * NMAX + c0 + c * VL, vmul(acc[r][c], iv[c]));
 }
 
-AI void head_values_two_pass(float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t d,
-                             float *ot) {
-    float inv[NMAX] __attribute__((aligned(64)));
-    const int64_t nvec = (n + VL - 1) / VL, ngroup = (nvec + IV - 1) / IV;
-    for (int64_t c = 0; c < IV * ngroup; c++) {
-        if (c >= nvec) { /* padding of the last group: zeros, never written out */
+/* softmax numerators in place down the columns of st, 1/column sums into inv; query vectors up to IV * ngroup
+ * (the padding of the last group: zeros, never written out) */
+AI void exp_columns(float *st, const float *mx, float *inv, int64_t n, int64_t ncol) {
+    const int64_t nvec = (n + VL - 1) / VL;
+    for (int64_t c = 0; c < ncol; c++) {
+        if (c >= nvec) {
             for (int64_t j = 0; j < n; j++) vstorea(st + j * NMAX + c * VL, vzero());
             vstorea(inv + c * VL, vzero());
             continue;
@@ -379,6 +380,13 @@ AI void head_values_two_pass(float *st, const float *mx, const float *vb, int64_
         }
         vstorea(inv + c * VL, vdiv(vset1(1.0f), sum));
     }
+}
+
+AI void head_values_two_pass(float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t d,
+                             float *ot) {
+    float inv[NMAX] __attribute__((aligned(64)));
+    const int64_t nvec = (n + VL - 1) / VL, ngroup = (nvec + IV - 1) / IV;
+    exp_columns(st, mx, inv, n, IV * ngroup);
     int64_t eb = d < 6 ? d : 6; /* value columns per tile: of 6, 5, 4 the one that pads d the least */
     for (int64_t e = 5; e >= 4 && d > 6; e--)
         if ((d + e - 1) / e * e < (d + eb - 1) / eb * eb) eb = e;
@@ -392,8 +400,61 @@ AI void head_values_two_pass(float *st, const float *mx, const float *vb, int64_
         }
 }
 
-AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t d, float *ot) {
 #if VL == 16
+/* AVX-512, FUSED_D < d <= 32: p v straight into the output rows (queries i0..i0+R-1, the head dim in two
+ * vectors, p^T[j][i] broadcast from st), so no (p v)^T tile and no transpose back; the same products summed
+ * over the keys in the same order as values_t_tile (bit-identical) */
+#define DIRECT_D(d) ((d) > FUSED_D)
+AI void values_rows_direct(const float *st, const float *inv, const float *vb, int64_t row, int64_t n,
+                           int64_t i0, vmask dm, float *o, int64_t orow, const int R) {
+    vf acc[11][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = vzero();
+    for (int64_t j = 0; j < n; j++) {
+        const vf v0 = vload(vb + j * row), v1 = vmload(dm, vb + j * row + VL);
+        const float *pj = st + j * NMAX + i0;
+        for (int r = 0; r < R; r++) {
+            const vf p = vset1(pj[r]);
+            acc[r][0] = vfmadd(v0, p, acc[r][0]);
+            acc[r][1] = vfmadd(v1, p, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const vf s = vset1(inv[i0 + r]);
+        vstore(o + (i0 + r) * orow, vmul(acc[r][0], s));
+        vmstore(o + (i0 + r) * orow + VL, dm, vmul(acc[r][1], s));
+    }
+}
+
+AI void head_values_direct(float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t d, float *o,
+                           int64_t orow) {
+    float inv[NMAX] __attribute__((aligned(64)));
+    exp_columns(st, mx, inv, n, (n + VL - 1) / VL);
+    const vmask dm = vmask_first(d - VL);
+    /* the queries in blocks of at most 11 rows, as even as they go (64 = 4 x 11 + 2 x 10): up to 22
+       accumulators, no padding rows */
+    const int64_t nb = (n + 10) / 11, base = n / nb, extra = n % nb;
+    for (int64_t b = 0, i0 = 0; b < nb; b++) {
+        const int64_t rows = base + (b < extra);
+        switch (rows) {
+#define CASE(R) case R: values_rows_direct(st, inv, vb, row, n, i0, dm, o, orow, R); break;
+            CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11)
+#undef CASE
+        }
+        i0 += rows;
+    }
+}
+#else
+#define DIRECT_D(d) 0
+#endif
+
+/* (p v) of one head: into ot (transposed, d x NMAX) or, where DIRECT_D(d), into o's rows */
+AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, int64_t n, int64_t d, float *ot,
+                      float *o, int64_t orow) {
+#if VL == 16
+    if (DIRECT_D(d)) {
+        head_values_direct(st, mx, vb, row, n, d, o, orow);
+        return;
+    }
     if (d <= FUSED_D) {
         for (int64_t c = 0; c * VL < n; c++) {
             switch (d) {
@@ -406,6 +467,7 @@ AI void head_values_t(float *st, const float *mx, const float *vb, int64_t row, 
         return;
     }
 #endif
+    (void)o, (void)orow;
     head_values_two_pass(st, mx, vb, row, n, d, ot);
 }
 
@@ -446,28 +508,44 @@ AI void store_transposed(const float *ot, int64_t n, int64_t C, float *o) {
         }
 }
 
+/* columns 0..cols-1 of the window's n rows (stride row) transposed into qt (cols x NMAX) */
+AI void transpose_q(const float *src, int64_t row, int64_t n, int64_t cols, float *qt) {
+    for (int64_t j0 = 0; j0 < NMAX; j0 += VL)
+        for (int64_t c0 = 0; c0 < cols; c0 += VL) {
+            int rows = n - j0 >= VL ? VL : (n > j0 ? (int)(n - j0) : 0);
+            transpose_block(src + j0 * row + c0, row, rows, vmask_first(cols - c0), qt + c0 * NMAX + j0);
+        }
+}
+
 /* one window, all heads, transposed: q of all heads transposed into qt, (p v)^T into ot, then ot
- * transposed into o (n rows of C) */
+ * transposed into o (n rows of C); where DIRECT_D(d), q per head and p v straight into o */
 __attribute__((noinline)) static void window_transposed(const float *win, const float *bias_t, int64_t n,
                                                         int64_t heads, int64_t d, float scale, float *qt,
-                                                        float *ot, float *st, float *o) {
+                                                        float *ot, float *st, float *o, const char *next,
+                                                        int64_t next_bytes) {
     const int64_t C = heads * d, row = 3 * C;
+    /* the next window's qkv into L2 while this one runs, spread over the heads' score blocks */
+    const int64_t lines = next ? (next_bytes + 63) / 64 : 0, nblk = heads * ((n + SROWS - 1) / SROWS);
+    const int64_t per_blk = (lines + nblk - 1) / nblk;
+    int64_t pf = 0;
     float mx[NMAX] __attribute__((aligned(64)));
-    for (int64_t j0 = 0; j0 < NMAX; j0 += VL)
-        for (int64_t c0 = 0; c0 < C; c0 += VL) {
-            int rows = n - j0 >= VL ? VL : (n > j0 ? (int)(n - j0) : 0);
-            transpose_block(win + j0 * row + c0, row, rows, vmask_first(C - c0), qt + c0 * NMAX + j0);
-        }
+    /* where p v goes straight into o, q is transposed head by head (qt stays a small tile in L1) */
+    const int per_head = DIRECT_D(d);
+    if (!per_head) transpose_q(win, row, n, C, qt);
     for (int64_t h = 0; h < heads; h++) {
         const float *kb = win + C + h * d, *vb = win + 2 * C + h * d;
         const float *bt = bias_t + h * n * n;
+        if (per_head) transpose_q(win + h * d, row, n, d, qt);
+        const float *qh = per_head ? qt : qt + h * d * NMAX;
         for (int64_t c = 0; c < NMAX; c += VL) vstorea(mx + c, vset1(-__builtin_inff()));
-        for (int64_t j0 = 0; j0 < n; j0 += SROWS)
+        for (int64_t j0 = 0; j0 < n; j0 += SROWS) {
+            for (int64_t k = 0; k < per_blk && pf < lines; k++, pf++) _mm_prefetch(next + pf * 64, _MM_HINT_T1);
             for (int64_t c0 = 0; c0 < n; c0 += SCVEC * VL)
-                score_t_block(qt + h * d * NMAX, kb, row, scale, bt, n, d, j0, c0, st, mx);
-        head_values_t(st, mx, vb, row, n, d, ot + h * d * NMAX);
+                score_t_block(qh, kb, row, scale, bt, n, d, j0, c0, st, mx);
+        }
+        head_values_t(st, mx, vb, row, n, d, ot + h * d * NMAX, o + h * d, C);
     }
-    store_transposed(ot, n, C, o);
+    if (!DIRECT_D(d)) store_transposed(ot, n, C, o);
 }
 
 #if BF16_DOT
@@ -491,11 +569,15 @@ __attribute__((noinline, target("avx512bf16"))) static void window_transposed_do
         for (int64_t j0 = 0; j0 < n; j0 += SROWS)
             for (int64_t c0 = 0; c0 < n; c0 += SCVEC * VL)
                 score_t_block_dot(qt + h * d / 2 * NMAX, raw + C + h * d, row, scale, bt, n, d, j0, c0, st, mx);
-        head_values_t(st, mx, vb, row, n, d, ot + h * d * NMAX);
+        head_values_t(st, mx, vb, row, n, d, ot + h * d * NMAX, o + h * d, C);
     }
-    store_transposed(ot, n, C, o);
+    if (!DIRECT_D(d)) store_transposed(ot, n, C, o);
 }
 #endif
+
+/* fp32 qkv, AVX-512, d > 16: the next window prefetched into L2 (~1.03x at d = 30 per call on a Xeon; AVX2
+ * and d <= 16 measured 0.97-1.02x, so not there; bf16 qkv is widened by a sequential pass anyway) */
+#define PREFETCH_NEXT(d) DIRECT_D(d)
 
 /* ---- bf16 in and out: widen a window's qkv into fp32 scratch, narrow the output (round to nearest even,
  * as PyTorch's cast; inputs are finite) ---- */
@@ -600,7 +682,12 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
                                       heads, d, scale, kt, ot, p, o);
             else
 #endif
-            if (transposed) window_transposed(win, bias_t + g * heads * n * n, n, heads, d, scale, kt, ot, p, o);
+            if (transposed)
+                window_transposed(win, bias_t + g * heads * n * n, n, heads, d, scale, kt, ot, p, o,
+                                  PREFETCH_NEXT(d) && !qkv_bf16 && w + 1 < count
+                                      ? (const char *)qkv + (w + 1) * n * row * 4
+                                      : NULL,
+                                  n * row * 4);
             else window_rowwise(win, bias + g * heads * n * n, n, heads, d, scale, kt, p, o);
             if (out_bf16) narrow_bf16(obuf, n * C, (uint16_t *)out + w * n * C);
         }
