@@ -387,6 +387,31 @@ def test_chunk_size_fits_the_per_thread_budget(channels: int, threads: int) -> N
         assert swinir_cpu.chunk_tokens(64, 10**6, 4, threads) == 64
 
 
+def test_chunk_budget_is_the_l2_of_one_core(tmp_path: Path) -> None:
+    """The per-thread chunk budget comes from sysfs' level-2 data or unified cache (within 1-2 MiB); the
+    default where there is none (macOS, a container without sysfs) or it cannot be read."""
+
+    def cache(index: int, level: int, kind: str, size: str) -> None:
+        d = tmp_path / f"index{index}"
+        d.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (d / name).write_text(f"{value}\n")
+
+    assert swinir_cpu.l2_bytes_per_core(123, str(tmp_path)) == 123  # no caches listed
+    cache(0, 1, "Data", "48K")
+    cache(1, 1, "Instruction", "64K")
+    cache(3, 3, "Unified", "491520K")
+    assert swinir_cpu.l2_bytes_per_core(123, str(tmp_path)) == 123  # no level 2
+    cache(2, 2, "Unified", "2048K")
+    assert swinir_cpu.l2_bytes_per_core(123, str(tmp_path)) == 2 << 20
+    (tmp_path / "index2" / "size").write_text("32M\n")
+    assert swinir_cpu.l2_bytes_per_core(123, str(tmp_path)) == 32 << 20
+    (tmp_path / "index2" / "size").write_text("junk\n")
+    assert swinir_cpu.l2_bytes_per_core(123, str(tmp_path)) == 123
+    assert swinir_cpu.l2_bytes_per_core(123, str(tmp_path / "missing")) == 123
+    assert 1 << 20 <= swinir_cpu.CPU_CHUNK_BYTES_PER_THREAD <= 2 << 20
+
+
 def test_fixed_chunk_tokens_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(swinir_cpu, "CPU_CHUNK_TOKENS", 100)
     assert swinir_cpu.chunk_tokens(64, 180, 4, 2) == 64

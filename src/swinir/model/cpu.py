@@ -9,7 +9,7 @@ What it adds over plain PyTorch, at the same arithmetic (measured on one Zen 4 c
   bf16 (AVX512-BF16/AMX); elsewhere oneDNN cannot create the primitive, so bf16 then takes ``F.linear``.
   Where oneDNN runs AVX-512 code fp32 weights are reordered into its blocked layout once per layer
   (``PREPACK_WEIGHTS``).
-- ``forward_chunked``: each Swin block chunk by chunk (``chunk_tokens``: about 1 MiB of tokens per thread;
+- ``forward_chunked``: each Swin block chunk by chunk (``chunk_tokens``: about one L2 of tokens per thread;
   LayerNorm, qkv, the C attention kernel, proj, residual + LayerNorm in one C pass, MLP, residual added as
   the result is written into the block's output) while the chunk is in cache; no block allocates more than
   a few MB (240k page faults, 0.45 s of system time per 128x128 forward before).
@@ -35,8 +35,35 @@ from torch import Tensor, nn
 from swinir import kernels
 from swinir.model.layout import WindowPlan, attention_by_group
 
-# Swin blocks run in chunks whose tokens take at most this many bytes per thread (see ``chunk_tokens``).
-CPU_CHUNK_BYTES_PER_THREAD = 1 << 20
+
+def l2_bytes_per_core(default: int = 1 << 20, root: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """The L2 cache one core has to itself (Linux sysfs: the level-2 data or unified cache of CPU 0), else
+    ``default``."""
+    try:
+        for entry in sorted(os.listdir(root)):
+            d = os.path.join(root, entry)
+            with open(os.path.join(d, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(d, "type")) as f:
+                if f.read().strip() not in ("Data", "Unified"):
+                    continue
+            with open(os.path.join(d, "size")) as f:
+                text = f.read().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+            return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return default
+
+
+# Swin blocks run in chunks whose tokens take at most this many bytes per thread (see ``chunk_tokens``): the
+# core's own L2, within 1-2 MiB. Measured: 1 MiB on AMD Zen 4 (1 MiB L2; larger chunks did not pay there,
+# session 9) and on the AVX2-only Zen 3 (512 KiB L2; smaller was not tried, so 1 MiB stays the floor); 2 MiB
+# on an Intel Xeon with 2 MiB L2 (against 1 MiB: one thread, builtin-x4 384x384 1.11x fp32 and 1.02-1.05x
+# bf16, lightweight x4 1.05x fp32; two threads, 1.02-1.06x on five of six fp32 M/L/lightweight cases and
+# 1.03x builtin-x4 bf16; 4 MiB no better; benchmarks/results_cpu.md, session 12).
+CPU_CHUNK_BYTES_PER_THREAD = min(max(l2_bytes_per_core(), 1 << 20), 2 << 20)
 # a fixed number of tokens per chunk instead (rounded to whole windows): tests and experiments
 CPU_CHUNK_TOKENS: int | None = None
 # Winograd F(4x4, 3x3) pays for a 3x3 conv whose GEMMs are big enough: enough channels, or enough channels
