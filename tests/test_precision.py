@@ -186,6 +186,19 @@ def test_restore_summary_says_what_ran(
         assert capsys.readouterr().out.strip().endswith("; precision fp32")
         auto, fp32 = read_image(tmp_path / "auto" / "a.png").array, read_image(tmp_path / "fp32" / "a.png").array
         assert np.array_equal(auto, fp32)
+    # an explicit precision the CPU cannot run: the summary names what ran instead, and why
+    for asked, ran in (("bf16", "bf16"), ("fp16", "bf16")):
+        argv = ["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / asked), "--model", str(tiny_x2_checkpoint)]
+        assert main([*argv, "--precision", asked]) == 0
+        summary = capsys.readouterr().out.strip().splitlines()[-1]
+        if not native:
+            assert summary.endswith(
+                f"; precision fp32 (--precision {asked}: this CPU has no native bf16 (AVX512-BF16 or AMX))"
+            )
+        elif asked == "fp16":
+            assert summary.endswith("; precision bf16 (--precision fp16: fp16 is not supported on CPU)")
+        else:
+            assert summary.endswith(f"; precision {ran}")
 
 
 def test_library_auto_runs_what_choose_says(monkeypatch: pytest.MonkeyPatch, tiny_x2_checkpoint: Path) -> None:

@@ -47,11 +47,14 @@ class Choice:
     name: str
     auto: bool = False
     reason: str = ""
+    # what runs where the device cannot run an explicit ``name`` (the engine falls back, with a notice:
+    # ``engine.resolve_precision``), and ``reason`` says why; empty when ``name`` runs
+    runs: str = ""
 
     def describe(self) -> str:
         """For a run's summary line, e.g. ``bf16 (--precision auto: ...; --precision fp32 for ...)``."""
         if not self.auto:
-            return self.name
+            return f"{self.runs} (--precision {self.name}: {self.reason})" if self.runs else self.name
         hint = f"; {FP32_HINT}" if self.name != "fp32" else ""
         return f"{self.name} (--precision auto: {self.reason}{hint})"
 
@@ -81,13 +84,34 @@ def _device_of(model: nn.Module, device: torch.device | str | None) -> str:
     return "cpu" if p is None else p.device.type
 
 
+def _fallback(name: str, dev: str) -> tuple[str, str]:
+    """What runs for an explicit precision on ``dev``, and why, as ``engine.resolve_precision`` falls back."""
+    why = ""
+    if name == "fp16" and dev == "cpu":
+        name, why = "bf16", "fp16 is not supported on CPU"
+    if name == "bf16" and dev == "cpu":
+        from swinir.model.cpu import native_bf16
+
+        if not native_bf16():
+            return "fp32", "this CPU has no native bf16 (AVX512-BF16 or AMX)"
+    if name == "bf16" and dev == "cuda":
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            return "fp16", "this GPU has no bf16 support"
+    return name, why
+
+
 def choose(requested: str, model: nn.Module, device: torch.device | str | None = None) -> Choice:
     """The precision ``requested`` (fp32, bf16, fp16 or auto, any accepted spelling) runs ``model`` in on
     ``device`` (None: where its weights are). Only auto is decided here; an explicit precision is kept as
-    given (the engine still falls back where the device cannot run it, with a notice)."""
+    given in ``name`` (the engine falls back where the device cannot run it, with a notice), and what then
+    runs is in ``runs``, so that a summary does not name a precision that did not run."""
     key = str(requested).lower()
     if key != AUTO:
-        return Choice(_CANONICAL.get(key, key))
+        name = _CANONICAL.get(key, key)
+        runs, why = _fallback(name, _device_of(model, device))
+        return Choice(name, False, why, runs if runs != name else "")
     from swinir.model.cpu import native_bf16
 
     dev = _device_of(model, device)
