@@ -325,7 +325,7 @@ AI void values_t_fused(const float *st, const float *mx, const float *vb, int64_
     const vf m = vloada(mx + c * VL);
     vf sum = vzero();
     for (int64_t j = 0; j < n; j++) {
-        const vf p = vexp(vsub(vloada(st + j * NMAX + c * VL), m));
+        const vf p = vexp_finite(vsub(vloada(st + j * NMAX + c * VL), m));
         sum = vadd(sum, p);
         const float *vj = vb + j * row;
         for (int e = 0; e < D; e++) acc[e] = vfmadd(vset1(vj[e]), p, acc[e]);
