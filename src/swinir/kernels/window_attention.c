@@ -375,7 +375,7 @@ AI void exp_columns(float *st, const float *mx, float *inv, int64_t n, int64_t n
         const vf m = vloada(mx + c * VL);
         vf sum = vzero();
         for (int64_t j = 0; j < n; j++) {
-            const vf p = vexp(vsub(vloada(st + j * NMAX + c * VL), m));
+            const vf p = vexp_finite(vsub(vloada(st + j * NMAX + c * VL), m));
             sum = vadd(sum, p);
             vstorea(st + j * NMAX + c * VL, p);
         }
