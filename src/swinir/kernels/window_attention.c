@@ -769,7 +769,13 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
             while (g < groups - 1 && wbase + w >= group_end[g]) g++;
             const float *win;
             if (qkv_bf16) {
-                widen_bf16((const uint16_t *)qkv + w * n * row, n * row, wbuf);
+                const uint16_t *src = (const uint16_t *)qkv + w * n * row;
+#if BF16_DOT
+                if (dot) /* q and k are read as bf16 there: only v widened */
+                    for (int64_t j = 0; j < n; j++) widen_bf16(src + j * row + 2 * C, C, wbuf + j * row + 2 * C);
+                else
+#endif
+                    widen_bf16(src, n * row, wbuf);
                 win = wbuf;
             } else {
                 win = (const float *)qkv + w * n * row;
