@@ -114,6 +114,10 @@ def test_transposed_path_and_bf16_io(n: int, heads: int, d: int, monkeypatch: py
     dot_bf16 = torch.empty(out.shape, dtype=torch.bfloat16)
     kernels.window_attention(half, bias, group_end, 0, dot_bf16, heads, d**-0.5)
     assert torch.equal(dot_bf16, dot.bfloat16())
+    monkeypatch.setattr(kernels, "AMX_SCORES", False)  # the dot products without AMX tiles: as close
+    vdp = torch.empty_like(out)
+    kernels.window_attention(half, bias, group_end, 0, vdp, heads, d**-0.5)
+    assert (vdp - widened).abs().max().item() < 4e-6
 
 
 @needs_kernel

@@ -69,6 +69,9 @@ TRANSPOSED_HEAD_DIM = MAX_HEAD_DIM
 # per lane and instruction, exact products, the pairwise sums rounded as the instruction rounds: ~1e-7 from
 # the fp32 multiply-adds on the same bf16 numbers), 1.1-1.16x per call at d = 10-30 (session 10). Even d.
 BF16_DOT = True
+# and with them, on a CPU with AMX-BF16 that Linux lets this process use: those scores by AMX tile products
+# (whole 64-token windows), where vdpbf16ps was no faster than fp32 FMAs (Xeon, session 12)
+AMX_SCORES = True
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -293,7 +296,7 @@ def window_attention(
         heads,
         d,
         scale,
-        int(BF16_DOT),
+        int(BF16_DOT) | (2 if AMX_SCORES else 0),
     ):
         raise MemoryError("the CPU window-attention kernel could not allocate its scratch buffers")
 

@@ -80,8 +80,16 @@ AI float vhsum(vf v) {
  * polynomial, times 2^k (k >= -126 after the clamp); ~1 ulp. AVX-512 scales by 2^k in one instruction
  * (scalef); AVX2 rounds x log2(e) with the 1.5 * 2^23 shifter, whose low mantissa bits then hold k + 127
  * for the exponent field (2 instructions fewer than round, convert, add). */
-AI vf vexp(vf x) {
-    x = vmax(x, vset1(-87.3f));
+AI vf vexp_body(vf x);
+AI vf vexp(vf x) { return vexp_body(vmax(x, vset1(-87.3f))); }
+/* for finite x only (no -inf): AVX-512 drops the clamp (one instruction of ~15; below -87.3 scalef then
+ * underflows to 0 under FTZ where the clamp gave ~1e-38); AVX2's exponent bits need it */
+#if VL == 16
+AI vf vexp_finite(vf x) { return vexp_body(x); }
+#else
+#define vexp_finite vexp
+#endif
+AI vf vexp_body(vf x) {
 #if VL == 16
     vf k = vround(vmul(x, vset1(1.44269504088896341f)));
 #else

@@ -18,7 +18,8 @@
  * Register blocking per ISA (32 vector registers on AVX-512, 16 on AVX2): scores in SROWS x SCVEC-vector
  * tiles, p v in RV rows x NV vectors (NV = vectors per head dim). With bias_t the transposed path further
  * down runs instead (queries along the lanes; faster at every d measured); on AVX-512 with d > 16 its p v
- * goes back to rows (values_rows_direct), written straight into the output.
+ * goes back to rows (values_rows_direct), written straight into the output. With bf16 qkv the scores come
+ * from AVX512-BF16 dot products, or AMX tile products where the CPU and Linux allow (scores_amx).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -324,7 +325,7 @@ AI void values_t_fused(const float *st, const float *mx, const float *vb, int64_
     const vf m = vloada(mx + c * VL);
     vf sum = vzero();
     for (int64_t j = 0; j < n; j++) {
-        const vf p = vexp(vsub(vloada(st + j * NMAX + c * VL), m));
+        const vf p = vexp_finite(vsub(vloada(st + j * NMAX + c * VL), m));
         sum = vadd(sum, p);
         const float *vj = vb + j * row;
         for (int e = 0; e < D; e++) acc[e] = vfmadd(vset1(vj[e]), p, acc[e]);
@@ -374,7 +375,7 @@ AI void exp_columns(float *st, const float *mx, float *inv, int64_t n, int64_t n
         const vf m = vloada(mx + c * VL);
         vf sum = vzero();
         for (int64_t j = 0; j < n; j++) {
-            const vf p = vexp(vsub(vloada(st + j * NMAX + c * VL), m));
+            const vf p = vexp_finite(vsub(vloada(st + j * NMAX + c * VL), m));
             sum = vadd(sum, p);
             vstorea(st + j * NMAX + c * VL, p);
         }
@@ -498,6 +499,81 @@ __attribute__((target("avx512bf16"))) AI void score_t_block_dot(const float *qt2
 }
 #endif
 
+#if BF16_DOT && ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11))
+/* AMX tiles for the bf16 scores (n = 64, even d): on a Xeon with AMX, vdpbf16ps measured no faster than
+ * the fp32 FMAs (it is the p v and exp that use both FMA ports), while one tile product does a 16 x 16
+ * score block of up to 32 dims. Tiles: 0 = k rows of 16 keys (A), 1-4 = q pairs of the four 16-query
+ * blocks (B, qt2's layout as is), 5 = the 16x16 score block (C). */
+#define AMX 1
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+struct amx_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+/* whether AMX-BF16 runs here: the CPU has it and Linux lets this process use the tile data (asked once) */
+static int amx_usable(void) {
+    static int state = -1; /* racy but idempotent */
+    if (state < 0) {
+        unsigned a, b, c, e;
+        int ok = __get_cpuid_count(7, 0, &a, &b, &c, &e) && (e >> 22 & 1) && (e >> 24 & 1);
+        if (ok) { /* ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA (18), then ARCH_GET_XCOMP_PERM to check */
+            unsigned long bits = 0;
+            ok = syscall(SYS_arch_prctl, 0x1023, 18) == 0 && syscall(SYS_arch_prctl, 0x1022, &bits) == 0 &&
+                 (bits >> 18 & 1);
+        }
+        state = ok;
+    }
+    return state;
+}
+
+__attribute__((noinline, target("amx-tile"))) static void amx_begin(int64_t d) {
+    struct amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    cfg.rows[0] = 16, cfg.colsb[0] = (uint16_t)(2 * d);
+    for (int t = 1; t <= 4; t++) cfg.rows[t] = (uint8_t)(d / 2), cfg.colsb[t] = 64;
+    cfg.rows[5] = 16, cfg.colsb[5] = 64;
+    __asm__ volatile("" : : "r"(&cfg) : "memory"); /* GCC's ldtilecfg asm declares only 8 bytes read */
+    _tile_loadconfig(&cfg);
+}
+
+__attribute__((noinline, target("amx-tile"))) static void amx_end(void) { _tile_release(); }
+
+/* s^T of one head (64 x 64) by tiles into st, then scale * s + bias^T and the column max */
+__attribute__((always_inline, target("amx-tile,amx-bf16"))) static inline void scores_amx(
+    const float *qt2, const uint16_t *kb, int64_t row, float scale, const float *bt, float *st, float *mx) {
+    _tile_loadd(1, qt2, NMAX * 4);
+    _tile_loadd(2, qt2 + 16, NMAX * 4);
+    _tile_loadd(3, qt2 + 32, NMAX * 4);
+    _tile_loadd(4, qt2 + 48, NMAX * 4);
+    const __m512 sc = _mm512_set1_ps(scale);
+    __m512 m[4];
+    for (int c = 0; c < 4; c++) m[c] = _mm512_set1_ps(-__builtin_inff());
+    for (int j0 = 0; j0 < NMAX; j0 += 16) {
+        _tile_loadd(0, kb + j0 * row, row * 2);
+#define BLOCK(T, C)                                                                                              \
+    _tile_zero(5);                                                                                               \
+    _tile_dpbf16ps(5, 0, T);                                                                                     \
+    _tile_stored(5, st + j0 * NMAX + (C) * 16, NMAX * 4);                                                        \
+    for (int j = j0; j < j0 + 16; j++) {                                                                         \
+        __m512 s = _mm512_fmadd_ps(_mm512_load_ps(st + j * NMAX + (C) * 16), sc,                                 \
+                                   _mm512_loadu_ps(bt + j * NMAX + (C) * 16));                                   \
+        _mm512_store_ps(st + j * NMAX + (C) * 16, s);                                                            \
+        m[C] = _mm512_max_ps(m[C], s);                                                                           \
+    }
+        BLOCK(1, 0) BLOCK(2, 1) BLOCK(3, 2) BLOCK(4, 3)
+#undef BLOCK
+    }
+    for (int c = 0; c < 4; c++) _mm512_store_ps(mx + c * 16, m[c]);
+}
+#else
+#define AMX 0
+#endif
+
 /* the output of all heads: ot (C x NMAX) transposed into o (n rows of C) */
 AI void store_transposed(const float *ot, int64_t n, int64_t C, float *o) {
     for (int64_t i0 = 0; i0 < n; i0 += VL)
@@ -551,9 +627,14 @@ __attribute__((noinline)) static void window_transposed(const float *win, const 
 #if BF16_DOT
 /* the same with the scores from the window's bf16 qkv (raw) by score_t_block_dot: qt holds q's bf16 pairs,
  * the same transpose on (n x C/2) 32-bit words; v from the widened fp32 win. Even d only. */
-__attribute__((noinline, target("avx512bf16"))) static void window_transposed_dot(
+#if AMX
+#define DOT_TARGET "avx512bf16,amx-tile,amx-bf16"
+#else
+#define DOT_TARGET "avx512bf16"
+#endif
+__attribute__((noinline, target(DOT_TARGET))) static void window_transposed_dot(
     const float *win, const uint16_t *raw, const float *bias_t, int64_t n, int64_t heads, int64_t d, float scale,
-    float *qt, float *ot, float *st, float *o) {
+    float *qt, float *ot, float *st, float *o, int amx) {
     const int64_t C = heads * d, row = 3 * C;
     float mx[NMAX] __attribute__((aligned(64)));
     const float *words = (const float *)raw;
@@ -565,6 +646,15 @@ __attribute__((noinline, target("avx512bf16"))) static void window_transposed_do
     for (int64_t h = 0; h < heads; h++) {
         const float *vb = win + 2 * C + h * d;
         const float *bt = bias_t + h * n * n;
+#if AMX
+        if (amx) {
+            scores_amx(qt + h * d / 2 * NMAX, raw + C + h * d, row, scale, bt, st, mx);
+            head_values_t(st, mx, vb, row, n, d, ot + h * d * NMAX, o + h * d, C);
+            continue;
+        }
+#else
+        (void)amx;
+#endif
         for (int64_t c = 0; c < NMAX; c += VL) vstorea(mx + c, vset1(-__builtin_inff()));
         for (int64_t j0 = 0; j0 < n; j0 += SROWS)
             for (int64_t c0 = 0; c0 < n; c0 += SCVEC * VL)
@@ -638,7 +728,13 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
     const int transposed = bias_t != NULL;
 #if BF16_DOT
     /* bf16 qkv, even d: the scores by AVX512-BF16 dot products where asked and the CPU has them */
-    const int dot = transposed && qkv_bf16 && bf16_dot && d % 2 == 0 && __builtin_cpu_supports("avx512bf16");
+    const int dot = transposed && qkv_bf16 && (bf16_dot & 1) && d % 2 == 0 && __builtin_cpu_supports("avx512bf16");
+#if AMX
+    /* bit 2 of bf16_dot: those scores by AMX tiles where the CPU and the OS allow (whole 64-token windows) */
+    const int amx = dot && (bf16_dot & 2) && n == NMAX && amx_usable();
+#else
+    const int amx = 0;
+#endif
 #else
     (void)bf16_dot;
 #endif
@@ -663,6 +759,9 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
         float *obuf = wbuf + (qkv_bf16 ? wide : 0);
         float p[NMAX * NMAX] __attribute__((aligned(64)));
         memset(p, 0, sizeof p);
+#if AMX
+        if (amx) amx_begin(d);
+#endif
 #pragma omp for schedule(static)
         for (int64_t w = 0; w < count; w++) {
             if (!scratch) continue;
@@ -670,7 +769,13 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
             while (g < groups - 1 && wbase + w >= group_end[g]) g++;
             const float *win;
             if (qkv_bf16) {
-                widen_bf16((const uint16_t *)qkv + w * n * row, n * row, wbuf);
+                const uint16_t *src = (const uint16_t *)qkv + w * n * row;
+#if BF16_DOT
+                if (dot) /* q and k are read as bf16 there: only v widened */
+                    for (int64_t j = 0; j < n; j++) widen_bf16(src + j * row + 2 * C, C, wbuf + j * row + 2 * C);
+                else
+#endif
+                    widen_bf16(src, n * row, wbuf);
                 win = wbuf;
             } else {
                 win = (const float *)qkv + w * n * row;
@@ -679,7 +784,7 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
 #if BF16_DOT
             if (transposed && dot)
                 window_transposed_dot(win, (const uint16_t *)qkv + w * n * row, bias_t + g * heads * n * n, n,
-                                      heads, d, scale, kt, ot, p, o);
+                                      heads, d, scale, kt, ot, p, o, amx);
             else
 #endif
             if (transposed)
@@ -691,6 +796,9 @@ int swinir_window_attention(const void *qkv, int qkv_bf16, const float *bias, co
             else window_rowwise(win, bias + g * heads * n * n, n, heads, d, scale, kt, p, o);
             if (out_bf16) narrow_bf16(obuf, n * C, (uint16_t *)out + w * n * C);
         }
+#if AMX
+        if (amx) amx_end();
+#endif
         free(scratch);
         _mm_setcsr(csr);
     }
