@@ -215,6 +215,12 @@ def forward_rate(ckpt: Path, tile_h: int, tile_w: int, precision: str, image: np
     return work / wall, work / cpu, chosen.describe()
 
 
+def _percent(share: float) -> str:
+    """A share as a percentage: whole percent, or two significant digits under 10% (a smoke run's tiny photo
+    is a fraction of a percent of the peak, which would print as 0%)."""
+    return f"{100 * share:.0f}%" if share >= 0.1 else f"{100 * share:.2g}%"
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -299,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 lines.append(
                     f"| {name} | {label} | {t} | {run.seconds:.1f} | {mp / run.seconds:.4f} | "
-                    f"{run.peak_rss_mib:.0f} | {run.cpu_seconds:.1f} | {100 * work / run.seconds / peak:.0f}% | "
+                    f"{run.peak_rss_mib:.0f} | {run.cpu_seconds:.1f} | {_percent(work / run.seconds / peak)} | "
                     f"{ratio if label == 'swinir restore' else '1.00x'} | "
                     f"{cpu_ratio if label == 'swinir restore' else '1.00x'} |"
                 )
