@@ -20,6 +20,7 @@ from swinir import engine
 from swinir.engine import ENSEMBLE_TRANSFORMS, axis_weights, restore
 from swinir.errors import SwinIRError
 from swinir.io import SwinIRNotice, read_image
+from swinir.model import cpu as swinir_cpu
 from swinir.model import native_bf16
 from swinir.tiling import plan_axis, round_tile
 
@@ -373,7 +374,7 @@ class OverflowsInReducedPrecision(nn.Module):
 def test_non_finite_tiles_are_recomputed_in_fp32(
     dn: nn.Module, crop: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine, "native_bf16", lambda: True)  # bf16 runs (emulated) also without it
+    monkeypatch.setattr(swinir_cpu, "native_bf16", lambda: True)  # bf16 runs (emulated) also without it
     model = OverflowsInReducedPrecision(dn)
     img = crop[:24, :24].astype(np.float32) / 255
     with pytest.warns(SwinIRNotice, match=r"4 of 4 tile\(s\) overflowed in bfloat16 and were recomputed in fp32"):

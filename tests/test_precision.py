@@ -191,12 +191,17 @@ def test_restore_summary_says_what_ran(
         argv = ["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / asked), "--model", str(tiny_x2_checkpoint)]
         assert main([*argv, "--precision", asked]) == 0
         summary = capsys.readouterr().out.strip().splitlines()[-1]
-        if not native:
+        if not native:  # fp16 falls back twice: to bf16 on a CPU, then to fp32; each step says why
+            fp16_step = "fp16 is not supported on CPU: using bf16 instead (same speed-up, wider range); "
             assert summary.endswith(
-                f"; precision fp32 (--precision {asked}: this CPU has no native bf16 (AVX512-BF16 or AMX))"
+                f"; precision fp32 (--precision {asked}: {fp16_step if asked == 'fp16' else ''}this CPU has no native "
+                "bf16 (AVX512-BF16 or AMX), where bf16 runs ~5x slower than fp32: using fp32)"
             )
         elif asked == "fp16":
-            assert summary.endswith("; precision bf16 (--precision fp16: fp16 is not supported on CPU)")
+            assert summary.endswith(
+                "; precision bf16 (--precision fp16: fp16 is not supported on CPU: using bf16 instead (same speed-up, "
+                "wider range))"
+            )
         else:
             assert summary.endswith(f"; precision {ran}")
 

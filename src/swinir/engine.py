@@ -32,10 +32,10 @@ from swinir.errors import SwinIRError
 from swinir.finish import apply_strength_tensor, resize_tensor
 from swinir.fit import TileOutOfMemory, auto_tile, is_oom, smaller_tile
 from swinir.io import BT601, SwinIRNotice, max_value
-from swinir.model.cpu import native_bf16
 from swinir.model.progress import reporting
 from swinir.options import RestoreOptions
 from swinir.precision import choose as choose_precision
+from swinir.precision import fallbacks as precision_fallbacks
 from swinir.tiling import plan_axis, round_tile
 
 __all__ = [
@@ -136,16 +136,12 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     dt = PRECISIONS[key]
     if dt == torch.float32:
         return None
-    if dt == torch.float16 and device.type == "cpu":
-        _notice("fp16 is not supported on CPU: using bf16 instead (same speed-up, wider range)")
-        dt = torch.bfloat16
-    if dt == torch.bfloat16 and device.type == "cpu" and not native_bf16():
-        _notice("this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 runs ~5x slower than fp32: using fp32")
-        return None
-    if dt == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        _notice("this GPU has no bf16 support: using fp16 (non-finite tiles are recomputed in fp32)")
-        dt = torch.float16
-    return dt
+    steps = precision_fallbacks("bf16" if dt == torch.bfloat16 else "fp16", device.type)
+    for _, why in steps:
+        _notice(why)
+    if steps:
+        dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[steps[-1][0]]
+    return None if dt == torch.float32 else dt
 
 
 # ---------------------------------------------------------------------------------------------------

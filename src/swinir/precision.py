@@ -26,7 +26,16 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["AUTO", "MIN_BF16_PSNR_DB", "FP32_UNDER_AUTO", "FP32_HINT", "Choice", "choose", "weights_digest"]
+__all__ = [
+    "AUTO",
+    "MIN_BF16_PSNR_DB",
+    "FP32_UNDER_AUTO",
+    "FP32_HINT",
+    "Choice",
+    "choose",
+    "fallbacks",
+    "weights_digest",
+]
 
 AUTO = "auto"
 # bf16 output against fp32 output, PSNR over real photos; under this auto keeps fp32 for the model
@@ -84,22 +93,26 @@ def _device_of(model: nn.Module, device: torch.device | str | None) -> str:
     return "cpu" if p is None else p.device.type
 
 
-def _fallback(name: str, dev: str) -> tuple[str, str]:
-    """What runs for an explicit precision on ``dev``, and why, as ``engine.resolve_precision`` falls back."""
-    why = ""
+def fallbacks(name: str, dev: str) -> list[tuple[str, str]]:
+    """The steps from an explicit precision (fp32, bf16, fp16) to the one ``dev`` (a device type) runs: each
+    (precision, the notice saying why), in order; empty when ``name`` runs as it is. The one place that knows
+    them: ``engine.resolve_precision`` runs the last and says each, a run's summary names the last."""
+    steps: list[tuple[str, str]] = []
     if name == "fp16" and dev == "cpu":
-        name, why = "bf16", "fp16 is not supported on CPU"
+        name = "bf16"
+        steps.append((name, "fp16 is not supported on CPU: using bf16 instead (same speed-up, wider range)"))
     if name == "bf16" and dev == "cpu":
         from swinir.model.cpu import native_bf16
 
         if not native_bf16():
-            return "fp32", "this CPU has no native bf16 (AVX512-BF16 or AMX)"
-    if name == "bf16" and dev == "cuda":
+            why = "this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 runs ~5x slower than fp32: using fp32"
+            steps.append(("fp32", why))
+    elif name == "bf16" and dev == "cuda":
         import torch
 
         if not torch.cuda.is_bf16_supported():
-            return "fp16", "this GPU has no bf16 support"
-    return name, why
+            steps.append(("fp16", "this GPU has no bf16 support: using fp16 (non-finite tiles are recomputed in fp32)"))
+    return steps
 
 
 def choose(requested: str, model: nn.Module, device: torch.device | str | None = None) -> Choice:
@@ -110,8 +123,8 @@ def choose(requested: str, model: nn.Module, device: torch.device | str | None =
     key = str(requested).lower()
     if key != AUTO:
         name = _CANONICAL.get(key, key)
-        runs, why = _fallback(name, _device_of(model, device))
-        return Choice(name, False, why, runs if runs != name else "")
+        steps = fallbacks(name, _device_of(model, device))
+        return Choice(name, False, "; ".join(why for _, why in steps), steps[-1][0] if steps else "")
     from swinir.model.cpu import native_bf16
 
     dev = _device_of(model, device)
